@@ -1,0 +1,1 @@
+"""Evidence agent: the station daemon and its core (detection, ingest, catalog, custody log, storage)."""

@@ -1,0 +1,1 @@
+"""The catalog: SQL tables (SQLite or PostgreSQL), migrations, sessions and queries."""

@@ -1,0 +1,205 @@
+"""Catalog tables, one SQLModel class per entity; times are timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and gives them back aware; refuses naive ones."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog; use an aware UTC time")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class Unit(SQLModel, table=True):
+    __tablename__ = "units"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=32)
+    name: str = ""
+
+
+class Officer(SQLModel, table=True):
+    __tablename__ = "officers"
+    id: int | None = Field(default=None, primary_key=True)
+    badge: str = Field(unique=True, max_length=32)
+    name: str = ""
+    unit_id: int | None = Field(default=None, foreign_key="units.id")
+
+
+class Recorder(SQLModel, table=True):
+    __tablename__ = "recorders"
+    id: int | None = Field(default=None, primary_key=True)
+    serial: str = Field(unique=True, max_length=64)
+    vendor: str = ""
+    model: str = ""
+    usb_serial: str | None = Field(default=None, index=True)
+    unit_id: int | None = Field(default=None, foreign_key="units.id")
+    enrolled: bool = False  # enrolled by a supervisor; unenrolled rows are recorders seen on ingest
+    enrolled_at: datetime | None = _time(default=None)
+    last_docked_at: datetime | None = _time(default=None)
+
+
+class RecorderAssignment(SQLModel, table=True):
+    """Who held which recorder when: footage is attributed by the assignment at recording time."""
+
+    __tablename__ = "recorder_assignments"
+    id: int | None = Field(default=None, primary_key=True)
+    recorder_id: int = Field(foreign_key="recorders.id", index=True)
+    officer_id: int = Field(foreign_key="officers.id", index=True)
+    start: datetime = _time()
+    end: datetime | None = _time(default=None)
+    actor: str = ""
+    reason: str = ""
+
+
+class DockSession(SQLModel, table=True):
+    __tablename__ = "dock_sessions"
+    id: str = Field(primary_key=True, max_length=36)
+    station_id: str = Field(index=True, max_length=64)
+    recorder_id: int | None = Field(default=None, foreign_key="recorders.id", index=True)
+    source: str = ""  # folder, usb, cli
+    volume: str = ""
+    actor: str = ""
+    started_at: datetime = _time()
+    finished_at: datetime | None = _time(default=None)
+    state: str = "running"  # running, finished, failed, interrupted
+    clock_skew_seconds: float | None = None
+    files_seen: int = 0
+    clips_new: int = 0
+    clips_known: int = 0
+    files_not_ingested: int = 0
+    error: str | None = None
+
+
+class Clip(SQLModel, table=True):
+    __tablename__ = "clips"
+    __table_args__ = (
+        sa.Index("ix_clips_officer_start", "officer_id", "recorded_start"),
+        sa.Index("ix_clips_recorder_start", "recorder_id", "recorded_start"),
+        sa.Index("ix_clips_unit_start", "unit_id", "recorded_start"),
+    )
+    id: str = Field(primary_key=True, max_length=36)
+    sha256: str = Field(unique=True, max_length=64)
+    sm3: str | None = Field(default=None, max_length=64)
+    size: int = Field(sa_type=sa.BigInteger)
+    media_kind: str = ""  # video, photo, audio
+    source_path: str = ""  # as shown to people (undecodable bytes escaped)
+    source_path_bytes: bytes = Field(sa_type=sa.LargeBinary)  # exactly as on the recorder
+    source_mtime: datetime | None = _time(default=None)
+    format_name: str | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration_seconds: float | None = None
+    recorded_start: datetime | None = _time(default=None, index=True)
+    recorded_end: datetime | None = _time(default=None)
+    time_source: str = ""  # filename, container, file_mtime
+    clock_skew_seconds: float | None = None
+    important: bool = False
+    unit_id: int | None = Field(default=None, foreign_key="units.id")
+    recorder_id: int | None = Field(default=None, foreign_key="recorders.id")
+    officer_id: int | None = Field(default=None, foreign_key="officers.id")
+    dock_session_id: str | None = Field(default=None, foreign_key="dock_sessions.id")
+    station_id: str = Field(max_length=64)
+    ingested_at: datetime = _time()  # hashed and catalogued: the 24-hour clock stops here
+    stored_at: datetime | None = _time(default=None)
+    state: str = Field(default="spooled", index=True)  # spooled, stored, deleted
+    flags: str = "[]"  # JSON list of flag names, sorted
+    retention_class: str = "standard"
+    retention_until: datetime | None = _time(default=None)
+    legal_hold: bool = False
+
+
+class ClipSource(SQLModel, table=True):
+    """Each time a file was found on a recorder: lets a re-dock skip files already read."""
+
+    __tablename__ = "clip_sources"
+    __table_args__ = (sa.UniqueConstraint("recorder_id", "source_path_bytes", "size", "mtime_ns"),)
+    id: int | None = Field(default=None, primary_key=True)
+    clip_id: str = Field(foreign_key="clips.id", index=True)
+    recorder_id: int | None = Field(default=None, foreign_key="recorders.id")
+    source_path_bytes: bytes = Field(sa_type=sa.LargeBinary)
+    size: int = Field(sa_type=sa.BigInteger)
+    mtime_ns: int = Field(sa_type=sa.BigInteger)
+    dock_session_id: str | None = Field(default=None, foreign_key="dock_sessions.id")
+    seen_at: datetime = _time()
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "cases"
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, max_length=64)
+    title: str = ""
+    parties: str = "[]"  # JSON list
+    cause_of_action: str = ""
+    enforcement_type: str = ""
+    unit_id: int | None = Field(default=None, foreign_key="units.id")
+    handling_officers: str = "[]"  # JSON list of badges
+    action_start: datetime | None = _time(default=None)
+    action_end: datetime | None = _time(default=None)
+    created_at: datetime = _time()
+    closed_at: datetime | None = _time(default=None)
+    state: str = "open"
+
+
+class CaseClip(SQLModel, table=True):
+    __tablename__ = "case_clips"
+    case_id: int = Field(foreign_key="cases.id", primary_key=True)
+    clip_id: str = Field(foreign_key="clips.id", primary_key=True)
+    linked_at: datetime = _time()
+    actor: str = ""
+    reason: str = ""
+
+
+class CustodyEntry(SQLModel, table=True):
+    """One leaf of a station's custody log: the RFC 8785 bytes of an event and their leaf hash."""
+
+    __tablename__ = "custody_entries"
+    station_id: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    entry: bytes = Field(sa_type=sa.LargeBinary)
+    leaf_hash: bytes = Field(sa_type=sa.LargeBinary)
+    event_type: str = Field(max_length=64)
+    subject_id: str | None = Field(default=None, index=True, max_length=64)
+    recorded_at: datetime = _time()
+
+
+class CustodyHead(SQLModel, table=True):
+    """The tree state of a station's log; locking this row serialises the station's appends."""
+
+    __tablename__ = "custody_heads"
+    station_id: str = Field(primary_key=True, max_length=64)
+    size: int = Field(default=0, sa_type=sa.BigInteger)
+    frontier: bytes = Field(default=b"", sa_type=sa.LargeBinary)  # concatenated subtree roots
+
+
+class CustodyCheckpoint(SQLModel, table=True):
+    __tablename__ = "custody_checkpoints"
+    station_id: str = Field(primary_key=True, max_length=64)
+    size: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    note: str
+    created_at: datetime = _time()

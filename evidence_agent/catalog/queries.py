@@ -1,0 +1,223 @@
+"""Read-only catalog queries shared by the CLI and the review tools: clip listings and status."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, func, select
+
+from evidence_agent.catalog.models import Clip, DockSession, Officer, Recorder, Unit
+from evidence_agent.custody.events import format_time
+from evidence_agent.domain.deadline import DeadlineRule, DeadlineState, deadline_state
+from evidence_agent.domain.flags import Flag
+
+
+@dataclass(frozen=True)
+class ClipView:
+    clip: Clip
+    recorder: str | None
+    officer: str | None
+    officer_name: str | None
+    unit: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.clip
+        return {
+            "id": c.id,
+            "sha256": c.sha256,
+            "sm3": c.sm3,
+            "size": c.size,
+            "media_kind": c.media_kind,
+            "source_path": c.source_path,
+            "recorder": self.recorder,
+            "officer": self.officer,
+            "officer_name": self.officer_name,
+            "unit": self.unit,
+            "recorded_start": _t(c.recorded_start),
+            "recorded_end": _t(c.recorded_end),
+            "time_source": c.time_source,
+            "duration_seconds": c.duration_seconds,
+            "video_codec": c.video_codec,
+            "audio_codec": c.audio_codec,
+            "width": c.width,
+            "height": c.height,
+            "important": c.important,
+            "ingested_at": _t(c.ingested_at),
+            "stored_at": _t(c.stored_at),
+            "state": c.state,
+            "flags": json.loads(c.flags),
+            "retention_class": c.retention_class,
+            "retention_until": _t(c.retention_until),
+            "station": c.station_id,
+        }
+
+
+def _t(value: datetime | None) -> str | None:
+    return format_time(value) if value is not None else None
+
+
+def clip_views(
+    session: Session,
+    *,
+    officer: str | None = None,
+    recorder: str | None = None,
+    unit: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    state: str | None = None,
+    important: bool | None = None,
+    clip_ids: list[str] | None = None,
+    limit: int | None = None,
+) -> list[ClipView]:
+    """Clips with their recorder, officer and unit, newest recording first."""
+    rec, off, un = aliased(Recorder), aliased(Officer), aliased(Unit)
+    query = (
+        select(Clip, rec, off, un)
+        .outerjoin(rec, col(Clip.recorder_id) == rec.id)
+        .outerjoin(off, col(Clip.officer_id) == off.id)
+        .outerjoin(un, col(Clip.unit_id) == un.id)
+    )
+    if officer is not None:
+        query = query.where(off.badge == officer)
+    if recorder is not None:
+        query = query.where(rec.serial == recorder)
+    if unit is not None:
+        query = query.where(un.code == unit)
+    if since is not None:
+        query = query.where(col(Clip.recorded_end) >= since)
+    if until is not None:
+        query = query.where(col(Clip.recorded_start) < until)
+    if state is not None:
+        query = query.where(Clip.state == state)
+    if important is not None:
+        query = query.where(Clip.important == important)
+    if clip_ids is not None:
+        query = query.where(col(Clip.id).in_(clip_ids))
+    query = query.order_by(col(Clip.recorded_start).desc(), col(Clip.id))
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        ClipView(
+            c,
+            r.serial if r else None,
+            o.badge if o else None,
+            o.name if o else None,
+            u.code if u else None,
+        )
+        for c, r, o, u in session.exec(query)
+    ]
+
+
+def find_clip(session: Session, ref: str) -> Clip | None:
+    """A clip by id, unique id prefix (at least 6 characters) or SHA-256."""
+    clip = session.get(Clip, ref)
+    if clip is not None:
+        return clip
+    if len(ref) == 64:
+        return session.exec(select(Clip).where(Clip.sha256 == ref.lower())).first()
+    if len(ref) >= 6:
+        rows = list(session.exec(select(Clip).where(col(Clip.id).startswith(ref)).limit(2)))
+        if len(rows) == 1:
+            return rows[0]
+    return None
+
+
+@dataclass
+class StatusView:
+    now: datetime
+    spooled_clips: int
+    spooled_bytes: int
+    oldest_spooled: datetime | None
+    running_docks: list[dict[str, Any]]
+    late: dict[tuple[str, str], int]  # (unit, officer) -> clips catalogued over the limit
+    approaching: dict[tuple[str, str], int]  # (unit, officer) -> clips not stored, past warn
+    clips_total: int
+    last_stored_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        def rows(counts: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
+            return [{"unit": u, "officer": o, "clips": n} for (u, o), n in sorted(counts.items())]
+
+        return {
+            "now": format_time(self.now),
+            "clips_total": self.clips_total,
+            "backlog": {
+                "spooled_clips": self.spooled_clips,
+                "spooled_bytes": self.spooled_bytes,
+                "oldest_spooled_at": _t(self.oldest_spooled),
+            },
+            "docks_running": self.running_docks,
+            "over_24_hours": rows(self.late),
+            "approaching_24_hours": rows(self.approaching),
+            "last_stored_at": _t(self.last_stored_at),
+        }
+
+
+def station_status(session: Session, now: datetime, rule: DeadlineRule) -> StatusView:
+    spooled = session.exec(
+        select(
+            func.count(), func.coalesce(func.sum(Clip.size), 0), func.min(Clip.ingested_at)
+        ).where(Clip.state == "spooled")
+    ).one()
+    total = session.exec(select(func.count()).select_from(Clip)).one()
+    last_stored = session.exec(select(func.max(Clip.stored_at))).one()
+    docks = [
+        {
+            "dock_session": d.id,
+            "volume": d.volume,
+            "source": d.source,
+            "started_at": _t(d.started_at),
+        }
+        for d in session.exec(select(DockSession).where(DockSession.state == "running"))
+    ]
+    unit_alias = aliased(Unit)
+    late: dict[tuple[str, str], int] = defaultdict(int)
+    for badge, unit_code, count in session.exec(
+        select(Officer.badge, unit_alias.code, func.count())
+        .select_from(Clip)
+        .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
+        .outerjoin(unit_alias, col(Clip.unit_id) == unit_alias.id)
+        .where(col(Clip.flags).contains(f'"{Flag.LATE.value}"'))
+        .group_by(Officer.badge, unit_alias.code)
+    ):
+        late[(unit_code or "-", badge or "-")] += count
+    # Catalogued clips have met (or missed) the rule already; those still in the spool owe
+    # the store step, and are shown once they pass the warning time.
+    approaching: dict[tuple[str, str], int] = defaultdict(int)
+    for clip, badge, unit_code in session.exec(
+        select(Clip, Officer.badge, unit_alias.code)
+        .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
+        .outerjoin(unit_alias, col(Clip.unit_id) == unit_alias.id)
+        .where(Clip.state == "spooled")
+    ):
+        state = deadline_state(clip.recorded_end, clip.ingested_at, clip.stored_at, now, rule)
+        if state is DeadlineState.APPROACHING:
+            approaching[(unit_code or "-", badge or "-")] += 1
+    _, _, oldest = spooled
+    return StatusView(
+        now=now,
+        spooled_clips=spooled[0],
+        spooled_bytes=int(spooled[1]),
+        oldest_spooled=_aware(oldest),
+        running_docks=docks,
+        late=dict(late),
+        approaching=dict(approaching),
+        clips_total=total,
+        last_stored_at=_aware(last_stored),
+    )
+
+
+def _aware(value: Any) -> datetime | None:
+    """Aggregates bypass the column type on SQLite and come back as naive text or datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -1,0 +1,348 @@
+"""The `evidence-agent` command: parses arguments, calls services, turns errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import typer
+
+from evidence_agent.config import Settings, load_settings
+from evidence_agent.errors import EvidenceError, ExitCode
+
+app = typer.Typer(
+    name="evidence-agent",
+    help="Evidence ingestion for body-worn recorders: dock, hash, tag, store write-once, keep custody.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+clips_app = typer.Typer(help="Clips in the catalog.", no_args_is_help=True)
+config_app = typer.Typer(help="The station configuration.", no_args_is_help=True)
+app.add_typer(clips_app, name="clips")
+app.add_typer(config_app, name="config")
+
+log = logging.getLogger("evidence_agent")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
+
+
+@dataclass
+class Context:
+    config_path: Path | None
+    verbose: bool
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+def _ctx(ctx: typer.Context) -> Context:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Context)
+    return obj
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Configuration file (else $EVIDENCE_AGENT_CONFIG, else defaults).",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")
+    ] = False,
+) -> None:
+    ctx.obj = Context(config, verbose)
+    _configure_logging("DEBUG" if verbose else "WARNING", verbose)
+
+
+def _configure_logging(level: str, verbose: bool) -> None:
+    """Our own logger only (never the root logger), to stderr; journald adds its own timestamps."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel("DEBUG" if verbose else level)
+    log.propagate = False
+
+
+class _JournalFormatter(logging.Formatter):
+    """sd-daemon priority prefixes so journald keeps each line's level."""
+
+    _PRIORITY: ClassVar[dict[str, int]] = {
+        "DEBUG": 7,
+        "INFO": 6,
+        "WARNING": 4,
+        "ERROR": 3,
+        "CRITICAL": 2,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self._PRIORITY.get(record.levelname, 6)}>{super().format(record)}"
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+@contextmanager
+def _station(ctx: typer.Context, *, actor: str | None = None) -> Iterator[Any]:
+    from evidence_agent.station import open_station
+
+    station = open_station(_ctx(ctx).settings, actor=actor)
+    try:
+        yield station
+    finally:
+        station.close()
+
+
+# ---------------------------------------------------------------- ingest
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A mounted recorder volume (a directory).")],
+    recorder: Annotated[
+        str | None,
+        typer.Option("--recorder", help="Recorder serial, when the volume has no identity file."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest a mounted recorder volume: copy once, hash, tag, catalogue, store, verify."""
+    from evidence_agent.ingest import ingest_volume, plan_bytes
+    from evidence_agent.storing import StoreWorker
+
+    if not path.is_dir():
+        raise EvidenceError(
+            f"{path} is not a directory", remedy="give the mount point of the recorder volume"
+        )
+    with _station(ctx) as station:
+        worker = StoreWorker(station).start()
+        show_bar = sys.stderr.isatty() and not as_json
+        try:
+            if show_bar:
+                with typer.progressbar(
+                    length=plan_bytes(path, station), label="ingesting", file=sys.stderr
+                ) as bar:
+                    report = ingest_volume(
+                        station,
+                        path,
+                        recorder_serial=recorder,
+                        progress=bar.update,
+                        on_clip=worker.submit,
+                    )
+            else:
+                report = ingest_volume(
+                    station, path, recorder_serial=recorder, on_clip=worker.submit
+                )
+        finally:
+            stored = worker.finish()
+        stored_ids = set(stored.stored)
+        result = report.to_json()
+        for clip in result["clips"]:
+            if clip["id"] in stored_ids:
+                clip["state"] = "stored"
+        result["store"] = stored.to_json()
+        code = report.exit_code
+        if stored.failed:
+            code = max(code, ExitCode.WARNING)
+            report.warnings.append(
+                f"{len(stored.failed)} clip(s) stay in the spool until the store is reachable "
+                "(`evidence-agent store` retries)"
+            )
+        if stored.integrity_failures:
+            code = ExitCode.INTEGRITY
+        if as_json:
+            result["warnings"] = report.warnings
+            emit_json(result)
+        else:
+            _print_ingest(result, report.warnings)
+        if code:
+            raise typer.Exit(int(code))
+
+
+def _print_ingest(result: dict[str, Any], warnings: list[str]) -> None:
+    new = [c for c in result["clips"] if c["outcome"] == "new"]
+    known = [c for c in result["clips"] if c["outcome"] != "new"]
+    out = sys.stdout
+    out.write(
+        f"recorder {result['recorder']}: {len(new)} new clip(s), {len(known)} already catalogued\n"
+    )
+    for clip in result["clips"]:
+        flags = f"  [{', '.join(clip['flags'])}]" if clip["flags"] else ""
+        out.write(
+            f"  {clip['id'][:8]}  {clip['sha256'][:16]}  {clip['state']:<8} {clip['source_path']}{flags}\n"
+        )
+    for item in result["not_ingested"]:
+        out.write(f"  not ingested: {item['source_path']} ({item['reason']}: {item['detail']})\n")
+    for failure in result["store"]["integrity_failures"].values():
+        out.write(f"  INTEGRITY FAILURE: {failure}\n")
+    for warning in warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+
+
+@app.command()
+def store(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Store every clip still waiting in the spool, verifying each against its ingest hash."""
+    from evidence_agent.storing import store_pending
+
+    with _station(ctx) as station:
+        report = store_pending(station)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        sys.stdout.write(
+            f"stored {len(report.stored)} clip(s); {len(report.failed)} still waiting\n"
+        )
+        for sha, msg in {**report.failed, **report.integrity_failures}.items():
+            sys.stdout.write(f"  {sha[:16]}: {msg}\n")
+    if report.integrity_failures:
+        raise typer.Exit(int(ExitCode.INTEGRITY))
+    if report.failed:
+        raise typer.Exit(int(ExitCode.WARNING))
+
+
+# ---------------------------------------------------------------- clips and status
+
+
+@clips_app.command("list")
+def clips_list(
+    ctx: typer.Context,
+    officer: Annotated[str | None, typer.Option(help="Officer badge.")] = None,
+    recorder: Annotated[str | None, typer.Option(help="Recorder serial.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Unit code.")] = None,
+    state: Annotated[str | None, typer.Option(help="spooled or stored.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many clips.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List clips with their hash, source, recorder, officer, unit, times, state and flags."""
+    from evidence_agent.catalog.queries import clip_views
+
+    settings = _ctx(ctx).settings
+    with _station(ctx) as station, station.reading() as session:
+        views = clip_views(
+            session, officer=officer, recorder=recorder, unit=unit, state=state, limit=limit
+        )
+    if as_json:
+        emit_json([v.to_json() for v in views])
+        return
+    from evidence_agent.display import clip_table
+
+    sys.stdout.write(clip_table([v.to_json() for v in views], settings.tz))
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Backlog, running docks, and per unit and officer the clips over or near 24 hours."""
+    from evidence_agent.catalog.queries import station_status
+    from evidence_agent.domain.deadline import DeadlineRule
+
+    settings = _ctx(ctx).settings
+    rule = DeadlineRule(
+        limit=timedelta(hours=settings.deadline.limit_hours),
+        warn=timedelta(hours=settings.deadline.warn_hours),
+    )
+    with _station(ctx) as station, station.reading() as session:
+        view = station_status(session, station.clock.now(), rule)
+    data = view.to_json()
+    data["station"] = settings.station_id
+    data["store"] = station.store.describe()
+    if as_json:
+        emit_json(data)
+        return
+    from evidence_agent.display import status_text
+
+    sys.stdout.write(status_text(data, settings))
+
+
+# ---------------------------------------------------------------- daemon and demo
+
+
+@app.command()
+def run(ctx: typer.Context) -> None:
+    """Run the docking daemon: ingest every recorder volume that appears, with no action by anyone."""
+    from evidence_agent.daemon import run_daemon
+
+    settings = _ctx(ctx).settings
+    _configure_logging(settings.log_level, _ctx(ctx).verbose)
+    run_daemon(settings)
+
+
+@app.command("demo-recorder")
+def demo_recorder(
+    directory: Annotated[Path, typer.Argument(help="Where to make the recorder volume (created).")],
+    serial: Annotated[str, typer.Option(help="Recorder serial (7 characters).")] = "A123456",
+    badge: Annotated[str, typer.Option(help="Officer badge (6 digits).")] = "100231",
+    clips: Annotated[int, typer.Option(help="Number of normal video clips.")] = 3,
+) -> None:
+    """Make a realistic recorder volume (clips, an important clip, a corrupt one, a photo, an identity file)."""
+    from evidence_agent.demo_recorder import make_demo_recorder
+
+    volume = make_demo_recorder(directory, serial=serial, badge=badge, clips=clips)
+    sys.stdout.write(f"demo recorder volume made at {volume.root}\n")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@config_app.command("validate")
+def config_validate(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Check the configuration; every bad key is named in one message."""
+    settings = _ctx(ctx).settings
+    if as_json:
+        emit_json({"valid": True, "source": str(settings.source) if settings.source else None})
+    else:
+        where = settings.source or "built-in defaults and environment"
+        sys.stdout.write(f"configuration is valid ({where})\n")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective settings as JSON (no secrets are ever in them)."""
+    from dataclasses import asdict
+
+    emit_json(json.loads(json.dumps(asdict(_ctx(ctx).settings), default=str)))
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry: run the command, map every expected failure to its message and exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="evidence-agent")  # usage errors and typer.Exit end here
+    except EvidenceError as e:
+        if "--verbose" in args or "-v" in args:
+            log.exception("failed")
+        sys.stderr.write(f"error: {e.message}\n")
+        if e.remedy:
+            sys.stderr.write(f"  remedy: {e.remedy}\n")
+        sys.exit(int(e.exit_code))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The tamper-evident custody log: canonical JSON leaves, a Merkle tree, signed checkpoints."""

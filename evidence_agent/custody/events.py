@@ -1,0 +1,59 @@
+"""Custody events: who did what to which piece of evidence, when and why, as canonical JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from evidence_agent.custody.canonical import canonical_json
+
+EVENT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CustodyEvent:
+    """One action on evidence. `subject_kind` is clip, case, recorder, dock, station or key."""
+
+    type: str
+    subject_kind: str
+    subject_id: str
+    actor: str
+    reason: str
+    sha256: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def entry_document(
+    event: CustodyEvent, *, station_id: str, seq: int, time: datetime
+) -> dict[str, Any]:
+    """The leaf's JSON document; everything an auditor needs is inside it."""
+    doc: dict[str, Any] = {
+        "v": EVENT_VERSION,
+        "station": station_id,
+        "seq": seq,
+        "time": format_time(time),
+        "type": event.type,
+        "subject": {"kind": event.subject_kind, "id": event.subject_id},
+        "actor": event.actor,
+        "reason": event.reason,
+        "data": event.data,
+    }
+    if event.sha256 is not None:
+        doc["sha256"] = event.sha256
+    return doc
+
+
+def encode_entry(event: CustodyEvent, *, station_id: str, seq: int, time: datetime) -> bytes:
+    return canonical_json(entry_document(event, station_id=station_id, seq=seq, time=time))
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 UTC with microseconds: one spelling per instant, so hashes are stable."""
+    if value.tzinfo is None:
+        raise ValueError("custody times must be timezone-aware")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

@@ -1,0 +1,95 @@
+"""Local directory object store: content-addressed, written once, read-only files."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from evidence_agent.errors import IntegrityError, NotFoundError, StorageError
+from evidence_agent.ports import StoredObject
+from evidence_agent.spool import check_digest, fsync_dir, hash_file
+
+
+class LocalObjectStore:
+    """Objects at <root>/sha256/<aa>/<bb>/<sha256>, mode 0444, never overwritten.
+
+    This is the embedded default for one station. It protects against mistakes, not against
+    root on the same machine: real write-once storage is the S3 backend with Object Lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return f"local store {self.root}"
+
+    def _path(self, sha256: str) -> Path:
+        return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+    def put(
+        self, sha256: str, source: Path, size: int, retain_until: datetime | None
+    ) -> StoredObject:
+        final = self._path(sha256)
+        if final.exists():
+            return self.verify(sha256)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.parent / f".{uuid.uuid4().hex}.tmp"
+            try:
+                # Same file system: a hard link stores the spool copy without writing it again.
+                os.link(source, tmp)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                with source.open("rb") as src, tmp.open("xb") as dst:
+                    shutil.copyfileobj(src, dst, 4 << 20)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            os.chmod(tmp, 0o444)
+            try:
+                os.link(tmp, final)  # fails if the name exists: never an overwrite
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+            fsync_dir(final.parent)
+        except OSError as e:
+            raise StorageError(
+                f"cannot write object {sha256} to {self.root}: {e.strerror}",
+                remedy="check store.local_dir is writable and has space; the spool keeps the copy",
+            ) from e
+        return self.verify(sha256)
+
+    def verify(self, sha256: str) -> StoredObject:
+        path = self._path(sha256)
+        try:
+            size = path.stat().st_size
+            actual = hash_file(path)
+        except FileNotFoundError as e:
+            raise IntegrityError(f"stored object {sha256} is missing from {self.root}") from e
+        except OSError as e:
+            raise StorageError(f"cannot read stored object {sha256}: {e.strerror}") from e
+        check_digest(sha256, actual, f"stored object {path}")
+        return StoredObject(key=str(path.relative_to(self.root)), size=size, sha256=actual)
+
+    def open(self, sha256: str) -> BinaryIO:
+        try:
+            return self._path(sha256).open("rb")
+        except FileNotFoundError as e:
+            raise NotFoundError(f"stored object {sha256} is not in {self.root}") from e
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).exists()
+
+    def iter_keys(self) -> Iterator[str]:
+        base = self.root / "sha256"
+        if not base.exists():
+            return
+        for path in sorted(base.glob("*/*/*")):
+            if len(path.name) == 64 and not path.name.startswith("."):
+                yield path.name

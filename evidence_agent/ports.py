@@ -1,0 +1,82 @@
+"""Ports: the small interfaces the service layer needs from the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from evidence_agent.domain.media import MediaInfo
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Aware UTC now."""
+        ...
+
+
+class Prober(Protocol):
+    def probe(self, path: Path) -> MediaInfo:
+        """Media facts of a file; raises InputError when the file is not readable media."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str  # hex, as the store reports it (or as read back)
+
+
+class ObjectStore(Protocol):
+    """Write-once evidence storage addressed by SHA-256."""
+
+    def put(
+        self, sha256: str, source: Path, size: int, retain_until: datetime | None
+    ) -> StoredObject:
+        """Store the spool file under its hash, never overwriting; idempotent for equal content."""
+        ...
+
+    def verify(self, sha256: str) -> StoredObject:
+        """Read the stored object back (or ask the server for its checksum) and check its hash.
+
+        Raises IntegrityError when the stored bytes do not hash to `sha256`."""
+        ...
+
+    def open(self, sha256: str) -> BinaryIO:
+        """A stream of the stored bytes; the caller verifies while reading."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def iter_keys(self) -> Iterator[str]:
+        """Every stored object's SHA-256 (hex)."""
+        ...
+
+    def describe(self) -> str:
+        """Where objects go, for messages (no secrets)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DockEvent:
+    """A recorder volume that appeared (or went away) at the dock; sources only enqueue these."""
+
+    kind: str  # "added" or "removed"
+    volume: Path | None  # the mounted (or to-be-mounted) volume's directory
+    source: str  # "folder", "usb", "cli"
+    device_id: str  # stable id of the device for this dock (path, or udev device path)
+    recorder_serial: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class DockSource(Protocol):
+    """Something that notices recorders arriving: a watched folder, udev, a test."""
+
+    def start(self, emit: Callable[[DockEvent], None]) -> None:
+        """Begin watching; `emit` is called from the source's own thread and must only enqueue."""
+        ...
+
+    def stop(self) -> None: ...

@@ -1,0 +1,191 @@
+"""The spool: each original read exactly once into a durable local copy, hashed on the way."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import hmac
+import os
+import shutil
+import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from evidence_agent.errors import IntegrityError, StorageError
+from evidence_agent.volume_reader import DEVICE_GONE_ERRNOS, VolumeGoneError, open_volume_file
+
+_BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes per copy
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class SpooledFile:
+    path: Path  # spool/<sha256>: durable, complete, named by its content
+    sha256: str
+    sm3: str | None
+    size: int
+    changed_during_copy: bool
+
+
+class Spool:
+    """A directory of complete copies named by SHA-256, plus an incoming area for partial ones."""
+
+    def __init__(self, root: Path, *, chunk_bytes: int = 4 << 20, sm3: bool = False) -> None:
+        self.root = root
+        self.incoming = root / ".incoming"
+        self.chunk_bytes = chunk_bytes
+        self.sm3 = sm3
+
+    def prepare(self) -> None:
+        try:
+            self.incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise StorageError(
+                f"cannot create the spool at {self.root}: {e.strerror}",
+                remedy="set paths.spool_dir (or paths.data_dir) to a writable directory",
+            ) from e
+        # A partial copy left by a crash holds nothing we can trust: the original is still on
+        # the recorder (it is never cleared before verification), so it is read again.
+        for leftover in self.incoming.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    def path_of(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not set(sha256) <= _HEX_DIGITS:
+            raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+        return self.root / sha256
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def pending(self) -> list[str]:
+        """Hashes of complete copies still waiting for the object store."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_file() and len(p.name) == 64)
+
+    def copy_in(self, volume_root: Path, rel: bytes) -> SpooledFile:
+        """Read the original once into the spool while hashing it; fsync; atomic rename.
+
+        On any failure nothing is left in the spool and nothing is returned."""
+        src = open_volume_file(volume_root, rel)
+        tmp = self.incoming / f"{uuid.uuid4().hex}.part"
+        try:
+            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            os.close(src)
+            raise _spool_error(e, self.root) from e
+        try:
+            try:
+                before = os.fstat(src)
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                sha256, sm3, copied = self._pump(src, dst)
+                after = os.fstat(src)
+                os.fsync(dst)
+            finally:
+                os.close(dst)
+                os.close(src)
+            changed = (
+                copied != before.st_size
+                or after.st_size != before.st_size
+                or after.st_mtime_ns != before.st_mtime_ns
+            )
+            final = self.path_of(sha256)
+            if final.exists():
+                # Same content already spooled (a duplicate on the recorder): keep the first.
+                tmp.unlink()
+            else:
+                os.chmod(tmp, 0o400)
+                os.rename(tmp, final)
+                fsync_dir(self.root)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return SpooledFile(final, sha256, sm3, copied, changed)
+
+    def _pump(self, src: int, dst: int) -> tuple[str, str | None, int]:
+        """Copy src to dst, hashing in a second thread so hashing overlaps the I/O."""
+        sha = hashlib.sha256()
+        sm3 = hashlib.new("sm3") if self.sm3 else None
+
+        def digest(view: memoryview) -> None:
+            sha.update(view)
+            if sm3 is not None:
+                sm3.update(view)
+
+        buffers = [bytearray(self.chunk_bytes) for _ in range(_BUFFERS)]
+        in_flight: deque[Future[None]] = deque()
+        total = 0
+        # One worker keeps hashing in order; hashlib releases the GIL on large buffers.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash") as hasher:
+            slot = 0
+            while True:
+                if len(in_flight) == _BUFFERS:
+                    in_flight.popleft().result()  # that buffer is hashed: it may be reused
+                buf = buffers[slot]
+                try:
+                    n = os.readv(src, [buf])
+                except OSError as e:
+                    if e.errno in DEVICE_GONE_ERRNOS:
+                        raise VolumeGoneError(
+                            f"recorder vanished while reading: {e.strerror}"
+                        ) from e
+                    raise
+                if n == 0:
+                    break
+                view = memoryview(buf)[:n]
+                in_flight.append(hasher.submit(digest, view))
+                try:
+                    _write_all(dst, view)
+                except OSError as e:
+                    raise _spool_error(e, self.root) from e
+                total += n
+                slot = (slot + 1) % _BUFFERS
+            while in_flight:
+                in_flight.popleft().result()
+        return sha.hexdigest(), (sm3.hexdigest() if sm3 else None), total
+
+    def remove(self, sha256: str) -> None:
+        """Reclaim a spooled copy: only ever called after a verified store."""
+        self.path_of(sha256).unlink(missing_ok=True)
+        fsync_dir(self.root)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _spool_error(e: OSError, root: Path) -> StorageError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(
+            f"the spool at {root} is full; the copy was abandoned and nothing was marked ingested",
+            remedy="free space on the spool disk (or move paths.spool_dir) and dock again: "
+            "the recorder still holds every file",
+        )
+    return StorageError(f"cannot write to the spool at {root}: {e.strerror}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_file(path: Path, chunk_bytes: int = 4 << 20) -> str:
+    """SHA-256 of a local file, streamed."""
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(chunk_bytes):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def check_digest(expected: str, actual: str, what: str) -> None:
+    """Constant-time comparison; a mismatch is an integrity failure, never a warning."""
+    if not hmac.compare_digest(expected.encode(), actual.encode()):
+        raise IntegrityError(f"{what}: SHA-256 is {actual}, expected {expected}")

@@ -1,0 +1,133 @@
+"""The composition root: one station's ports wired together from its settings."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from evidence_agent.catalog.database import migrate, open_engine
+from evidence_agent.config import Settings
+from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.custody.sql_log import SqlCustodyLog, log_origin
+from evidence_agent.errors import StorageError
+from evidence_agent.ports import Clock, ObjectStore, Prober
+from evidence_agent.spool import Spool
+from evidence_agent.station_key import load_or_create_signer
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def user_actor() -> str:
+    """The OS user running a command, as custody events name them."""
+    try:
+        return f"user:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def service_actor(station_id: str) -> str:
+    return f"service:evidence-agent@{station_id}"
+
+
+@dataclass
+class Station:
+    settings: Settings
+    engine: Engine
+    spool: Spool
+    store: ObjectStore
+    prober: Prober
+    clock: Clock
+    custody: SqlCustodyLog
+    actor: str
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """The one way to change the catalog: everything inside commits together or not at all."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with Session(self.engine) as session:
+            yield session
+
+    def record(self, session: Session, event: CustodyEvent) -> None:
+        self.custody.append(session, event)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_store(settings: Settings) -> ObjectStore:
+    if settings.store.backend == "s3":
+        from evidence_agent.s3_store import S3ObjectStore  # boto3 is only loaded when used
+
+        return S3ObjectStore(settings.store)
+    from evidence_agent.local_store import LocalObjectStore
+
+    return LocalObjectStore(settings.store.local_dir)
+
+
+def open_station(
+    settings: Settings,
+    *,
+    actor: str | None = None,
+    store: ObjectStore | None = None,
+    prober: Prober | None = None,
+    clock: Clock | None = None,
+) -> Station:
+    """Open (and on first start create) the station's data directory, catalog, spool and key."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(
+            f"cannot create the data directory {settings.data_dir}: {e.strerror}",
+            remedy="set $EVIDENCE_AGENT_DATA_DIR or paths.data_dir to a writable directory",
+        ) from e
+    engine = open_engine(settings.catalog_url)
+    migrate(engine)
+    spool = Spool(
+        settings.spool_dir, chunk_bytes=settings.ingest.chunk_bytes, sm3=settings.ingest.sm3
+    )
+    spool.prepare()
+    clock = clock or SystemClock()
+    signer, created = load_or_create_signer(settings.key_dir, log_origin(settings.station_id))
+    if prober is None:
+        from evidence_agent.ffprobe import FfprobeProber
+
+        prober = FfprobeProber()
+    station = Station(
+        settings=settings,
+        engine=engine,
+        spool=spool,
+        store=store or build_store(settings),
+        prober=prober,
+        clock=clock,
+        custody=SqlCustodyLog(settings.station_id, signer, clock),
+        actor=actor or user_actor(),
+    )
+    if created:
+        with station.transaction() as session:
+            station.record(
+                session,
+                CustodyEvent(
+                    type="key.created",
+                    subject_kind="station",
+                    subject_id=settings.station_id,
+                    actor=station.actor,
+                    reason="first start of the station: its custody log signing key was made",
+                    data={"verifier_key": signer.verifier.key_string()},
+                ),
+            )
+            station.custody.checkpoint(session)
+    return station

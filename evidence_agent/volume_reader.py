@@ -1,0 +1,213 @@
+"""Read-only access to a recorder volume: safe enumeration and opening without following links."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evidence_agent.domain.flags import SkipReason
+from evidence_agent.errors import InputError
+
+# Errors that mean the device itself went away (unplugged, reset), not that one file is bad.
+DEVICE_GONE_ERRNOS = frozenset(
+    {errno.EIO, errno.ENODEV, errno.ENXIO, errno.ESHUTDOWN, errno.ENOMEDIUM}
+)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class VolumeGoneError(InputError):
+    """The recorder vanished while it was being read; what was finished is kept, the rest resumes."""
+
+
+@dataclass(frozen=True)
+class VolumeFile:
+    """A regular file found on the volume, named by its path relative to the volume root."""
+
+    rel: bytes
+    size: int
+    mtime_ns: int
+
+    @property
+    def display(self) -> str:
+        return display_path(self.rel)
+
+    @property
+    def name(self) -> str:
+        return display_path(os.path.basename(self.rel))
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    rel: bytes
+    reason: SkipReason
+    detail: str
+
+    @property
+    def display(self) -> str:
+        return display_path(self.rel)
+
+
+@dataclass
+class VolumeListing:
+    files: list[VolumeFile] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+
+
+def display_path(raw: bytes) -> str:
+    """A path as people read it: undecodable bytes shown as \\xNN escapes, never lost."""
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def list_volume(root: Path) -> VolumeListing:
+    """Every entry under `root`: regular files to read, everything else with a reason.
+
+    Symlinks are never followed (not even to media files), other file systems mounted inside
+    the volume are not entered, and FIFOs or device files are reported, never opened."""
+    try:
+        root_fd = os.open(root, _DIR_FLAGS)
+    except OSError as e:
+        raise InputError(
+            f"cannot open recorder volume {root}: {e.strerror}",
+            remedy="check that the path is a mounted recorder volume (a directory) and readable",
+        ) from e
+    listing = VolumeListing()
+    try:
+        root_dev = os.fstat(root_fd).st_dev
+        _walk(root_fd, b"", root_dev, listing)
+    finally:
+        os.close(root_fd)
+    listing.files.sort(key=lambda f: f.rel)
+    return listing
+
+
+def _walk(dir_fd: int, prefix: bytes, root_dev: int, listing: VolumeListing) -> None:
+    try:
+        entries = list(_scandir(dir_fd))
+    except OSError as e:
+        if e.errno in DEVICE_GONE_ERRNOS:
+            raise VolumeGoneError(f"recorder vanished while listing: {e.strerror}") from e
+        listing.skipped.append(
+            SkippedEntry(prefix or b".", SkipReason.UNREADABLE, e.strerror or str(e))
+        )
+        return
+    for name in sorted(entries):
+        rel = prefix + name
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            listing.skipped.append(SkippedEntry(rel, SkipReason.VANISHED, "gone while listing"))
+            continue
+        except OSError as e:
+            if e.errno in DEVICE_GONE_ERRNOS:
+                raise VolumeGoneError(f"recorder vanished while listing: {e.strerror}") from e
+            listing.skipped.append(SkippedEntry(rel, SkipReason.UNREADABLE, e.strerror or str(e)))
+            continue
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            target = _readlink(name, dir_fd)
+            listing.skipped.append(
+                SkippedEntry(rel, SkipReason.SYMLINK, f"symbolic link to {target}, not followed")
+            )
+        elif st.st_dev != root_dev:
+            listing.skipped.append(
+                SkippedEntry(
+                    rel,
+                    SkipReason.OTHER_FILESYSTEM,
+                    "another file system mounted inside the volume",
+                )
+            )
+        elif stat.S_ISDIR(mode):
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as e:
+                listing.skipped.append(
+                    SkippedEntry(rel, SkipReason.UNREADABLE, e.strerror or str(e))
+                )
+                continue
+            try:
+                _walk(child, rel + b"/", root_dev, listing)
+            finally:
+                os.close(child)
+        elif stat.S_ISREG(mode):
+            listing.files.append(VolumeFile(rel, st.st_size, st.st_mtime_ns))
+        else:
+            listing.skipped.append(
+                SkippedEntry(rel, SkipReason.SPECIAL_FILE, f"{_kind(mode)}, not read")
+            )
+
+
+def _scandir(dir_fd: int) -> Iterator[bytes]:
+    # os.listdir on a descriptor gives str names; re-encode with the file system's codec so
+    # that names that are not UTF-8 keep their exact bytes (surrogateescape round-trips).
+    for name in os.listdir(dir_fd):
+        yield os.fsencode(name)
+
+
+def _readlink(name: bytes, dir_fd: int) -> str:
+    try:
+        return display_path(os.readlink(name, dir_fd=dir_fd))
+    except OSError:
+        return "?"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+def open_volume_file(root: Path, rel: bytes) -> int:
+    """Open a file for reading, walking each directory without following any link.
+
+    A recorder that swaps a directory for a symlink after listing cannot lead us outside
+    the volume: every component is opened relative to its parent with O_NOFOLLOW."""
+    parts = rel.split(b"/")
+    dir_fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = next_fd
+        try:
+            fd = os.open(parts[-1], _FILE_FLAGS | os.O_NOATIME, dir_fd=dir_fd)
+        except PermissionError:
+            fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=dir_fd)  # O_NOATIME needs ownership
+    finally:
+        os.close(dir_fd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise InputError(f"{display_path(rel)} is no longer a regular file ({_kind(st.st_mode)})")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_small_file(root: Path, rel: bytes, limit: int) -> bytes | None:
+    """A small file (the identity document) read safely; None when absent."""
+    try:
+        fd = open_volume_file(root, rel)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(
+                f"{display_path(rel)} is a symbolic link; refusing to follow it"
+            ) from e
+        raise InputError(f"cannot read {display_path(rel)}: {e.strerror}") from e
+    try:
+        data = os.read(fd, limit + 1)
+    finally:
+        os.close(fd)
+    return data

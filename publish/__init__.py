@@ -1,0 +1,1 @@
+"""Publish: disclosure packages for courts and review bodies, redacted derivatives, notices, statistics."""

@@ -1,0 +1,1 @@
+"""Review: cases, search, supervised retrieval, access supervision, retention, verification reports."""

@@ -1,0 +1,1 @@
+"""Real services (SeaweedFS, PostgreSQL) started by the test suite on loopback."""

@@ -1,0 +1,214 @@
+"""build_settings: defaults, validation of every key at once, environment overrides."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evidence_agent.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_FILENAME_PATTERN,
+    ENV_DATA_DIR,
+    build_settings,
+    load_settings,
+)
+from evidence_agent.errors import ConfigError, ExitCode
+
+
+def _error(raw: dict[str, Any], env: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        build_settings(raw, env or {})
+    assert info.value.exit_code == ExitCode.CONFIG
+    return info.value
+
+
+def test_defaults() -> None:
+    s = build_settings({}, {})
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", s.station_id)
+    assert s.timezone == "local"
+    assert s.tz is None
+    assert s.data_dir == DEFAULT_DATA_DIR
+    assert s.spool_dir == DEFAULT_DATA_DIR / "spool"
+    assert s.dock_dir == DEFAULT_DATA_DIR / "dock"
+    assert s.key_dir == DEFAULT_DATA_DIR / "keys"
+    assert s.catalog_url == f"sqlite:///{DEFAULT_DATA_DIR / 'catalog.sqlite3'}"
+    assert s.store.backend == "local"
+    assert s.store.local_dir == DEFAULT_DATA_DIR / "objects"
+    assert s.store.bucket is None
+    assert s.store.default_retention_days == 183
+    assert s.store.checksum_mode == "when_supported"
+    assert s.ingest.filename_patterns == (DEFAULT_FILENAME_PATTERN,)
+    assert s.ingest.identity_file == "RECORDER.JSON"
+    assert "*.mp4" in s.ingest.video_patterns
+    assert s.ingest.sm3 is False
+    assert (s.deadline.limit_hours, s.deadline.warn_hours) == (24, 20)
+    assert s.dock.sources == ("folder", "usb")
+    assert s.dock.clear_recorder is False
+    assert s.log_level == "INFO"
+    assert s.source is None
+
+
+def test_file_values_are_used() -> None:
+    s = build_settings(
+        {
+            "station": {"id": "hz-station-01", "timezone": "Asia/Shanghai"},
+            "store": {"backend": "s3", "bucket": "evidence", "default_retention_days": 365},
+            "dock": {"settle_seconds": 1, "sources": ["folder"]},
+            "log": {"level": "debug"},
+        },
+        {},
+    )
+    assert s.station_id == "hz-station-01"
+    assert str(s.tz) == "Asia/Shanghai"
+    assert (s.store.backend, s.store.bucket, s.store.default_retention_days) == (
+        "s3",
+        "evidence",
+        365,
+    )
+    assert s.dock.settle_seconds == 1.0
+    assert isinstance(s.dock.settle_seconds, float)
+    assert s.dock.sources == ("folder",)
+    assert s.log_level == "DEBUG"
+
+
+def test_every_bad_key_is_named_in_one_error() -> None:
+    raw = {
+        "station": {"id": "bad id!", "timezone": "Mars/Olympus", "colour": "red"},
+        "store": {"backend": "tape", "default_retention_days": 30, "checksum_mode": "never"},
+        "ingest": {"chunk_bytes": "big", "filename_patterns": ["(", "^[0-9]+$"], "sm3": 1},
+        "deadline": {"limit_hours": True},
+        "dock": {"sources": ["folder", "bluetooth"], "settle_seconds": -1},
+        "log": {"level": "LOUD"},
+        "nonsense": 3,
+    }
+    error = _error(raw)
+    expected = [
+        "station.id",
+        "station.timezone",
+        "station.colour: unknown key",
+        "store.backend",
+        "store.default_retention_days: must be at least 183",
+        "store.checksum_mode",
+        "ingest.chunk_bytes: expected int",
+        "ingest.filename_patterns: '(' is not a valid regex",
+        "ingest.filename_patterns: '^[0-9]+$' needs a named group",
+        "ingest.sm3: expected bool",
+        "deadline.limit_hours: expected a number, got a boolean",
+        "dock.sources: 'bluetooth'",
+        "dock.settle_seconds: must not be negative",
+        "log.level",
+        "[nonsense]: expected a table",
+    ]
+    for part in expected:
+        assert part in error.message, part
+    assert error.message.startswith(f"{len(expected)} bad configuration key(s)")
+    assert error.remedy
+
+
+def test_warning_must_come_before_the_limit() -> None:
+    error = _error({"deadline": {"limit_hours": 10, "warn_hours": 10}})
+    assert "deadline.warn_hours: must be less than deadline.limit_hours" in error.message
+
+
+def test_s3_needs_a_bucket() -> None:
+    assert "store.bucket: required" in _error({"store": {"backend": "s3"}}).message
+
+
+def test_pattern_items_must_be_strings() -> None:
+    error = _error({"ingest": {"video_patterns": ["*.mp4", 4]}})
+    assert "ingest.video_patterns: every item must be a string" in error.message
+
+
+def test_environment_overrides_file_values_and_is_typed() -> None:
+    env = {
+        "EVIDENCE_AGENT__STORE__BACKEND": "s3",
+        "EVIDENCE_AGENT__STORE__BUCKET": "evidence-bucket",
+        "EVIDENCE_AGENT__STORE__ENDPOINT": "http://127.0.0.1:8333",
+        "EVIDENCE_AGENT__DOCK__MAX_CONCURRENT": "3",
+        "EVIDENCE_AGENT__DOCK__CLEAR_RECORDER": "true",
+        "EVIDENCE_AGENT__INGEST__VIDEO_PATTERNS": '["*.MP4", "*.AVI"]',
+        "EVIDENCE_AGENT__STATION__TIMEZONE": "Asia/Shanghai",
+        "UNRELATED": "x",
+    }
+    s = build_settings({"store": {"backend": "local"}, "dock": {"max_concurrent": 8}}, env)
+    assert s.store.backend == "s3"
+    assert s.store.bucket == "evidence-bucket"
+    assert s.store.endpoint == "http://127.0.0.1:8333"
+    assert s.dock.max_concurrent == 3
+    assert s.dock.clear_recorder is True
+    assert s.ingest.video_patterns == ("*.MP4", "*.AVI")
+    assert s.timezone == "Asia/Shanghai"
+
+
+def test_bad_environment_keys_are_named() -> None:
+    env = {
+        "EVIDENCE_AGENT__STORE": "x",
+        "EVIDENCE_AGENT__STORE__NOPE": "1",
+        "EVIDENCE_AGENT__DOCK__MAX_CONCURRENT": "many",
+    }
+    message = _error({}, env).message
+    assert "EVIDENCE_AGENT__STORE: expected EVIDENCE_AGENT__SECTION__KEY" in message
+    assert "store.nope: unknown key" in message
+    assert "dock.max_concurrent: expected int, got str" in message
+
+
+def test_data_dir_moves_everything_derived_from_it(tmp_path: Path) -> None:
+    s = build_settings({}, {ENV_DATA_DIR: str(tmp_path)})
+    assert s.data_dir == tmp_path
+    assert s.spool_dir == tmp_path / "spool"
+    assert s.dock_dir == tmp_path / "dock"
+    assert s.key_dir == tmp_path / "keys"
+    assert s.store.local_dir == tmp_path / "objects"
+    assert s.catalog_url == f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+
+
+def test_data_dir_variable_wins_over_the_file_but_explicit_paths_stay(tmp_path: Path) -> None:
+    raw = {
+        "paths": {"data_dir": "/srv/elsewhere", "spool_dir": "/fast/spool"},
+        "catalog": {"url": "postgresql://db/evidence"},
+    }
+    s = build_settings(raw, {ENV_DATA_DIR: str(tmp_path)})
+    assert s.data_dir == tmp_path
+    assert s.store.local_dir == tmp_path / "objects"
+    assert s.spool_dir == Path("/fast/spool")
+    assert s.catalog_url == "postgresql://db/evidence"
+
+
+def test_empty_data_dir_variable_is_ignored() -> None:
+    assert build_settings({}, {ENV_DATA_DIR: ""}).data_dir == DEFAULT_DATA_DIR
+
+
+def test_load_settings_reads_toml_and_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('[station]\nid = "hz-01"\n[store]\nbackend = "tape"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, {})
+    assert str(path) in info.value.message
+    path.write_text('[station]\nid = "hz-01"\n', encoding="utf-8")
+    s = load_settings(None, {"EVIDENCE_AGENT_CONFIG": str(path)})
+    assert s.station_id == "hz-01"
+    assert s.source == path
+
+
+@pytest.mark.parametrize("text", ["[station\n", "\xff"])
+def test_load_settings_bad_files(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError):
+        load_settings(path, {})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml", {})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ConfigError,
+    reason="bug in config.py:166-170: env values are TOML-parsed, so a numeric-looking "
+    "string for a str key (station.id=123, store.bucket=2024) is rejected as int",
+)
+def test_numeric_looking_string_from_the_environment() -> None:
+    s = build_settings({}, {"EVIDENCE_AGENT__STATION__ID": "123"})
+    assert s.station_id == "123"
