@@ -35,7 +35,7 @@ def parse_identity(data: bytes) -> RecorderIdentity:
         raise InputError(f"identity file is {len(data)} bytes, more than {MAX_IDENTITY_BYTES}")
     try:
         doc = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise InputError(
             f"identity file is not UTF-8 JSON: {e}",
             remedy="see docs/recorder-identity.md for the format, or pass --recorder SERIAL",

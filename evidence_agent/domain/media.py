@@ -60,7 +60,7 @@ def _float(value: Any) -> float | None:
         result = float(value)
     except (TypeError, ValueError):
         return None
-    return result if result >= 0 else None
+    return result if 0 <= result < float("inf") else None
 
 
 def _int(value: Any) -> int | None:

@@ -104,11 +104,6 @@ def test_empty_groups_are_none() -> None:
     assert facts.badge is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug in filenames.py:43: str.isdigit() accepts '²', int('²') raises ValueError",
-)
 def test_non_decimal_digit_sequence_gives_no_sequence() -> None:
     patterns = compile_patterns([r"^(?P<serial>[A-Z0-9]+)_(?P<seq>\w+)\.mp4$"])
     assert parse_filename("A1_².mp4", patterns, UTC).sequence is None

@@ -1,0 +1,157 @@
+"""Ingest benchmark: `evidence-agent ingest` of a multi-GB recorder volume against `cp -r` + `sync`.
+
+Run: .venv/bin/python bench/bench_ingest.py [--gib 4] [--workdir DIR]
+Prints one JSON document on stdout (figures, machine, date); progress on stderr.
+
+Both sides copy the same files from the same disk to the same disk. The page cache is dropped
+before each measured run when the machine allows it (root), so both read from disk. The ingest
+side is the whole command as an officer's dock runs it: read once, hash (SHA-256), fsync, atomic
+rename, ffprobe, catalogue with custody events, store in the local object store and read the stored
+copy back to verify it. Peak RSS is the ingest process's own maximum resident set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from evidence_agent.demo_recorder import generate_clip
+
+MIB = 1 << 20
+# Several clip sizes, as a shift's footage has: long patrol clips and short incident clips.
+SIZES_MIB = [1024, 512, 512, 256, 256, 256, 128, 128, 128, 128, 64, 64, 64, 64, 32, 32, 32, 32, 16, 16, 16, 16]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def drop_caches() -> bool:
+    try:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def make_volume(root: Path, total_mib: int) -> int:
+    media = root / "DCIM" / "100MEDIA"
+    media.mkdir(parents=True)
+    (root / "RECORDER.JSON").write_text(
+        json.dumps({"serial": "B000001", "badge": "100231", "unit_code": "330100000000", "device_time": datetime.now(UTC).isoformat()})
+    )
+    sizes = []
+    while sum(sizes) < total_mib:
+        sizes.extend(SIZES_MIB)
+    start = datetime.now(UTC) - timedelta(hours=3)
+    made = 0
+    for i, size in enumerate(sizes):
+        if made >= total_mib:
+            break
+        seconds = 8.0
+        bitrate = int(size * MIB * 8 / seconds)
+        name = f"B000001_100231_{(start + timedelta(minutes=i)).strftime('%Y%m%d%H%M%S')}_{i + 1:04d}.MP4"
+        generate_clip(media / name, seconds=seconds, creation_time=start + timedelta(minutes=i), size="320x180", bitrate=bitrate)
+        made += (media / name).stat().st_size // MIB
+    return sum(p.stat().st_size for p in media.iterdir())
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall time and the process's peak RSS in KiB."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"{cmd[0]} failed ({code}): {stderr}")
+    return elapsed, usage.ru_maxrss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gib", type=float, default=4.0)
+    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/evidence-bench"))
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    volume = work / "volume"
+    log(f"making a {args.gib} GiB recorder volume in {volume} ...")
+    total = make_volume(volume, int(args.gib * 1024))
+    files = len(list((volume / "DCIM" / "100MEDIA").iterdir()))
+    agent = str(Path(sys.executable).with_name("evidence-agent"))
+
+    runs: list[dict[str, float]] = []
+    cache_dropped = True
+    for r in range(args.rounds):
+        dst = work / "cp-dst"
+        shutil.rmtree(dst, ignore_errors=True)
+        cache_dropped &= drop_caches()
+        cp_s, _ = timed(["sh", "-c", f"cp -r '{volume}' '{dst}' && sync"])
+        shutil.rmtree(dst)
+
+        data = work / "agent-data"
+        shutil.rmtree(data, ignore_errors=True)
+        env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data)}
+        subprocess.run([agent, "status"], env=env, check=True, capture_output=True)  # first start: key, schema
+        cache_dropped &= drop_caches()
+        ingest_s, rss_kib = timed(["sh", "-c", f"'{agent}' ingest --json '{volume}' && sync"], env=env)
+        # `sh` is the measured child; its own maxrss is tiny, so read the agent's from a direct run too.
+        shutil.rmtree(data)
+        subprocess.run([agent, "status"], env=env, check=True, capture_output=True)
+        cache_dropped &= drop_caches()
+        ingest_direct_s, rss_kib = timed([agent, "ingest", "--json", str(volume)], env=env)
+        shutil.rmtree(data)
+        runs.append({"cp_sync_s": cp_s, "ingest_s": ingest_s, "ingest_no_final_sync_s": ingest_direct_s, "peak_rss_mib": rss_kib / 1024})
+        log(f"round {r + 1}: cp+sync {cp_s:.2f}s, ingest {ingest_s:.2f}s, RSS {rss_kib / 1024:.0f} MiB")
+
+    best_cp = min(r["cp_sync_s"] for r in runs)
+    best_ingest = min(r["ingest_s"] for r in runs)
+    result = {
+        "benchmark": "ingest vs cp -r + sync",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": _cpu(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "volume": {"bytes": total, "files": files},
+        "page_cache_dropped": cache_dropped,
+        "runs": runs,
+        "best_cp_sync_s": best_cp,
+        "best_ingest_s": best_ingest,
+        "ratio": best_ingest / best_cp,
+        "target_ratio": 1.15,
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "target_rss_mib": 150,
+    }
+    print(json.dumps(result, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

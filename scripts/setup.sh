@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what the evidence agent needs on a fresh Debian machine, then a virtualenv in .venv.
+#   scripts/setup.sh          runtime: ffmpeg and the agent
+#   scripts/setup.sh --dev    also the test services and tools (PostgreSQL, umockdev, SeaweedFS, linters)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+packages=(ffmpeg python3-venv openssl util-linux)
+[ "$dev" = 1 ] && packages+=(postgresql umockdev gir1.2-umockdev-1.0 systemd sqlite3)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$dev" = 1 ]; then
+    .venv/bin/python -m pip install -q -e '.[dev]'
+else
+    .venv/bin/python -m pip install -q -e .
+fi

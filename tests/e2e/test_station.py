@@ -1,0 +1,147 @@
+"""The station as a user runs it: the `evidence-agent` command, the daemon and the dock folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import service_missing
+
+CLI = [sys.executable, "-m", "evidence_agent.cli"]
+
+
+def agent(data_dir: Path, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data_dir)}
+    env.pop("EVIDENCE_AGENT_CONFIG", None)
+    proc = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def sha256sum(path: Path) -> str:
+    out = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True).stdout
+    return out.split()[0]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("ffmpeg") is None:
+        service_missing("ffmpeg is not installed")
+    root = tmp_path_factory.mktemp("demo")
+    agent(root / "unused", "demo-recorder", str(root / "vol"), check=True)
+    return root / "vol"
+
+
+def test_daemon_ingests_a_volume_dropped_in_the_dock_folder(demo: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data), "EVIDENCE_AGENT__DOCK__SETTLE_SECONDS": "0.5"}
+    env["EVIDENCE_AGENT__DOCK__SOURCES"] = '["folder"]'
+    daemon = subprocess.Popen([*CLI, "run"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        dock = data / "dock"
+        deadline = time.monotonic() + 30
+        while not dock.is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        staged = tmp_path / "staged"
+        shutil.copytree(demo, staged)
+        staged.rename(dock / "A123456")  # a volume appearing at once, as a mount does
+
+        media = sorted(p for p in demo.rglob("*") if p.suffix in (".MP4", ".JPG", ".M4A"))
+        rows: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            proc = agent(data, "clips", "list", "--json")
+            rows = json.loads(proc.stdout) if proc.returncode == 0 else []
+            if len(rows) == len(media) and all(r["state"] == "stored" for r in rows):
+                break
+            time.sleep(0.5)
+        assert len(rows) == len(media), rows
+        expected = {str(p.relative_to(demo)): sha256sum(p) for p in media}
+        assert {r["source_path"]: r["sha256"] for r in rows} == expected
+        for row in rows:
+            for key in ("id", "size", "recorder", "officer", "unit", "recorded_start", "recorded_end", "ingested_at", "flags"):
+                assert key in row
+            assert row["recorder"] == "A123456" and row["officer"] == "100231"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr
+    assert "recorder A123456" in stderr
+
+    status = json.loads(agent(data, "status", "--json", check=True).stdout)
+    assert status["backlog"]["spooled_clips"] == 0
+    assert status["clips_total"] == len(media)
+
+
+def test_ingest_json_summary_and_exit_codes(demo: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = agent(data, "ingest", str(demo), "--json")
+    assert proc.returncode == 1, proc.stderr  # finished with warnings: a corrupt clip is flagged
+    result = json.loads(proc.stdout)
+    assert result["recorder"] == "A123456"
+    for clip in result["clips"]:
+        assert set(clip) >= {"id", "source_path", "sha256", "state", "flags"}
+        assert clip["state"] == "stored"
+        assert clip["sha256"] == sha256sum(demo / clip["source_path"])
+    assert any("unreadable_media" in c["flags"] for c in result["clips"])
+    assert {n["reason"] for n in result["not_ingested"]} == {"identity_file", "not_media"}
+    assert "INFO" not in proc.stdout  # logs never mix into JSON
+
+    again = agent(data, "ingest", str(demo), "--json")
+    assert again.returncode == 0
+    assert {c["outcome"] for c in json.loads(again.stdout)["clips"]} == {"already_ingested"}
+
+
+def test_bad_input_gets_a_message_and_exit_code_not_a_traceback(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    missing = agent(data, "ingest", str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert "not a directory" in missing.stderr and "Traceback" not in missing.stderr
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[store]\nbackend = "tape"\nsurprise = 1\n[deadline]\nwarn_hours = 30\n')
+    proc = agent(data, "--config", str(bad), "config", "validate")
+    assert proc.returncode == 4
+    for key in ("store.backend", "store.surprise", "deadline.warn_hours"):
+        assert key in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    example = Path(__file__).resolve().parents[2] / "config" / "evidence-agent.toml"
+    assert agent(data, "--config", str(example), "config", "validate").returncode == 0
+
+
+def test_example_config_documents_every_key() -> None:
+    from evidence_agent.config import _SCHEMA
+
+    example = Path(__file__).resolve().parents[2] / "config" / "evidence-agent.toml"
+    import tomllib
+
+    doc = tomllib.loads(example.read_text())
+    present = {(section, key) for section, body in doc.items() for key in body}
+    assert present == set(_SCHEMA)
+    text = example.read_text()
+    for _, key in _SCHEMA:
+        line = next(i for i, ln in enumerate(text.splitlines()) if ln.startswith(f"{key} =") or ln.startswith(f"{key}="))
+        assert text.splitlines()[line - 1].startswith("#") or "[" in text.splitlines()[line - 1], key
+
+
+def test_two_stations_side_by_side_by_data_dir(demo: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    agent(a, "ingest", str(demo))
+    assert json.loads(agent(a, "clips", "list", "--json").stdout)
+    assert json.loads(agent(b, "clips", "list", "--json").stdout) == []
+    assert (a / "catalog.sqlite3").exists() and (a / "objects").is_dir() and (a / "spool").is_dir()
+    key = a / "keys" / "station.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert hashlib.sha256(key.read_bytes()).hexdigest() != hashlib.sha256((b / "keys" / "station.key").read_bytes()).hexdigest()

@@ -1,0 +1,287 @@
+"""Ingest of real recorder volumes (ffmpeg-generated clips, real files, real disks)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
+from evidence_agent.config import Settings, build_settings
+from evidence_agent.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
+from evidence_agent.errors import ExitCode, InputError, StorageError
+from evidence_agent.ingest import ingest_volume
+from evidence_agent.spool import Spool
+from evidence_agent.station import Station, open_station
+from evidence_agent.storing import store_pending
+from tests.support import service_missing
+
+START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> DemoVolume:
+    if shutil.which("ffmpeg") is None:
+        service_missing("ffmpeg is not installed")
+    return make_demo_recorder(tmp_path_factory.mktemp("template") / "vol", start=START)
+
+
+@pytest.fixture
+def volume(demo_template: DemoVolume, tmp_path: Path) -> Path:
+    target = tmp_path / "volume"
+    shutil.copytree(demo_template.root, target)
+    return target
+
+
+def make_settings(tmp_path: Path, **paths: str) -> Settings:
+    return build_settings(
+        {"station": {"id": "test-station"}, "paths": paths},
+        {"EVIDENCE_AGENT_DATA_DIR": str(tmp_path / "data")},
+    )
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[Station]:
+    st = open_station(make_settings(tmp_path), actor="user:test")
+    yield st
+    st.close()
+
+
+def clips(station: Station) -> list[Clip]:
+    with station.reading() as session:
+        return list(session.exec(select(Clip)))
+
+
+def event_types(station: Station) -> list[str]:
+    with station.reading() as session:
+        return [e.event_type for e in session.exec(select(CustodyEntry).order_by(CustodyEntry.seq))]
+
+
+def test_demo_volume_is_ingested_hashed_tagged_and_stored(
+    station: Station, volume: Path, demo_template: DemoVolume
+) -> None:
+    report = ingest_volume(station, volume)
+    stored = store_pending(station)
+
+    originals = {str(f.path.relative_to(demo_template.root)): f for f in demo_template.media}
+    by_path = {c.source_path: c for c in clips(station)}
+    assert set(by_path) == set(originals)
+    for rel, clip in by_path.items():
+        assert clip.sha256 == sha256_of(volume / rel)
+        assert clip.state == "stored"
+        assert station.store.verify(clip.sha256).sha256 == clip.sha256
+    assert len(stored.stored) == len(originals)
+
+    corrupt = by_path[str(demo_template.corrupt.path.relative_to(demo_template.root))]
+    assert "unreadable_media" in json.loads(corrupt.flags)
+    important = by_path[str(demo_template.important.path.relative_to(demo_template.root))]
+    assert important.important and important.retention_class == "important"
+    video = by_path[str(demo_template.good_videos[0].path.relative_to(demo_template.root))]
+    assert video.video_codec == "h264" and video.audio_codec == "aac"
+    assert video.recorded_start == demo_template.good_videos[0].start
+    assert video.recorded_end is not None and video.recorded_end > video.recorded_start
+    assert video.time_source == "filename"
+    assert json.loads(video.flags) == ["late"]  # recorded two days before this test docks it
+    assert video.officer_id is not None and video.unit_id is not None and video.recorder_id is not None
+
+    not_ingested = {n.source_path: n.reason for n in report.not_ingested}
+    assert not_ingested == {"RECORDER.JSON": "identity_file", "SYSTEM/LOG.TXT": "not_media"}
+    assert report.exit_code == ExitCode.WARNING  # flagged clips need a person's attention
+    types = event_types(station)
+    assert types.count("clip.ingested") == len(originals)
+    assert types.count("clip.stored") == len(originals)
+    assert types.count("file.not_ingested") == 2
+    assert station.spool.pending() == []  # reclaimed after verified store
+
+
+def test_originals_are_not_modified(station: Station, volume: Path) -> None:
+    before = {p: (p.stat().st_mtime_ns, sha256_of(p)) for p in volume.rglob("*") if p.is_file()}
+    ingest_volume(station, volume)
+    after = {p: (p.stat().st_mtime_ns, sha256_of(p)) for p in volume.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_redock_reads_nothing_again_and_makes_no_second_clip(station: Station, volume: Path) -> None:
+    first = ingest_volume(station, volume)
+    second = ingest_volume(station, volume)
+    assert len(clips(station)) == len(first.clips)
+    assert {c.outcome for c in second.clips} == {"already_ingested"}
+    assert {c.clip_id for c in second.clips} == {c.clip_id for c in first.clips}
+
+
+def test_same_content_under_another_name_is_a_duplicate_not_a_clip(
+    station: Station, volume: Path, tmp_path: Path
+) -> None:
+    ingest_volume(station, volume)
+    other = tmp_path / "other"
+    other.mkdir()
+    src = next((volume / "DCIM" / "100MEDIA").glob("*_0001.MP4"))
+    shutil.copy(src, other / "A123456_100231_20261120090000_0042.MP4")
+    report = ingest_volume(station, other, recorder_serial="A123456")
+    assert [c.outcome for c in report.clips] == ["duplicate"]
+    assert len(clips(station)) == 6
+    assert "clip.seen_again" in event_types(station)
+
+
+def test_zero_byte_symlink_fifo_and_device_are_reported_not_followed(
+    station: Station, volume: Path, tmp_path: Path
+) -> None:
+    media = volume / "DCIM" / "100MEDIA"
+    outside = tmp_path / "outside_secret.mp4"
+    outside.write_bytes(b"not evidence of this recorder")
+    (media / "A123456_100231_20261120100000_0100.MP4").write_bytes(b"")
+    (media / "A123456_100231_20261120100000_0101.MP4").symlink_to(outside)
+    (volume / "escape").symlink_to(tmp_path)
+    os.mkfifo(media / "A123456_100231_20261120100000_0102.MP4")
+    os.mknod(media / "A123456_100231_20261120100000_0103.MP4", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(ingest_volume(station, volume)))
+    worker.start()
+    worker.join(timeout=60)
+    assert done, "ingest blocked (a FIFO must never be opened)"
+    report = done[0]
+    reasons = {n.source_path: n.reason for n in report.not_ingested}  # type: ignore[attr-defined]
+    assert reasons["DCIM/100MEDIA/A123456_100231_20261120100000_0100.MP4"] == "empty"
+    assert reasons["DCIM/100MEDIA/A123456_100231_20261120100000_0101.MP4"] == "symlink"
+    assert reasons["escape"] == "symlink"
+    assert reasons["DCIM/100MEDIA/A123456_100231_20261120100000_0102.MP4"] == "special_file"
+    assert reasons["DCIM/100MEDIA/A123456_100231_20261120100000_0103.MP4"] == "special_file"
+    assert all(c.sha256 != sha256_of(outside) for c in clips(station))
+    assert len(clips(station)) == 6
+    assert report.exit_code == ExitCode.WARNING  # type: ignore[attr-defined]
+
+
+def test_odd_names_spaces_non_utf8_and_very_long(station: Station, tmp_path: Path) -> None:
+    vol = tmp_path / "odd"
+    vol.mkdir()
+    names = [
+        b"clip with spaces.mp4",
+        b"\xff\xfe\xb2not-utf8.mp4",
+        b"\xe6\x89\xa7\xe6\xb3\x95\xe8\xae\xb0\xe5\xbd\x95.mp4",  # 执法记录
+        b"L" * 251 + b".mp4",  # 255 bytes: the longest name most file systems allow
+    ]
+    for i, name in enumerate(names):
+        generate_clip(Path(os.fsdecode(bytes(vol) + b"/" + name)), seconds=1, creation_time=START + timedelta(minutes=i))
+    report = ingest_volume(station, vol, recorder_serial="B765432")
+    assert len(report.clips) == 4
+    rows = clips(station)
+    assert sorted(c.source_path_bytes for c in rows) == sorted(names)
+    for c in rows:
+        assert c.sha256 == sha256_of(Path(os.fsdecode(bytes(vol) + b"/" + c.source_path_bytes)))
+    shown = {c.source_path for c in rows}
+    assert "\\xff\\xfe\\xb2not-utf8.mp4" in shown and "执法记录.mp4" in shown
+    # Time from the container when the name has none.
+    assert all(c.time_source == "container" for c in rows)
+
+
+def test_volume_without_identity_or_serial_is_refused_with_remedy(station: Station, tmp_path: Path) -> None:
+    vol = tmp_path / "anon"
+    vol.mkdir()
+    generate_clip(vol / "video.mp4", seconds=1, creation_time=START)
+    with pytest.raises(InputError) as e:
+        ingest_volume(station, vol)
+    assert "--recorder" in (e.value.remedy or "")
+    assert clips(station) == []
+
+
+def test_officer_from_assignment_and_mismatch_flagged(station: Station, volume: Path) -> None:
+    from evidence_agent.catalog.models import Officer, Recorder, RecorderAssignment
+
+    with station.transaction() as session:
+        recorder = Recorder(serial="A123456", enrolled=True)
+        officer = Officer(badge="200001", name="Assigned Officer")
+        session.add(recorder)
+        session.add(officer)
+        session.flush()
+        assert recorder.id is not None and officer.id is not None
+        session.add(
+            RecorderAssignment(
+                recorder_id=recorder.id, officer_id=officer.id, start=START - timedelta(days=1), actor="user:test"
+            )
+        )
+    ingest_volume(station, volume)
+    with station.reading() as session:
+        rows = list(session.exec(select(Clip, Officer).where(Clip.officer_id == Officer.id)))
+    assert rows and all(o.badge == "200001" for _, o in rows)
+    assert all("officer_mismatch" in json.loads(c.flags) for c, _ in rows)
+
+
+def test_file_changing_during_copy_is_flagged(station: Station, tmp_path: Path) -> None:
+    vol = tmp_path / "growing"
+    vol.mkdir()
+    target = vol / "A123456_100231_20261120100000_0001.MP4"
+    target.write_bytes(os.urandom(1 << 20) * 256)  # 256 MiB
+    spool = Spool(tmp_path / "spool", chunk_bytes=64 * 1024)
+    spool.prepare()
+
+    def grow() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(spool.incoming.iterdir()):
+                with target.open("ab") as f:
+                    f.write(b"appended while the copy ran")
+                return
+            time.sleep(0.001)
+
+    grower = threading.Thread(target=grow)
+    grower.start()
+    result = spool.copy_in(vol, target.name.encode())
+    grower.join()
+    assert result.changed_during_copy
+
+
+@pytest.fixture
+def tiny_spool(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        service_missing(f"cannot mount a small tmpfs for the full-disk test: {proc.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_spool_mid_copy_leaves_nothing_and_marks_nothing(tmp_path: Path, tiny_spool: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "A123456_100231_20261120100000_0001.MP4").write_bytes(os.urandom(3 << 20))
+    settings = make_settings(tmp_path, spool_dir=str(tiny_spool / "spool"))
+    st = open_station(settings, actor="user:test")
+    try:
+        with pytest.raises(StorageError) as e:
+            ingest_volume(st, vol)
+        assert "full" in e.value.message and e.value.remedy
+        assert list((tiny_spool / "spool" / ".incoming").iterdir()) == []
+        assert st.spool.pending() == []
+        assert clips(st) == []
+        with st.reading() as session:
+            dock = session.exec(select(DockSession)).one()
+        assert dock.state == "failed"
+    finally:
+        st.close()
+    # Original untouched: the same volume ingests fine once there is room.
+    roomy = open_station(make_settings(tmp_path / "second"), actor="user:test")
+    try:
+        assert len(ingest_volume(roomy, vol).clips) == 1
+    finally:
+        roomy.close()
