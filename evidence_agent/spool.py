@@ -54,9 +54,11 @@ class Spool:
                 remedy="set paths.spool_dir (or paths.data_dir) to a writable directory",
             ) from e
         # A partial copy left by a crash holds nothing we can trust: the original is still on
-        # the recorder (it is never cleared before verification), so it is read again.
+        # the recorder (it is never cleared before verification), so it is read again. Only
+        # partials of processes that are gone are removed: a daemon may be copying right now.
         for leftover in self.incoming.iterdir():
-            leftover.unlink(missing_ok=True)
+            if not _owner_alive(leftover.name):
+                leftover.unlink(missing_ok=True)
 
     def path_of(self, sha256: str) -> Path:
         if len(sha256) != 64 or not set(sha256) <= _HEX_DIGITS:
@@ -75,7 +77,7 @@ class Spool:
 
         On any failure nothing is left in the spool and nothing is returned."""
         src = open_volume_file(volume_root, rel)
-        tmp = self.incoming / f"{uuid.uuid4().hex}.part"
+        tmp = self.incoming / f"{os.getpid()}.{uuid.uuid4().hex}.part"
         try:
             dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
@@ -179,6 +181,19 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
     func = _sync_file_range()
     if func is not None:
         func(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def _owner_alive(name: str) -> bool:
+    pid_text = name.split(".", 1)[0]
+    if not pid_text.isdecimal():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_all(fd: int, view: memoryview) -> None:

@@ -285,3 +285,17 @@ def test_full_spool_mid_copy_leaves_nothing_and_marks_nothing(tmp_path: Path, ti
         assert len(ingest_volume(roomy, vol).clips) == 1
     finally:
         roomy.close()
+
+
+def test_spool_start_removes_only_partials_of_dead_processes(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.prepare()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = spool.incoming / f"{dead.pid}.abc.part"
+    live = spool.incoming / f"{os.getpid()}.def.part"
+    stale.write_bytes(b"partial copy of a crashed process")
+    live.write_bytes(b"a copy in progress in a running daemon")
+    Spool(tmp_path / "spool").prepare()  # a second process (a CLI command) opening the station
+    assert not stale.exists()
+    assert live.exists()
