@@ -85,7 +85,7 @@ class FfprobeProber:
         if worker.is_alive():
             raise InputError(
                 f"{path}: ffprobe did not finish within {self._timeout:g} s",
-                remedy="the device may be failing; the file is kept as evidence unread",
+                remedy="the device may be failing: check its USB connection and dock it again",
             )
         error = result.get("error")
         if error is not None:
