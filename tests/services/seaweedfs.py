@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -24,6 +25,14 @@ from tests.services.ports import free_port_block
 
 STOP_TIMEOUT_S = 15.0
 START_TIMEOUT_S = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def find_weed() -> Path | None:
@@ -147,6 +156,7 @@ class SeaweedFS:
                 stdin=subprocess.DEVNULL,
                 cwd=self.data_dir,
                 start_new_session=True,  # a Ctrl-C in pytest must not reach it before our SIGTERM
+                preexec_fn=_die_with_parent,  # no orphaned servers when pytest is killed
             )
         finally:
             log.close()
