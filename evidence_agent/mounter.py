@@ -147,7 +147,7 @@ def run_command(command: Sequence[str]) -> CommandResult:
 def classify_mount_failure(devnode: str, result: CommandResult) -> InputError | StorageError:
     """Turn mount(8)'s complaint into an error for the user: the volume's fault, or the station's."""
     text = result.stderr.lower()
-    message = f"cannot mount {devnode}: {result.stderr or f'mount exited with {result.returncode}'}"
+    message = f"cannot mount {devnode}: {_summary(result, 'mount')}"
     if "permission denied" in text or "must be superuser" in text or "only root" in text:
         return StorageError(
             message,
@@ -204,7 +204,7 @@ class SystemMounter:
                 result = self._run(build_umount_command(path, lazy=True))
             if result.returncode != 0 and "not mounted" not in result.stderr.lower():
                 raise StorageError(
-                    f"cannot unmount {path}: {result.stderr or f'umount exited with {result.returncode}'}",
+                    f"cannot unmount {path}: {_summary(result, 'umount')}",
                     remedy=f"close anything using it (fuser -m {path}) and run umount {path}",
                 )
         _remove_empty_dir(path)
@@ -224,6 +224,15 @@ class SystemMounter:
                 f"(mode {stat.S_IMODE(info.st_mode):o}, owner {info.st_uid})",
                 remedy=f"chown the agent's user and chmod 700 {self.mount_root}",
             )
+
+
+def _summary(result: CommandResult, tool: str) -> str:
+    """One line of a tool's complaint, without util-linux's "dmesg(1) may have more" hint."""
+    for line in result.stderr.splitlines():
+        line = line.strip()
+        if line and not line.startswith("dmesg("):
+            return line
+    return f"{tool} exited with {result.returncode}"
 
 
 def _remove_empty_dir(path: Path) -> None:

@@ -163,7 +163,7 @@ class UdevDockSource:
         return self._observer is not None and bool(self._observer.is_alive())
 
     def enumerate_present(self) -> list[DockEvent]:
-        """ "added" events for USB storage volumes already plugged in."""
+        """An "added" event for each USB storage volume already plugged in."""
         events: list[DockEvent] = []
         devices = self._get_context().list_devices(subsystem="block")
         for device in devices:

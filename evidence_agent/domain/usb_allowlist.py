@@ -138,7 +138,7 @@ def classify_device(
     enrolled_usb_serials: Collection[str],
     allowlist: Iterable[AllowlistEntry],
 ) -> Classification:
-    """ "recorder" when the USB serial is enrolled or an allowlist entry matches; else "unknown".
+    """Say "recorder" when the USB serial is enrolled or an allowlist entry matches, else "unknown".
 
     `attributes` are a dock event's udev attributes (ID_VENDOR_ID, ID_MODEL_ID, ID_SERIAL_SHORT...).
     Unknown storage is never ingested automatically: the caller reports it and waits for a supervisor.
