@@ -7,10 +7,11 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Session, col, select
@@ -32,7 +33,9 @@ from evidence_agent.domain.flags import Flag, SkipReason
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, RecorderIdentity, parse_identity
 from evidence_agent.domain.media import MediaInfo, media_kind
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
+from evidence_agent.spool import SpooledFile
 from evidence_agent.station import Station
+from evidence_agent.storing import publish_checkpoints
 from evidence_agent.volume_reader import (
     VolumeFile,
     VolumeGoneError,
@@ -42,6 +45,8 @@ from evidence_agent.volume_reader import (
 )
 
 log = logging.getLogger(__name__)
+
+_Row = TypeVar("_Row", Unit, Officer, Recorder)
 
 STANDARD_RETENTION = timedelta(days=183)
 IMPORTANT_RETENTION = timedelta(days=3 * 365)
@@ -59,7 +64,9 @@ class ClipResult:
     size: int
     state: str
     flags: tuple[str, ...]
-    outcome: str  # "new", "known" (already catalogued), "already_ingested" (seen on an earlier dock)
+    outcome: (
+        str  # "new", "known" (already catalogued), "already_ingested" (seen on an earlier dock)
+    )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -189,6 +196,8 @@ def ingest_volume(
             f"{settings.ingest.min_spool_free_bytes // 2**20} MiB free: free space before it fills"
         )
     ingest = settings.ingest
+    catalogued: list[Future[ClipResult]] = []
+    cataloguer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
     try:
         for file in listing.files:
             if file.rel == identity_rel:
@@ -221,26 +230,87 @@ def ingest_volume(
                     )
                 )
                 continue
-            result = _ingest_file(station, dock, volume, file, kind, facts[file.rel], now)
-            if isinstance(result, NotIngested):
-                report.not_ingested.append(result)
-                continue
-            report.clips.append(result)
+            copied = _copy_file(station, dock, volume, file)
             if progress is not None:
                 progress(file.size)
-            if on_clip is not None and result.state == "spooled":
-                on_clip(result.sha256)
+            if isinstance(copied, NotIngested):
+                report.not_ingested.append(copied)
+            elif isinstance(copied, ClipResult):
+                report.clips.append(copied)
+            else:
+                # Probing and cataloguing this file overlaps the copy of the next one.
+                catalogued.append(
+                    cataloguer.submit(
+                        _catalog_and_announce,
+                        station,
+                        dock,
+                        file,
+                        kind,
+                        facts[file.rel],
+                        now,
+                        copied,
+                        on_clip,
+                    )
+                )
+                report.clips.append(_PENDING)
+        _collect(report, catalogued)
     except VolumeGoneError as e:
+        _collect(report, catalogued, raise_errors=False)
         report.state = "interrupted"
         report.warnings.append(f"{e.message}: finished files are kept; dock it again to resume")
         _finish_dock(station, dock, report, error=e.message)
         raise
     except EvidenceError as e:
+        _collect(report, catalogued, raise_errors=False)
         report.state = "failed"
         _finish_dock(station, dock, report, error=e.message)
         raise
+    finally:
+        cataloguer.shutdown(wait=True)
     _finish_dock(station, dock, report)
     return report
+
+
+# Placeholder in report.clips for a clip whose cataloguing is still running.
+_PENDING = ClipResult("", "", "", 0, "", (), "pending")
+
+
+def _catalog_and_announce(
+    station: Station,
+    dock: _Dock,
+    file: VolumeFile,
+    kind: str,
+    facts: FilenameFacts,
+    now: datetime,
+    spooled: SpooledFile,
+    on_clip: ClipCallback | None,
+) -> ClipResult:
+    result = _catalog_file(station, dock, file, kind, facts, now, spooled)
+    if on_clip is not None and result.state == "spooled":
+        on_clip(result.sha256)
+    return result
+
+
+def _collect(
+    report: IngestReport, catalogued: list[Future[ClipResult]], *, raise_errors: bool = True
+) -> None:
+    """Put finished catalogue results in place of their placeholders, in volume order."""
+    results = iter(catalogued)
+    clips: list[ClipResult] = []
+    first_error: BaseException | None = None
+    for clip in report.clips:
+        if clip is not _PENDING:
+            clips.append(clip)
+            continue
+        future = next(results)
+        try:
+            clips.append(future.result())
+        except EvidenceError as e:
+            first_error = first_error or e
+    report.clips = clips
+    catalogued.clear()
+    if first_error is not None and raise_errors:
+        raise first_error
 
 
 def _read_identity(volume: Path, rel: bytes, warnings: list[str]) -> RecorderIdentity | None:
@@ -289,17 +359,18 @@ def _start_dock(
     unit_id = None
     if identity is not None and identity.unit_code:
         unit_id = _unit(session, identity.unit_code, identity.unit_name or "").id
-    recorder = session.exec(select(Recorder).where(Recorder.serial == serial)).first()
-    if recorder is None:
-        recorder = Recorder(
+    recorder = _get_or_create(
+        session,
+        Recorder,
+        Recorder.serial == serial,
+        lambda: Recorder(
             serial=serial,
             unit_id=unit_id,
             vendor=(identity.vendor if identity else None) or "",
             model=(identity.model if identity else None) or "",
-        )
-        session.add(recorder)
-        session.flush()
-    elif recorder.unit_id is None and unit_id is not None:
+        ),
+    )
+    if recorder.unit_id is None and unit_id is not None:
         recorder.unit_id = unit_id
     if identity is not None and identity.badge:
         _officer(session, identity.badge, identity.officer_name or "", recorder.unit_id or unit_id)
@@ -346,25 +417,40 @@ def _start_dock(
     return _Dock(dock.id, recorder, identity, recorder.unit_id or unit_id, skew)
 
 
+def _get_or_create(
+    session: Session, model: type[_Row], where: Any, make: Callable[[], _Row]
+) -> _Row:
+    """The row matching `where`, made when missing. Stations sharing a catalog may make the same
+    unit, officer or recorder at the same moment: the loser of that race uses the winner's row."""
+    row = session.exec(select(model).where(where)).first()
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = make()
+            session.add(row)
+            session.flush()
+    except sa_exc.IntegrityError:
+        row = session.exec(select(model).where(where)).one()
+    return row
+
+
 def _unit(session: Session, code: str, name: str) -> Unit:
-    unit = session.exec(select(Unit).where(Unit.code == code)).first()
-    if unit is None:
-        unit = Unit(code=code, name=name)
-        session.add(unit)
-        session.flush()
-    elif name and not unit.name:
+    unit = _get_or_create(session, Unit, Unit.code == code, lambda: Unit(code=code, name=name))
+    if name and not unit.name:
         unit.name = name
         session.add(unit)
     return unit
 
 
 def _officer(session: Session, badge: str, name: str, unit_id: int | None) -> Officer:
-    officer = session.exec(select(Officer).where(Officer.badge == badge)).first()
-    if officer is None:
-        officer = Officer(badge=badge, name=name, unit_id=unit_id)
-        session.add(officer)
-        session.flush()
-    elif (name and not officer.name) or (unit_id and not officer.unit_id):
+    officer = _get_or_create(
+        session,
+        Officer,
+        Officer.badge == badge,
+        lambda: Officer(badge=badge, name=name, unit_id=unit_id),
+    )
+    if (name and not officer.name) or (unit_id and not officer.unit_id):
         officer.name = officer.name or name
         officer.unit_id = officer.unit_id or unit_id
         session.add(officer)
@@ -383,15 +469,10 @@ def assigned_officer(session: Session, recorder_id: int, at: datetime) -> Office
     return session.get(Officer, row.officer_id) if row is not None else None
 
 
-def _ingest_file(
-    station: Station,
-    dock: _Dock,
-    volume: Path,
-    file: VolumeFile,
-    kind: str,
-    facts: FilenameFacts,
-    now: datetime,
-) -> ClipResult | NotIngested:
+def _copy_file(
+    station: Station, dock: _Dock, volume: Path, file: VolumeFile
+) -> SpooledFile | ClipResult | NotIngested:
+    """Stage one: the file read once into the spool, unless an earlier dock already took it."""
     recorder_id = dock.recorder.id
     with station.reading() as session:
         seen = session.exec(
@@ -420,7 +501,20 @@ def _ingest_file(
         if isinstance(e, VolumeGoneError):
             raise
         return NotIngested(file.display, SkipReason.SPECIAL_FILE, e.message)
+    return spooled
 
+
+def _catalog_file(
+    station: Station,
+    dock: _Dock,
+    file: VolumeFile,
+    kind: str,
+    facts: FilenameFacts,
+    now: datetime,
+    spooled: SpooledFile,
+) -> ClipResult:
+    """Stage two: probe, tag and catalogue with its custody event, in one transaction."""
+    recorder_id = dock.recorder.id
     flags: set[str] = set()
     if spooled.changed_during_copy:
         flags.add(Flag.CHANGED_DURING_COPY)
@@ -669,3 +763,6 @@ def _finish_dock(
         )
         station.custody.append_many(session, events)
         station.custody.checkpoint(session)
+    # After the commit: the checkpoint goes to the bucket under Object Lock (S3 store); when the
+    # store is away it stays in the catalog and goes with the upload queue's next retry.
+    publish_checkpoints(station)

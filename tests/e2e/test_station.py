@@ -17,10 +17,12 @@ import pytest
 
 from tests.support import service_missing
 
-CLI = [sys.executable, "-m", "evidence_agent.cli"]
+CLI = [sys.executable, "-m", "evidence_agent"]
 
 
-def agent(data_dir: Path, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def agent(
+    data_dir: Path, *args: str, check: bool = False, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data_dir)}
     env.pop("EVIDENCE_AGENT_CONFIG", None)
     proc = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
@@ -30,7 +32,9 @@ def agent(data_dir: Path, *args: str, check: bool = False, timeout: float = 120)
 
 
 def sha256sum(path: Path) -> str:
-    out = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sha256sum", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     return out.split()[0]
 
 
@@ -45,7 +49,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_daemon_ingests_a_volume_dropped_in_the_dock_folder(demo: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data), "EVIDENCE_AGENT__DOCK__SETTLE_SECONDS": "0.5"}
+    env = {
+        **os.environ,
+        "EVIDENCE_AGENT_DATA_DIR": str(data),
+        "EVIDENCE_AGENT__DOCK__SETTLE_SECONDS": "0.5",
+    }
     env["EVIDENCE_AGENT__DOCK__SOURCES"] = '["folder"]'
     daemon = subprocess.Popen([*CLI, "run"], env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -70,7 +78,17 @@ def test_daemon_ingests_a_volume_dropped_in_the_dock_folder(demo: Path, tmp_path
         expected = {str(p.relative_to(demo)): sha256sum(p) for p in media}
         assert {r["source_path"]: r["sha256"] for r in rows} == expected
         for row in rows:
-            for key in ("id", "size", "recorder", "officer", "unit", "recorded_start", "recorded_end", "ingested_at", "flags"):
+            for key in (
+                "id",
+                "size",
+                "recorder",
+                "officer",
+                "unit",
+                "recorded_start",
+                "recorded_end",
+                "ingested_at",
+                "flags",
+            ):
                 assert key in row
             assert row["recorder"] == "A123456" and row["officer"] == "100231"
     finally:
@@ -132,8 +150,14 @@ def test_example_config_documents_every_key() -> None:
     assert present == set(_SCHEMA)
     text = example.read_text()
     for _, key in _SCHEMA:
-        line = next(i for i, ln in enumerate(text.splitlines()) if ln.startswith(f"{key} =") or ln.startswith(f"{key}="))
-        assert text.splitlines()[line - 1].startswith("#") or "[" in text.splitlines()[line - 1], key
+        line = next(
+            i
+            for i, ln in enumerate(text.splitlines())
+            if ln.startswith(f"{key} =") or ln.startswith(f"{key}=")
+        )
+        assert text.splitlines()[line - 1].startswith("#") or "[" in text.splitlines()[line - 1], (
+            key
+        )
 
 
 def test_two_stations_side_by_side_by_data_dir(demo: Path, tmp_path: Path) -> None:
@@ -144,4 +168,7 @@ def test_two_stations_side_by_side_by_data_dir(demo: Path, tmp_path: Path) -> No
     assert (a / "catalog.sqlite3").exists() and (a / "objects").is_dir() and (a / "spool").is_dir()
     key = a / "keys" / "station.key"
     assert key.stat().st_mode & 0o777 == 0o600
-    assert hashlib.sha256(key.read_bytes()).hexdigest() != hashlib.sha256((b / "keys" / "station.key").read_bytes()).hexdigest()
+    assert (
+        hashlib.sha256(key.read_bytes()).hexdigest()
+        != hashlib.sha256((b / "keys" / "station.key").read_bytes()).hexdigest()
+    )
