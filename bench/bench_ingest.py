@@ -27,7 +27,30 @@ from evidence_agent.demo_recorder import generate_clip
 
 MIB = 1 << 20
 # Several clip sizes, as a shift's footage has: long patrol clips and short incident clips.
-SIZES_MIB = [1024, 512, 512, 256, 256, 256, 128, 128, 128, 128, 64, 64, 64, 64, 32, 32, 32, 32, 16, 16, 16, 16]
+SIZES_MIB = [
+    1024,
+    512,
+    512,
+    256,
+    256,
+    256,
+    128,
+    128,
+    128,
+    128,
+    64,
+    64,
+    64,
+    64,
+    32,
+    32,
+    32,
+    32,
+    16,
+    16,
+    16,
+    16,
+]
 
 
 def log(msg: str) -> None:
@@ -47,7 +70,14 @@ def make_volume(root: Path, total_mib: int) -> int:
     media = root / "DCIM" / "100MEDIA"
     media.mkdir(parents=True)
     (root / "RECORDER.JSON").write_text(
-        json.dumps({"serial": "B000001", "badge": "100231", "unit_code": "330100000000", "device_time": datetime.now(UTC).isoformat()})
+        json.dumps(
+            {
+                "serial": "B000001",
+                "badge": "100231",
+                "unit_code": "330100000000",
+                "device_time": datetime.now(UTC).isoformat(),
+            }
+        )
     )
     sizes = []
     while sum(sizes) < total_mib:
@@ -60,7 +90,13 @@ def make_volume(root: Path, total_mib: int) -> int:
         seconds = 8.0
         bitrate = int(size * MIB * 8 / seconds)
         name = f"B000001_100231_{(start + timedelta(minutes=i)).strftime('%Y%m%d%H%M%S')}_{i + 1:04d}.MP4"
-        generate_clip(media / name, seconds=seconds, creation_time=start + timedelta(minutes=i), size="320x180", bitrate=bitrate)
+        generate_clip(
+            media / name,
+            seconds=seconds,
+            creation_time=start + timedelta(minutes=i),
+            size="320x180",
+            bitrate=bitrate,
+        )
         made += (media / name).stat().st_size // MIB
     return sum(p.stat().st_size for p in media.iterdir())
 
@@ -106,17 +142,30 @@ def main() -> None:
         data = work / "agent-data"
         shutil.rmtree(data, ignore_errors=True)
         env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data)}
-        subprocess.run([agent, "status"], env=env, check=True, capture_output=True)  # first start: key, schema
+        subprocess.run(
+            [agent, "status"], env=env, check=True, capture_output=True
+        )  # first start: key, schema
         cache_dropped &= drop_caches()
-        ingest_s, rss_kib = timed(["sh", "-c", f"'{agent}' ingest --json '{volume}' && sync"], env=env)
+        ingest_s, rss_kib = timed(
+            ["sh", "-c", f"'{agent}' ingest --json '{volume}' && sync"], env=env
+        )
         # `sh` is the measured child; its own maxrss is tiny, so read the agent's from a direct run too.
         shutil.rmtree(data)
         subprocess.run([agent, "status"], env=env, check=True, capture_output=True)
         cache_dropped &= drop_caches()
         ingest_direct_s, rss_kib = timed([agent, "ingest", "--json", str(volume)], env=env)
         shutil.rmtree(data)
-        runs.append({"cp_sync_s": cp_s, "ingest_s": ingest_s, "ingest_no_final_sync_s": ingest_direct_s, "peak_rss_mib": rss_kib / 1024})
-        log(f"round {r + 1}: cp+sync {cp_s:.2f}s, ingest {ingest_s:.2f}s, RSS {rss_kib / 1024:.0f} MiB")
+        runs.append(
+            {
+                "cp_sync_s": cp_s,
+                "ingest_s": ingest_s,
+                "ingest_no_final_sync_s": ingest_direct_s,
+                "peak_rss_mib": rss_kib / 1024,
+            }
+        )
+        log(
+            f"round {r + 1}: cp+sync {cp_s:.2f}s, ingest {ingest_s:.2f}s, RSS {rss_kib / 1024:.0f} MiB"
+        )
 
     best_cp = min(r["cp_sync_s"] for r in runs)
     best_ingest = min(r["ingest_s"] for r in runs)

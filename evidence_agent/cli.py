@@ -241,7 +241,13 @@ def clips_list(
     settings = _ctx(ctx).settings
     with _station(ctx) as station, station.reading() as session:
         views = clip_views(
-            session, officer=officer, recorder=recorder, unit=unit, state=state, limit=limit
+            session,
+            officer=officer,
+            recorder=recorder,
+            unit=unit,
+            state=state,
+            limit=limit,
+            limit_hours=settings.deadline.limit_hours,
         )
     if as_json:
         emit_json([v.to_json() for v in views])
@@ -263,7 +269,13 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         warn=timedelta(hours=settings.deadline.warn_hours),
     )
     with _station(ctx) as station, station.reading() as session:
-        view = station_status(session, station.clock.now(), rule)
+        view = station_status(
+            session,
+            station.clock.now(),
+            rule,
+            clock_skew_warn_seconds=settings.dock.clock_skew_warn_seconds,
+            undocked_warn_hours=settings.deadline.undocked_warn_hours,
+        )
     data = view.to_json()
     data["station"] = settings.station_id
     data["store"] = station.store.describe()
@@ -324,7 +336,27 @@ def config_show(ctx: typer.Context) -> None:
     emit_json(json.loads(json.dumps(asdict(_ctx(ctx).settings), default=str)))
 
 
+# ---------------------------------------------------------------- sub-commands
+
+from evidence_agent import cli_recorders  # noqa: E402
+
+cli_recorders.register(app)
+
+
+from review import cli as review_cli  # noqa: E402
+
+review_cli.register(app)
+
+
 # ---------------------------------------------------------------- entry point
+
+from evidence_agent import cli_audit  # noqa: E402
+
+cli_audit.register(app)
+
+from evidence_agent import cli_storage  # noqa: E402
+
+cli_storage.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -343,6 +375,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    main()

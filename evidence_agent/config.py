@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from evidence_agent.domain.usb_allowlist import AllowlistEntry, parse_allowlist
 from evidence_agent.errors import ConfigError
 
 ENV_CONFIG = "EVIDENCE_AGENT_CONFIG"
 ENV_DATA_DIR = "EVIDENCE_AGENT_DATA_DIR"
 ENV_PREFIX = "EVIDENCE_AGENT__"  # EVIDENCE_AGENT__SECTION__KEY=value overrides one key
 DEFAULT_DATA_DIR = Path("/var/lib/evidence-agent")
+DEFAULT_MOUNT_ROOT = Path("/run/evidence-agent/mnt")
+ENV_RUNTIME_DIRECTORY = "RUNTIME_DIRECTORY"  # set by systemd's RuntimeDirectory=
+DEFAULT_METRICS_PORT = 9464
 
 DEFAULT_FILENAME_PATTERN = (
     r"^(?P<serial>[A-Za-z0-9]{7})_(?P<badge>[0-9]{6})_(?P<start>[0-9]{14})_(?P<seq>[0-9]{1,6})"
@@ -51,7 +55,7 @@ _SCHEMA: dict[tuple[str, str], tuple[type | tuple[type, ...], Any]] = {
     ("ingest", "filename_patterns"): (list, [DEFAULT_FILENAME_PATTERN]),
     ("ingest", "identity_file"): (str, "RECORDER.JSON"),
     ("ingest", "sm3"): (bool, False),
-    ("ingest", "chunk_bytes"): (int, 4 * 1024 * 1024),
+    ("ingest", "chunk_bytes"): (int, 1024 * 1024),
     ("ingest", "min_spool_free_bytes"): (int, 1024 * 1024 * 1024),
     ("deadline", "limit_hours"): (int, 24),
     ("deadline", "warn_hours"): (int, 20),
@@ -61,6 +65,9 @@ _SCHEMA: dict[tuple[str, str], tuple[type | tuple[type, ...], Any]] = {
     ("dock", "max_concurrent"): (int, 8),
     ("dock", "clock_skew_warn_seconds"): (int, 60),
     ("dock", "clear_recorder"): (bool, False),
+    ("dock", "usb_allowlist"): (list, []),
+    ("dock", "mount_root"): (str, None),
+    ("dock", "metrics_port"): (int, DEFAULT_METRICS_PORT),
     ("custody", "checkpoint_interval_seconds"): (int, 300),
     ("log", "level"): (str, "INFO"),
 }
@@ -111,6 +118,9 @@ class DockSettings:
     max_concurrent: int
     clock_skew_warn_seconds: int
     clear_recorder: bool
+    usb_allowlist: tuple[AllowlistEntry, ...] = ()
+    mount_root: Path = DEFAULT_MOUNT_ROOT
+    metrics_port: int = DEFAULT_METRICS_PORT  # 0: no metrics endpoint
 
 
 @dataclass(frozen=True)
@@ -188,7 +198,10 @@ def build_settings(
             if len(parts) != 2:
                 problems.append(f"{name}: expected {ENV_PREFIX}SECTION__KEY")
                 continue
-            values[(parts[0], parts[1])] = _parse_env_value(text)
+            key = (parts[0], parts[1])
+            spec = _SCHEMA.get(key)
+            # Text keys keep the raw string (a bucket named 2024 stays "2024").
+            values[key] = text if spec is not None and spec[0] is str else _parse_env_value(text)
     if environ.get(ENV_DATA_DIR):
         values[("paths", "data_dir")] = environ[ENV_DATA_DIR]
 
@@ -262,6 +275,13 @@ def build_settings(
         problems.append("deadline.warn_hours: must be less than deadline.limit_hours")
     if get("dock", "settle_seconds") < 0:
         problems.append("dock.settle_seconds: must not be negative")
+    allowlist: tuple[AllowlistEntry, ...] = ()
+    try:
+        allowlist = parse_allowlist(get("dock", "usb_allowlist"))
+    except ConfigError as e:
+        problems.append(f"dock.usb_allowlist: {e.message}")
+    if not 0 <= get("dock", "metrics_port") <= 65535:
+        problems.append("dock.metrics_port: must be 0 (off) or a TCP port up to 65535")
     tz_name = get("station", "timezone")
     if tz_name != "local":
         try:
@@ -333,6 +353,9 @@ def build_settings(
             max_concurrent=get("dock", "max_concurrent"),
             clock_skew_warn_seconds=get("dock", "clock_skew_warn_seconds"),
             clear_recorder=get("dock", "clear_recorder"),
+            usb_allowlist=allowlist,
+            mount_root=_mount_root(get("dock", "mount_root"), environ),
+            metrics_port=get("dock", "metrics_port"),
         ),
         checkpoint_interval_seconds=get("custody", "checkpoint_interval_seconds"),
         log_level=str(get("log", "level")).upper(),
@@ -345,6 +368,17 @@ def _check_choice(
 ) -> None:
     if value not in choices:
         problems.append(f"{section}.{key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _mount_root(value: str | None, environ: Mapping[str, str]) -> Path:
+    """The private mount root: configured, else under systemd's runtime directory, else /run."""
+    if value:
+        return Path(value).expanduser()
+    runtime = environ.get(ENV_RUNTIME_DIRECTORY, "")
+    if runtime:
+        # RuntimeDirectory= may list several directories, separated by colons: the first is ours.
+        return Path(runtime.split(":")[0]) / "mnt"
+    return DEFAULT_MOUNT_ROOT
 
 
 def _default_station_id() -> str:

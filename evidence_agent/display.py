@@ -78,11 +78,42 @@ def status_text(data: dict[str, Any], settings: Settings) -> str:
             else ""
         ),
         f"last stored: {local_time(data['last_stored_at'], tz)}",
+        *spool_lines(settings),
         f"docks running: {len(data['docks_running'])}",
     ]
     for dock in data["docks_running"]:
+        progress = ""
+        if dock.get("bytes_total"):
+            done, total = dock.get("bytes_done") or 0, dock["bytes_total"]
+            progress = f"  {human_bytes(done)} of {human_bytes(total)} ({100 * done // total}%)"
+        recorder = f"recorder {dock['recorder']} " if dock.get("recorder") else ""
         lines.append(
-            f"  {dock['source']}: {dock['volume']} since {local_time(dock['started_at'], tz)}"
+            f"  {recorder}{dock['source']}: {dock['volume']} since "
+            f"{local_time(dock['started_at'], tz)}{progress}"
+        )
+    refused = data.get("refused_devices", [])
+    if refused:
+        lines.append(f"USB storage refused (last 24 hours, not read): {len(refused)}")
+        for item in refused:
+            usb = item.get("usb", {})
+            ident = " ".join(
+                str(usb[k])
+                for k in ("ID_VENDOR_ID", "ID_MODEL_ID", "ID_VENDOR", "ID_MODEL", "ID_SERIAL_SHORT")
+                if usb.get(k)
+            )
+            lines.append(
+                f"  {local_time(item['at'], tz)}  {item['device']}  {ident or '-'}: {item['reason']}"
+            )
+    for item in data.get("clock_skew", []):
+        lines.append(
+            f"warning: recorder {item['recorder']} clock was off by "
+            f"{item['clock_skew_seconds']:+.0f} s at its last dock "
+            f"({local_time(item['docked_at'], tz)})"
+        )
+    for item in data.get("undocked_recorders", []):
+        lines.append(
+            f"warning: recorder {item['recorder']} (officer {item['officer']}) not docked for "
+            f"{item['hours_undocked']:.1f} hours (last dock {local_time(item['last_docked_at'], tz)})"
         )
     limit = settings.deadline.limit_hours
     for title, key in (
@@ -96,3 +127,15 @@ def status_text(data: dict[str, Any], settings: Settings) -> str:
     for extra in data.get("warnings", []):
         lines.append(f"warning: {extra}")
     return "\n".join(lines) + "\n"
+
+
+def spool_lines(settings: Settings) -> list[str]:
+    """The spool's free space, and the warning before it fills (see storing.spool_space)."""
+    from evidence_agent.spool import Spool
+    from evidence_agent.storing import spool_space
+
+    space = spool_space(Spool(settings.spool_dir), settings.ingest.min_spool_free_bytes)
+    if space is None:
+        return []
+    line = f"spool: {human_bytes(space.free_bytes)} free of {human_bytes(space.total_bytes)}"
+    return [line] + ([f"warning: {space.message}"] if space.message else [])

@@ -154,12 +154,14 @@ def ingest_volume(
     source: str = "cli",
     progress: ProgressCallback | None = None,
     on_clip: ClipCallback | None = None,
+    should_stop: Callable[[], str | None] | None = None,
 ) -> IngestReport:
     """Read every media file of the volume once, catalogue it with its custody event.
 
     A file already taken from this recorder on an earlier dock is not read again; content
     already in the catalog makes no second clip. `on_clip` is told each new clip's SHA-256 so
-    a store worker can start on it while the next file is copied."""
+    a store worker can start on it while the next file is copied. `should_stop` is asked before
+    each file; a reason ends the dock as interrupted (VolumeGoneError)."""
     settings = station.settings
     listing = list_volume(volume)
     report_skips = [NotIngested(s.display, s.reason, s.detail) for s in listing.skipped]
@@ -200,6 +202,10 @@ def ingest_volume(
     cataloguer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
     try:
         for file in listing.files:
+            # Between two files is the one clean place to stop (unplugged, agent stopping):
+            # everything read so far is catalogued, the rest is read at the next dock.
+            if should_stop is not None and (why := should_stop()) is not None:
+                raise VolumeGoneError(why)
             if file.rel == identity_rel:
                 report.not_ingested.append(
                     NotIngested(

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
-DEFAULT_PART_SIZE = 16 * MiB
+DEFAULT_PART_SIZE = 8 * MiB  # with 8 parts in flight: 64 MiB of buffers per upload
 MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last (SeaweedFS enforces it too)
 MAX_PARTS = 10_000
 READ_CHUNK = 1 * MiB
@@ -299,13 +299,15 @@ class _UploadState:
         )
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, *, durable: bool = True) -> None:
+    """Replace `path` atomically; `durable` also fsyncs it (a crash may otherwise leave the old one)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -373,7 +375,7 @@ class S3ObjectStore:
         clock: Clock | None = None,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         part_size: int = DEFAULT_PART_SIZE,
-        max_concurrency: int = 4,
+        max_concurrency: int = 8,
         max_attempts: int = 5,
         resume_attempts: int = 3,
         resume_backoff: float = 1.0,
@@ -412,6 +414,9 @@ class S3ObjectStore:
         self._endpoint_label = settings.endpoint or f"AWS S3 ({settings.region})"
         self._checked = False
         self._check_lock = threading.Lock()
+        # sha256 -> composite checksum of multipart uploads this object completed and checked,
+        # until verify() has used it (see verify, step 3).
+        self._uploaded_composites: dict[str, str] = {}
         # Ceph RGW before flexible checksums needs "when_required"; then Content-MD5 is what
         # the server checks, and verify() reads objects back (there is no stored SHA-256).
         self._flexible = settings.checksum_mode == "when_supported"
@@ -431,7 +436,8 @@ class S3ObjectStore:
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            max_pool_connections=max(10, max_concurrency + 2),
+            # Room for the parts of two clips at once (the upload queue stores two at a time).
+            max_pool_connections=max(10, 2 * max_concurrency + 4),
             request_checksum_calculation=mode,
             response_checksum_validation=mode,
             user_agent_extra="evidence-agent",
@@ -697,10 +703,14 @@ class S3ObjectStore:
         2. A single-part object carries the full-object SHA-256 the server computed over the bytes
            it received (and refused the write on mismatch): compare it with `sha256`.
         3. A multipart object carries only a COMPOSITE checksum (a hash of part hashes), and an
-           object written in `when_required` mode none at all: neither is a SHA-256 of the object,
-           so the object is read back and hashed whole (the composite is recomputed on the way and
-           compared too). `read_back=True` forces this for single-part objects as well: an audit
-           of the bytes rather than of the server's record of them.
+           object written in `when_required` mode none at all: neither is a SHA-256 of the object.
+           When this adapter has just uploaded it, put() hashed the spool file whole (equal to
+           `sha256`) from the very bytes it sent, the server checked each part's SHA-256, and its
+           composite equalled the one computed from those parts: a composite equal to that one
+           is then the same proof for the object that a full-object SHA-256 is for a single-part
+           one, and nothing is read back. Otherwise the object is read back and hashed whole (the
+           composite is recomputed on the way and compared too). `read_back=True` forces a read
+           back in every case: an audit of the bytes rather than of the server's record of them.
         Raises IntegrityError on any mismatch or when the object is missing."""
         expected = _digest_of(sha256)
         key = self.key_for(sha256)
@@ -721,6 +731,14 @@ class S3ObjectStore:
                     f"{base64.b64decode(server_checksum).hex()} per the store, not {sha256}",
                     remedy="the stored object is not the clip; keep the spool copy and report it",
                 )
+            return stored
+        uploaded = self._uploaded_composites.pop(sha256, None)
+        if (
+            not read_back
+            and server_checksum
+            and "-" in server_checksum
+            and _same(uploaded, server_checksum)
+        ):
             return stored
         self._read_back_and_check(key, head, expected, server_checksum)
         return stored
@@ -973,9 +991,9 @@ class S3ObjectStore:
             return None
         return state
 
-    def _save_state(self, state_file: Path, state: _UploadState) -> None:
+    def _save_state(self, state_file: Path, state: _UploadState, *, durable: bool = True) -> None:
         try:
-            _write_atomically(state_file, state.to_json())
+            _write_atomically(state_file, state.to_json(), durable=durable)
         except OSError as e:
             raise StorageError(
                 f"cannot write upload state {state_file}: {e.strerror}",
@@ -1112,7 +1130,6 @@ class S3ObjectStore:
             )
 
         whole = hashlib.sha256()
-        part_digests: list[bytes] = []
         pending: set[Future[tuple[int, str, str]]] = set()
         sizes: dict[int, int] = {}
         live = state  # record() runs on this thread only: no lock needed
@@ -1132,7 +1149,9 @@ class S3ObjectStore:
                 live.parts[number] = (etag, checksum)
                 finished.append(number)
             if finished:
-                self._save_state(state_file, live)
+                # Not fsynced: after a crash an older state only means parts are sent again;
+                # the upload id itself was made durable when the upload started.
+                self._save_state(state_file, live, durable=False)
             if notify and on_part is not None:
                 for number in sorted(finished):
                     on_part(PartProgress(number, total, sizes[number], reused=False))
@@ -1155,18 +1174,19 @@ class S3ObjectStore:
                                 remedy="the spool copy changed; do not clear the recorder, re-ingest from it",
                             )
                         whole.update(data)
-                        part_digest = hashlib.sha256(data).digest()
-                        part_digests.append(part_digest)
                         sizes[number] = len(data)
-                        if self._reusable(
-                            state.parts.get(number),
-                            server_parts.get(number),
-                            part_digest,
-                            len(data),
-                        ):
-                            if on_part is not None:
-                                on_part(PartProgress(number, total, len(data), reused=True))
-                            continue
+                        # A part's own SHA-256 is computed here only to decide on reusing it;
+                        # otherwise its upload thread computes it, beside this thread's hash of
+                        # the whole file (hashlib releases the GIL): each byte is hashed twice,
+                        # in parallel, and read once.
+                        part_digest: bytes | None = None
+                        recorded, on_server = state.parts.get(number), server_parts.get(number)
+                        if recorded is not None and on_server is not None:
+                            part_digest = hashlib.sha256(data).digest()
+                            if self._reusable(recorded, on_server, part_digest, len(data)):
+                                if on_part is not None:
+                                    on_part(PartProgress(number, total, len(data), reused=True))
+                                continue
                         while len(pending) >= self.max_concurrency:
                             done, pending = wait(pending, return_when=FIRST_COMPLETED)
                             record(done)
@@ -1203,6 +1223,9 @@ class S3ObjectStore:
                 f"at ingest ({sha256}); the upload was abandoned",
                 remedy="the spool copy is corrupt or changed; do not clear the recorder, re-ingest from it",
             )
+        # Every part's SHA-256 is of the local bytes: computed by its upload thread, or checked
+        # against the state file before a part from an earlier run was reused.
+        part_digests = [base64.b64decode(state.parts[n][1]) for n in range(1, total + 1)]
         local_composite = composite_sha256(part_digests)
         parts_list: list[dict[str, Any]] = []
         for number in range(1, total + 1):
@@ -1254,6 +1277,8 @@ class S3ObjectStore:
                     f"{self._where(key)}, but the parts sent make {local_composite}",
                     remedy="the stored object does not match the spool file; keep the spool copy and report it",
                 )
+            else:
+                self._uploaded_composites[sha256] = reported
         log.info("stored %s (%d bytes, %d parts) in %s", sha256, size, total, self.describe())
         return StoredObject(key=key, size=size, sha256=sha256)
 
@@ -1278,8 +1303,10 @@ class S3ObjectStore:
         )
 
     def _upload_part(
-        self, key: str, upload_id: str, number: int, data: bytes, part_digest: bytes
+        self, key: str, upload_id: str, number: int, data: bytes, part_digest: bytes | None
     ) -> tuple[int, str, str]:
+        if part_digest is None:
+            part_digest = hashlib.sha256(data).digest()
         if self._flexible:
             checksum: dict[str, Any] = {
                 "ChecksumAlgorithm": "SHA256",

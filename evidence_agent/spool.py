@@ -69,8 +69,15 @@ class Spool:
         return shutil.disk_usage(self.root).free
 
     def pending(self) -> list[str]:
-        """Hashes of complete copies still waiting for the object store."""
-        return sorted(p.name for p in self.root.iterdir() if p.is_file() and len(p.name) == 64)
+        """Hashes of complete copies still waiting for the object store.
+
+        Only `<sha256>` files count: an upload's state file (`<sha256>.upload.json`) and the
+        incoming area are not copies."""
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if len(p.name) == 64 and set(p.name) <= _HEX_DIGITS and p.is_file()
+        )
 
     def copy_in(self, volume_root: Path, rel: bytes) -> SpooledFile:
         """Read the original once into the spool while hashing it; fsync; atomic rename.
@@ -158,8 +165,16 @@ class Spool:
         return sha.hexdigest(), (sm3.hexdigest() if sm3 else None), total
 
     def remove(self, sha256: str) -> None:
-        """Reclaim a spooled copy: only ever called after a verified store."""
-        self.path_of(sha256).unlink(missing_ok=True)
+        """Reclaim a spooled copy: only ever called after a verified store.
+
+        The upload state of a multipart upload (`<sha256>.upload.json`, and a temporary file a
+        crash may have left beside it) goes with it: the upload it describes is complete."""
+        path = self.path_of(sha256)
+        state = path.with_name(f"{sha256}.upload.json")
+        state.unlink(missing_ok=True)
+        for leftover in self.root.glob(f".{state.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         fsync_dir(self.root)
 
 

@@ -1,21 +1,35 @@
 """Evidence-mode self-test of an object store: Object Lock, refused deletion, checked checksums, no overwrite.
 
 `check_evidence_bucket` returns one Finding per property (passed or failed) for
-`evidence-agent storage check [--json]`; `require_evidence_bucket` is what the daemon calls at
-start: it raises EvidenceBucketRefused, naming every failed property, so a station never
-uploads evidence to a store that would let it be deleted, replaced or silently corrupted.
-Failing to reach the store at all is not a finding: the StorageError of the store propagates.
+`evidence-agent storage check [--json]`; `require_evidence_bucket` raises EvidenceBucketRefused,
+naming every failed property, so a station never uploads evidence to a store that would let it
+be deleted, replaced or silently corrupted. Failing to reach the store at all is not a finding:
+the StorageError of the store propagates.
+
+`check_store` covers both backends (the local directory store is described, not probed: it has
+nothing to enforce WORM with); `require_store_at_start` is the daemon's start hook and
+`require_checked_store` the gate the upload queue passes before its first upload.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
 import secrets
-from dataclasses import asdict, dataclass
+import tempfile
+import threading
+import weakref
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from evidence_agent.errors import StorageError
 from evidence_agent.ports import StoredObject
+
+log = logging.getLogger(__name__)
 
 CANARY_DIR = "canary/"
 CANARY_RETENTION = timedelta(days=1)  # COMPLIANCE: every canary stays for a day, a few bytes each
@@ -28,6 +42,7 @@ OVERWRITE_REFUSED = "overwrite-refused"
 CHECKS = (OBJECT_LOCK, RETENTION, DELETE_REFUSED, CHECKSUM_VALIDATED, OVERWRITE_REFUSED)
 
 
+@runtime_checkable
 class EvidenceBucketProbe(Protocol):
     """What the self-test needs from a store adapter (S3ObjectStore provides it)."""
 
@@ -192,3 +207,194 @@ def require_evidence_bucket(
     if failures(findings):
         raise EvidenceBucketRefused(store.describe(), findings)
     return findings
+
+
+# --- both backends, the daemon's start hook and the upload gate --------------------------------
+
+CHECK_CACHE_FILE = "storage-check.json"  # in the data directory: the last passed self-test
+CHECK_VALID_FOR = timedelta(hours=24)  # a passed self-test is trusted this long by the upload queue
+
+LOCAL_GUARANTEES = (
+    "objects are named by their SHA-256 and written once: an existing name is never overwritten",
+    "stored files are read-only (mode 0444) and are re-hashed against the ingest hash before a "
+    "clip is marked stored",
+    "writes are atomic (temporary file, fsync, link, fsync of the directory)",
+)
+LOCAL_LIMITS = (
+    "no write-once enforcement: root, or the account the agent runs as, can delete or replace "
+    "stored files",
+    "no retention: nothing stops a file being removed before its retention date",
+    "one disk on one machine: a disk failure or a lost station loses the evidence unless it is "
+    "backed up",
+)
+LOCAL_ADVICE = (
+    "for write-once evidence storage set store.backend = 's3' with a bucket created with "
+    "Object Lock (see docs/storage.md)"
+)
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """What `evidence-agent storage check` reports about the configured store."""
+
+    store: str
+    backend: str  # "s3" or "local"
+    worm: bool  # the store itself refuses deletion and overwrite (S3 Object Lock, verified)
+    findings: list[Finding] = field(default_factory=list)
+    guarantees: tuple[str, ...] = ()
+    limits: tuple[str, ...] = ()
+    advice: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not failures(self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "backend": self.backend,
+            "ok": self.ok,
+            "worm": self.worm,
+            "findings": [f.to_json() for f in self.findings],
+            "guarantees": list(self.guarantees),
+            "limits": list(self.limits),
+            "advice": self.advice,
+        }
+
+
+class _Describes(Protocol):
+    def describe(self) -> str: ...
+
+
+def check_store(store: _Describes, *, now: datetime | None = None) -> StoreCheck:
+    """The self-test of an S3 store; for the local directory store, what it does and does not do."""
+    if isinstance(store, EvidenceBucketProbe):
+        findings = check_evidence_bucket(store, now=now)
+        return StoreCheck(
+            store.describe(),
+            "s3",
+            worm=not failures(findings),
+            findings=findings,
+            guarantees=tuple(f.message for f in findings if f.ok),
+        )
+    return StoreCheck(
+        store.describe(),
+        "local",
+        worm=False,
+        guarantees=LOCAL_GUARANTEES,
+        limits=LOCAL_LIMITS,
+        advice=LOCAL_ADVICE,
+    )
+
+
+# Stores that passed in this process (weakly held: a closed station's store may go away).
+_passed: weakref.WeakKeyDictionary[Any, datetime] = weakref.WeakKeyDictionary()
+_passed_lock = threading.Lock()
+_gate_lock = threading.Lock()
+
+
+def require_store_at_start(store: _Describes, data_dir: Path) -> StoreCheck | None:
+    """The daemon's start hook: run the self-test now and refuse a store unfit for evidence.
+
+    Raises EvidenceBucketRefused (exit 2) when an S3 bucket lacks Object Lock, checksum
+    validation or conditional writes. When the store cannot be reached the station still starts
+    (ingest goes on into the spool): the outage is logged, None is returned, and the upload
+    queue runs the self-test before its first upload. The local store is logged as what it is."""
+    if not isinstance(store, EvidenceBucketProbe):
+        result = check_store(store)
+        log.warning(
+            "storing evidence in %s: not write-once storage (%s)",
+            result.store,
+            "; ".join(result.limits[:2]),
+        )
+        return result
+    from evidence_agent.s3_store import StoreUnavailableError  # boto3 only for the S3 backend
+
+    try:
+        result = _run_and_remember(store, data_dir)
+    except StoreUnavailableError as e:
+        log.warning(
+            "the object store self-test could not run: %s; clips are kept in the spool and the "
+            "self-test runs again before the first upload",
+            e,
+        )
+        return None
+    log.info("object store self-test passed: %s", result.store)
+    return result
+
+
+def require_checked_store(
+    store: _Describes,
+    data_dir: Path,
+    *,
+    now: datetime | None = None,
+    valid_for: timedelta = CHECK_VALID_FOR,
+) -> None:
+    """The upload queue's gate: an S3 store must have passed the self-test (in this process,
+    or within `valid_for` as recorded in the data directory) before evidence goes to it.
+
+    Runs the self-test when it has not; raises EvidenceBucketRefused or the store's own
+    StorageError (StoreUnavailableError when it cannot be reached)."""
+    if not isinstance(store, EvidenceBucketProbe):
+        return
+    moment = now or datetime.now(UTC)
+    with _passed_lock:
+        if store in _passed:
+            return
+    with _gate_lock:  # uploads starting together run one self-test, not one each
+        with _passed_lock:
+            if store in _passed:
+                return
+        if _cached_pass(data_dir, store.describe(), moment, valid_for):
+            with _passed_lock:
+                _passed[store] = moment
+            return
+        _run_and_remember(store, data_dir, now=moment)
+
+
+def _run_and_remember(
+    store: _Describes, data_dir: Path, *, now: datetime | None = None
+) -> StoreCheck:
+    result = check_store(store, now=now)
+    if result.backend == "s3" and not result.ok:
+        raise EvidenceBucketRefused(result.store, result.findings)
+    if result.backend == "s3":
+        record_pass(store, data_dir, now=now)
+    return result
+
+
+def record_pass(store: _Describes, data_dir: Path, *, now: datetime | None = None) -> None:
+    """Remember that `store` passed the self-test just now (this process and the data directory)."""
+    moment = now or datetime.now(UTC)
+    with _passed_lock:
+        _passed[store] = moment
+    _remember_pass(data_dir, store.describe(), moment)
+
+
+def _cached_pass(data_dir: Path, store: str, now: datetime, valid_for: timedelta) -> bool:
+    try:
+        raw = json.loads((data_dir / CHECK_CACHE_FILE).read_text(encoding="utf-8"))
+        passed = datetime.fromisoformat(raw["passed_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if raw.get("store") != store or passed.tzinfo is None:
+        return False
+    return now - valid_for <= passed <= now + timedelta(minutes=5)
+
+
+def _remember_pass(data_dir: Path, store: str, when: datetime) -> None:
+    """Best effort: without the record the next process runs the self-test again."""
+    text = json.dumps({"store": store, "passed_at": when.isoformat()}) + "\n"
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{CHECK_CACHE_FILE}.", dir=data_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, data_dir / CHECK_CACHE_FILE)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        log.debug("cannot record the self-test result in %s: %s", data_dir, e)

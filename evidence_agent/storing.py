@@ -1,117 +1,395 @@
-"""Store service: spooled clips written to the object store, read back, verified, then reclaimed."""
+"""Store service: the upload queue from the spool to the object store, verified, then reclaimed.
+
+Upload is apart from ingest: ingest catalogues clips in the spool (the 24-hour clock stops
+there) and carries on while the store is away; this module uploads them when it is back.
+
+- `store_clip` puts one clip, reads back (or asks the server for) its checksum, compares it with
+  the ingest hash, marks the clip stored with its custody event, and only then reclaims the spool
+  copy (and its multipart upload state).
+- `store_pending` is the retry: every clip of this station still in the spool, the spool copies
+  of clips already stored, the custody checkpoints not yet published, and a spool-space check.
+- `StoreWorker` stores clips as ingest catalogues them, and backs off while the store is away.
+- `publish_checkpoints` puts the station's signed checkpoints in the bucket under Object Lock.
+- `spool_space` / `watch_spool_space` warn before the spool fills.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import json
 import logging
+import os
 import queue
+import sys
 import threading
+import time
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
-from sqlmodel import select
+from sqlmodel import col, select
 
-from evidence_agent.catalog.models import Clip
+from evidence_agent.catalog.models import Clip, CustodyCheckpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.errors import EvidenceError, IntegrityError
-from evidence_agent.spool import check_digest
+from evidence_agent.ports import StoredObject
+from evidence_agent.spool import Spool, check_digest
 from evidence_agent.station import Station
+from evidence_agent.storage_check import EvidenceBucketRefused, require_checked_store
 
 log = logging.getLogger(__name__)
+
+STORE_CONCURRENCY = 2  # clips uploaded at once by the retry (each sends its parts in parallel)
+AWAY_SECONDS = 30.0  # after the store was unreachable, the worker leaves clips to the retry
+LOW_SPACE_FACTOR = 2  # "low" below this many times ingest.min_spool_free_bytes
+LOW_SPACE_SHARE = 0.10  # ... or below this share of the spool's file system
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_RETENTION = timedelta(days=3 * 365)  # the longest retention class (important clips)
+PUBLISHED_FILE = "published-checkpoints.json"  # in the data directory
+
+
+# --- the store being away -----------------------------------------------------------------------
+
+
+def _is_unavailable(e: EvidenceError) -> bool:
+    """The store could not be reached (transient), as opposed to refusing or failing a check."""
+    # Only the S3 adapter raises it, and boto3 is loaded only for that backend: when the module
+    # was never imported, the error cannot be one.
+    s3_store = sys.modules.get("evidence_agent.s3_store")
+    return s3_store is not None and isinstance(e, s3_store.StoreUnavailableError)
+
+
+class _Away:
+    """Per store: until when uploads are left to the retry because the store was unreachable."""
+
+    def __init__(self) -> None:
+        self._until: weakref.WeakKeyDictionary[Any, tuple[float, str]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def mark(self, store: object, reason: str, seconds: float = AWAY_SECONDS) -> None:
+        with self._lock:
+            self._until[store] = (time.monotonic() + seconds, reason)
+
+    def clear(self, store: object) -> None:
+        with self._lock:
+            self._until.pop(store, None)
+
+    def reason(self, store: object) -> str | None:
+        """Why the store is away, or None when it is not (any more)."""
+        with self._lock:
+            entry = self._until.get(store)
+        if entry is None or time.monotonic() >= entry[0]:
+            return None
+        return entry[1]
+
+    def is_away(self, store: object) -> bool:
+        return self.reason(store) is not None
+
+
+_away = _Away()
+
+
+def _kept_message(e: EvidenceError) -> str:
+    return (
+        f"{e.message}; the clip stays in the spool and is uploaded when the store is back "
+        "(`evidence-agent store`, or the daemon's retry)"
+    )
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpoolSpace:
+    """Free space on the spool's file system, what waits in it, and a warning before it fills."""
+
+    root: str
+    free_bytes: int
+    total_bytes: int
+    waiting_clips: int
+    waiting_bytes: int
+    min_free_bytes: int
+    level: str  # "ok", "low" (warn), "critical" (below ingest.min_spool_free_bytes)
+    message: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "free_bytes": self.free_bytes,
+            "total_bytes": self.total_bytes,
+            "waiting_clips": self.waiting_clips,
+            "waiting_bytes": self.waiting_bytes,
+            "min_free_bytes": self.min_free_bytes,
+            "level": self.level,
+            "message": self.message,
+        }
+
+
+@dataclass
+class PublishReport:
+    published: list[str] = field(default_factory=list)  # object keys
+    failed: str | None = None
+    integrity_failure: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "failed": self.failed,
+            "integrity_failure": self.integrity_failure,
+        }
 
 
 @dataclass
 class StoreReport:
     stored: list[str] = field(default_factory=list)  # clip ids
-    failed: dict[str, str] = field(default_factory=dict)  # clip id -> message
+    failed: dict[str, str] = field(default_factory=dict)  # sha256 -> message
     integrity_failures: dict[str, str] = field(default_factory=dict)
+    # The store was away (or refused by its self-test): why. Every clip not tried is in `failed`.
+    unavailable: str | None = None
+    waiting: int = 0  # clips of this station left in the spool
+    reclaimed: list[str] = field(default_factory=list)  # spool copies of stored clips removed
+    checkpoints: PublishReport | None = None
+    spool: SpoolSpace | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "stored": self.stored,
             "failed": self.failed,
             "integrity_failures": self.integrity_failures,
+            "unavailable": self.unavailable,
+            "waiting": self.waiting,
+            "reclaimed": self.reclaimed,
+            "checkpoints": self.checkpoints.to_json() if self.checkpoints else None,
+            "spool": self.spool.to_json() if self.spool else None,
         }
+
+
+# --- one clip ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _claim(path: Path) -> Iterator[bool]:
+    """An exclusive lock on the spool copy while it is uploaded (threads and processes alike):
+    yields False when another worker holds it. FileNotFoundError when the copy is gone."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _load(station: Station, sha256: str) -> Clip | None:
+    with station.reading() as session:
+        return session.exec(select(Clip).where(Clip.sha256 == sha256)).first()
 
 
 def store_clip(station: Station, sha256: str) -> str | None:
     """Put one spooled clip in the store, verify it against its ingest hash, mark it stored.
 
-    Returns the clip id, or None when there was nothing to do (already stored)."""
-    with station.reading() as session:
-        clip = session.exec(select(Clip).where(Clip.sha256 == sha256)).first()
-    if clip is None or clip.state != "spooled":
+    Returns the clip id, or None when there was nothing to do here: already stored (a leftover
+    spool copy is then verified against the store and reclaimed), another worker is uploading
+    it, or it is another station's clip (its own station stores it). Raises StorageError
+    (StoreUnavailableError when the store cannot be reached) or IntegrityError; in every
+    failure the clip stays spooled and its spool copy stays."""
+    clip = _load(station, sha256)
+    if clip is None:
+        return None
+    if clip.state != "spooled":
+        _reclaim_if_stored(station, clip)
+        return None
+    if clip.station_id != station.settings.station_id:
         return None
     path = station.spool.path_of(sha256)
-    if not path.exists():
+    try:
+        with _claim(path) as mine:
+            if not mine:
+                log.debug("clip %s is being uploaded by another worker", clip.id)
+                return None
+            clip = _load(station, sha256)  # the other worker may have finished meanwhile
+            if clip is None or clip.state != "spooled":
+                return None
+            return _upload_and_mark(station, clip, path)
+    except FileNotFoundError:
+        clip = _load(station, sha256)
+        if clip is None or clip.state != "spooled":
+            return None  # stored and reclaimed by another worker just now
         raise IntegrityError(
             f"clip {clip.id} is catalogued as spooled but its copy {path} is missing",
             remedy="dock the recorder again (it is never cleared before a verified store) "
             "and run `evidence-agent verify`",
-        )
-    station.store.put(sha256, path, clip.size, clip.retention_until)
-    stored = station.store.verify(sha256)
-    check_digest(sha256, stored.sha256, f"stored copy of clip {clip.id}")
+        ) from None
+
+
+def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str:
+    require_checked_store(station.store, station.settings.data_dir)
+    station.store.put(clip.sha256, path, clip.size, clip.retention_until)
+    stored = station.store.verify(clip.sha256)
+    check_digest(clip.sha256, stored.sha256, f"stored copy of clip {clip.id}")
     now = station.clock.now()
     with station.transaction() as session:
         row = session.get(Clip, clip.id)
-        assert row is not None
-        if row.state != "spooled":
-            return None
+        if row is None or row.state != "spooled":
+            return clip.id  # pragma: no cover - the spool lock keeps other workers out
         row.state = "stored"
         row.stored_at = now
         session.add(row)
-        station.record(
-            session,
-            CustodyEvent(
-                type="clip.stored",
-                subject_kind="clip",
-                subject_id=clip.id,
-                actor=station.actor,
-                reason="written once to the object store and read back: hash equals the ingest hash",
-                sha256=sha256,
-                data={
-                    "store": station.store.describe(),
-                    "key": stored.key,
-                    "size": stored.size,
-                    "stored_at": format_time(now),
-                    "retain_until": format_time(clip.retention_until)
-                    if clip.retention_until
-                    else None,
-                },
-            ),
-        )
-    station.spool.remove(sha256)  # only now: the verified stored copy stands in for it
+        station.record(session, _stored_event(station, clip, stored, now))
+    # Only now: the verified stored copy stands in for the spool copy.
+    station.spool.remove(clip.sha256)
     log.info("clip %s stored and verified in %s", clip.id, station.store.describe())
     return clip.id
 
 
-def store_pending(station: Station) -> StoreReport:
-    """Store every clip still waiting in the spool (after an outage, or a crash)."""
+def _stored_event(
+    station: Station, clip: Clip, stored: StoredObject, now: datetime
+) -> CustodyEvent:
+    return CustodyEvent(
+        type="clip.stored",
+        subject_kind="clip",
+        subject_id=clip.id,
+        actor=station.actor,
+        reason="written once to the object store and read back: hash equals the ingest hash",
+        sha256=clip.sha256,
+        data={
+            "store": station.store.describe(),
+            "key": stored.key,
+            "size": stored.size,
+            "stored_at": format_time(now),
+            "retain_until": format_time(clip.retention_until) if clip.retention_until else None,
+        },
+    )
+
+
+def _reclaim_if_stored(station: Station, clip: Clip) -> bool:
+    """A spool copy of a clip already stored (a re-dock, a duplicate docked at another station,
+    a crash after the catalog was updated): removed once the stored object verifies."""
+    if clip.state != "stored":
+        return False
+    path = station.spool.path_of(clip.sha256)
+    if not path.exists():
+        return False
+    stored = station.store.verify(clip.sha256)
+    check_digest(clip.sha256, stored.sha256, f"stored copy of clip {clip.id}")
+    station.spool.remove(clip.sha256)
+    log.info("spool copy of stored clip %s reclaimed", clip.id)
+    return True
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+
+def store_pending(station: Station, *, concurrency: int = STORE_CONCURRENCY) -> StoreReport:
+    """The upload queue's retry: store every clip of this station still in the spool (after an
+    outage or a crash), oldest first, `concurrency` clips at a time; reclaim spool copies of
+    clips stored meanwhile; sign and publish the custody checkpoints; check the spool's space.
+
+    When the store cannot be reached (or fails its self-test) no further clip is started: every
+    clip not stored stays in the spool (in `failed`, with the message), `unavailable` says why,
+    and the next retry starts over."""
+    me = station.settings.station_id
+    local = set(station.spool.pending())
     with station.reading() as session:
-        pending = list(session.exec(select(Clip.sha256).where(Clip.state == "spooled")))
+        spooled = list(
+            session.exec(
+                select(Clip.sha256, Clip.station_id)
+                .where(Clip.state == "spooled")
+                .order_by(col(Clip.ingested_at), col(Clip.id))
+            )
+        )
+    mine = [sha for sha, owner in spooled if owner == me]
+    others = {sha for sha, owner in spooled if owner != me}
+    away = threading.Event()
+
+    def attempt(sha256: str) -> tuple[str | None, EvidenceError | None]:
+        if away.is_set():
+            return None, None  # not started: the store went away meanwhile
+        try:
+            return store_clip(station, sha256), None
+        except EvidenceError as e:
+            if _is_unavailable(e) or isinstance(e, EvidenceBucketRefused):
+                away.set()
+            return None, e
+
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="store") as pool:
+        outcomes = list(pool.map(attempt, mine))
+
     report = StoreReport()
-    for sha256 in pending:
-        _store_into(station, sha256, report)
+    reason: EvidenceError | None = None
+    not_started: list[str] = []
+    for sha256, (clip_id, error) in zip(mine, outcomes, strict=True):
+        if clip_id is not None:
+            report.stored.append(clip_id)
+        elif error is None:
+            if away.is_set():
+                not_started.append(sha256)
+        elif _is_unavailable(error) or isinstance(error, EvidenceBucketRefused):
+            reason = reason or error
+            not_started.append(sha256)
+        else:
+            _record_failure(report, sha256, error)
+    if reason is not None:
+        _away.mark(station.store, str(reason))
+        report.unavailable = str(reason)
+        kept = _kept_message(reason)
+        report.failed.update(dict.fromkeys(not_started, kept))
+        log.warning("%d clip(s) stay in the spool: %s", len(not_started), kept)
+    elif mine:
+        _away.clear(station.store)
+    report.waiting = len(report.failed) + len(report.integrity_failures)
+    if report.stored:
+        # The clip.stored events are signed now, as a dock's events are at its end.
+        with station.transaction() as session:
+            station.custody.checkpoint(session)
+    if report.unavailable is None:
+        _reclaim_leftovers(station, local - set(mine) - others, report)
+        report.checkpoints = publish_checkpoints(station, force=True)
+    report.spool = watch_spool_space(station)
     return report
 
 
-def _store_into(station: Station, sha256: str, report: StoreReport) -> None:
-    try:
-        clip_id = store_clip(station, sha256)
-    except IntegrityError as e:
+def _record_failure(report: StoreReport, sha256: str, e: EvidenceError) -> None:
+    if isinstance(e, IntegrityError):
         report.integrity_failures[sha256] = e.message
         log.error("integrity failure storing %s: %s", sha256, e.message)
-        return
-    except EvidenceError as e:
+    else:
         report.failed[sha256] = str(e)
         log.warning("clip %s stays in the spool: %s", sha256[:12], e)
-        return
-    if clip_id is not None:
-        report.stored.append(clip_id)
+
+
+def _reclaim_leftovers(station: Station, candidates: set[str], report: StoreReport) -> None:
+    """Spool copies that no clip of this station waits on. Copies of stored clips go once the
+    store verifies them; a copy without a clip row (a dock still cataloguing it, or a crash
+    before its row was written) is never touched: it is evidence the catalog does not know."""
+    for sha256 in sorted(candidates):
+        clip = _load(station, sha256)
+        if clip is None or clip.state != "stored":
+            continue
+        try:
+            if _reclaim_if_stored(station, clip):
+                report.reclaimed.append(sha256)
+        except EvidenceError as e:
+            _record_failure(report, sha256, e)
 
 
 class StoreWorker:
-    """A thread that stores clips as ingest catalogues them, so storing overlaps copying."""
+    """A thread that stores clips as ingest catalogues them, so storing overlaps copying.
+
+    While the store is away (unreachable in the last AWAY_SECONDS) submitted clips are left in
+    the spool at once, with a message, instead of each waiting out the client's retries:
+    `store_pending` (the daemon's periodic retry, or `evidence-agent store`) uploads them."""
 
     def __init__(self, station: Station) -> None:
         self.station = station
@@ -128,10 +406,213 @@ class StoreWorker:
 
     def _run(self) -> None:
         while (sha256 := self._queue.get()) is not None:
-            _store_into(self.station, sha256, self.report)
+            self._store(sha256)
+
+    def _store(self, sha256: str) -> None:
+        store = self.station.store
+        away = _away.reason(store)
+        if away is not None:
+            self.report.failed[sha256] = (
+                f"{away}; the clip stays in the spool and is uploaded when the store is back "
+                "(`evidence-agent store`, or the daemon's retry)"
+            )
+            return
+        try:
+            clip_id = store_clip(self.station, sha256)
+        except EvidenceError as e:
+            if _is_unavailable(e) or isinstance(e, EvidenceBucketRefused):
+                _away.mark(store, str(e))
+                self.report.failed[sha256] = _kept_message(e)
+                log.warning("clip %s stays in the spool: %s", sha256[:12], _kept_message(e))
+                return
+            _record_failure(self.report, sha256, e)
+            return
+        _away.clear(store)
+        if clip_id is not None:
+            self.report.stored.append(clip_id)
 
     def finish(self) -> StoreReport:
         """Wait for everything submitted to be stored (or to fail) and stop the thread."""
         self._queue.put(None)
         self._thread.join()
         return self.report
+
+
+# --- spool space -------------------------------------------------------------------------------
+
+
+def spool_space(spool: Spool, min_free_bytes: int) -> SpoolSpace | None:
+    """Free space and backlog of the spool; None when the spool does not exist yet."""
+    try:
+        usage = os.statvfs(spool.root)
+        pending = spool.pending()
+    except OSError:
+        return None
+    free = usage.f_bavail * usage.f_frsize
+    total = usage.f_blocks * usage.f_frsize
+    waiting = 0
+    for name in pending:
+        with contextlib.suppress(OSError):
+            waiting += (spool.root / name).stat().st_size
+    level, message = _space_level(spool.root, free, total, len(pending), waiting, min_free_bytes)
+    return SpoolSpace(
+        str(spool.root), free, total, len(pending), waiting, min_free_bytes, level, message
+    )
+
+
+def _space_level(
+    root: Path, free: int, total: int, clips: int, waiting: int, min_free: int
+) -> tuple[str, str | None]:
+    gib = 1 << 30
+    backlog = (
+        f"; {clips} clip(s), {waiting / gib:.1f} GiB, wait in it for the object store"
+        if clips
+        else ""
+    )
+    if free < min_free:
+        return "critical", (
+            f"the spool at {root} has {free / gib:.1f} GiB free, less than "
+            f"ingest.min_spool_free_bytes ({min_free / gib:.1f} GiB){backlog}: a dock may fail "
+            "for lack of space (the recorder keeps its files). Bring the object store back "
+            "(`evidence-agent store` uploads and reclaims) or free space"
+        )
+    if free < LOW_SPACE_FACTOR * min_free or (total and free < LOW_SPACE_SHARE * total):
+        return "low", (
+            f"the spool at {root} is filling: {free / gib:.1f} GiB free of "
+            f"{total / gib:.1f} GiB{backlog}. Check the object store (`evidence-agent storage "
+            "check`) before the spool fills"
+        )
+    return "ok", None
+
+
+def watch_spool_space(station: Station) -> SpoolSpace | None:
+    """Check the spool's free space and log a warning (an error when critical) before it fills.
+
+    For the daemon's timers and `status`; `store_pending` calls it after each retry."""
+    space = spool_space(station.spool, station.settings.ingest.min_spool_free_bytes)
+    if space is not None and space.message is not None:
+        if space.level == "critical":
+            log.error("%s", space.message)
+        else:
+            log.warning("%s", space.message)
+    return space
+
+
+# --- custody checkpoints in the bucket -----------------------------------------------------------
+
+
+@runtime_checkable
+class ArtefactStore(Protocol):
+    """A store that keeps small artefacts under Object Lock (S3ObjectStore)."""
+
+    def describe(self) -> str: ...
+
+    def put_bytes(self, key: str, data: bytes, retain_until: datetime | None) -> StoredObject: ...
+
+
+def checkpoint_key(station_id: str, size: int) -> str:
+    """Where a station's checkpoint of a tree size is published, under the store's prefix."""
+    return f"{CHECKPOINT_DIR}/{station_id}/{size}.note"
+
+
+def verifier_key_name(station_id: str) -> str:
+    """Where a station's note verifier key is published, beside its checkpoints."""
+    return f"{CHECKPOINT_DIR}/{station_id}/station.vkey"
+
+
+_publish_locks: dict[str, threading.Lock] = {}
+_publish_locks_guard = threading.Lock()
+
+
+def _publish_lock(station: Station) -> threading.Lock:
+    with _publish_locks_guard:
+        return _publish_locks.setdefault(str(station.settings.data_dir), threading.Lock())
+
+
+def publish_checkpoints(station: Station, *, force: bool = False) -> PublishReport:
+    """Put the station's signed checkpoints that are not in the bucket yet, with COMPLIANCE
+    retention, at `<prefix>checkpoints/<station>/<size>.note` (and its verifier key beside them).
+
+    Call it after a transaction that made a checkpoint has committed. Never raises for the
+    store being away: the checkpoints stay in the catalog and go with the next call (the upload
+    queue's retry calls it). Skipped (quickly) while the store is known to be away unless
+    `force`. A different note already published under the same name is an integrity failure:
+    logged as an error and reported, never overwritten. Nothing to do for the local store."""
+    report = PublishReport()
+    store = station.store
+    if not isinstance(store, ArtefactStore):
+        return report
+    away = _away.reason(store)
+    if not force and away is not None:
+        report.failed = f"{away}; published later"
+        return report
+    sid = station.settings.station_id
+    marker_path = station.settings.data_dir / PUBLISHED_FILE
+    with _publish_lock(station):
+        published = _published_size(marker_path, store.describe(), sid)
+        with station.reading() as session:
+            rows = list(
+                session.exec(
+                    select(CustodyCheckpoint)
+                    .where(CustodyCheckpoint.station_id == sid)
+                    .where(col(CustodyCheckpoint.size) > published)
+                    .order_by(col(CustodyCheckpoint.size))
+                )
+            )
+        if not rows:
+            return report
+        retain_until = station.clock.now() + max(
+            CHECKPOINT_RETENTION,
+            timedelta(days=station.settings.store.default_retention_days),
+        )
+        done = published
+        try:
+            if published == 0:
+                key = station.custody.signer.verifier.key_string()
+                store.put_bytes(verifier_key_name(sid), (key + "\n").encode(), retain_until)
+            for row in rows:
+                stored = store.put_bytes(
+                    checkpoint_key(sid, row.size), row.note.encode("utf-8"), retain_until
+                )
+                report.published.append(stored.key)
+                done = row.size
+        except IntegrityError as e:
+            report.integrity_failure = e.message
+            log.error("INTEGRITY: custody checkpoint of %s not published: %s", sid, e.message)
+        except EvidenceError as e:
+            if _is_unavailable(e):
+                _away.mark(store, str(e))
+            report.failed = str(e)
+            log.warning(
+                "custody checkpoint(s) of %s stay in the catalog, published later: %s", sid, e
+            )
+        finally:
+            if done > published:
+                _remember_published(marker_path, store.describe(), sid, done)
+    if report.published:
+        log.info("published %d custody checkpoint(s) of %s", len(report.published), sid)
+    return report
+
+
+def _published_size(path: Path, store: str, station_id: str) -> int:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    if not isinstance(raw, dict) or raw.get("store") != store or raw.get("station") != station_id:
+        return 0
+    size = raw.get("size")
+    return size if isinstance(size, int) and size > 0 else 0
+
+
+def _remember_published(path: Path, store: str, station_id: str, size: int) -> None:
+    """Best effort: a lost record only makes the next call publish (idempotently) again."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(
+            json.dumps({"store": store, "station": station_id, "size": size}) + "\n",
+            encoding="utf-8",
+        )
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("cannot record published checkpoints in %s: %s", path, e.strerror)

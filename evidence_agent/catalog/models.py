@@ -60,6 +60,10 @@ class Recorder(SQLModel, table=True):
     enrolled: bool = False  # enrolled by a supervisor; unenrolled rows are recorders seen on ingest
     enrolled_at: datetime | None = _time(default=None)
     last_docked_at: datetime | None = _time(default=None)
+    # USB ids given at enrolment (4 hex digits): a device showing the enrolled USB serial with
+    # other ids is not taken for this recorder.
+    usb_vendor_id: str | None = Field(default=None, max_length=4)
+    usb_model_id: str | None = Field(default=None, max_length=4)
 
 
 class RecorderAssignment(SQLModel, table=True):
@@ -92,6 +96,13 @@ class DockSession(SQLModel, table=True):
     clips_known: int = 0
     files_not_ingested: int = 0
     error: str | None = None
+    # Docking daemon: media bytes on the volume and bytes read so far (progress in `status`),
+    # the USB device's udev identity (JSON object) and warnings raised at the dock (JSON list).
+    # State "refused": unknown USB storage, reported and never read.
+    bytes_total: int | None = Field(default=None, sa_type=sa.BigInteger)
+    bytes_done: int = Field(default=0, sa_type=sa.BigInteger)
+    device_info: str = "{}"
+    warnings: str = "[]"
 
 
 class Clip(SQLModel, table=True):
@@ -132,6 +143,9 @@ class Clip(SQLModel, table=True):
     retention_class: str = "standard"
     retention_until: datetime | None = _time(default=None)
     legal_hold: bool = False
+    # Grounds for permanent keeping set by a supervisor (obstruction, major emergency, ...):
+    # JSON list, sorted. Case links are a ground of their own, read from case_clips.
+    retention_grounds: str = "[]"
 
 
 class ClipSource(SQLModel, table=True):
@@ -175,6 +189,36 @@ class CaseClip(SQLModel, table=True):
     reason: str = ""
 
 
+class CaseDocument(SQLModel, table=True):
+    """A written record of a case (decision, report, notice), kept in the object store by hash."""
+
+    __tablename__ = "case_documents"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    name: str
+    sha256: str = Field(max_length=64)
+    size: int = Field(sa_type=sa.BigInteger)
+    document_time: datetime | None = _time(default=None)  # when the document was made
+    added_at: datetime = _time()
+    actor: str = ""
+    reason: str = ""
+
+
+class RetentionRequest(SQLModel, table=True):
+    """A request to delete a clip past retention, and the supervisor's decision on it."""
+
+    __tablename__ = "retention_requests"
+    id: int | None = Field(default=None, primary_key=True)
+    clip_id: str = Field(foreign_key="clips.id", index=True)
+    requested_by: str
+    requested_at: datetime = _time()
+    reason: str
+    state: str = "pending"  # pending, approved, withdrawn
+    decided_by: str | None = None
+    decided_at: datetime | None = _time(default=None)
+    decision_reason: str | None = None
+
+
 class CustodyEntry(SQLModel, table=True):
     """One leaf of a station's custody log: the RFC 8785 bytes of an event and their leaf hash."""
 
@@ -183,7 +227,7 @@ class CustodyEntry(SQLModel, table=True):
     seq: int = Field(primary_key=True, sa_type=sa.BigInteger)
     entry: bytes = Field(sa_type=sa.LargeBinary)
     leaf_hash: bytes = Field(sa_type=sa.LargeBinary)
-    event_type: str = Field(max_length=64)
+    event_type: str = Field(max_length=64, index=True)  # index: the access log reads by type
     subject_id: str | None = Field(default=None, index=True, max_length=64)
     recorded_at: datetime = _time()
 

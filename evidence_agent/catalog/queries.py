@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
-from evidence_agent.catalog.models import Clip, DockSession, Officer, Recorder, Unit
+from evidence_agent.catalog.models import (
+    Clip,
+    DockSession,
+    Officer,
+    Recorder,
+    RecorderAssignment,
+    Unit,
+)
 from evidence_agent.custody.events import format_time
 from evidence_agent.domain.deadline import DeadlineRule, DeadlineState, deadline_state
 from evidence_agent.domain.flags import Flag
@@ -24,9 +31,19 @@ class ClipView:
     officer: str | None
     officer_name: str | None
     unit: str | None
+    limit_hours: int = 24  # deadline.limit_hours, for the lateness of late clips
 
     def to_json(self) -> dict[str, Any]:
         c = self.clip
+        flags = json.loads(c.flags)
+        after = (
+            (c.ingested_at - c.recorded_end).total_seconds() if c.recorded_end is not None else None
+        )
+        late_by = (
+            after - self.limit_hours * 3600
+            if after is not None and Flag.LATE.value in flags
+            else None
+        )
         return {
             "id": c.id,
             "sha256": c.sha256,
@@ -50,7 +67,11 @@ class ClipView:
             "ingested_at": _t(c.ingested_at),
             "stored_at": _t(c.stored_at),
             "state": c.state,
-            "flags": json.loads(c.flags),
+            "flags": flags,
+            # From the end of the recording to hashed-and-catalogued; for clips flagged late,
+            # how far past the limit that was.
+            "ingested_after_seconds": after,
+            "late_by_seconds": late_by,
             "retention_class": c.retention_class,
             "retention_until": _t(c.retention_until),
             "station": c.station_id,
@@ -73,6 +94,7 @@ def clip_views(
     important: bool | None = None,
     clip_ids: list[str] | None = None,
     limit: int | None = None,
+    limit_hours: int = 24,
 ) -> list[ClipView]:
     """Clips with their recorder, officer and unit, newest recording first."""
     rec, off, un = aliased(Recorder), aliased(Officer), aliased(Unit)
@@ -108,6 +130,7 @@ def clip_views(
             o.badge if o else None,
             o.name if o else None,
             u.code if u else None,
+            limit_hours,
         )
         for c, r, o, u in session.exec(query)
     ]
@@ -138,6 +161,9 @@ class StatusView:
     approaching: dict[tuple[str, str], int]  # (unit, officer) -> clips not stored, past warn
     clips_total: int
     last_stored_at: datetime | None
+    refused_devices: list[dict[str, Any]] = field(default_factory=list)
+    clock_skew: list[dict[str, Any]] = field(default_factory=list)
+    undocked: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def rows(counts: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
@@ -155,10 +181,23 @@ class StatusView:
             "over_24_hours": rows(self.late),
             "approaching_24_hours": rows(self.approaching),
             "last_stored_at": _t(self.last_stored_at),
+            "refused_devices": self.refused_devices,
+            "clock_skew": self.clock_skew,
+            "undocked_recorders": self.undocked,
         }
 
 
-def station_status(session: Session, now: datetime, rule: DeadlineRule) -> StatusView:
+REFUSED_SHOWN_FOR = timedelta(hours=24)
+
+
+def station_status(
+    session: Session,
+    now: datetime,
+    rule: DeadlineRule,
+    *,
+    clock_skew_warn_seconds: float | None = None,
+    undocked_warn_hours: float | None = None,
+) -> StatusView:
     spooled = session.exec(
         select(
             func.count(), func.coalesce(func.sum(Clip.size), 0), func.min(Clip.ingested_at)
@@ -169,11 +208,20 @@ def station_status(session: Session, now: datetime, rule: DeadlineRule) -> Statu
     docks = [
         {
             "dock_session": d.id,
+            "recorder": serial,
             "volume": d.volume,
             "source": d.source,
             "started_at": _t(d.started_at),
+            "bytes_done": d.bytes_done,
+            "bytes_total": d.bytes_total,
+            "clock_skew_seconds": d.clock_skew_seconds,
         }
-        for d in session.exec(select(DockSession).where(DockSession.state == "running"))
+        for d, serial in session.exec(
+            select(DockSession, Recorder.serial)
+            .outerjoin(Recorder, col(DockSession.recorder_id) == Recorder.id)
+            .where(DockSession.state == "running")
+            .order_by(col(DockSession.started_at))
+        )
     ]
     unit_alias = aliased(Unit)
     late: dict[tuple[str, str], int] = defaultdict(int)
@@ -209,7 +257,96 @@ def station_status(session: Session, now: datetime, rule: DeadlineRule) -> Statu
         approaching=dict(approaching),
         clips_total=total,
         last_stored_at=_aware(last_stored),
+        refused_devices=refused_devices(session, since=now - REFUSED_SHOWN_FOR),
+        clock_skew=(
+            []
+            if clock_skew_warn_seconds is None
+            else clock_skew_warnings(session, clock_skew_warn_seconds)
+        ),
+        undocked=(
+            []
+            if undocked_warn_hours is None
+            else undocked_recorders(session, now, timedelta(hours=undocked_warn_hours))
+        ),
     )
+
+
+def refused_devices(session: Session, *, since: datetime) -> list[dict[str, Any]]:
+    """USB storage that was docked and not read (unknown, or a serial claimed twice), newest first."""
+    rows = session.exec(
+        select(DockSession)
+        .where(DockSession.state == "refused")
+        .where(DockSession.started_at >= since)
+        .order_by(col(DockSession.started_at).desc())
+    )
+    return [
+        {
+            "dock_session": d.id,
+            "device": d.volume,
+            "at": _t(d.started_at),
+            "reason": d.error,
+            "usb": json.loads(d.device_info or "{}"),
+        }
+        for d in rows
+    ]
+
+
+def clock_skew_warnings(session: Session, threshold_seconds: float) -> list[dict[str, Any]]:
+    """Recorders whose clock was off by more than the threshold at their latest measured dock."""
+    latest = (
+        select(
+            DockSession.recorder_id,
+            func.max(DockSession.started_at).label("started_at"),
+        )
+        .where(col(DockSession.clock_skew_seconds).is_not(None))
+        .group_by(col(DockSession.recorder_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(Recorder.serial, DockSession.clock_skew_seconds, DockSession.started_at)
+        .join(DockSession, col(DockSession.recorder_id) == Recorder.id)
+        .join(
+            latest,
+            (latest.c.recorder_id == DockSession.recorder_id)
+            & (latest.c.started_at == DockSession.started_at),
+        )
+        .order_by(Recorder.serial)
+    )
+    return [
+        {"recorder": serial, "clock_skew_seconds": skew, "docked_at": _t(_aware(at))}
+        for serial, skew, at in rows
+        if skew is not None and abs(skew) > threshold_seconds
+    ]
+
+
+def undocked_recorders(session: Session, now: datetime, limit: timedelta) -> list[dict[str, Any]]:
+    """Recorders assigned to an officer now and not docked for longer than `limit`.
+
+    Time counts from the later of the last dock and the start of the assignment: a recorder
+    handed out an hour ago is not overdue because it sat in a drawer for a week before."""
+    rows = session.exec(
+        select(Recorder, RecorderAssignment, Officer)
+        .join(RecorderAssignment, col(RecorderAssignment.recorder_id) == Recorder.id)
+        .join(Officer, col(RecorderAssignment.officer_id) == Officer.id)
+        .where(col(RecorderAssignment.end).is_(None))
+        .where(RecorderAssignment.start <= now)
+        .order_by(Recorder.serial)
+    )
+    overdue = []
+    for recorder, assignment, officer in rows:
+        since = max(filter(None, (recorder.last_docked_at, assignment.start)))
+        if now - since > limit:
+            overdue.append(
+                {
+                    "recorder": recorder.serial,
+                    "officer": officer.badge,
+                    "officer_name": officer.name,
+                    "last_docked_at": _t(recorder.last_docked_at),
+                    "assigned_since": _t(assignment.start),
+                    "hours_undocked": round((now - since).total_seconds() / 3600, 1),
+                }
+            )
+    return overdue
 
 
 def _aware(value: Any) -> datetime | None:

@@ -40,7 +40,9 @@ def parse_filename(
             serial=groups.get("serial") or None,
             badge=groups.get("badge") or None,
             start=start,
-            sequence=int(seq_text) if seq_text and seq_text.isdecimal() and seq_text.isascii() else None,
+            sequence=int(seq_text)
+            if seq_text and seq_text.isdecimal() and seq_text.isascii()
+            else None,
             important=bool(groups.get("important")),
             pattern=pattern.pattern,
         )

@@ -97,7 +97,9 @@ def test_demo_volume_is_ingested_hashed_tagged_and_stored(
     assert video.recorded_end is not None and video.recorded_end > video.recorded_start
     assert video.time_source == "filename"
     assert json.loads(video.flags) == ["late"]  # recorded two days before this test docks it
-    assert video.officer_id is not None and video.unit_id is not None and video.recorder_id is not None
+    assert (
+        video.officer_id is not None and video.unit_id is not None and video.recorder_id is not None
+    )
 
     not_ingested = {n.source_path: n.reason for n in report.not_ingested}
     assert not_ingested == {"RECORDER.JSON": "identity_file", "SYSTEM/LOG.TXT": "not_media"}
@@ -116,7 +118,9 @@ def test_originals_are_not_modified(station: Station, volume: Path) -> None:
     assert before == after
 
 
-def test_redock_reads_nothing_again_and_makes_no_second_clip(station: Station, volume: Path) -> None:
+def test_redock_reads_nothing_again_and_makes_no_second_clip(
+    station: Station, volume: Path
+) -> None:
     first = ingest_volume(station, volume)
     second = ingest_volume(station, volume)
     assert len(clips(station)) == len(first.clips)
@@ -148,7 +152,9 @@ def test_zero_byte_symlink_fifo_and_device_are_reported_not_followed(
     (media / "A123456_100231_20261120100000_0101.MP4").symlink_to(outside)
     (volume / "escape").symlink_to(tmp_path)
     os.mkfifo(media / "A123456_100231_20261120100000_0102.MP4")
-    os.mknod(media / "A123456_100231_20261120100000_0103.MP4", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    os.mknod(
+        media / "A123456_100231_20261120100000_0103.MP4", stat.S_IFCHR | 0o600, os.makedev(1, 3)
+    )
 
     done: list[object] = []
     worker = threading.Thread(target=lambda: done.append(ingest_volume(station, volume)))
@@ -177,7 +183,11 @@ def test_odd_names_spaces_non_utf8_and_very_long(station: Station, tmp_path: Pat
         b"L" * 251 + b".mp4",  # 255 bytes: the longest name most file systems allow
     ]
     for i, name in enumerate(names):
-        generate_clip(Path(os.fsdecode(bytes(vol) + b"/" + name)), seconds=1, creation_time=START + timedelta(minutes=i))
+        generate_clip(
+            Path(os.fsdecode(bytes(vol) + b"/" + name)),
+            seconds=1,
+            creation_time=START + timedelta(minutes=i),
+        )
     report = ingest_volume(station, vol, recorder_serial="B765432")
     assert len(report.clips) == 4
     rows = clips(station)
@@ -190,7 +200,9 @@ def test_odd_names_spaces_non_utf8_and_very_long(station: Station, tmp_path: Pat
     assert all(c.time_source == "container" for c in rows)
 
 
-def test_volume_without_identity_or_serial_is_refused_with_remedy(station: Station, tmp_path: Path) -> None:
+def test_volume_without_identity_or_serial_is_refused_with_remedy(
+    station: Station, tmp_path: Path
+) -> None:
     vol = tmp_path / "anon"
     vol.mkdir()
     generate_clip(vol / "video.mp4", seconds=1, creation_time=START)
@@ -212,7 +224,10 @@ def test_officer_from_assignment_and_mismatch_flagged(station: Station, volume: 
         assert recorder.id is not None and officer.id is not None
         session.add(
             RecorderAssignment(
-                recorder_id=recorder.id, officer_id=officer.id, start=START - timedelta(days=1), actor="user:test"
+                recorder_id=recorder.id,
+                officer_id=officer.id,
+                start=START - timedelta(days=1),
+                actor="user:test",
             )
         )
     ingest_volume(station, volume)
@@ -251,7 +266,9 @@ def tiny_spool(tmp_path: Path) -> Iterator[Path]:
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         service_missing(f"cannot mount a small tmpfs for the full-disk test: {proc.stderr.strip()}")
@@ -261,7 +278,9 @@ def tiny_spool(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def test_full_spool_mid_copy_leaves_nothing_and_marks_nothing(tmp_path: Path, tiny_spool: Path) -> None:
+def test_full_spool_mid_copy_leaves_nothing_and_marks_nothing(
+    tmp_path: Path, tiny_spool: Path
+) -> None:
     vol = tmp_path / "vol"
     vol.mkdir()
     (vol / "A123456_100231_20261120100000_0001.MP4").write_bytes(os.urandom(3 << 20))

@@ -203,12 +203,53 @@ def test_load_settings_bad_files(tmp_path: Path, text: str) -> None:
         load_settings(tmp_path / "missing.toml", {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConfigError,
-    reason="bug in config.py:166-170: env values are TOML-parsed, so a numeric-looking "
-    "string for a str key (station.id=123, store.bucket=2024) is rejected as int",
-)
 def test_numeric_looking_string_from_the_environment() -> None:
     s = build_settings({}, {"EVIDENCE_AGENT__STATION__ID": "123"})
     assert s.station_id == "123"
+
+
+def test_dock_usb_keys_defaults(tmp_path: Path) -> None:
+    s = build_settings({}, {})
+    assert s.dock.usb_allowlist == ()
+    assert s.dock.mount_root == Path("/run/evidence-agent/mnt")
+    assert s.dock.metrics_port == 9464
+    under_systemd = build_settings({}, {"RUNTIME_DIRECTORY": f"{tmp_path}/run:{tmp_path}/other"})
+    assert under_systemd.dock.mount_root == tmp_path / "run" / "mnt"
+    explicit = build_settings({"dock": {"mount_root": str(tmp_path / "m")}}, {})
+    assert explicit.dock.mount_root == tmp_path / "m"
+
+
+def test_dock_usb_allowlist_is_parsed_from_file_and_environment() -> None:
+    s = build_settings(
+        {"dock": {"usb_allowlist": [{"vendor_id": "2A4B", "model_id": "0c01"}], "metrics_port": 0}},
+        {},
+    )
+    (entry,) = s.dock.usb_allowlist
+    assert (entry.vendor_id, entry.model_id, entry.serial_pattern) == ("2a4b", "0c01", None)
+    assert s.dock.metrics_port == 0
+    env = {"EVIDENCE_AGENT__DOCK__USB_ALLOWLIST": '[{serial_pattern = "BWC[0-9]{7}"}]'}
+    (from_env,) = build_settings({}, env).dock.usb_allowlist
+    assert from_env.serial_pattern == "BWC[0-9]{7}"
+
+
+def test_bad_allowlist_entries_join_the_one_error() -> None:
+    error = _error(
+        {
+            "dock": {
+                "usb_allowlist": [{}, {"vendor_id": "xyz"}, {"serial_pattern": "("}, {"colour": 1}],
+                "metrics_port": 70000,
+                "max_concurrent": 0,
+            }
+        }
+    )
+    for part in (
+        "dock.usb_allowlist: 4 bad USB allowlist entries",
+        "entry 0: an empty entry would match every USB stick",
+        "entry 1: vendor_id 'xyz' is not 4 hex digits",
+        "entry 2: serial_pattern '(' is not a valid regex",
+        "entry 3: unknown key(s) colour",
+        "dock.metrics_port: must be 0 (off) or a TCP port up to 65535",
+        "dock.max_concurrent: must be at least 1",
+    ):
+        assert part in error.message, part
+    assert error.message.startswith("3 bad configuration key(s)")

@@ -1,0 +1,282 @@
+"""Auditor commands of `evidence-agent`: audit export, verify, prove, verify-proof, custody checkpoint.
+
+Self-contained on purpose: `python -m evidence_agent.cli` runs cli.py as __main__, so importing
+helpers back from evidence_agent.cli here would load a second copy of it. The root callback's
+context object is only asked for its ``settings``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+import typer
+
+from evidence_agent.errors import ExitCode, StorageError
+
+if TYPE_CHECKING:
+    from evidence_agent.audit import AuditReport
+    from evidence_agent.config import Settings
+    from evidence_agent.station import Station
+
+audit_app = typer.Typer(
+    help="Audit bundles: everything an outside verifier needs.", no_args_is_help=True
+)
+custody_app = typer.Typer(help="The station's custody log.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
+TrustedKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--trusted-key",
+        help="The station's verifier key (station.vkey) as the auditor obtained it; "
+        "else the key shipped beside the log is used.",
+        dir_okay=False,
+    ),
+]
+# Findings printed in the human report; --json lists them all.
+MAX_PRINTED = 40
+
+
+class _HasSettings(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+
+def register(app: typer.Typer) -> None:
+    """Add the auditor commands to the `evidence-agent` app."""
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(custody_app, name="custody")
+    app.command("verify")(verify_command)
+    app.command("prove")(prove_command)
+    app.command("verify-proof")(verify_proof_command)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    obj: _HasSettings = ctx.find_root().obj
+    return obj.settings
+
+
+@contextmanager
+def _station(ctx: typer.Context) -> Iterator[Station]:
+    from evidence_agent.station import open_station
+
+    station = open_station(_settings(ctx))
+    try:
+        yield station
+    finally:
+        station.close()
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- audit export
+
+
+@audit_app.command("export")
+def export_command(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Argument(help="Where to write the bundle (must not exist, or be empty).")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Export the custody log, every checkpoint, the public key and the catalog rows for an auditor."""
+    from evidence_agent.audit import export_bundle
+
+    with _station(ctx) as station:
+        summary = export_bundle(station, directory)
+    if as_json:
+        _emit_json(summary.to_json())
+        return
+    out = sys.stdout
+    out.write(f"audit bundle written to {summary.path} ({summary.files} files)\n")
+    for s in summary.stations:
+        out.write(
+            f"  station {s.station_id}: {s.entries} entries, {s.checkpoints} checkpoint(s), "
+            f"latest size {s.latest_checkpoint}\n"
+        )
+    out.write(
+        f"check it anywhere with: evidence-agent verify --bundle {summary.path}\n"
+        "keep the latest checkpoint file: the next audit's --trusted-checkpoint\n"
+    )
+
+
+# ---------------------------------------------------------------- verify
+
+
+def verify_command(
+    ctx: typer.Context,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Verify this exported bundle alone, without the station's database.",
+            file_okay=False,
+        ),
+    ] = None,
+    trusted_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-checkpoint",
+            help="A checkpoint kept from an earlier audit: finds truncation, rollback and forks.",
+            dir_okay=False,
+        ),
+    ] = None,
+    trusted_key: TrustedKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify the custody chain: log, checkpoints, objects and catalog (exit 3 on any failure)."""
+    from evidence_agent.audit import verify_bundle, verify_station
+
+    if bundle is not None:
+        report = verify_bundle(
+            bundle, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
+        )
+    else:
+        with _station(ctx) as station:
+            report = verify_station(
+                station, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
+            )
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        sys.stdout.write(report_text(report))
+    if not report.intact:
+        raise typer.Exit(int(report.exit_code))
+
+
+_STATUS = {"passed": "ok", "failed": "FAILED", "limited": "limited", "skipped": "skipped"}
+
+
+def report_text(report: AuditReport) -> str:
+    """The verification report for people: steps, then every failing item."""
+    lines = [f"custody audit of {report.source} {report.location}"]
+    for log in report.logs:
+        lines.append(f"  log {log.origin}: {log.entries} entries, {log.checkpoints} checkpoint(s)")
+        lines.append(f"    key {log.key or '(none usable)'}")
+        if log.latest_size is not None and log.latest_root is not None:
+            root = log.to_json()["latest_checkpoint"]["root_hash"]
+            lines.append(f"    latest checkpoint: size {log.latest_size}, root {root}")
+    for step in report.steps.values():
+        status = _STATUS.get(step.status, step.status)
+        detail = f"  {step.detail}" if step.detail else ""
+        lines.append(f"  [{status:>7}] {step.number} {step.title}{detail}")
+    for note in report.notes:
+        lines.append(f"  note: {note}")
+    if report.intact:
+        lines.append("INTACT")
+        return "\n".join(lines) + "\n"
+    total = len(report.findings) + report.findings_dropped
+    lines.append(f"FAILED: {total} item(s)")
+    for finding in report.findings[:MAX_PRINTED]:
+        where = f"{finding.station}: " if finding.station else ""
+        lines.append(f"  step {finding.step}  {where}{finding.item}: {finding.message}")
+    if total > MAX_PRINTED:
+        lines.append(f"  ... {total - MAX_PRINTED} more (--json lists them all)")
+    verdict = "INTEGRITY FAILURE" if report.exit_code == ExitCode.INTEGRITY else "NOT VERIFIED"
+    lines.append(verdict)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- prove and verify-proof
+
+
+def prove_command(
+    ctx: typer.Context,
+    clip: Annotated[str, typer.Argument(help="Clip id, unique id prefix, or SHA-256.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the proof document to this file.", dir_okay=False),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Inclusion proofs of a clip's custody events against the latest signed checkpoint."""
+    from evidence_agent.audit import prove
+
+    with _station(ctx) as station:
+        proof = prove(station, clip)
+    if out is not None:
+        _write_atomically(out, (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode())
+    if as_json:
+        _emit_json(proof)
+        return
+    sys.stdout.write(
+        f"clip {proof['clip']} ({proof['sha256']}): {len(proof['events'])} event(s) proven in "
+        f"the tree of size {proof['tree_size']}\n"
+    )
+    for event in proof["events"]:
+        sys.stdout.write(f"  entry {event['seq']}  {event['type']}\n")
+    if out is not None:
+        sys.stdout.write(
+            f"proof written to {out}; check it with: evidence-agent verify-proof {out}\n"
+        )
+    else:
+        sys.stdout.write("give --out FILE (or --json) for the proof document itself\n")
+
+
+def verify_proof_command(
+    file: Annotated[Path, typer.Argument(help="A proof document made by `prove`.", dir_okay=False)],
+    trusted_key: TrustedKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a clip's inclusion proof offline: no database, no station (exit 3 if it fails)."""
+    from evidence_agent.audit import verify_proof_file
+
+    result = verify_proof_file(file, trusted_key=trusted_key)
+    if as_json:
+        _emit_json(result)
+        return
+    cp = result["checkpoint"]
+    sys.stdout.write(
+        f"VALID: clip {result['clip']} ({result['sha256']}) of station {result['station']}\n"
+        f"  checkpoint size {cp['size']}, root {cp['root_hash']}\n"
+        f"  signed by {result['verifier_key']}\n"
+    )
+    for e in result["events"]:
+        sys.stdout.write(
+            f"  entry {e['seq']}  {e['time']}  {e['type']}  by {e['actor']}: {e['reason']}\n"
+        )
+    if trusted_key is None:
+        sys.stdout.write(
+            "  the key came with the proof: compare it with the station's published key, "
+            "or pass --trusted-key\n"
+        )
+
+
+# ---------------------------------------------------------------- custody checkpoint
+
+
+@custody_app.command("checkpoint")
+def checkpoint_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Sign a checkpoint of the custody log now, if any event is not covered by one yet."""
+    from evidence_agent.audit import make_checkpoint
+
+    with _station(ctx) as station:
+        result = make_checkpoint(station)
+    if as_json:
+        _emit_json(result)
+        return
+    verb = "signed" if result["made"] else "already signed"
+    sys.stdout.write(f"checkpoint {verb}: size {result['size']}, root {result['root_hash']}\n")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with tmp.open("xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {e.strerror}") from e

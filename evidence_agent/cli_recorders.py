@@ -1,0 +1,255 @@
+"""`evidence-agent recorders ...`: the recorder registry (enrol, assign, unassign, list, show)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from evidence_agent.errors import InputError
+
+recorders_app = typer.Typer(
+    help="The recorder registry: which recorders are enrolled and who holds each.",
+    no_args_is_help=True,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why (required): it goes into the custody log.")
+]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="When it took effect, ISO 8601 with offset (default now), e.g. 2026-11-20T08:00+08:00.",
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(recorders_app, name="recorders")
+
+
+def _settings(ctx: typer.Context) -> Any:
+    # The root callback's context object (evidence_agent.cli.Context); read by attribute, not
+    # imported, because `python -m evidence_agent.cli` runs that module as __main__.
+    return ctx.find_root().obj.settings
+
+
+@contextmanager
+def _station(ctx: typer.Context) -> Iterator[Any]:
+    from evidence_agent.station import open_station
+
+    station = open_station(_settings(ctx))
+    try:
+        yield station
+    finally:
+        station.close()
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def _parse_at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise InputError(f"--at {text!r} is not an ISO 8601 time") from e
+    if value.tzinfo is None:
+        raise InputError(
+            f"--at {text!r} needs a UTC offset", remedy="e.g. 2026-11-20T08:00+08:00 or ...Z"
+        )
+    return value
+
+
+def _print(view: Any, settings: Any, *, detail: bool = False) -> None:
+    from evidence_agent.display import local_time
+
+    tz = settings.tz
+    data = view.to_json()
+    out = sys.stdout
+    usb = data["usb_serial"] or "-"
+    ids = ":".join(x for x in (data["usb_vendor_id"], data["usb_model_id"]) if x)
+    holder = data["assigned_to"]
+    holder_text = (
+        f"officer {holder['officer']} since {local_time(holder['start'], tz)}"
+        if holder
+        else "unassigned"
+    )
+    out.write(
+        f"{data['serial']:<12} {'enrolled' if data['enrolled'] else 'seen':<9} usb {usb}"
+        f"{' (' + ids + ')' if ids else ''}  {holder_text}  "
+        f"last docked {local_time(data['last_docked_at'], tz)}\n"
+    )
+    if data["undocked_hours"] is not None:
+        out.write(f"  warning: not docked for {data['undocked_hours']:.1f} hours\n")
+    if not detail:
+        return
+    out.write("  assignments:\n" if data["history"] else "  no assignments\n")
+    for a in data["history"]:
+        end = local_time(a["end"], tz) if a["end"] else "now"
+        out.write(
+            f"    {local_time(a['start'], tz)} - {end}  officer {a['officer']}"
+            f"  by {a['actor']}: {a['reason']}\n"
+        )
+    if data["docks"]:
+        out.write("  latest docks:\n")
+    for d in data["docks"]:
+        skew = d["clock_skew_seconds"]
+        skew_text = f"  clock {skew:+.0f} s" if skew is not None else ""
+        out.write(
+            f"    {local_time(d['started_at'], tz)}  {d['source']:<6} {d['state']:<11} "
+            f"{d['clips_new']} new, {d['clips_known']} known{skew_text}\n"
+        )
+        for w in d["warnings"]:
+            out.write(f"      warning: {w}\n")
+        if d["error"]:
+            out.write(f"      {d['error']}\n")
+
+
+@recorders_app.command("enroll")
+def enroll(
+    ctx: typer.Context,
+    serial: Annotated[str, typer.Argument(help="The recorder's serial (as in its identity file).")],
+    reason: ReasonOption,
+    usb_serial: Annotated[
+        str | None,
+        typer.Option(
+            "--usb-serial",
+            help="Its USB serial (ID_SERIAL_SHORT in `udevadm info`): docked, it is recognised by it.",
+        ),
+    ] = None,
+    vendor_id: Annotated[
+        str | None,
+        typer.Option("--vendor-id", help="Its USB vendor id (4 hex digits), checked at each dock."),
+    ] = None,
+    model_id: Annotated[
+        str | None,
+        typer.Option("--model-id", help="Its USB model id (4 hex digits), checked at each dock."),
+    ] = None,
+    vendor: Annotated[str | None, typer.Option(help="Maker, for people.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model, for people.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Unit code the recorder belongs to.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enrol a recorder; two recorders can never claim the same USB serial."""
+    from evidence_agent import recorders
+
+    with _station(ctx) as station:
+        view = recorders.enroll(
+            station,
+            serial,
+            reason=reason,
+            usb_serial=usb_serial,
+            usb_vendor_id=vendor_id,
+            usb_model_id=model_id,
+            vendor=vendor,
+            model=model,
+            unit=unit,
+        )
+    if as_json:
+        _emit_json(view.to_json())
+    else:
+        _print(view, _settings(ctx))
+
+
+@recorders_app.command("list")
+def list_(
+    ctx: typer.Context,
+    enrolled: Annotated[
+        bool,
+        typer.Option("--enrolled", help="Only enrolled recorders, not those only seen at ingest."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Every recorder with its holder, last dock and an undocked warning."""
+    from evidence_agent import recorders
+
+    settings = _settings(ctx)
+    with _station(ctx) as station, station.reading() as session:
+        views = recorders.list_recorders(
+            session,
+            station.clock.now(),
+            undocked_warn_hours=settings.deadline.undocked_warn_hours,
+            enrolled_only=enrolled,
+        )
+    if as_json:
+        _emit_json([v.to_json() for v in views])
+        return
+    if not views:
+        sys.stdout.write("no recorders\n")
+    for view in views:
+        _print(view, settings)
+
+
+@recorders_app.command("show")
+def show(
+    ctx: typer.Context,
+    serial: Annotated[str, typer.Argument(help="Recorder serial.")],
+    as_json: JsonOption = False,
+) -> None:
+    """A recorder with its assignment history and its latest docks (clock drift, warnings)."""
+    from evidence_agent import recorders
+
+    settings = _settings(ctx)
+    with _station(ctx) as station, station.reading() as session:
+        view = recorders.show_recorder(
+            session,
+            serial,
+            station.clock.now(),
+            undocked_warn_hours=settings.deadline.undocked_warn_hours,
+        )
+    if as_json:
+        _emit_json(view.to_json())
+    else:
+        _print(view, settings, detail=True)
+
+
+@recorders_app.command("assign")
+def assign(
+    ctx: typer.Context,
+    serial: Annotated[str, typer.Argument(help="Recorder serial.")],
+    badge: Annotated[str, typer.Argument(help="Officer badge number.")],
+    reason: ReasonOption,
+    at: AtOption = None,
+    name: Annotated[str | None, typer.Option(help="Officer's name, if new to the catalog.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hand a recorder to an officer; footage recorded from then on is attributed to them."""
+    from evidence_agent import recorders
+
+    with _station(ctx) as station:
+        view = recorders.assign(
+            station, serial, badge, reason=reason, at=_parse_at(at), officer_name=name
+        )
+    if as_json:
+        _emit_json(view.to_json())
+    else:
+        _print(view, _settings(ctx))
+
+
+@recorders_app.command("unassign")
+def unassign(
+    ctx: typer.Context,
+    serial: Annotated[str, typer.Argument(help="Recorder serial.")],
+    reason: ReasonOption,
+    at: AtOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """End a recorder's current assignment."""
+    from evidence_agent import recorders
+
+    with _station(ctx) as station:
+        view = recorders.unassign(station, serial, reason=reason, at=_parse_at(at))
+    if as_json:
+        _emit_json(view.to_json())
+    else:
+        _print(view, _settings(ctx))

@@ -1,0 +1,702 @@
+"""Case files: cases, the footage and documents linked to them, suggestions, timeline and check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from evidence_agent.catalog.models import Case, CaseClip, CaseDocument, Clip, Officer, Unit
+from evidence_agent.catalog.queries import ClipView, clip_views
+from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.domain.deadline import DeadlineRule, lateness
+from evidence_agent.errors import InputError, StorageError
+from evidence_agent.station import Station
+from review.completeness import CoverageReport, Footage, Span, coverage
+from review.guard import read_or_refuse, record_view, refuse, require
+from review.lookup import get_case, get_clip, json_list, linked_clip_ids
+from review.retention import apply_retention
+from review.roles import Action, Caller
+from review.settings import ReviewSettings
+
+CREATED = "case.created"
+CLOSED = "case.closed"
+LINKED = "case.clip_linked"
+UNLINKED = "case.clip_unlinked"
+DOCUMENT_ADDED = "case.document_added"
+VIEWED = "case.viewed"
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    number: str
+    title: str
+    parties: Sequence[str]
+    cause_of_action: str
+    enforcement_type: str
+    unit: str | None
+    officers: Sequence[str]  # badges of the handling officers
+    action_start: datetime | None
+    action_end: datetime | None
+
+
+def _t(value: datetime | None) -> str | None:
+    return format_time(value) if value is not None else None
+
+
+def case_json(session: Session, case: Case, review: ReviewSettings) -> dict[str, Any]:
+    unit = session.get(Unit, case.unit_id) if case.unit_id else None
+    assert case.id is not None
+    due = case.action_end + timedelta(days=review.case_file_days) if case.action_end else None
+    return {
+        "number": case.number,
+        "title": case.title,
+        "parties": json_list(case.parties),
+        "cause_of_action": case.cause_of_action,
+        "enforcement_type": case.enforcement_type,
+        "full_recording_required": review.requires_full_recording(case.enforcement_type),
+        "unit": unit.code if unit else None,
+        "handling_officers": json_list(case.handling_officers),
+        "action_start": _t(case.action_start),
+        "action_end": _t(case.action_end),
+        "case_file_due": _t(due),
+        "state": case.state,
+        "created_at": _t(case.created_at),
+        "closed_at": _t(case.closed_at),
+        "clips": len(linked_clip_ids(session, case.id)),
+    }
+
+
+def _case_or_refuse(
+    station: Station, caller: Caller, action: Action, ref: str, reason: str = ""
+) -> Case:
+    return read_or_refuse(
+        station,
+        caller,
+        action.value,
+        lambda session: get_case(session, ref),
+        subject_kind="case",
+        subject_id=ref[:64],
+        reason=reason,
+    )
+
+
+def _need_reason(station: Station, caller: Caller, what: str, ref: str, reason: str | None) -> str:
+    text = (reason or "").strip()
+    if not text:
+        refuse(
+            station,
+            caller,
+            what,
+            InputError(f"{what.replace('_', ' ')} needs a reason", remedy="give --reason TEXT"),
+            subject_kind="case",
+            subject_id=ref[:64],
+        )
+    return text
+
+
+# ---------------------------------------------------------------- create, list, close
+
+
+def create_case(
+    station: Station, caller: Caller, review: ReviewSettings, data: CaseInput, reason: str | None
+) -> dict[str, Any]:
+    """Open a case; the enforcement type must be one the review file knows."""
+    require(
+        station,
+        caller,
+        Action.CASE_WRITE,
+        subject_kind="case",
+        subject_id=data.number[:64],
+        reason=reason or "",
+    )
+    text = (reason or "").strip() or "case opened"
+    problems = []
+    number = data.number.strip()
+    if not number or len(number) > 64:
+        problems.append("the case number must be 1 to 64 characters")
+    if data.enforcement_type not in review.enforcement_types:
+        problems.append(
+            f"enforcement type {data.enforcement_type!r} is not known; one of "
+            + ", ".join(review.enforcement_types)
+        )
+    if data.action_start and data.action_end and data.action_end < data.action_start:
+        problems.append("the action ends before it starts")
+    officers = [o.strip() for o in data.officers if o.strip()]
+    if problems:
+        refuse(
+            station,
+            caller,
+            Action.CASE_WRITE.value,
+            InputError("cannot create the case: " + "; ".join(problems)),
+            subject_kind="case",
+            subject_id=number[:64] or "-",
+            reason=text,
+        )
+    now = station.clock.now()
+    with station.transaction() as session:
+        if session.exec(select(Case).where(Case.number == number)).first() is not None:
+            raise InputError(
+                f"case {number} exists already", remedy="`evidence-agent case show` it"
+            )
+        unit_id = None
+        if data.unit:
+            unit = session.exec(select(Unit).where(Unit.code == data.unit)).first()
+            if unit is None:
+                unit = Unit(code=data.unit, name="")
+                session.add(unit)
+                session.flush()
+            unit_id = unit.id
+        case = Case(
+            number=number,
+            title=data.title,
+            parties=json.dumps(list(data.parties), ensure_ascii=False),
+            cause_of_action=data.cause_of_action,
+            enforcement_type=data.enforcement_type,
+            unit_id=unit_id,
+            handling_officers=json.dumps(officers, ensure_ascii=False),
+            action_start=data.action_start,
+            action_end=data.action_end,
+            created_at=now,
+            state="open",
+        )
+        session.add(case)
+        session.flush()
+        document = case_json(session, case, review)
+        station.record(
+            session,
+            CustodyEvent(
+                type=CREATED,
+                subject_kind="case",
+                subject_id=number,
+                actor=caller.actor,
+                reason=text,
+                data=document,
+            ),
+        )
+    return document
+
+
+def list_cases(
+    station: Station, caller: Caller, review: ReviewSettings, state: str | None = None
+) -> list[dict[str, Any]]:
+    require(station, caller, Action.CASE_READ)
+    with station.reading() as session:
+        query = select(Case).order_by(col(Case.created_at).desc(), col(Case.number))
+        if state is not None:
+            query = query.where(Case.state == state)
+        return [case_json(session, c, review) for c in session.exec(query)]
+
+
+def close_case(
+    station: Station, caller: Caller, review: ReviewSettings, ref: str, reason: str | None
+) -> dict[str, Any]:
+    require(
+        station,
+        caller,
+        Action.CASE_WRITE,
+        subject_kind="case",
+        subject_id=ref[:64],
+        reason=reason or "",
+    )
+    text = _need_reason(station, caller, "case_close", ref, reason)
+    case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
+    now = station.clock.now()
+    with station.transaction() as session:
+        row = session.get(Case, case.id)
+        assert row is not None
+        if row.state == "closed":
+            raise InputError(f"case {row.number} is closed already")
+        row.state = "closed"
+        row.closed_at = now
+        session.add(row)
+        document = case_json(session, row, review)
+        station.record(
+            session,
+            CustodyEvent(
+                type=CLOSED,
+                subject_kind="case",
+                subject_id=row.number,
+                actor=caller.actor,
+                reason=text,
+                data={"closed_at": _t(now), "clips": document["clips"]},
+            ),
+        )
+    return document
+
+
+# ---------------------------------------------------------------- links
+
+
+def link_clips(
+    station: Station,
+    caller: Caller,
+    review: ReviewSettings,
+    ref: str,
+    clip_refs: Sequence[str],
+    reason: str | None,
+) -> dict[str, Any]:
+    """Link clips to a case (who, when, why); linked footage is evidence, kept permanently."""
+    return _change_links(station, caller, review, ref, clip_refs, reason, link=True)
+
+
+def unlink_clips(
+    station: Station,
+    caller: Caller,
+    review: ReviewSettings,
+    ref: str,
+    clip_refs: Sequence[str],
+    reason: str | None,
+) -> dict[str, Any]:
+    return _change_links(station, caller, review, ref, clip_refs, reason, link=False)
+
+
+def _change_links(
+    station: Station,
+    caller: Caller,
+    review: ReviewSettings,
+    ref: str,
+    clip_refs: Sequence[str],
+    reason: str | None,
+    *,
+    link: bool,
+) -> dict[str, Any]:
+    what = "case_link" if link else "case_unlink"
+    require(
+        station,
+        caller,
+        Action.CASE_WRITE,
+        subject_kind="case",
+        subject_id=ref[:64],
+        reason=reason or "",
+    )
+    text = _need_reason(station, caller, what, ref, reason)
+    case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
+    if not clip_refs:
+        refuse(
+            station,
+            caller,
+            what,
+            InputError("name at least one clip"),
+            subject_kind="case",
+            subject_id=case.number,
+            reason=text,
+        )
+    clips = read_or_refuse(
+        station,
+        caller,
+        what,
+        lambda session: {c.id: c for c in (get_clip(session, r) for r in clip_refs)},
+        subject_kind="case",
+        subject_id=case.number,
+        reason=text,
+    )
+    problem = None
+    if case.state == "closed":
+        problem = f"case {case.number} is closed: its file does not change"
+    elif link and (deleted := [c.id for c in clips.values() if c.state == "deleted"]):
+        problem = "deleted clips cannot be linked: " + ", ".join(deleted)
+    if problem:
+        refuse(
+            station,
+            caller,
+            what,
+            InputError(problem),
+            subject_kind="case",
+            subject_id=case.number,
+            reason=text,
+        )
+    now = station.clock.now()
+    changed, unchanged, retention = [], [], []
+    with station.transaction() as session:
+        for clip in clips.values():
+            row = session.get(Clip, clip.id)
+            assert row is not None and case.id is not None
+            existing = session.get(CaseClip, (case.id, row.id))
+            if (existing is not None) == link:
+                unchanged.append(row.id)
+                continue
+            if link:
+                session.add(
+                    CaseClip(
+                        case_id=case.id,
+                        clip_id=row.id,
+                        linked_at=now,
+                        actor=caller.actor,
+                        reason=text,
+                    )
+                )
+            else:
+                session.delete(existing)
+            station.record(
+                session,
+                CustodyEvent(
+                    type=LINKED if link else UNLINKED,
+                    subject_kind="clip",
+                    subject_id=row.id,
+                    actor=caller.actor,
+                    reason=text,
+                    sha256=row.sha256,
+                    data={"case": case.number},
+                ),
+            )
+            changed.append(row.id)
+            change = apply_retention(
+                station,
+                session,
+                row,
+                review.retention,
+                actor=caller.actor,
+                reason=text,
+                cause=f"{'linked to' if link else 'unlinked from'} case {case.number}",
+            )
+            if change:
+                retention.append(change)
+    return {
+        "case": case.number,
+        "linked" if link else "unlinked": changed,
+        "unchanged": unchanged,
+        "retention_changes": retention,
+    }
+
+
+def suggest(
+    station: Station,
+    caller: Caller,
+    review: ReviewSettings,
+    ref: str,
+    margin: timedelta | None = None,
+) -> list[dict[str, Any]]:
+    """Clips of the handling officers around the action window that are not linked yet."""
+    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
+    margin = review.suggest_margin if margin is None else margin
+    officers = json_list(case.handling_officers)
+    if case.action_start is None or not officers:
+        refuse(
+            station,
+            caller,
+            Action.CASE_READ.value,
+            InputError(
+                f"case {case.number} needs an action start and handling officers for suggestions"
+            ),
+            subject_kind="case",
+            subject_id=case.number,
+        )
+    start = case.action_start - margin
+    end = (case.action_end or case.action_start) + margin
+    with station.reading() as session:
+        assert case.id is not None
+        linked = set(linked_clip_ids(session, case.id))
+        views: list[ClipView] = []
+        for badge in officers:
+            views.extend(clip_views(session, officer=badge, since=start, until=end))
+    rows = [
+        v.to_json()
+        for v in sorted(
+            views, key=lambda v: (v.clip.recorded_start is None, v.clip.recorded_start, v.clip.id)
+        )
+        if v.clip.id not in linked and v.clip.state != "deleted"
+    ]
+    record_view(
+        station,
+        caller,
+        VIEWED,
+        subject_kind="case",
+        subject_id=case.number,
+        data={"command": "suggest", "clips": [r["id"] for r in rows]},
+    )
+    return rows
+
+
+# ---------------------------------------------------------------- show and timeline
+
+
+def show_case(station: Station, caller: Caller, review: ReviewSettings, ref: str) -> dict[str, Any]:
+    """The case, its footage and documents, and a timeline of both."""
+    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
+    now = station.clock.now()
+    with station.reading() as session:
+        assert case.id is not None
+        document = case_json(session, case, review)
+        links = {
+            link.clip_id: link
+            for link in session.exec(select(CaseClip).where(CaseClip.case_id == case.id))
+        }
+        views = clip_views(session, clip_ids=list(links)) if links else []
+        docs = list(
+            session.exec(
+                select(CaseDocument)
+                .where(CaseDocument.case_id == case.id)
+                .order_by(col(CaseDocument.id))
+            )
+        )
+    clips = []
+    for view in sorted(
+        views, key=lambda v: (v.clip.recorded_start is None, v.clip.recorded_start, v.clip.id)
+    ):
+        row = view.to_json()
+        link = links[view.clip.id]
+        row["linked_at"] = _t(link.linked_at)
+        row["linked_by"] = link.actor
+        row["link_reason"] = link.reason
+        clips.append(row)
+    documents = [
+        {
+            "id": d.id,
+            "name": d.name,
+            "sha256": d.sha256,
+            "size": d.size,
+            "document_time": _t(d.document_time),
+            "added_at": _t(d.added_at),
+            "added_by": d.actor,
+            "reason": d.reason,
+        }
+        for d in docs
+    ]
+    due = case.action_end + timedelta(days=review.case_file_days) if case.action_end else None
+    document["case_file_days_left"] = (
+        (due - now).days if due is not None and case.state != "closed" else None
+    )
+    document["footage"] = clips
+    document["documents"] = documents
+    document["timeline"] = timeline(case, clips, documents, due)
+    record_view(
+        station,
+        caller,
+        VIEWED,
+        subject_kind="case",
+        subject_id=case.number,
+        data={"command": "show", "clips": [c["id"] for c in clips]},
+    )
+    return document
+
+
+def timeline(
+    case: Case,
+    clips: Sequence[dict[str, Any]],
+    documents: Sequence[dict[str, Any]],
+    case_file_due: datetime | None,
+) -> list[dict[str, Any]]:
+    """Everything in the case file in time order: the action, footage, documents, deadlines."""
+    events: list[dict[str, Any]] = []
+
+    def add(
+        time: str | None, kind: str, text: str, ref: str | None = None, end: str | None = None
+    ) -> None:
+        if time is not None:
+            events.append({"time": time, "end": end, "kind": kind, "ref": ref, "text": text})
+
+    add(_t(case.created_at), "case_created", f"case {case.number} opened")
+    add(_t(case.action_start), "action_start", f"{case.enforcement_type or 'action'} starts")
+    add(_t(case.action_end), "action_end", f"{case.enforcement_type or 'action'} ends")
+    for clip in clips:
+        who = clip.get("officer") or "?"
+        add(
+            clip.get("recorded_start"),
+            clip.get("media_kind") or "clip",
+            f"{clip.get('media_kind') or 'clip'} by officer {who} on recorder {clip.get('recorder') or '?'}",
+            clip["id"],
+            clip.get("recorded_end"),
+        )
+    for doc in documents:
+        add(
+            doc["document_time"] or doc["added_at"],
+            "document",
+            f"document {doc['name']}",
+            str(doc["id"]),
+        )
+    add(_t(case_file_due), "case_file_due", "case file due")
+    add(_t(case.closed_at), "case_closed", "case closed")
+    return sorted(events, key=lambda e: (e["time"], e["kind"]))
+
+
+# ---------------------------------------------------------------- documents
+
+
+def attach_document(
+    station: Station,
+    caller: Caller,
+    review: ReviewSettings,
+    ref: str,
+    path: Path,
+    reason: str | None,
+    document_time: datetime | None = None,
+) -> dict[str, Any]:
+    """Keep a case document in the object store by its hash and list it in the case file."""
+    require(
+        station,
+        caller,
+        Action.CASE_WRITE,
+        subject_kind="case",
+        subject_id=ref[:64],
+        reason=reason or "",
+    )
+    text = _need_reason(station, caller, "case_attach", ref, reason)
+    case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
+    if not path.is_file():
+        refuse(
+            station,
+            caller,
+            "case_attach",
+            InputError(f"{path} is not a file"),
+            subject_kind="case",
+            subject_id=case.number,
+            reason=text,
+        )
+    # A private copy, hashed on the way, is what the store takes: the caller's file may change.
+    # Not in the spool's incoming area: opening a station empties that.
+    tmp = station.settings.data_dir / f".document-{uuid.uuid4().hex}.part"
+    sha = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("rb") as src, tmp.open("xb") as dst:
+            while chunk := src.read(1 << 20):
+                sha.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        digest = sha.hexdigest()
+        station.store.put(digest, tmp, size, None)
+        station.store.verify(digest)
+    except OSError as e:
+        raise StorageError(f"cannot read or keep {path}: {e.strerror}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    now = station.clock.now()
+    with station.transaction() as session:
+        row = CaseDocument(
+            case_id=case.id or 0,
+            name=path.name,
+            sha256=digest,
+            size=size,
+            document_time=document_time,
+            added_at=now,
+            actor=caller.actor,
+            reason=text,
+        )
+        session.add(row)
+        session.flush()
+        station.record(
+            session,
+            CustodyEvent(
+                type=DOCUMENT_ADDED,
+                subject_kind="case",
+                subject_id=case.number,
+                actor=caller.actor,
+                reason=text,
+                sha256=digest,
+                data={
+                    "document": row.id,
+                    "name": row.name,
+                    "size": size,
+                    "store": station.store.describe(),
+                },
+            ),
+        )
+        return {
+            "case": case.number,
+            "document": row.id,
+            "name": row.name,
+            "sha256": digest,
+            "size": size,
+        }
+
+
+# ---------------------------------------------------------------- completeness
+
+
+def check_case(
+    station: Station, caller: Caller, review: ReviewSettings, ref: str
+) -> tuple[dict[str, Any], CoverageReport | None]:
+    """The coverage of the case's action window by its footage, for a legal reviewer."""
+    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
+    settings = station.settings
+    rule = DeadlineRule(
+        limit=timedelta(hours=settings.deadline.limit_hours),
+        warn=timedelta(hours=settings.deadline.warn_hours),
+    )
+    officers = json_list(case.handling_officers)
+    required = review.requires_full_recording(case.enforcement_type)
+    result: dict[str, Any] = {"case": case.number, "enforcement_type": case.enforcement_type}
+    if case.action_start is None or case.action_end is None:
+        result.update(
+            {
+                "full_recording_required": required,
+                "complete": False,
+                "problems": ["the case has no action start and end: coverage cannot be checked"],
+            }
+        )
+        report = None
+    else:
+        with station.reading() as session:
+            assert case.id is not None
+            linked = set(linked_clip_ids(session, case.id))
+            rows: dict[str, tuple[Clip, str | None]] = {}
+            if linked:
+                for clip, badge in session.exec(
+                    select(Clip, Officer.badge)
+                    .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
+                    .where(col(Clip.id).in_(linked))
+                ):
+                    rows[clip.id] = (clip, badge)
+            for handling in officers:
+                for view in clip_views(
+                    session, officer=handling, since=case.action_start, until=case.action_end
+                ):
+                    rows.setdefault(view.clip.id, (view.clip, view.officer))
+        footage = []
+        untimed = []
+        for clip_id, (clip, officer) in sorted(rows.items()):
+            if clip.state == "deleted" and clip_id not in linked:
+                continue
+            if clip.recorded_start is None:
+                untimed.append(clip_id)
+                continue
+            footage.append(
+                Footage(
+                    clip_id=clip_id,
+                    officer=officer,
+                    start=clip.recorded_start,
+                    end=clip.recorded_end or clip.recorded_start,
+                    linked=clip_id in linked,
+                    late_by=lateness(clip.recorded_end, clip.ingested_at, rule),
+                )
+            )
+        report = coverage(
+            Span(case.action_start, case.action_end),
+            footage,
+            handling_officers=officers,
+            required=required,
+            tolerance=review.gap_tolerance,
+        )
+        result.update(report.to_json())
+        if untimed:
+            result["problems"] = [
+                *result["problems"],
+                *(
+                    f"clip {c} has no recording time: it cannot be placed in the window"
+                    for c in untimed
+                ),
+            ]
+            result["complete"] = False
+    record_view(
+        station,
+        caller,
+        VIEWED,
+        subject_kind="case",
+        subject_id=case.number,
+        data={"command": "check", "complete": result["complete"]},
+    )
+    return result, report

@@ -1,0 +1,513 @@
+"""The review commands of `evidence-agent`: cases, clip search, retrieval, access log, retention."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from evidence_agent.cli import JsonOption, _ctx, _station, emit_json
+from evidence_agent.errors import ExitCode, IncompleteError, InputError
+from review.roles import Caller, caller_for
+from review.settings import ReviewSettings, load_review_settings, roles_file_path
+
+if TYPE_CHECKING:
+    from evidence_agent.station import Station  # sqlalchemy is loaded only when a command runs
+
+case_app = typer.Typer(
+    help="Case files: cases, their footage and documents, completeness.", no_args_is_help=True
+)
+retention_app = typer.Typer(
+    help="Retention: clips past retention, approved deletion, legal hold.", no_args_is_help=True
+)
+
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why (kept in the custody log).")
+]
+
+
+@contextmanager
+def _review(ctx: typer.Context) -> Iterator[tuple[Station, Caller, ReviewSettings]]:
+    """The station opened as the calling OS user, with their roles from groups and the roles file."""
+    from review.os_accounts import current_identity
+
+    settings = _ctx(ctx).settings
+    review = load_review_settings(roles_file_path(settings.data_dir))
+    caller = caller_for(current_identity(), review.roles)
+    with _station(ctx, actor=caller.actor) as station:
+        yield station, caller, review
+
+
+def _tz(ctx: typer.Context) -> Any:
+    return _ctx(ctx).settings.tz
+
+
+def parse_time(text: str | None, tz: Any) -> datetime | None:
+    """ISO 8601; a time without an offset is read in the station's zone."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as e:
+        raise InputError(
+            f"{text!r} is not a time",
+            remedy="use ISO 8601, e.g. 2026-11-22T09:30 or 2026-11-22T01:30Z",
+        ) from e
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz) if tz is not None else value.astimezone()
+    return value.astimezone(UTC)
+
+
+def _out(as_json: bool, value: Any, text: str) -> None:
+    if as_json:
+        emit_json(value)
+    else:
+        sys.stdout.write(text)
+
+
+# ---------------------------------------------------------------- case
+
+
+@case_app.command("create")
+def case_create(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    enforcement_type: Annotated[
+        str, typer.Option("--type", help="Enforcement type (see docs/review.md).")
+    ],
+    title: Annotated[str, typer.Option(help="Short title.")] = "",
+    party: Annotated[
+        list[str] | None, typer.Option("--party", help="A party (repeat for several).")
+    ] = None,
+    cause: Annotated[str, typer.Option("--cause", help="Cause of action.")] = "",
+    unit: Annotated[str | None, typer.Option(help="Unit code.")] = None,
+    officer: Annotated[
+        list[str] | None, typer.Option("--officer", help="Badge of a handling officer (repeat).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Action start (ISO 8601; station zone if no offset).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Action end: starts the 30-day case-file clock.")
+    ] = None,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open a case: number, parties, cause, enforcement type, unit, handling officers, action window."""
+    from review.cases import CaseInput, create_case
+    from review.tables import case_rows
+
+    tz = _tz(ctx)
+    data = CaseInput(
+        number=number,
+        title=title,
+        parties=party or [],
+        cause_of_action=cause,
+        enforcement_type=enforcement_type,
+        unit=unit,
+        officers=officer or [],
+        action_start=parse_time(start, tz),
+        action_end=parse_time(end, tz),
+    )
+    with _review(ctx) as (station, caller, review):
+        case = create_case(station, caller, review, data, reason)
+    _out(as_json, case, case_rows([case], tz))
+
+
+@case_app.command("list")
+def case_list(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(help="open or closed.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List cases, newest first."""
+    from review.cases import list_cases
+    from review.tables import case_rows
+
+    with _review(ctx) as (station, caller, review):
+        cases = list_cases(station, caller, review, state)
+    _out(as_json, cases, case_rows(cases, _tz(ctx)))
+
+
+@case_app.command("show")
+def case_show(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    as_json: JsonOption = False,
+) -> None:
+    """A case with its footage and documents on one timeline, and the 30-day case-file clock."""
+    from review.cases import show_case
+    from review.tables import case_text, clip_rows
+
+    with _review(ctx) as (station, caller, review):
+        case = show_case(station, caller, review, number)
+    tz = _tz(ctx)
+    _out(as_json, case, case_text(case, tz) + "footage:\n" + clip_rows(case["footage"], tz))
+
+
+@case_app.command("close")
+def case_close(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Close a case: its file no longer changes."""
+    from review.cases import close_case
+    from review.tables import case_rows
+
+    with _review(ctx) as (station, caller, review):
+        case = close_case(station, caller, review, number, reason)
+    _out(as_json, case, case_rows([case], _tz(ctx)))
+
+
+def _link_text(result: dict[str, Any], key: str) -> str:
+    lines = [
+        f"case {result['case']}: {len(result[key])} clip(s) {key}, {len(result['unchanged'])} unchanged"
+    ]
+    for change in result["retention_changes"]:
+        lines.append(
+            f"  clip {change['clip'][:8]}: retention {change['from']['class']} -> {change['to']['class']}"
+            f" (store lock: {change['store_lock']})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@case_app.command("link")
+def case_link(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    clips: Annotated[list[str], typer.Argument(help="Clip ids, unique id prefixes or SHA-256.")],
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Link clips to a case (who, when and why are logged); linked footage is kept permanently."""
+    from review.cases import link_clips
+
+    with _review(ctx) as (station, caller, review):
+        result = link_clips(station, caller, review, number, clips, reason)
+    _out(as_json, result, _link_text(result, "linked"))
+
+
+@case_app.command("unlink")
+def case_unlink(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    clips: Annotated[list[str], typer.Argument(help="Clip ids, unique id prefixes or SHA-256.")],
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Unlink clips from a case (logged); their retention follows from their remaining links."""
+    from review.cases import unlink_clips
+
+    with _review(ctx) as (station, caller, review):
+        result = unlink_clips(station, caller, review, number, clips, reason)
+    _out(as_json, result, _link_text(result, "unlinked"))
+
+
+@case_app.command("suggest")
+def case_suggest(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    margin: Annotated[float | None, typer.Option(help="Minutes around the action window.")] = None,
+    link: Annotated[
+        bool, typer.Option("--link", help="Link every suggested clip (needs --reason).")
+    ] = False,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Candidate clips: the handling officers' footage around the action window, not yet linked."""
+    from review.cases import link_clips, suggest
+    from review.tables import clip_rows
+
+    with _review(ctx) as (station, caller, review):
+        rows = suggest(
+            station,
+            caller,
+            review,
+            number,
+            timedelta(minutes=margin) if margin is not None else None,
+        )
+        linked = None
+        if link and rows:
+            linked = link_clips(station, caller, review, number, [r["id"] for r in rows], reason)
+    if as_json:
+        emit_json({"suggested": rows, "linked": linked})
+        return
+    sys.stdout.write(clip_rows(rows, _tz(ctx)))
+    if linked is not None:
+        sys.stdout.write(_link_text(linked, "linked"))
+
+
+@case_app.command("check")
+def case_check(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Completeness for legal review: gaps, overlaps, unlinked footage, 24-hour breaches.
+
+    Exit 6 when a type that requires full-process recording is incomplete."""
+    from review.cases import check_case
+    from review.tables import check_text
+
+    with _review(ctx) as (station, caller, review):
+        result, _ = check_case(station, caller, review, number)
+    _out(as_json, result, check_text(result, _tz(ctx)))
+    if not result["complete"] and result.get("full_recording_required"):
+        raise IncompleteError(f"case {number}: the recording of the action is not complete")
+
+
+@case_app.command("attach")
+def case_attach(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    file: Annotated[
+        Path, typer.Argument(help="A document of the case (decision, report, notice).")
+    ],
+    reason: ReasonOption = None,
+    time: Annotated[str | None, typer.Option("--time", help="When the document was made.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Keep a case document in the store (by its SHA-256) and put it on the case's timeline."""
+    from review.cases import attach_document
+
+    with _review(ctx) as (station, caller, review):
+        result = attach_document(
+            station, caller, review, number, file, reason, parse_time(time, _tz(ctx))
+        )
+    _out(as_json, result, f"document {result['name']} kept as {result['sha256']}\n")
+
+
+# ---------------------------------------------------------------- clips search
+
+
+def clips_search(
+    ctx: typer.Context,
+    case: Annotated[str | None, typer.Option(help="Case number.")] = None,
+    officer: Annotated[str | None, typer.Option(help="Officer badge.")] = None,
+    recorder: Annotated[str | None, typer.Option(help="Recorder serial.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Unit code.")] = None,
+    since: Annotated[str | None, typer.Option(help="Recorded at or after (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Recorded before (ISO 8601).")] = None,
+    cause: Annotated[
+        str | None, typer.Option(help="Part of a linked case's cause of action.")
+    ] = None,
+    party: Annotated[str | None, typer.Option(help="Part of a linked case's party name.")] = None,
+    important: Annotated[
+        bool | None,
+        typer.Option("--important/--not-important", help="Marked important on the recorder."),
+    ] = None,
+    state: Annotated[str | None, typer.Option(help="spooled, stored or deleted.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many clips.")] = 500,
+    as_json: JsonOption = False,
+) -> None:
+    """Search clips by case, officer, recorder, unit, time window, cause, party, important, state."""
+    from review.search import ClipQuery, search_clips
+    from review.tables import clip_rows
+
+    tz = _tz(ctx)
+    query = ClipQuery(
+        case=case,
+        officer=officer,
+        recorder=recorder,
+        unit=unit,
+        since=parse_time(since, tz),
+        until=parse_time(until, tz),
+        cause=cause,
+        party=party,
+        important=important,
+        state=state,
+        limit=limit,
+    )
+    with _review(ctx) as (station, caller, _):
+        rows = search_clips(station, caller, query)
+    _out(as_json, rows, clip_rows(rows, tz))
+
+
+# ---------------------------------------------------------------- retrieve and access log
+
+
+def retrieve(
+    ctx: typer.Context,
+    to: Annotated[
+        Path, typer.Option("--to", help="Directory to hand the verified copies over in.")
+    ],
+    clips: Annotated[
+        list[str] | None, typer.Argument(help="Clip ids, id prefixes or SHA-256.")
+    ] = None,
+    case: Annotated[str | None, typer.Option(help="Every clip linked to this case.")] = None,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Supervised retrieval: verified copies of stored clips, with a receipt.
+
+    Every retrieval and every refusal is logged with who, when, what and why.
+    Exit 3 when a stored copy fails its hash: that clip is not handed over."""
+    from review.retrieval import RetrievalIntegrityError, RetrievalRequest
+    from review.retrieval import retrieve as run_retrieval
+    from review.tables import retrieval_text
+
+    request = RetrievalRequest(clips=clips or [], case=case, target=to, reason=reason)
+    with _review(ctx) as (station, caller, _):
+        try:
+            report = run_retrieval(station, caller, request)
+        except RetrievalIntegrityError as e:
+            _out(as_json, e.report.to_json(), retrieval_text(e.report.to_json()))
+            raise
+    _out(as_json, report.to_json(), retrieval_text(report.to_json()))
+
+
+def access_log(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="At or after (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before (ISO 8601).")] = None,
+    actor: Annotated[str | None, typer.Option(help="An OS user (or user:NAME).")] = None,
+    subject: Annotated[str | None, typer.Option(help="A clip id or case number.")] = None,
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Event types (default: views, retrievals, refusals)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="The newest this many entries.")] = 1000,
+    as_json: JsonOption = False,
+) -> None:
+    """Who saw, retrieved or was refused what, when and why (supervisors and auditors)."""
+    from review.access_log import ACCESS_TYPES, AccessQuery, read_access_log
+    from review.tables import access_rows
+
+    tz = _tz(ctx)
+    query = AccessQuery(
+        since=parse_time(since, tz),
+        until=parse_time(until, tz),
+        actor=actor,
+        subject=subject,
+        types=tuple(event_type) if event_type else ACCESS_TYPES,
+        limit=limit,
+    )
+    with _review(ctx) as (station, caller, _):
+        rows = read_access_log(station, caller, query)
+    _out(as_json, rows, access_rows(rows, tz))
+
+
+# ---------------------------------------------------------------- retention
+
+
+@retention_app.command("due")
+def retention_due(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Clips past retention (nothing expires by itself: each deletion needs approval)."""
+    from review.retention import due
+    from review.tables import due_rows
+
+    with _review(ctx) as (station, caller, review):
+        rows = due(station, caller, review)
+    _out(as_json, rows, due_rows(rows, _tz(ctx)))
+
+
+@retention_app.command("request")
+def retention_request(
+    ctx: typer.Context,
+    clip: Annotated[str, typer.Argument(help="Clip id, id prefix or SHA-256.")],
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask for the deletion of a clip past retention; a supervisor approves with `retention delete`."""
+    from review.retention import request_deletion
+
+    with _review(ctx) as (station, caller, review):
+        result = request_deletion(station, caller, review, clip, reason)
+    r = result["request"]
+    _out(
+        as_json,
+        result,
+        f"deletion request #{r['id']} for clip {result['clip']} by {r['requested_by']}\n",
+    )
+
+
+@retention_app.command("delete")
+def retention_delete(
+    ctx: typer.Context,
+    clip: Annotated[str, typer.Argument(help="Clip id, id prefix or SHA-256.")],
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve (as a supervisor) the deletion of a clip past retention: tombstone, store removal."""
+    from review.retention import approve_deletion
+
+    with _review(ctx) as (station, caller, review):
+        result = approve_deletion(station, caller, review, clip, reason)
+    _out(
+        as_json,
+        result.to_json(),
+        f"clip {result.clip} deleted (sha256 {result.sha256}); stored object: {result.store}\n",
+    )
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    if result.warnings:
+        raise typer.Exit(int(ExitCode.WARNING))
+
+
+@retention_app.command("hold")
+def retention_hold(
+    ctx: typer.Context,
+    clips: Annotated[
+        list[str] | None, typer.Argument(help="Clip ids, id prefixes or SHA-256.")
+    ] = None,
+    case: Annotated[str | None, typer.Option(help="Every clip linked to this case.")] = None,
+    release: Annotated[bool, typer.Option("--release", help="Lift the hold instead.")] = False,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Put clips under legal hold (no deletion while held), or release them."""
+    from review.retention import set_hold
+
+    with _review(ctx) as (station, caller, _):
+        changed = set_hold(station, caller, clips or [], case, reason, release=release)
+    verb = "released" if release else "held"
+    _out(as_json, changed, f"{len(changed)} clip(s) {verb}\n")
+
+
+@retention_app.command("mark")
+def retention_mark(
+    ctx: typer.Context,
+    clip: Annotated[str, typer.Argument(help="Clip id, id prefix or SHA-256.")],
+    ground: Annotated[
+        str,
+        typer.Option(help="obstruction, major_emergency, mass_incident or major_complex."),
+    ],
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record why a clip is kept permanently (obstruction, major emergency, mass incident, ...)."""
+    from review.retention import mark_ground
+
+    with _review(ctx) as (station, caller, review):
+        result = mark_ground(station, caller, review, clip, ground, reason)
+    _out(
+        as_json,
+        result,
+        f"clip {result['clip']}: {result['retention_class']} ({', '.join(result['grounds'])})\n",
+    )
+
+
+# ---------------------------------------------------------------- registration
+
+
+def register(app: typer.Typer) -> None:
+    """Add the review commands to the `evidence-agent` command."""
+    app.add_typer(case_app, name="case")
+    app.add_typer(retention_app, name="retention")
+    app.command("retrieve")(retrieve)
+    app.command("access-log")(access_log)
+    clips = next(
+        (g.typer_instance for g in app.registered_groups if g.name == "clips" and g.typer_instance),
+        None,
+    )
+    if clips is None:
+        clips = typer.Typer(help="Clips in the catalog.", no_args_is_help=True)
+        app.add_typer(clips, name="clips")
+    clips.command("search")(clips_search)

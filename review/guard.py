@@ -1,0 +1,156 @@
+"""Role checks at the edge of each review service: allowed, or a refusal in the custody log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+from sqlmodel import Session
+
+from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.errors import EvidenceError, PermissionDeniedError
+from evidence_agent.station import Station
+from review.roles import Action, Caller, decide
+
+REFUSED = "access.refused"
+
+T = TypeVar("T")
+
+
+def require(
+    station: Station,
+    caller: Caller,
+    action: Action,
+    *,
+    subject_kind: str = "station",
+    subject_id: str | None = None,
+    reason: str = "",
+) -> None:
+    """Go on when one of the caller's roles allows `action`; else record the refusal and raise."""
+    decision = decide(caller.roles, action)
+    if not decision.allowed:
+        refuse(
+            station,
+            caller,
+            action.value,
+            PermissionDeniedError(
+                f"refused: {decision.why}",
+                remedy="ask an admin for the role in the roles file or an evidence-* group",
+            ),
+            subject_kind=subject_kind,
+            subject_id=subject_id,
+            reason=reason,
+        )
+
+
+def refuse(
+    station: Station,
+    caller: Caller,
+    action: str,
+    error: EvidenceError,
+    *,
+    subject_kind: str = "station",
+    subject_id: str | None = None,
+    reason: str = "",
+    sha256: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Record that `action` was refused (who, when, what, why) in its own transaction; raise."""
+    record_refusal(
+        station,
+        caller,
+        action,
+        error.message,
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        reason=reason,
+        sha256=sha256,
+        data=data,
+    )
+    raise error
+
+
+def record_refusal(
+    station: Station,
+    caller: Caller,
+    action: str,
+    cause: str,
+    *,
+    subject_kind: str = "station",
+    subject_id: str | None = None,
+    reason: str = "",
+    sha256: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    with station.transaction() as session:
+        station.record(
+            session,
+            CustodyEvent(
+                type=REFUSED,
+                subject_kind=subject_kind,
+                subject_id=subject_id or station.settings.station_id,
+                actor=caller.actor,
+                reason=reason,
+                sha256=sha256,
+                data={
+                    "action": action,
+                    "cause": cause,
+                    "roles": sorted(caller.roles),
+                    **(data or {}),
+                },
+            ),
+        )
+
+
+def record_view(
+    station: Station,
+    caller: Caller,
+    event_type: str,
+    *,
+    subject_kind: str,
+    subject_id: str,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
+    """A person saw evidence metadata: who, when, what (the query and what it showed)."""
+    with station.transaction() as session:
+        station.record(
+            session,
+            CustodyEvent(
+                type=event_type,
+                subject_kind=subject_kind,
+                subject_id=subject_id,
+                actor=caller.actor,
+                reason=reason,
+                data={"roles": sorted(caller.roles), **(data or {})},
+            ),
+        )
+
+
+def read_or_refuse(
+    station: Station,
+    caller: Caller,
+    action: str,
+    read: Callable[[Session], T],
+    *,
+    subject_kind: str = "station",
+    subject_id: str | None = None,
+    reason: str = "",
+) -> T:
+    """Look something up; when it is not there, the refusal is logged once the read is over.
+
+    (On SQLite even a reading session holds the write lock: nothing is written inside one.)"""
+    with station.reading() as session:
+        try:
+            return read(session)
+        except EvidenceError as e:
+            error = e
+    refuse(
+        station,
+        caller,
+        action,
+        error,
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        reason=reason,
+    )

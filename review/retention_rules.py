@@ -1,0 +1,136 @@
+"""Retention classes and deletion rules, as pure functions over a clip's facts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+# National rule: enforcement recordings are kept at least six months.
+MINIMUM_RETENTION = timedelta(days=183)
+
+
+class RetentionClass(StrEnum):
+    STANDARD = "standard"  # at least 183 days from the end of the recording
+    IMPORTANT = "important"  # marked important on the recorder: kept longer
+    PERMANENT = "permanent"  # kept for good: never due, never deleted
+
+
+class Ground(StrEnum):
+    """Why a clip is kept for good, from the rules."""
+
+    CASE_EVIDENCE = "case_evidence"  # linked to a case: follows from the links, never set by hand
+    OBSTRUCTION = "obstruction"  # shows obstruction of officers
+    MAJOR_EMERGENCY = "major_emergency"
+    MASS_INCIDENT = "mass_incident"
+    MAJOR_COMPLEX = "major_complex"  # another major or complex matter
+
+
+SETTABLE_GROUNDS = tuple(g for g in Ground if g is not Ground.CASE_EVIDENCE)
+
+
+class DeletionApproval(StrEnum):
+    TWO_PERSON = "two-person"  # one person requests, a different supervisor approves
+    SUPERVISOR = "supervisor"  # a supervisor alone, with a reason
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    standard: timedelta = MINIMUM_RETENTION
+    important: timedelta = timedelta(days=3 * 365)
+
+    def __post_init__(self) -> None:
+        if self.standard < MINIMUM_RETENTION:
+            raise ValueError(f"standard retention must be at least {MINIMUM_RETENTION.days} days")
+        if self.important < self.standard:
+            raise ValueError("important retention must not be shorter than standard retention")
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What retention depends on."""
+
+    recorded_end: datetime | None
+    ingested_at: datetime
+    important: bool
+    linked_cases: int
+    grounds: frozenset[Ground]  # set by supervisors; CASE_EVIDENCE is derived from links
+    legal_hold: bool
+    state: str  # spooled, stored, deleted
+    # What the catalog holds now. Deletion waits for the later of this and the rules: a
+    # retention once given (and the store's lock with it) is never cut short by a rule change.
+    kept_class: str = RetentionClass.STANDARD.value
+    kept_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Retention:
+    cls: RetentionClass
+    until: datetime | None  # None: permanent
+    grounds: tuple[Ground, ...]
+
+
+def retention_for(facts: ClipFacts, policy: RetentionPolicy) -> Retention:
+    """The class and keep-until time that the rules give a clip.
+
+    Counted from the end of the recording (from cataloguing when the recording time is
+    unknown). Permanent as soon as any ground holds; case links are a ground of their own."""
+    grounds = set(facts.grounds) - {Ground.CASE_EVIDENCE}
+    if facts.linked_cases > 0:
+        grounds.add(Ground.CASE_EVIDENCE)
+    ordered = tuple(sorted(grounds))
+    if grounds:
+        return Retention(RetentionClass.PERMANENT, None, ordered)
+    base = facts.recorded_end or facts.ingested_at
+    if facts.important:
+        return Retention(RetentionClass.IMPORTANT, base + policy.important, ordered)
+    return Retention(RetentionClass.STANDARD, base + policy.standard, ordered)
+
+
+def deletion_blockers(facts: ClipFacts, policy: RetentionPolicy, now: datetime) -> list[str]:
+    """Every reason the clip may not be deleted now; empty when it may (with approval)."""
+    blockers = []
+    if facts.state == "deleted":
+        blockers.append("the clip is already deleted")
+    elif facts.state != "stored":
+        blockers.append(f"the clip is {facts.state}, not stored: only stored clips are deleted")
+    if facts.legal_hold:
+        blockers.append("the clip is under legal hold")
+    retention = retention_for(facts, policy)
+    if retention.cls is RetentionClass.PERMANENT:
+        grounds = ", ".join(retention.grounds)
+        blockers.append(f"the clip is kept permanently ({grounds})")
+    elif facts.kept_class == RetentionClass.PERMANENT.value:
+        blockers.append("the catalog keeps the clip permanently")
+    else:
+        until = max(u for u in (retention.until, facts.kept_until) if u is not None)
+        if until > now:
+            blockers.append(f"the clip is kept until {until.isoformat()}")
+    return blockers
+
+
+def is_due(facts: ClipFacts, policy: RetentionPolicy, now: datetime) -> bool:
+    return not deletion_blockers(facts, policy, now)
+
+
+def approval_blocker(mode: DeletionApproval, requested_by: str | None, approver: str) -> str | None:
+    """Why `approver` may not approve a deletion requested by `requested_by`, or None.
+
+    The approver's supervisor role is checked by the role decision; this is the two-person rule."""
+    if mode is DeletionApproval.SUPERVISOR:
+        return None
+    if requested_by is None:
+        return (
+            "a deletion needs a request by another person first "
+            "(`evidence-agent retention request CLIP --reason ...`)"
+        )
+    if requested_by == approver:
+        return "the person who requested a deletion cannot also approve it (two-person rule)"
+    return None
+
+
+def parse_grounds(names: Iterable[str]) -> frozenset[Ground]:
+    """Grounds as stored in the catalog (JSON list of names); unknown names are kept out."""
+    known = {g.value: g for g in Ground}
+    return frozenset(known[n] for n in names if n in known)

@@ -1,0 +1,349 @@
+"""End to end: clerks, supervisors, auditors and officers using the review commands of `evidence-agent`.
+
+One demo recorder is docked once per module; each test works on its own copy of that station.
+Roles are given to the OS user running the tests through a roles file (EVIDENCE_AGENT_ROLES_FILE),
+rewritten before each command to act as one role or another."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EA = Path(sys.executable).with_name("evidence-agent")
+USER = pwd.getpwuid(os.getuid()).pw_name
+ME = f"user:{USER}"
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+class Station:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.roles_file = data.parent / "roles.toml"
+
+    def run(
+        self,
+        *args: str,
+        roles: Sequence[str] = ("clerk",),
+        review: str = "",
+        badge: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `evidence-agent` as the test user holding `roles` (and nothing else)."""
+        text = f"[roles.users]\n{USER} = {json.dumps(list(roles))}\n"
+        if badge:
+            text += f'[roles.officers]\n{USER} = "{badge}"\n'
+        if review:
+            text += f"[review]\n{review}\n"
+        self.roles_file.write_text(text)
+        self.roles_file.chmod(0o644)
+        env = {
+            **os.environ,
+            "EVIDENCE_AGENT_DATA_DIR": str(self.data),
+            "EVIDENCE_AGENT_ROLES_FILE": str(self.roles_file),
+            "EVIDENCE_AGENT__STATION__TIMEZONE": "Asia/Shanghai",
+        }
+        env.pop("EVIDENCE_AGENT_CONFIG", None)
+        return subprocess.run([str(EA), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    def json(self, *args: str, **kw: Any) -> Any:
+        result = self.run(*args, "--json", **kw)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def sql(self, statement: str, *params: Any) -> None:
+        with sqlite3.connect(self.data / "catalog.sqlite3") as db:
+            db.execute(statement, params)
+
+    def object_path(self, sha256: str) -> Path:
+        return self.data / "objects" / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+
+@dataclass(frozen=True)
+class Docked:
+    data: Path
+    videos: list[dict[str, Any]]  # the demo's readable video clips, in recording order
+
+
+@pytest.fixture(scope="module")
+def docked(tmp_path_factory: pytest.TempPathFactory) -> Docked:
+    """A station with one demo recorder ingested and stored."""
+    root = tmp_path_factory.mktemp("golden")
+    station = Station(root / "data")
+    made = station.run("demo-recorder", str(root / "volume"))
+    assert made.returncode == 0, made.stderr
+    ingested = station.run("ingest", str(root / "volume"), "--json")
+    assert ingested.returncode in (0, 1), ingested.stderr  # 1: the demo's cut-off clip is flagged
+    clips = station.json("clips", "search", "--officer", "100231", roles=["clerk"])
+    good = [c for c in clips if c["media_kind"] == "video" and c["duration_seconds"]]
+    return Docked(station.data, sorted(good, key=lambda c: c["recorded_start"]))
+
+
+@pytest.fixture
+def station(docked: Docked, tmp_path: Path) -> Station:
+    data = tmp_path / "data"
+    shutil.copytree(docked.data, data)
+    return Station(data)
+
+
+@pytest.fixture
+def videos(docked: Docked) -> list[dict[str, Any]]:
+    return docked.videos
+
+
+def access_log(station: Station, *args: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = station.json("access-log", *args, roles=["auditor"])
+    return rows
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_clerk_builds_a_case_finds_a_gap_completes_it_and_retrieves_it(
+    station: Station, videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    v1, v2, v3 = videos[:3]
+    case = station.json(
+        "case", "create", "2026-0042",
+        "--type", "seizure",
+        "--title", "Seizure of unlicensed goods",
+        "--party", "李四",
+        "--cause", "unlicensed street trading",
+        "--unit", "330100000000",
+        "--officer", "100231",
+        "--start", v1["recorded_start"],
+        "--end", v3["recorded_end"],
+    )  # fmt: skip
+    assert case["full_recording_required"] is True
+    assert case["case_file_due"] is not None
+
+    suggested = station.json("case", "suggest", "2026-0042")["suggested"]
+    assert {v1["id"], v2["id"], v3["id"]} <= {c["id"] for c in suggested}
+
+    linked = station.json(
+        "case", "link", "2026-0042", v1["id"], v3["id"], "--reason", "seizure footage"
+    )
+    assert sorted(linked["linked"]) == sorted([v1["id"], v3["id"]])
+
+    # The middle clip is missing: a gap exactly where it was, and it is named as not linked.
+    check = station.run("case", "check", "2026-0042", "--json")
+    assert check.returncode == 6, check.stderr
+    report = json.loads(check.stdout)
+    assert report["complete"] is False
+    assert [(g["start"], g["end"]) for g in report["gaps"]] == [
+        (v2["recorded_start"], v2["recorded_end"])
+    ]
+    assert report["unlinked_in_window"] == [v2["id"]]
+
+    station.json("case", "link", "2026-0042", v2["id"][:8], "--reason", "gap found by check")
+    check = station.run("case", "check", "2026-0042", "--json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(check.stdout)["complete"] is True
+
+    # Linked footage is evidence: kept permanently; search by party and cause finds it.
+    found = station.json("clips", "search", "--party", "李", "--cause", "street trading")
+    assert {c["id"] for c in found} == {v1["id"], v2["id"], v3["id"]}
+    assert {c["retention_class"] for c in found} == {"permanent"}
+
+    shown = station.json("case", "show", "2026-0042")
+    assert [c["id"] for c in shown["footage"]] == [v1["id"], v2["id"], v3["id"]]
+    assert [e["kind"] for e in shown["timeline"]].count("video") == 3
+
+    # The clerk hands the case's footage over, with a reason: verified copies and a receipt.
+    target = tmp_path / "for-court"
+    handover = station.json(
+        "retrieve", "--case", "2026-0042", "--to", str(target), "--reason", "court request 17"
+    )
+    handed = {item["clip"]: target / item["file"] for item in handover["handed_over"]}
+    assert set(handed) == {v1["id"], v2["id"], v3["id"]}
+    for clip in (v1, v2, v3):
+        assert sha256_of(handed[clip["id"]]) == clip["sha256"]
+        assert sha256_of(station.object_path(clip["sha256"])) == clip["sha256"]
+    receipt_path = Path(handover["receipt"])
+    receipt = json.loads(receipt_path.read_text())
+    assert receipt["reason"] == "court request 17" and receipt["actor"] == ME
+    assert {i["sha256"] for i in receipt["items"]} == {v1["sha256"], v2["sha256"], v3["sha256"]}
+    assert sha256_of(receipt_path) == handover["receipt_sha256"]
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [*(p.name for p in handed.values()), receipt_path.name]
+    )  # no temporary file left behind
+
+    # The auditor sees who linked and who retrieved what, when and why.
+    events = access_log(
+        station, "--type", "case.clip_linked", "--type", "clip.retrieved",
+        "--type", "retrieval.receipt",
+    )  # fmt: skip
+    seen = {(e["type"], e["subject"]["id"], e["actor"], e["reason"]) for e in events}
+    assert seen >= {
+        ("case.clip_linked", v1["id"], ME, "seizure footage"),
+        ("case.clip_linked", v3["id"], ME, "seizure footage"),
+        ("case.clip_linked", v2["id"], ME, "gap found by check"),
+        *(("clip.retrieved", v["id"], ME, "court request 17") for v in (v1, v2, v3)),
+    }
+    assert {e["sha256"] for e in events if e["type"] == "clip.retrieved"} == {
+        v1["sha256"],
+        v2["sha256"],
+        v3["sha256"],
+    }
+    assert events[-1]["type"] == "retrieval.receipt"
+    assert events[-1]["data"]["receipt_sha256"] == handover["receipt_sha256"]
+
+
+def test_refusals_are_clear_and_logged(
+    station: Station, videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    clip = videos[0]
+    target = tmp_path / "out"
+
+    # An officer may not retrieve, and an admin has no access to evidence.
+    for roles in (["officer"], ["admin"]):
+        refused = station.run(
+            "retrieve", clip["id"], "--to", str(target), "--reason", "curious", roles=roles
+        )
+        assert refused.returncode == 5, refused.stderr
+        assert "refused" in refused.stderr
+    # A clerk may not read the access log.
+    assert station.run("access-log", roles=["clerk"]).returncode == 5
+    # No reason, no retrieval.
+    no_reason = station.run("retrieve", clip["id"], "--to", str(target))
+    assert no_reason.returncode == 2 and "reason" in no_reason.stderr
+    # Unknown clip and unknown case.
+    unknown = station.run("retrieve", "ffffffffffff", "--to", str(target), "--reason", "x")
+    assert unknown.returncode == 2 and "no clip" in unknown.stderr
+    assert station.run("case", "show", "NO-SUCH-CASE").returncode == 2
+    # A target that is not a directory.
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    not_dir = station.run("retrieve", clip["id"], "--to", str(a_file), "--reason", "x")
+    assert not_dir.returncode == 2 and "not a directory" in not_dir.stderr
+
+    assert not target.exists() or not any(target.iterdir())  # nothing handed over
+    refusals = access_log(station, "--type", "access.refused")
+    causes = [(e["data"]["action"], e["data"]["roles"], e["data"]["cause"]) for e in refusals]
+    assert [c[:2] for c in causes[:3]] == [
+        ("retrieve", ["officer"]),
+        ("retrieve", ["admin"]),
+        ("access_log", ["clerk"]),
+    ]
+    assert "reason" in causes[3][2]
+    assert "no clip" in causes[4][2]
+    assert "NO-SUCH-CASE" in {e["subject"]["id"] for e in refusals}
+    assert "not a directory" in causes[-1][2]
+    assert all(e["actor"] == ME for e in refusals)
+
+
+def test_an_officer_sees_only_their_own_footage(station: Station) -> None:
+    own = station.json("clips", "search", roles=["officer"], badge="100231")
+    assert own and {c["officer"] for c in own} == {"100231"}
+    asked = station.run("clips", "search", "--officer", "100231", roles=["officer"], badge="999999")
+    assert asked.returncode == 5
+
+
+def test_a_corrupted_stored_copy_is_not_handed_over(
+    station: Station, videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    clip = videos[0]
+    stored = station.object_path(clip["sha256"])
+    stored.chmod(0o644)
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+
+    target = tmp_path / "out"
+    result = station.run(
+        "retrieve", clip["id"], "--to", str(target), "--reason", "appeal", "--json"
+    )
+    assert result.returncode == 3, result.stderr
+    assert "failed verification" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["handed_over"] == [] and clip["id"] in report["integrity_failures"]
+    assert [p.name for p in target.iterdir()] == [Path(report["receipt"]).name]  # receipt only
+    events = access_log(station, "--type", "clip.integrity_failed", "--type", "clip.retrieved")
+    assert [(e["type"], e["subject"]["id"]) for e in events] == [
+        ("clip.integrity_failed", clip["id"])
+    ]
+
+
+def test_deletion_past_retention_needs_a_supervisor(
+    station: Station, videos: list[dict[str, Any]]
+) -> None:
+    clips = videos
+    old, linked = clips[0], clips[1]
+    station.json(
+        "case", "create", "2026-0044", "--type", "other", "--officer", "100231",
+        "--start", linked["recorded_start"], "--end", linked["recorded_end"],
+    )  # fmt: skip
+    station.json("case", "link", "2026-0044", linked["id"], "--reason", "evidence")
+    # Simulate seven months passing for `old` (and for `linked`, which its case keeps).
+    past = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    for clip_id in (old["id"], linked["id"]):
+        station.sql(
+            "UPDATE clips SET recorded_start = ?, recorded_end = ?, retention_until = ? WHERE id = ?",
+            past, past, past, clip_id,
+        )  # fmt: skip
+    due = station.json("retention", "due", roles=["supervisor"])
+    assert [c["id"] for c in due] == [old["id"]]
+
+    # Clerks request, they do not approve; the requester cannot approve their own request.
+    assert station.run("retention", "delete", old["id"], "--reason", "x").returncode == 5
+    station.json("retention", "request", old["id"], "--reason", "past retention, no case")
+    same_person = station.run(
+        "retention", "delete", old["id"], "--reason", "approved", roles=["supervisor"]
+    )
+    assert same_person.returncode == 5 and "two-person" in same_person.stderr
+    # Case evidence is never deleted.
+    kept = station.run(
+        "retention", "delete", linked["id"], "--reason", "tidy up", roles=["supervisor"],
+        review='deletion_approval = "supervisor"',
+    )  # fmt: skip
+    assert kept.returncode == 2 and "permanently" in kept.stderr
+
+    # Where one supervisor's approval is the policy, the deletion goes through.
+    done = station.json(
+        "retention", "delete", old["id"], "--reason", "approved: 183 days passed",
+        roles=["supervisor"], review='deletion_approval = "supervisor"',
+    )  # fmt: skip
+    assert done["store"] == "removed"
+    assert done["request"]["requested_by"] == ME and done["request"]["state"] == "approved"
+    assert not station.object_path(old["sha256"]).exists()
+    assert station.object_path(linked["sha256"]).exists()
+    after = station.json("clips", "search", "--state", "deleted")
+    assert [c["id"] for c in after] == [old["id"]]
+    tombstone = access_log(station, "--type", "clip.deleted")
+    assert len(tombstone) == 1
+    assert tombstone[0]["sha256"] == old["sha256"]
+    assert tombstone[0]["data"]["request"]["reason"] == "past retention, no case"
+
+
+def test_legal_hold_stops_a_deletion(station: Station, videos: list[dict[str, Any]]) -> None:
+    clip = videos[0]
+    past = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    station.sql(
+        "UPDATE clips SET recorded_end = ?, retention_until = ? WHERE id = ?",
+        past,
+        past,
+        clip["id"],
+    )
+    held = station.json(
+        "retention", "hold", clip["id"], "--reason", "litigation", roles=["supervisor"]
+    )
+    assert held == [{"clip": clip["id"], "legal_hold": True, "store_lock": held[0]["store_lock"]}]
+    refused = station.run(
+        "retention", "delete", clip["id"], "--reason", "due", roles=["supervisor"],
+        review='deletion_approval = "supervisor"',
+    )  # fmt: skip
+    assert refused.returncode == 2 and "legal hold" in refused.stderr
+    assert station.object_path(clip["sha256"]).exists()

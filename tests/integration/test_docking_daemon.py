@@ -1,0 +1,210 @@
+"""The docking daemon in process: sources, re-docks while stopping, SIGTERM mid-dock, metrics, sd_notify."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from evidence_agent.catalog.models import Clip, DockSession
+from evidence_agent.config import build_settings
+from evidence_agent.daemon import Daemon
+from evidence_agent.demo_recorder import DemoVolume, make_demo_recorder
+from evidence_agent.errors import EvidenceError
+from evidence_agent.folder_source import FolderDockSource
+from evidence_agent.ports import DockEvent
+from evidence_agent.sd_notify import SystemdNotifier
+from evidence_agent.station import Station, open_station, service_actor
+from tests.docking_gates import gate_spool
+from tests.support import service_missing
+
+START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoVolume:
+    if shutil.which("ffmpeg") is None:
+        service_missing("ffmpeg is not installed")
+    return make_demo_recorder(tmp_path_factory.mktemp("template") / "vol", start=START)
+
+
+class BrokenUdev:
+    """Like UdevDockSource on a host without udev or netlink."""
+
+    def start(self, emit: Callable[[DockEvent], None]) -> None:
+        raise EvidenceError("cannot listen for USB devices through udev: [Errno 97] not supported")
+
+    def stop(self) -> None:
+        raise AssertionError("a source that never started is not stopped")
+
+
+class ManualSource:
+    def start(self, emit: Callable[[DockEvent], None]) -> None:
+        self.emit = emit
+
+    def stop(self) -> None:
+        pass
+
+
+def wait_for(what: str, check: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def make_station(tmp_path: Path, **dock: Any) -> Station:
+    settings = build_settings(
+        {"station": {"id": "d-station"}, "dock": {"settle_seconds": 0, "metrics_port": 0, **dock}},
+        {"EVIDENCE_AGENT_DATA_DIR": str(tmp_path / "data")},
+    )
+    return open_station(settings, actor=service_actor("d-station"))
+
+
+@contextmanager
+def running(daemon: Daemon) -> Iterator[Daemon]:
+    daemon.start()
+    thread = threading.Thread(target=daemon.serve)
+    thread.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+
+
+def sessions(station: Station, state: str) -> list[DockSession]:
+    with station.reading() as session:
+        return list(
+            session.exec(
+                select(DockSession)
+                .where(DockSession.state == state)
+                .order_by(col(DockSession.started_at))
+            )
+        )
+
+
+def clips(station: Station) -> list[Clip]:
+    with station.reading() as session:
+        return list(session.exec(select(Clip)))
+
+
+def test_without_udev_the_error_is_logged_and_the_dock_folder_keeps_working(
+    tmp_path: Path, demo: DemoVolume, caplog: pytest.LogCaptureFixture
+) -> None:
+    station = make_station(tmp_path)
+    folder = FolderDockSource(station.settings.dock_dir)
+    try:
+        with running(Daemon(station, [BrokenUdev(), folder])) as daemon:  # type: ignore[list-item]
+            assert daemon.sources == [folder]
+            assert "dock source BrokenUdev is off" in caplog.text
+            shutil.copytree(demo.root, tmp_path / "staged")
+            (tmp_path / "staged").rename(station.settings.dock_dir / "A123456")
+            wait_for("the folder dock", lambda: sessions(station, "finished"))
+            assert len(clips(station)) == len(demo.media)
+    finally:
+        station.close()
+
+
+def test_redocked_while_the_unplugged_dock_is_stopping_resumes_after_it(
+    tmp_path: Path, demo: DemoVolume
+) -> None:
+    station = make_station(tmp_path)
+    gate = gate_spool(station)
+    source = ManualSource()
+    volume = tmp_path / "vol"
+    shutil.copytree(demo.root, volume)
+    added = DockEvent("added", volume, "folder", str(volume))
+    try:
+        with running(Daemon(station, [source])) as daemon:
+            source.emit(added)
+            assert gate.entered.wait(TIMEOUT)
+            source.emit(DockEvent("removed", volume, "folder", str(volume)))
+            wait_for("the removal", lambda: any(d["gone"] for d in daemon.docks()))
+            source.emit(added)  # back before the first dock reached a file boundary
+            gate.release.set()
+
+            wait_for("the resumed dock", lambda: sessions(station, "finished"))
+            (stopped,) = sessions(station, "interrupted")
+            (resumed,) = sessions(station, "finished")
+            assert 1 <= stopped.clips_new < len(demo.media)
+            assert (resumed.clips_new, resumed.clips_known) == (
+                len(demo.media) - stopped.clips_new,
+                stopped.clips_new,
+            )
+            assert len(clips(station)) == len(demo.media)
+    finally:
+        station.close()
+
+
+def test_stop_mid_dock_ends_at_a_file_boundary_and_the_next_start_resumes(
+    tmp_path: Path, demo: DemoVolume
+) -> None:
+    station = make_station(tmp_path)
+    gate = gate_spool(station)
+    source = ManualSource()
+    volume = tmp_path / "vol"
+    shutil.copytree(demo.root, volume)
+    try:
+        daemon = Daemon(station, [source])
+        with running(daemon):
+            source.emit(DockEvent("added", volume, "folder", str(volume)))
+            assert gate.entered.wait(TIMEOUT)
+            daemon.stop()  # SIGTERM's handler does this
+            gate.release.set()
+        (stopped,) = sessions(station, "interrupted")
+        assert "stopping" in (stopped.error or "")
+        assert 1 <= len(clips(station)) < len(demo.media)
+
+        with running(Daemon(station, [source])):
+            source.emit(DockEvent("added", volume, "folder", str(volume)))
+            wait_for("the resumed dock", lambda: sessions(station, "finished"))
+        assert len(clips(station)) == len(demo.media)
+        assert all(c.state == "stored" for c in clips(station))
+    finally:
+        station.close()
+
+
+def test_metrics_on_loopback_and_sd_notify_lines(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    station = make_station(tmp_path, metrics_port=port)
+    notify_path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(notify_path))
+    server.settimeout(TIMEOUT)
+    try:
+        daemon = Daemon(
+            station,
+            [ManualSource()],
+            notifier=SystemdNotifier(str(notify_path)),
+            environ={"WATCHDOG_USEC": "1000000"},
+        )
+        with running(daemon):
+            received = []
+            while not any("WATCHDOG=1" in m for m in received):
+                received.append(server.recv(4096).decode())
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+            assert b"evidence_agent_recorders_docked 0.0" in body
+            assert b"evidence_agent_backlog_clips 0.0" in body
+        while not any("STOPPING=1" in m for m in received):
+            received.append(server.recv(4096).decode())
+        assert received[0].startswith("READY=1\nSTATUS=idle")
+    finally:
+        server.close()
+        station.close()

@@ -1,0 +1,155 @@
+"""Supervised retrieval against an in-memory store: verified handover, refusals, receipts."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, select
+
+from evidence_agent.catalog.models import CustodyEntry
+from evidence_agent.errors import InputError, PermissionDeniedError, StorageError
+from evidence_agent.station import Station
+from review.retrieval import (
+    RetrievalIntegrityError,
+    RetrievalRequest,
+    copy_and_hash,
+    place,
+    retrieve,
+)
+from review.roles import Role
+from tests.unit.review.fakes import AddClip, MemoryStore, caller
+
+CLERK = caller(Role.CLERK)
+
+
+def events(station: Station, *types: str) -> list[dict[str, object]]:
+    with station.reading() as session:
+        rows = session.exec(
+            select(CustodyEntry)
+            .where(col(CustodyEntry.event_type).in_(types))
+            .order_by(col(CustodyEntry.seq))
+        ).all()
+    return [json.loads(r.entry) for r in rows]
+
+
+def test_a_verified_copy_and_a_receipt_are_handed_over(
+    station: Station, add_clip: AddClip, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 5000
+    clip = add_clip(data)
+    target = tmp_path / "out"
+    report = retrieve(
+        station, CLERK, RetrievalRequest([clip.id], None, target, "court"), chunk_bytes=65536
+    )
+    [item] = report.handed_over
+    assert item.file.read_bytes() == data and item.file.stat().st_mode & 0o777 == 0o444
+    assert report.receipt is not None
+    receipt = json.loads(report.receipt.read_bytes())
+    assert receipt["items"][0]["sha256"] == clip.sha256
+    assert hashlib.sha256(report.receipt.read_bytes()).hexdigest() == report.receipt_sha256
+    [event] = events(station, "clip.retrieved")
+    assert event["actor"] == "user:alice" and event["reason"] == "court"
+    assert event["seq"] == receipt["items"][0]["custody_seq"]
+    assert sorted(p.name for p in target.iterdir()) == sorted([item.file.name, report.receipt.name])
+
+
+def test_a_flipped_byte_in_the_store_is_not_handed_over(
+    station: Station, add_clip: AddClip, store: MemoryStore, tmp_path: Path
+) -> None:
+    good = add_clip(b"good clip")
+    bad = add_clip(b"bad clip")
+    store.objects[bad.sha256] = b"bad clip".replace(b"c", b"C")
+    target = tmp_path / "out"
+    with pytest.raises(RetrievalIntegrityError) as caught:
+        retrieve(station, CLERK, RetrievalRequest([good.id, bad.id], None, target, "appeal"))
+    report = caught.value.report
+    assert [h.clip.id for h in report.handed_over] == [good.id]
+    assert list(report.failed) == [bad.id]
+    names = {p.name for p in target.iterdir()}
+    assert not any(n.endswith(".part") for n in names) and len(names) == 2  # good clip + receipt
+    assert [e["subject"]["id"] for e in events(station, "clip.integrity_failed")] == [bad.id]  # type: ignore[index]
+
+
+def test_no_reason_no_retrieval(station: Station, add_clip: AddClip, tmp_path: Path) -> None:
+    clip = add_clip()
+    with pytest.raises(InputError, match="reason"):
+        retrieve(station, CLERK, RetrievalRequest([clip.id], None, tmp_path / "o", "  "))
+    [refusal] = events(station, "access.refused")
+    assert "reason" in refusal["data"]["cause"]  # type: ignore[index]
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_officer_is_refused(station: Station, add_clip: AddClip, tmp_path: Path) -> None:
+    clip = add_clip()
+    with pytest.raises(PermissionDeniedError):
+        retrieve(station, caller(Role.OFFICER), RetrievalRequest([clip.id], None, tmp_path, "x"))
+    [refusal] = events(station, "access.refused")
+    assert refusal["data"]["roles"] == ["officer"]  # type: ignore[index]
+
+
+def test_a_full_target_is_refused_before_copying(
+    station: Station, add_clip: AddClip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = add_clip(b"x" * 1000)
+
+    class Usage:
+        free = 10
+
+    monkeypatch.setattr("review.retrieval.shutil.disk_usage", lambda _path: Usage())
+    target = tmp_path / "small"
+    with pytest.raises(StorageError, match="too full"):
+        retrieve(station, CLERK, RetrievalRequest([clip.id], None, target, "court"))
+    assert list(target.iterdir()) == []
+    [refusal] = events(station, "access.refused")
+    assert "too full" in refusal["data"]["cause"]  # type: ignore[index]
+
+
+def test_a_spooled_clip_is_not_retrieved(
+    station: Station, add_clip: AddClip, tmp_path: Path
+) -> None:
+    clip = add_clip(state="spooled")
+    with pytest.raises(InputError, match="spooled"):
+        retrieve(station, CLERK, RetrievalRequest([clip.id], None, tmp_path, "court"))
+
+
+def test_place_never_replaces_a_file(tmp_path: Path) -> None:
+    (tmp_path / "a.mp4").write_text("first")
+    for n in range(2):
+        tmp = tmp_path / f".t{n}.part"
+        tmp.write_text(f"copy {n}")
+        place(tmp, tmp_path, "a.mp4")
+        assert not tmp.exists()
+    assert (tmp_path / "a.mp4").read_text() == "first"
+    assert (tmp_path / "a-2.mp4").read_text() == "copy 0"
+    assert (tmp_path / "a-3.mp4").read_text() == "copy 1"
+
+
+@pytest.mark.parametrize("size", [1, 4096, 3 * 65536 + 17])
+def test_a_local_object_is_copied_and_hashed_from_the_copy(tmp_path: Path, size: int) -> None:
+    data = bytes(i % 251 for i in range(size))
+    source = tmp_path / "object"
+    source.write_bytes(data)
+    target = tmp_path / "copy"
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with source.open("rb") as src:
+            digest, copied = copy_and_hash(src, fd, 65536, lambda e: StorageError(str(e)))
+    finally:
+        os.close(fd)
+    assert copied == size and target.read_bytes() == data
+    assert digest == hashlib.sha256(data).hexdigest()
+
+
+def test_a_stream_is_hashed_on_its_way(tmp_path: Path) -> None:
+    data = os.urandom(200_000)
+    fd = os.open(tmp_path / "copy", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        digest, copied = copy_and_hash(io.BytesIO(data), fd, 65536, lambda e: StorageError(str(e)))
+    finally:
+        os.close(fd)
+    assert (digest, copied) == (hashlib.sha256(data).hexdigest(), len(data))

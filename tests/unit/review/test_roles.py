@@ -1,0 +1,180 @@
+"""Role decisions and the roles file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evidence_agent.errors import ConfigError
+from review.retention_rules import DeletionApproval
+from review.roles import (
+    PERMISSIONS,
+    Action,
+    Identity,
+    Role,
+    RoleMap,
+    caller_for,
+    decide,
+    roles_of,
+    search_scope,
+)
+from review.settings import (
+    DEFAULT_FULL_RECORDING_TYPES,
+    build_review_settings,
+    load_review_settings,
+    roles_file_path,
+)
+
+ALICE = Identity("alice", 1001, frozenset({"alice", "records"}))
+
+
+def test_each_role_may_do_exactly_what_the_table_says() -> None:
+    expected = {
+        Role.OFFICER: {Action.SEARCH_OWN},
+        Role.CLERK: {
+            Action.SEARCH_OWN,
+            Action.SEARCH,
+            Action.CASE_READ,
+            Action.CASE_WRITE,
+            Action.RETRIEVE,
+            Action.RETENTION_READ,
+            Action.RETENTION_REQUEST,
+        },
+        Role.SUPERVISOR: set(Action),
+        Role.AUDITOR: {
+            Action.SEARCH_OWN,
+            Action.SEARCH,
+            Action.CASE_READ,
+            Action.RETRIEVE,
+            Action.ACCESS_LOG,
+            Action.RETENTION_READ,
+        },
+        Role.ADMIN: set(),
+    }
+    for role, actions in expected.items():
+        allowed = {a for a in Action if decide([role], a).allowed}
+        assert allowed == actions, role
+
+
+def test_the_auditor_changes_nothing() -> None:
+    changes = {
+        Action.CASE_WRITE,
+        Action.RETENTION_REQUEST,
+        Action.RETENTION_APPROVE,
+        Action.RETENTION_HOLD,
+    }
+    assert all(Role.AUDITOR not in PERMISSIONS[a] for a in changes)
+
+
+def test_a_refusal_says_what_was_needed_and_what_the_caller_had() -> None:
+    decision = decide([Role.CLERK], Action.RETENTION_APPROVE)
+    assert not decision.allowed
+    assert "supervisor" in decision.why and "clerk" in decision.why
+    assert "no role" in decide([], Action.RETRIEVE).why
+
+
+def test_roles_come_from_the_user_and_from_each_group() -> None:
+    role_map = RoleMap(
+        users={"alice": frozenset({Role.CLERK})},
+        groups={"records": frozenset({Role.AUDITOR}), "evidence-admin": frozenset({Role.ADMIN})},
+    )
+    assert roles_of(ALICE, role_map) == {Role.CLERK, Role.AUDITOR}
+
+
+def test_default_groups_give_roles_without_configuration() -> None:
+    someone = Identity("bob", 1002, frozenset({"evidence-supervisor"}))
+    assert roles_of(someone, RoleMap()) == {Role.SUPERVISOR}
+
+
+def test_root_holds_no_role_by_being_root() -> None:
+    root = Identity("root", 0, frozenset({"root"}))
+    assert roles_of(root, RoleMap()) == frozenset()
+    assert roles_of(root, RoleMap(users={"root": frozenset({Role.ADMIN})})) == {Role.ADMIN}
+
+
+def test_an_officer_searches_only_their_own_badge() -> None:
+    role_map = RoleMap(users={"alice": frozenset({Role.OFFICER})}, badges={"alice": "100231"})
+    officer = caller_for(ALICE, role_map)
+    decision, badge = search_scope(officer, None)
+    assert decision.allowed and badge == "100231"
+    assert not search_scope(officer, "999999")[0].allowed
+    no_badge = caller_for(ALICE, RoleMap(users={"alice": frozenset({Role.OFFICER})}))
+    assert not search_scope(no_badge, None)[0].allowed
+
+
+def test_a_clerk_searches_anyone() -> None:
+    clerk = caller_for(ALICE, RoleMap(users={"alice": frozenset({Role.CLERK})}))
+    decision, badge = search_scope(clerk, "999999")
+    assert decision.allowed and badge == "999999"
+
+
+def test_roles_file_defaults() -> None:
+    settings = build_review_settings({})
+    assert settings.full_recording_types == DEFAULT_FULL_RECORDING_TYPES
+    assert settings.requires_full_recording("seizure")
+    assert not settings.requires_full_recording("hearing")
+    assert settings.deletion_approval is DeletionApproval.TWO_PERSON
+    assert settings.roles.groups["evidence-clerk"] == {Role.CLERK}
+
+
+def test_roles_file_full_example() -> None:
+    settings = build_review_settings(
+        {
+            "roles": {
+                "users": {"alice": ["clerk"], "bob": ["supervisor", "auditor"]},
+                "groups": {"records": ["clerk"]},
+                "officers": {"zhang": "100231"},
+                "default_groups": False,
+            },
+            "review": {
+                "full_recording_types": ["seizure", "demolition"],
+                "other_enforcement_types": ["inspection"],
+                "deletion_approval": "supervisor",
+                "gap_tolerance_seconds": 1.5,
+                "standard_retention_days": 365,
+            },
+        }
+    )
+    assert settings.roles.users["bob"] == {Role.SUPERVISOR, Role.AUDITOR}
+    assert settings.roles.groups == {"records": frozenset({Role.CLERK})}
+    assert settings.roles.badges == {"zhang": "100231"}
+    assert settings.enforcement_types == ("seizure", "demolition", "inspection")
+    assert settings.deletion_approval is DeletionApproval.SUPERVISOR
+    assert settings.retention.standard.days == 365
+
+
+def test_roles_file_errors_are_all_named_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_review_settings(
+            {
+                "roles": {"users": {"alice": ["janitor"]}, "colour": "blue"},
+                "review": {"deletion_approval": "nobody", "standard_retention_days": 30},
+                "extra": {},
+            }
+        )
+    message = caught.value.message
+    for words in ("janitor", "roles.colour", "nobody", "183 days", "[extra]"):
+        assert words in message
+
+
+def test_a_roles_file_others_may_write_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "roles.toml"
+    path.write_text('[roles.users]\nalice = ["supervisor"]\n')
+    path.chmod(0o666)
+    with pytest.raises(ConfigError, match="written by others"):
+        load_review_settings(path)
+    path.chmod(0o644)
+    assert load_review_settings(path).roles.users["alice"] == {Role.SUPERVISOR}
+
+
+def test_a_missing_roles_file_means_the_defaults(tmp_path: Path) -> None:
+    assert load_review_settings(tmp_path / "none.toml").source is None
+
+
+def test_roles_file_location() -> None:
+    data = Path("/var/lib/evidence-agent")
+    assert roles_file_path(data, {}) == data / "roles.toml"
+    assert roles_file_path(data, {"EVIDENCE_AGENT_ROLES_FILE": "/etc/ea/roles.toml"}) == Path(
+        "/etc/ea/roles.toml"
+    )
