@@ -108,9 +108,7 @@ def test_sigkill_mid_copy_then_restart_loses_nothing_and_duplicates_nothing(tmp_
             assert first.poll() is None, "the daemon exited early"
             catalogued = query(db, "SELECT count(*) FROM clips")
             partial = (
-                [p for p in incoming.glob("*.part") if _size(p) > 0]
-                if incoming.is_dir()
-                else []
+                [p for p in incoming.glob("*.part") if _size(p) > 0] if incoming.is_dir() else []
             )
             if partial and catalogued and int(str(catalogued[0][0])) >= len(RECORDERS):
                 first.send_signal(signal.SIGKILL)
