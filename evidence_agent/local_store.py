@@ -36,7 +36,7 @@ class LocalObjectStore:
     ) -> StoredObject:
         final = self._path(sha256)
         if final.exists():
-            return self.verify(sha256)
+            return StoredObject(key=self._key(final), size=final.stat().st_size, sha256=sha256)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.parent / f".{uuid.uuid4().hex}.tmp"
@@ -63,7 +63,11 @@ class LocalObjectStore:
                 f"cannot write object {sha256} to {self.root}: {e.strerror}",
                 remedy="check store.local_dir is writable and has space; the spool keeps the copy",
             ) from e
-        return self.verify(sha256)
+        # Not verified here: the caller reads it back with verify() before relying on it.
+        return StoredObject(key=self._key(final), size=size, sha256=sha256)
+
+    def _key(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
 
     def verify(self, sha256: str) -> StoredObject:
         path = self._path(sha256)
@@ -75,7 +79,7 @@ class LocalObjectStore:
         except OSError as e:
             raise StorageError(f"cannot read stored object {sha256}: {e.strerror}") from e
         check_digest(sha256, actual, f"stored object {path}")
-        return StoredObject(key=str(path.relative_to(self.root)), size=size, sha256=actual)
+        return StoredObject(key=self._key(path), size=size, sha256=actual)
 
     def open(self, sha256: str) -> BinaryIO:
         try:

@@ -36,7 +36,9 @@ class ObjectStore(Protocol):
     def put(
         self, sha256: str, source: Path, size: int, retain_until: datetime | None
     ) -> StoredObject:
-        """Store the spool file under its hash, never overwriting; idempotent for equal content."""
+        """Store the spool file under its hash, never overwriting; idempotent for equal content.
+
+        What is stored is relied on only after `verify` has checked it against the ingest hash."""
         ...
 
     def verify(self, sha256: str) -> StoredObject:
