@@ -78,7 +78,6 @@ MAX_FINDINGS = 10_000  # a rewritten log fails every later checkpoint; keep the 
 MAX_PROOF_FILE = 64 << 20
 _SEQ_KEY = b',"seq":'
 _V_TAIL = b'","v":1}'  # how every canonical entry of format version 1 ends
-_TYPE_KEY = b',"type":"'
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 # Bytes after which json.dumps and RFC 8785 may spell a value differently: a number with a
@@ -708,9 +707,10 @@ def _audit_log(report: AuditReport, log: LogInput) -> tuple[LogSummary, LogFacts
             assert plan is not None
             plan.leaves[leaf_wanted[leaf_i]] = leaf_hash(chunk[leaf_wanted[leaf_i] - n])
             leaf_i += 1
-        # Positions. Fast path: every entry holds its own number where canonical JSON puts
-        # it; a chunk where one does not is looked at entry by entry, naming each place where
-        # entries were removed, inserted or reordered (once, not every entry after it).
+        # Positions. Fast path: every entry of the chunk holds `,"seq":<its position>,`
+        # (the tree, not this check, is what proves the order); a chunk where one does not is
+        # read entry by entry, taking the top-level seq (the last one in canonical JSON), and
+        # each place where entries were removed, inserted or reordered is named once.
         anomalous: set[int] = set()
         tokens = [b',"seq":%d,' % (i + offset) for i in range(n, n + size)]
         if -1 in map(bytes.rfind, chunk, tokens):
@@ -961,16 +961,6 @@ def _seq_from_json(entry: bytes) -> int | None:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
-def _type_at(entry: bytes) -> bytes:
-    # In canonical JSON the keys are sorted: "type" is the last key but "v", so its last
-    # occurrence is the top-level one (a quote inside a string is always escaped).
-    p = entry.rfind(_TYPE_KEY)
-    if p < 0:
-        return b""
-    end = entry.find(b'"', p + 9)
-    return entry[p + 9 : end] if end >= 0 else b""
-
-
 def _parse_into(
     report: AuditReport,
     facts: LogFacts,
@@ -1131,7 +1121,13 @@ def _cross_check(report: AuditReport, facts: LogFacts, catalog: CatalogSnapshot)
 
 
 def _check_objects(
-    report: AuditReport, station: Station, facts: LogFacts, store_keys: Iterable[str]
+    report: AuditReport,
+    station: Station,
+    facts: LogFacts,
+    store_keys: Iterable[str],
+    *,
+    local: bool = True,
+    report_orphans: bool = True,
 ) -> int:
     """Step 3: every clip's bytes against its ingest hash, and every stored object against the log."""
     from evidence_agent.spool import hash_file
@@ -1145,8 +1141,18 @@ def _check_objects(
         if clip.object_removed_seq is not None and clip.sha256 not in in_store:
             continue  # removed at the end of its retention, as the log records
         try:
-            if clip.stored is not None or clip.sha256 in in_store:
+            if (
+                clip.stored is not None
+                or clip.sha256 in in_store
+                or station.store.exists(clip.sha256)
+            ):
                 station.store.verify(clip.sha256)
+            elif not local:
+                report.limit(
+                    3,
+                    f"clip {clip.clip_id} of station {sid} waits in that station's spool; it is checked there",
+                )
+                continue
             else:
                 path = station.spool.path_of(clip.sha256)
                 if path.exists():
@@ -1174,7 +1180,7 @@ def _check_objects(
             report.add(
                 3, item, f"clip {clip.clip_id} could not be read: {e}", station=sid, kind="error"
             )
-    for sha in sorted(in_store - set(facts.by_sha256)):
+    for sha in sorted(in_store - set(facts.by_sha256)) if report_orphans else ():
         report.add(
             3,
             f"object {sha}",
@@ -1389,6 +1395,31 @@ def _read_trusted_key(path: Path | None) -> Ed25519Verifier | None:
 # ---------------------------------------------------------------- the live station
 
 
+def _db_station_ids(session: Session) -> set[str]:
+    from sqlmodel import select
+
+    from evidence_agent.catalog.models import CustodyHead
+
+    return set(session.exec(select(CustodyHead.station_id)))
+
+
+def _key_from_log(report: AuditReport, session: Session, station_id: str) -> Ed25519Verifier | None:
+    """Another station's key, as its log recorded it at first start (key.created)."""
+    for _, entry, _ in _db_entries(session, station_id, below=1):
+        try:
+            doc = json.loads(entry)
+            return Ed25519Verifier.from_key_string(doc["data"]["verifier_key"])
+        except (ValueError, KeyError, TypeError, EvidenceError):
+            break
+    report.add(
+        1,
+        "station key",
+        "the log's first entry does not record the station's key",
+        station=station_id,
+    )
+    return None
+
+
 @contextmanager
 def _snapshot(engine: Engine) -> Iterator[Session]:
     """One consistent read of the catalog.
@@ -1555,36 +1586,62 @@ def verify_station(
             station=sid,
         )
         key = pinned
-    routed = _route_trusted(report, trusted_note, [sid])
     # Listed before the catalog is read: an object put before then has its ingest event
     # committed before then, so none is wrongly reported as unknown to the log.
     store_keys = list(station.store.iter_keys())
+    audited: list[tuple[LogSummary, LogFacts, CatalogSnapshot]] = []
     with _snapshot(station.engine) as session:
-        log = LogInput(
-            station_id=sid,
-            key=key,
-            checkpoints=_db_checkpoints(session, sid),
-            entry_chunks=_db_entry_chunks(report, session, sid),
-            collect_facts=True,
-            trusted_note=routed.get(sid),
-            trusted_label=str(trusted_checkpoint) if trusted_checkpoint else "trusted checkpoint",
+        # A shared catalog holds every station's log: each one is verified, this station's first.
+        others = sorted(_db_station_ids(session) - {sid})
+        routed = _route_trusted(report, trusted_note, [sid, *others])
+        for log_sid in [sid, *others]:
+            log_key = key if log_sid == sid else _key_from_log(report, session, log_sid)
+            log = LogInput(
+                station_id=log_sid,
+                key=log_key,
+                checkpoints=_db_checkpoints(session, log_sid),
+                entry_chunks=_db_entry_chunks(report, session, log_sid),
+                collect_facts=True,
+                trusted_note=routed.get(log_sid),
+                trusted_label=str(trusted_checkpoint)
+                if trusted_checkpoint
+                else "trusted checkpoint",
+            )
+            log_summary, facts = _audit_log(report, log)
+            _check_head(report, session, log_sid, log_summary)
+            try:
+                catalog = _db_catalog(session, log_sid)
+            except (ValueError, TypeError) as e:  # a value no row written by the agent can hold
+                report.add(4, "catalog", f"a clip or link row cannot be read: {e}", station=log_sid)
+                catalog = CatalogSnapshot()
+            audited.append((log_summary, facts, catalog))
+    checked = 0
+    known: set[str] = set()
+    for _, facts, catalog in audited:
+        _cross_check(report, facts, catalog)
+        checked += _check_objects(
+            report, station, facts, store_keys, local=facts.station_id == sid, report_orphans=False
         )
-        summary, facts = _audit_log(report, log)
-        _check_head(report, session, sid, summary)
-        try:
-            catalog = _db_catalog(session, sid)
-        except (ValueError, TypeError) as e:  # a value no row written by the agent can hold
-            report.add(4, "catalog", f"a clip or link row cannot be read: {e}", station=sid)
-            catalog = CatalogSnapshot()
-    _cross_check(report, facts, catalog)
-    checked = _check_objects(report, station, facts, store_keys)
+        known.update(facts.by_sha256)
+    for sha in sorted(set(store_keys) - known):
+        report.add(
+            3,
+            f"object {sha}",
+            "is in the object store but no clip.ingested event of any station's log has this hash",
+            station=sid,
+        )
+    summary = audited[0][0]
+    clips_total = sum(len(c.clips or ()) for _, _, c in audited)
+    links_total = sum(len(c.case_clips or ()) for _, _, c in audited)
     if report.steps[3].status != "failed":
         report.steps[3].detail = f"{checked} object(s) re-hashed, {len(store_keys)} in the store"
     if report.steps[4].status != "failed":
-        report.steps[
-            4
-        ].detail = (
-            f"{len(catalog.clips or ())} clip row(s), {len(catalog.case_clips or ())} case link(s)"
+        report.steps[4].detail = f"{clips_total} clip row(s), {links_total} case link(s)"
+    if others:
+        report.notes.append(
+            f"{len(others)} other station log(s) in this catalog verified ({', '.join(others)}) with "
+            "the key each log recorded at its first start; pin a key with --trusted-key to make "
+            "that check independent of the catalog"
         )
     if summary.unsigned_entries:
         report.notes.append(
