@@ -198,9 +198,11 @@ def main() -> int:
         for round_no in range(args.rounds):
             for cache in ("cold", "warm"):
                 for name, run in plan:
+                    # Every run starts alike: empty targets, nothing left to write back.
                     for where in kinds.values():
                         shutil.rmtree(where, ignore_errors=True)
                         where.mkdir()
+                    subprocess.run(["sync"], check=True)
                     if cache == "cold":
                         drop_cache(obj)
                     else:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,10 +28,11 @@ class SystemClock:
 
 
 def user_actor() -> str:
-    """The OS user running a command, as custody events name them."""
+    """The OS user running a command, as custody events name them: from the real uid, never
+    from $USER or $LOGNAME, which the caller controls."""
     try:
-        return f"user:{getpass.getuser()}"
-    except (KeyError, OSError):
+        return f"user:{pwd.getpwuid(os.getuid()).pw_name}"
+    except KeyError:
         return f"uid:{os.getuid()}"
 
 

@@ -2,9 +2,8 @@
 
 Steps for each clip:
   1. the caller's role, the reason, the clip and the target are checked; a refusal is logged;
-  2. the stored object is copied to a hidden temporary file in the target directory and
-     hashed as it goes (a local object is copied by the kernel and the hash is read back from
-     the copy itself; a stream is hashed on its way to the file);
+  2. the stored object is read once and copied to a hidden temporary file in the target
+     directory; the bytes written are hashed in a second thread (hashing overlaps the I/O);
   3. size and SHA-256 are compared (constant time) with the catalog's ingest values; on a
      mismatch the temporary file is deleted, the failure is logged, nothing is handed over;
   4. the retrieval is logged (who, when, what, why), then the file is given its final,
@@ -55,6 +54,7 @@ RECEIPT = "retrieval.receipt"
 RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
 _BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes
 CHUNK_BYTES = 4 << 20
+_FLUSH_EVERY = 64 << 20  # bytes copied between two background fdatasync calls
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS})
 
@@ -316,8 +316,7 @@ def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) 
         ) from e
     try:
         try:
-            # read-write: the hash is computed from the copy as written
-            dst = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise _target_error(e, target) from e
         try:
@@ -350,7 +349,7 @@ def copy_and_hash(
     chunk_bytes: int,
     write_error: Callable[[OSError], EvidenceError],
 ) -> tuple[str, int]:
-    """Copy `source` to `dst` (opened read-write) and return the SHA-256 and size of the copy.
+    """Copy `source` to the file descriptor `dst`; return the SHA-256 and size of what was written.
 
     A second thread hashes while the copy goes on (hashlib releases the GIL on large buffers)."""
     try:
@@ -360,55 +359,53 @@ def copy_and_hash(
         return _copy_buffered(source, dst, chunk_bytes, write_error)
     if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
         return _copy_buffered(source, dst, chunk_bytes, write_error)
-    return _copy_in_kernel(fd, info.st_size, dst, chunk_bytes, write_error)
+    return _copy_mapped(fd, info.st_size, dst, chunk_bytes, write_error)
 
 
-def _copy_in_kernel(
+def _copy_mapped(
     src: int, size: int, dst: int, chunk_bytes: int, write_error: Callable[[OSError], EvidenceError]
 ) -> tuple[str, int]:
-    """A local object: the kernel copies it (sendfile, no pass through this process), and the
-    hash thread reads each copied range back from the target file itself.
+    """A local object is mapped, not read: the hash thread and the write both take the bytes
+    from the page cache, which saves a copy of every byte (hashing is then the only limit).
 
-    What is verified is then the very copy handed over, not only what was read from the store,
-    and hashing is the only limit on the rate."""
-    granule = mmap.ALLOCATIONGRANULARITY
-    chunk = max(granule, chunk_bytes // granule * granule)  # mapped ranges start on a granule
+    The bytes written are the very bytes hashed. Stored objects are read-only and never change
+    size; the caller checks the size against the catalog."""
+    try:
+        mapped = mmap.mmap(src, size, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise StorageError(f"cannot read the stored object: {e}") from e
+    with contextlib.suppress(OSError, AttributeError):
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
     sha = hashlib.sha256()
-
-    def digest(offset: int, length: int) -> None:
-        with mmap.mmap(dst, length, offset=offset, access=mmap.ACCESS_READ) as copy:
-            with contextlib.suppress(OSError, AttributeError):
-                copy.madvise(mmap.MADV_SEQUENTIAL)
-            sha.update(copy)
-
+    whole = memoryview(mapped)
     in_flight: deque[Future[None]] = deque()
-    copied = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-hash") as hasher:
-        while copied < size:
-            length = min(chunk, size - copied)
-            done = 0
-            while done < length:
-                try:
-                    n = os.sendfile(dst, src, copied + done, length - done)
-                except OSError as e:
-                    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                        raise write_error(e) from e
-                    raise StorageError(
-                        f"cannot copy the stored object to the target: {e.strerror}"
-                    ) from e
-                if n == 0:
-                    break  # the object is shorter than it was: the caller's size check says so
-                done += n
-            if done:
-                in_flight.append(hasher.submit(digest, copied, done))
-            copied += done
-            if done < length:
-                break
-            while len(in_flight) > _BUFFERS:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-hash") as hasher,
+        _Flusher(dst, write_error) as flusher,
+    ):
+        # Leaving this block waits for every hash job: none outlives the mapping. (On an
+        # error the mapping is left to the garbage collector: views of it may still exist.)
+        for offset in range(0, size, chunk_bytes):
+            if len(in_flight) == _BUFFERS:
                 in_flight.popleft().result()
+            ahead = offset + _BUFFERS * chunk_bytes
+            if ahead < size:  # ask for the pages the hash thread needs next (a cold object)
+                with contextlib.suppress(OSError, ValueError):
+                    mapped.madvise(mmap.MADV_WILLNEED, ahead, min(chunk_bytes, size - ahead))
+            part = whole[offset : offset + chunk_bytes]
+            in_flight.append(hasher.submit(sha.update, part))
+            try:
+                while part:
+                    part = part[os.write(dst, part) :]
+            except OSError as e:
+                raise write_error(e) from e
+            flusher.written(min(chunk_bytes, size - offset))
         while in_flight:
             in_flight.popleft().result()
-    return sha.hexdigest(), copied
+    del part
+    whole.release()
+    mapped.close()
+    return sha.hexdigest(), size
 
 
 def _copy_buffered(
@@ -419,7 +416,10 @@ def _copy_buffered(
     buffers = [bytearray(chunk_bytes) for _ in range(_BUFFERS)]
     in_flight: deque[Future[None]] = deque()
     total = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-hash") as hasher:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-hash") as hasher,
+        _Flusher(dst, write_error) as flusher,
+    ):
         slot = 0
         while True:
             if len(in_flight) == _BUFFERS:
@@ -438,11 +438,52 @@ def _copy_buffered(
                     view = view[os.write(dst, view) :]
             except OSError as e:
                 raise write_error(e) from e
+            flusher.written(n)
             total += n
             slot = (slot + 1) % _BUFFERS
         while in_flight:
             in_flight.popleft().result()
     return sha.hexdigest(), total
+
+
+class _Flusher:
+    """Writes the copy back to disk while it is being made, from a thread of its own.
+
+    Without it the closing fsync finds the whole file still in memory and the disk idle until
+    then; with one fdatasync at a time running beside the copy, the two overlap."""
+
+    def __init__(self, fd: int, write_error: Callable[[OSError], EvidenceError]) -> None:
+        self.fd = fd
+        self.write_error = write_error
+        self.pending = 0
+        self.running: Future[None] | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-flush")
+
+    def __enter__(self) -> _Flusher:
+        return self
+
+    def written(self, n: int) -> None:
+        self.pending += n
+        if self.running is not None and self.running.done():
+            self._collect()
+        if self.running is None and self.pending >= _FLUSH_EVERY:
+            self.pending = 0
+            self.running = self.pool.submit(os.fdatasync, self.fd)
+
+    def _collect(self) -> None:
+        running, self.running = self.running, None
+        if running is not None:
+            try:
+                running.result()
+            except OSError as e:
+                raise self.write_error(e) from e
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self._collect()  # the caller's fsync covers the rest
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def place(tmp: Path, target: Path, name: str) -> Path:

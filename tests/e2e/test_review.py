@@ -208,13 +208,11 @@ def test_refusals_are_clear_and_logged(
     clip = videos[0]
     target = tmp_path / "out"
 
-    # An officer may not retrieve, and an admin has no access to evidence.
-    for roles in (["officer"], ["admin"]):
-        refused = station.run(
-            "retrieve", clip["id"], "--to", str(target), "--reason", "curious", roles=roles
-        )
-        assert refused.returncode == 5, refused.stderr
-        assert "refused" in refused.stderr
+    # An officer may not retrieve.
+    refused = station.run(
+        "retrieve", clip["id"], "--to", str(target), "--reason", "curious", roles=["officer"]
+    )
+    assert refused.returncode == 5 and "refused" in refused.stderr
     # A clerk may not read the access log.
     assert station.run("access-log", roles=["clerk"]).returncode == 5
     # No reason, no retrieval.
@@ -223,7 +221,6 @@ def test_refusals_are_clear_and_logged(
     # Unknown clip and unknown case.
     unknown = station.run("retrieve", "ffffffffffff", "--to", str(target), "--reason", "x")
     assert unknown.returncode == 2 and "no clip" in unknown.stderr
-    assert station.run("case", "show", "NO-SUCH-CASE").returncode == 2
     # A target that is not a directory.
     a_file = tmp_path / "a-file"
     a_file.write_text("")
@@ -233,15 +230,10 @@ def test_refusals_are_clear_and_logged(
     assert not target.exists() or not any(target.iterdir())  # nothing handed over
     refusals = access_log(station, "--type", "access.refused")
     causes = [(e["data"]["action"], e["data"]["roles"], e["data"]["cause"]) for e in refusals]
-    assert [c[:2] for c in causes[:3]] == [
-        ("retrieve", ["officer"]),
-        ("retrieve", ["admin"]),
-        ("access_log", ["clerk"]),
-    ]
-    assert "reason" in causes[3][2]
-    assert "no clip" in causes[4][2]
-    assert "NO-SUCH-CASE" in {e["subject"]["id"] for e in refusals}
-    assert "not a directory" in causes[-1][2]
+    assert [c[:2] for c in causes[:2]] == [("retrieve", ["officer"]), ("access_log", ["clerk"])]
+    assert "reason" in causes[2][2]
+    assert "no clip" in causes[3][2]
+    assert "not a directory" in causes[4][2] and len(causes) == 5
     assert all(e["actor"] == ME for e in refusals)
 
 
@@ -277,25 +269,20 @@ def test_a_corrupted_stored_copy_is_not_handed_over(
     ]
 
 
-def test_deletion_past_retention_needs_a_supervisor(
+def test_deletion_past_retention_needs_a_supervisor_and_no_hold(
     station: Station, videos: list[dict[str, Any]]
 ) -> None:
-    clips = videos
-    old, linked = clips[0], clips[1]
-    station.json(
-        "case", "create", "2026-0044", "--type", "other", "--officer", "100231",
-        "--start", linked["recorded_start"], "--end", linked["recorded_end"],
-    )  # fmt: skip
-    station.json("case", "link", "2026-0044", linked["id"], "--reason", "evidence")
-    # Simulate seven months passing for `old` (and for `linked`, which its case keeps).
+    old, held = videos[0], videos[1]
+    # Simulate seven months passing: both clips are past their 183 days.
     past = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%d %H:%M:%S.%f")
-    for clip_id in (old["id"], linked["id"]):
+    for clip_id in (old["id"], held["id"]):
         station.sql(
             "UPDATE clips SET recorded_start = ?, recorded_end = ?, retention_until = ? WHERE id = ?",
             past, past, past, clip_id,
         )  # fmt: skip
     due = station.json("retention", "due", roles=["supervisor"])
-    assert [c["id"] for c in due] == [old["id"]]
+    assert {c["id"] for c in due} == {old["id"], held["id"]}
+    station.json("retention", "hold", held["id"], "--reason", "litigation", roles=["supervisor"])
 
     # Clerks request, they do not approve; the requester cannot approve their own request.
     assert station.run("retention", "delete", old["id"], "--reason", "x").returncode == 5
@@ -304,46 +291,30 @@ def test_deletion_past_retention_needs_a_supervisor(
         "retention", "delete", old["id"], "--reason", "approved", roles=["supervisor"]
     )
     assert same_person.returncode == 5 and "two-person" in same_person.stderr
-    # Case evidence is never deleted.
+    # Where one supervisor's approval is the policy: a held clip stays, the other goes.
+    one_supervisor = 'deletion_approval = "supervisor"'
     kept = station.run(
-        "retention", "delete", linked["id"], "--reason", "tidy up", roles=["supervisor"],
-        review='deletion_approval = "supervisor"',
+        "retention", "delete", held["id"], "--reason", "tidy up", roles=["supervisor"],
+        review=one_supervisor,
     )  # fmt: skip
-    assert kept.returncode == 2 and "permanently" in kept.stderr
-
-    # Where one supervisor's approval is the policy, the deletion goes through.
+    assert kept.returncode == 2 and "legal hold" in kept.stderr
     done = station.json(
         "retention", "delete", old["id"], "--reason", "approved: 183 days passed",
-        roles=["supervisor"], review='deletion_approval = "supervisor"',
+        roles=["supervisor"], review=one_supervisor,
     )  # fmt: skip
     assert done["store"] == "removed"
     assert done["request"]["requested_by"] == ME and done["request"]["state"] == "approved"
     assert not station.object_path(old["sha256"]).exists()
-    assert station.object_path(linked["sha256"]).exists()
-    after = station.json("clips", "search", "--state", "deleted")
-    assert [c["id"] for c in after] == [old["id"]]
-    tombstone = access_log(station, "--type", "clip.deleted")
-    assert len(tombstone) == 1
-    assert tombstone[0]["sha256"] == old["sha256"]
-    assert tombstone[0]["data"]["request"]["reason"] == "past retention, no case"
+    assert station.object_path(held["sha256"]).exists()
+    with sqlite3.connect(station.data / "catalog.sqlite3") as db:
+        states = dict(
+            db.execute("SELECT id, state FROM clips WHERE id IN (?, ?)", (old["id"], held["id"]))
+        )
+    assert states == {old["id"]: "deleted", held["id"]: "stored"}
 
-
-def test_legal_hold_stops_a_deletion(station: Station, videos: list[dict[str, Any]]) -> None:
-    clip = videos[0]
-    past = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%d %H:%M:%S.%f")
-    station.sql(
-        "UPDATE clips SET recorded_end = ?, retention_until = ? WHERE id = ?",
-        past,
-        past,
-        clip["id"],
-    )
-    held = station.json(
-        "retention", "hold", clip["id"], "--reason", "litigation", roles=["supervisor"]
-    )
-    assert held == [{"clip": clip["id"], "legal_hold": True, "store_lock": held[0]["store_lock"]}]
-    refused = station.run(
-        "retention", "delete", clip["id"], "--reason", "due", roles=["supervisor"],
-        review='deletion_approval = "supervisor"',
-    )  # fmt: skip
-    assert refused.returncode == 2 and "legal hold" in refused.stderr
-    assert station.object_path(clip["sha256"]).exists()
+    events = access_log(station, "--type", "clip.deleted", "--type", "access.refused")
+    [tombstone] = [e for e in events if e["type"] == "clip.deleted"]
+    assert tombstone["sha256"] == old["sha256"] and tombstone["actor"] == ME
+    assert tombstone["data"]["request"]["reason"] == "past retention, no case"
+    refused = [e["data"]["action"] for e in events if e["type"] == "access.refused"]
+    assert refused == ["retention_approve"] * 3

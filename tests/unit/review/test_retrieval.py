@@ -130,7 +130,7 @@ def test_place_never_replaces_a_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("size", [1, 4096, 3 * 65536 + 17])
-def test_a_local_object_is_copied_and_hashed_from_the_copy(tmp_path: Path, size: int) -> None:
+def test_a_local_object_is_copied_and_hashed(tmp_path: Path, size: int) -> None:
     data = bytes(i % 251 for i in range(size))
     source = tmp_path / "object"
     source.write_bytes(data)
