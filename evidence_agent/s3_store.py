@@ -59,7 +59,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
+# Below this one PUT carries the ingest SHA-256 and the server keeps the full-object SHA-256:
+# no local hashing and the strongest record; an interrupted PUT is sent again whole. Above,
+# multipart uploads resume part by part (recorders write files of up to 4 GiB).
+DEFAULT_MULTIPART_THRESHOLD = 1024 * MiB
 DEFAULT_PART_SIZE = 8 * MiB  # with 8 parts in flight: 64 MiB of buffers per upload
 MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last (SeaweedFS enforces it too)
 MAX_PARTS = 10_000

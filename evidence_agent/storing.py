@@ -37,7 +37,7 @@ from sqlmodel import col, select
 
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
-from evidence_agent.errors import EvidenceError, IntegrityError
+from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
 from evidence_agent.ports import StoredObject
 from evidence_agent.spool import Spool, check_digest
 from evidence_agent.station import Station
@@ -174,10 +174,9 @@ class StoreReport:
 
 
 @contextlib.contextmanager
-def _claim(path: Path) -> Iterator[bool]:
-    """An exclusive lock on the spool copy while it is uploaded (threads and processes alike):
-    yields False when another worker holds it. FileNotFoundError when the copy is gone."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def _claim(fd: int) -> Iterator[bool]:
+    """An exclusive lock on the (open) spool copy while it is uploaded, for threads and processes
+    alike: yields False when another worker holds it. Closes `fd`."""
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -214,14 +213,7 @@ def store_clip(station: Station, sha256: str) -> str | None:
         return None
     path = station.spool.path_of(sha256)
     try:
-        with _claim(path) as mine:
-            if not mine:
-                log.debug("clip %s is being uploaded by another worker", clip.id)
-                return None
-            clip = _load(station, sha256)  # the other worker may have finished meanwhile
-            if clip is None or clip.state != "spooled":
-                return None
-            return _upload_and_mark(station, clip, path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         clip = _load(station, sha256)
         if clip is None or clip.state != "spooled":
@@ -231,9 +223,22 @@ def store_clip(station: Station, sha256: str) -> str | None:
             remedy="dock the recorder again (it is never cleared before a verified store) "
             "and run `evidence-agent verify`",
         ) from None
+    except OSError as e:
+        raise StorageError(
+            f"cannot open the spool copy {path} of clip {clip.id}: {e.strerror}",
+            remedy="check the spool directory's permissions",
+        ) from e
+    with _claim(fd) as mine:
+        if not mine:
+            log.debug("clip %s is being uploaded by another worker", clip.id)
+            return None
+        clip = _load(station, sha256)  # the other worker may have finished meanwhile
+        if clip is None or clip.state != "spooled":
+            return None
+        return _upload_and_mark(station, clip, path)
 
 
-def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str:
+def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str | None:
     require_checked_store(station.store, station.settings.data_dir)
     station.store.put(clip.sha256, path, clip.size, clip.retention_until)
     stored = station.store.verify(clip.sha256)
@@ -242,7 +247,7 @@ def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str:
     with station.transaction() as session:
         row = session.get(Clip, clip.id)
         if row is None or row.state != "spooled":
-            return clip.id  # pragma: no cover - the spool lock keeps other workers out
+            return None  # changed meanwhile by something that does not take the spool lock
         row.state = "stored"
         row.stored_at = now
         session.add(row)
@@ -261,7 +266,7 @@ def _stored_event(
         subject_kind="clip",
         subject_id=clip.id,
         actor=station.actor,
-        reason="written once to the object store and read back: hash equals the ingest hash",
+        reason="written once to the object store and verified: its SHA-256 equals the ingest hash",
         sha256=clip.sha256,
         data={
             "store": station.store.describe(),
@@ -293,7 +298,7 @@ def _reclaim_if_stored(station: Station, clip: Clip) -> bool:
 
 def store_pending(station: Station, *, concurrency: int = STORE_CONCURRENCY) -> StoreReport:
     """The upload queue's retry: store every clip of this station still in the spool (after an
-    outage or a crash), oldest first, `concurrency` clips at a time; reclaim spool copies of
+    outage or a crash), biggest first, `concurrency` clips at a time; reclaim spool copies of
     clips stored meanwhile; sign and publish the custody checkpoints; check the spool's space.
 
     When the store cannot be reached (or fails its self-test) no further clip is started: every
@@ -306,22 +311,25 @@ def store_pending(station: Station, *, concurrency: int = STORE_CONCURRENCY) -> 
             session.exec(
                 select(Clip.sha256, Clip.station_id)
                 .where(Clip.state == "spooled")
-                .order_by(col(Clip.ingested_at), col(Clip.id))
+                .order_by(col(Clip.size).desc(), col(Clip.ingested_at), col(Clip.id))
             )
         )
+    # Biggest first: the small clips then fill in beside the big ones and the batch ends sooner.
+    # (Order is not a matter of evidence here: every clip is already durable in the spool.)
     mine = [sha for sha, owner in spooled if owner == me]
     others = {sha for sha, owner in spooled if owner != me}
     away = threading.Event()
 
-    def attempt(sha256: str) -> tuple[str | None, EvidenceError | None]:
+    def attempt(sha256: str) -> tuple[bool, str | None, EvidenceError | None]:
+        """(started, clip id when stored, error)"""
         if away.is_set():
-            return None, None  # not started: the store went away meanwhile
+            return False, None, None  # the store went away meanwhile
         try:
-            return store_clip(station, sha256), None
+            return True, store_clip(station, sha256), None
         except EvidenceError as e:
             if _is_unavailable(e) or isinstance(e, EvidenceBucketRefused):
                 away.set()
-            return None, e
+            return True, None, e
 
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="store") as pool:
         outcomes = list(pool.map(attempt, mine))
@@ -329,12 +337,13 @@ def store_pending(station: Station, *, concurrency: int = STORE_CONCURRENCY) -> 
     report = StoreReport()
     reason: EvidenceError | None = None
     not_started: list[str] = []
-    for sha256, (clip_id, error) in zip(mine, outcomes, strict=True):
-        if clip_id is not None:
+    for sha256, (started, clip_id, error) in zip(mine, outcomes, strict=True):
+        if not started:
+            not_started.append(sha256)
+        elif clip_id is not None:
             report.stored.append(clip_id)
         elif error is None:
-            if away.is_set():
-                not_started.append(sha256)
+            continue  # nothing to do here (stored meanwhile, or another worker has it)
         elif _is_unavailable(error) or isinstance(error, EvidenceBucketRefused):
             reason = reason or error
             not_started.append(sha256)
@@ -435,6 +444,11 @@ class StoreWorker:
         """Wait for everything submitted to be stored (or to fail) and stop the thread."""
         self._queue.put(None)
         self._thread.join()
+        if self.report.stored:
+            # The clip.stored events are signed now, not left for the next checkpoint.
+            with self.station.transaction() as session:
+                self.station.custody.checkpoint(session)
+            publish_checkpoints(self.station)
         return self.report
 
 

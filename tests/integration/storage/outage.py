@@ -32,6 +32,7 @@ class StoreOutage:
     def _start_accepting(self) -> None:
         listener = self._listener
         assert listener is not None
+        listener.settimeout(0.1)  # here, not in the thread: down() may close it at once
         thread = threading.Thread(target=self._accept_loop, args=(listener,), daemon=True)
         thread.start()
         self._accepting = thread
@@ -62,7 +63,6 @@ class StoreOutage:
             thread.join(timeout=5)
 
     def _accept_loop(self, listener: socket.socket) -> None:
-        listener.settimeout(0.1)
         while not self._stop.is_set():
             try:
                 client, _ = listener.accept()
