@@ -1479,19 +1479,22 @@ class S3ObjectStore:
             return False
         return True
 
+    def _probe_checksum(self, data: bytes) -> dict[str, Any]:
+        """The checksum header a canary PUT claims for `data` (SHA-256, or MD5 in when_required)."""
+        if self._flexible:
+            return {
+                "ChecksumAlgorithm": "SHA256",
+                "ChecksumSHA256": _b64(hashlib.sha256(data).digest()),
+            }
+        return {"ContentMD5": _b64(hashlib.md5(data, usedforsecurity=False).digest())}
+
     def probe_wrong_checksum(self, key: str, retain_until: datetime | None) -> bool:
         """PUT bytes with the checksum of other bytes. True when the store accepted them."""
         full_key = self.artefact_key(key)
         until = self._retain_until(retain_until)
         body = b"evidence-agent canary: this body does not match its checksum header\n"
         wrong = b"something else entirely\n"
-        if self._flexible:
-            checksum: dict[str, Any] = {
-                "ChecksumAlgorithm": "SHA256",
-                "ChecksumSHA256": _b64(hashlib.sha256(wrong).digest()),
-            }
-        else:
-            checksum = {"ContentMD5": _b64(hashlib.md5(wrong, usedforsecurity=False).digest())}
+        checksum = self._probe_checksum(wrong)
         try:
             self._call(
                 "probe checksums with",
@@ -1514,13 +1517,7 @@ class S3ObjectStore:
         full_key = self.artefact_key(key)
         until = self._retain_until(retain_until)
         body = b"evidence-agent canary: an overwrite that must be refused\n"
-        if self._flexible:
-            checksum: dict[str, Any] = {
-                "ChecksumAlgorithm": "SHA256",
-                "ChecksumSHA256": _b64(hashlib.sha256(body).digest()),
-            }
-        else:
-            checksum = {"ContentMD5": _b64(hashlib.md5(body, usedforsecurity=False).digest())}
+        checksum = self._probe_checksum(body)
         try:
             self._call(
                 "probe conditional writes with",
