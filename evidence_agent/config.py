@@ -55,7 +55,7 @@ _SCHEMA: dict[tuple[str, str], tuple[type | tuple[type, ...], Any]] = {
     ("ingest", "filename_patterns"): (list, [DEFAULT_FILENAME_PATTERN]),
     ("ingest", "identity_file"): (str, "RECORDER.JSON"),
     ("ingest", "sm3"): (bool, False),
-    ("ingest", "chunk_bytes"): (int, 1024 * 1024),
+    ("ingest", "chunk_bytes"): (int, 2 * 1024 * 1024),
     ("ingest", "min_spool_free_bytes"): (int, 1024 * 1024 * 1024),
     ("deadline", "limit_hours"): (int, 24),
     ("deadline", "warn_hours"): (int, 20),

@@ -36,7 +36,12 @@ class LocalObjectStore:
     ) -> StoredObject:
         final = self._path(sha256)
         if final.exists():
-            return StoredObject(key=self._key(final), size=final.stat().st_size, sha256=sha256)
+            return StoredObject(
+                key=self._key(final),
+                size=final.stat().st_size,
+                sha256=sha256,
+                linked_to_source=_same_file(final, source),
+            )
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.parent / f".{uuid.uuid4().hex}.tmp"
@@ -63,8 +68,13 @@ class LocalObjectStore:
                 f"cannot write object {sha256} to {self.root}: {e.strerror}",
                 remedy="check store.local_dir is writable and has space; the spool keeps the copy",
             ) from e
-        # Not verified here: the caller reads it back with verify() before relying on it.
-        return StoredObject(key=self._key(final), size=size, sha256=sha256)
+        # Not verified here: the caller checks it (verify(), or the link) before relying on it.
+        return StoredObject(
+            key=self._key(final),
+            size=size,
+            sha256=sha256,
+            linked_to_source=_same_file(final, source),
+        )
 
     def _key(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -97,3 +107,10 @@ class LocalObjectStore:
         for path in sorted(base.glob("*/*/*")):
             if len(path.name) == 64 and not path.name.startswith("."):
                 yield path.name
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -9,7 +9,9 @@ import functools
 import hashlib
 import hmac
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -39,11 +41,14 @@ class SpooledFile:
 class Spool:
     """A directory of complete copies named by SHA-256, plus an incoming area for partial ones."""
 
-    def __init__(self, root: Path, *, chunk_bytes: int = 1 << 20, sm3: bool = False) -> None:
+    def __init__(self, root: Path, *, chunk_bytes: int = 2 << 20, sm3: bool = False) -> None:
         self.root = root
         self.incoming = root / ".incoming"
         self.chunk_bytes = chunk_bytes
         self.sm3 = sm3
+        # Copies this process wrote and hashed from the bytes it wrote: sha256 -> (device,
+        # inode, size, mtime). See `hashed_here`.
+        self._written: dict[str, tuple[int, int, int, int]] = {}
 
     def prepare(self) -> None:
         try:
@@ -98,6 +103,7 @@ class Spool:
                 sha256, sm3, copied = self._pump(src, dst)
                 after = os.fstat(src)
                 os.fsync(dst)
+                written = os.fstat(dst)
             finally:
                 os.close(dst)
                 os.close(src)
@@ -114,13 +120,30 @@ class Spool:
                 os.chmod(tmp, 0o400)
                 os.rename(tmp, final)
                 fsync_dir(self.root)
+                self._written[sha256] = _identity(written)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         return SpooledFile(final, sha256, sm3, copied, changed)
 
+    def hashed_here(self, sha256: str) -> bool:
+        """Whether the spool copy of `sha256` is the very file this process wrote while hashing
+        the bytes it wrote (same inode, size and modification time as when it was closed).
+
+        Such a file needs no second read to be known to hold those bytes; a copy left by an
+        earlier run, or one changed since, does."""
+        expected = self._written.get(sha256)
+        if expected is None:
+            return False
+        try:
+            return _identity(os.stat(self.path_of(sha256))) == expected
+        except OSError:
+            return False
+
     def _pump(self, src: int, dst: int) -> tuple[str, str | None, int]:
-        """Copy src to dst, hashing in a second thread so hashing overlaps the I/O."""
+        """Copy src to dst in three overlapping stages: a reader thread reads ahead into free
+        buffers, this thread writes each one, and a hasher thread hashes it meanwhile. A buffer
+        is read into again only once it is both written and hashed."""
         sha = hashlib.sha256()
         sm3 = hashlib.new("sm3") if self.sm3 else None
 
@@ -129,39 +152,59 @@ class Spool:
             if sm3 is not None:
                 sm3.update(view)
 
-        buffers = [bytearray(self.chunk_bytes) for _ in range(_BUFFERS)]
-        in_flight: deque[Future[None]] = deque()
-        total = flushed = 0
-        # One worker keeps hashing in order; hashlib releases the GIL on large buffers.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash") as hasher:
-            slot = 0
-            while True:
-                if len(in_flight) == _BUFFERS:
-                    in_flight.popleft().result()  # that buffer is hashed: it may be reused
-                buf = buffers[slot]
+        free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+        for _ in range(_BUFFERS):
+            free.put(bytearray(self.chunk_bytes))
+        filled: queue.SimpleQueue[tuple[bytearray, int] | OSError] = queue.SimpleQueue()
+
+        def read_ahead() -> None:
+            while (buf := free.get()) is not None:
                 try:
                     n = os.readv(src, [buf])
                 except OSError as e:
-                    if e.errno in DEVICE_GONE_ERRNOS:
-                        raise VolumeGoneError(
-                            f"recorder vanished while reading: {e.strerror}"
-                        ) from e
-                    raise
+                    filled.put(e)
+                    return
+                filled.put((buf, n))
                 if n == 0:
-                    break
-                view = memoryview(buf)[:n]
-                in_flight.append(hasher.submit(digest, view))
-                try:
-                    _write_all(dst, view)
-                except OSError as e:
-                    raise _spool_error(e, self.root) from e
-                total += n
-                if total - flushed >= _WRITEBACK_BYTES:
-                    _start_writeback(dst, flushed, total - flushed)
-                    flushed = total
-                slot = (slot + 1) % _BUFFERS
-            while in_flight:
-                in_flight.popleft().result()
+                    return
+
+        reader = threading.Thread(target=read_ahead, name="read-ahead", daemon=True)
+        in_flight: deque[tuple[bytearray, Future[None]]] = deque()
+        total = flushed = 0
+        # One hasher keeps the chunks in order; hashlib releases the GIL on large buffers.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash") as hasher:
+            reader.start()
+            try:
+                while True:
+                    item = filled.get()
+                    if isinstance(item, OSError):
+                        if item.errno in DEVICE_GONE_ERRNOS:
+                            raise VolumeGoneError(
+                                f"recorder vanished while reading: {item.strerror}"
+                            ) from item
+                        raise item
+                    buf, n = item
+                    if n == 0:
+                        break
+                    view = memoryview(buf)[:n]
+                    in_flight.append((buf, hasher.submit(digest, view)))
+                    try:
+                        _write_all(dst, view)
+                    except OSError as e:
+                        raise _spool_error(e, self.root) from e
+                    total += n
+                    if total - flushed >= _WRITEBACK_BYTES:
+                        _start_writeback(dst, flushed, total - flushed)
+                        flushed = total
+                    if len(in_flight) >= _BUFFERS // 2:
+                        done, hashed = in_flight.popleft()
+                        hashed.result()
+                        free.put(done)
+                for _, hashed in in_flight:
+                    hashed.result()
+            finally:
+                free.put(None)  # the reader stops at its next free buffer (or has stopped)
+                reader.join()
         return sha.hexdigest(), (sm3.hexdigest() if sm3 else None), total
 
     def remove(self, sha256: str) -> None:
@@ -170,6 +213,7 @@ class Spool:
         The upload state of a multipart upload (`<sha256>.upload.json`, and a temporary file a
         crash may have left beside it) goes with it: the upload it describes is complete."""
         path = self.path_of(sha256)
+        self._written.pop(sha256, None)
         state = path.with_name(f"{sha256}.upload.json")
         state.unlink(missing_ok=True)
         for leftover in self.root.glob(f".{state.name}.*.tmp"):
@@ -196,6 +240,10 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
     func = _sync_file_range()
     if func is not None:
         func(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _owner_alive(name: str) -> bool:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from evidence_agent.catalog.database import migrate, open_engine
+from evidence_agent.catalog.database import READ_ONLY, migrate, open_engine
 from evidence_agent.config import Settings
 from evidence_agent.custody.events import CustodyEvent
 from evidence_agent.custody.sql_log import SqlCustodyLog, log_origin
@@ -59,7 +59,8 @@ class Station:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with Session(self.engine) as session:
+        """A session that only reads; on SQLite it takes no lock and waits for no writer."""
+        with Session(self.engine.execution_options(**{READ_ONLY: True})) as session:
             yield session
 
     def record(self, session: Session, event: CustodyEvent) -> None:

@@ -318,3 +318,61 @@ def test_spool_start_removes_only_partials_of_dead_processes(tmp_path: Path) -> 
     Spool(tmp_path / "spool").prepare()  # a second process (a CLI command) opening the station
     assert not stale.exists()
     assert live.exists()
+
+
+def stored_checks(station: Station) -> list[str]:
+    with station.reading() as session:
+        rows = session.exec(select(CustodyEntry).where(CustodyEntry.event_type == "clip.stored"))
+        return [json.loads(e.entry)["data"]["checked_by"] for e in rows]
+
+
+def test_store_by_hard_link_needs_no_second_read_of_the_file_just_hashed(
+    station: Station, volume: Path
+) -> None:
+    ingest_volume(station, volume)
+    store_pending(station)
+    checks = stored_checks(station)
+    assert checks and set(checks) == {"hard link to the spool file hashed at ingest"}
+
+
+def test_spool_copy_from_an_earlier_run_is_read_back_before_it_counts_as_stored(
+    tmp_path: Path, volume: Path
+) -> None:
+    first = open_station(make_settings(tmp_path), actor="user:test")
+    try:
+        report = ingest_volume(first, volume)
+    finally:
+        first.close()
+    # A later process (a restart, `evidence-agent store`) did not hash these files itself.
+    later = open_station(make_settings(tmp_path), actor="user:test")
+    try:
+        victim = next(c for c in report.clips if c.outcome == "new")
+        spooled = later.spool.path_of(victim.sha256)
+        spooled.chmod(0o600)
+        with spooled.open("r+b") as f:
+            f.write(b"\xff")  # one byte changed on disk after the ingest hash was taken
+        result = store_pending(later)
+        assert "SHA-256" in result.integrity_failures[victim.sha256]
+        assert set(stored_checks(later)) == {
+            "the store's checksum or a read back, equal to the ingest hash"
+        }
+        with later.reading() as session:
+            clip = session.exec(select(Clip).where(Clip.sha256 == victim.sha256)).one()
+        assert clip.state == "spooled" and spooled.exists()  # kept: nothing is lost
+    finally:
+        later.close()
+
+
+def test_hashed_here_is_only_the_unchanged_file_this_spool_wrote(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "a.mp4").write_bytes(b"footage" * 1000)
+    spool = Spool(tmp_path / "spool")
+    spool.prepare()
+    copied = spool.copy_in(vol, b"a.mp4")
+    assert spool.hashed_here(copied.sha256)
+    assert not Spool(tmp_path / "spool").hashed_here(copied.sha256)  # another process
+    copied.path.chmod(0o600)
+    with copied.path.open("ab") as f:
+        f.write(b"!")
+    assert not spool.hashed_here(copied.sha256)
