@@ -28,6 +28,9 @@ class StoredObject:
     key: str
     size: int
     sha256: str  # hex, as the store reports it (or as read back)
+    # put() stored the object as a hard link to the source file itself (same inode): the store
+    # wrote no byte, so the object's bytes are the source file's.
+    linked_to_source: bool = False
 
 
 class ObjectStore(Protocol):
