@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -109,6 +110,9 @@ def _station(ctx: typer.Context, *, actor: str | None = None) -> Iterator[Any]:
     from evidence_agent.station import open_station
 
     station = open_station(_ctx(ctx).settings, actor=actor)
+    # Modules, ORM mappings and the station live as long as the command: leave them out of
+    # the collector's scans (a full scan of them costs tens of ms, every few seconds of ingest).
+    gc.freeze()
     try:
         yield station
     finally:
@@ -259,15 +263,27 @@ def clips_list(
 
 @app.command()
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Backlog, running docks, and per unit and officer the clips over or near 24 hours."""
+    """Backlog, running docks, per unit and officer the clips over or near 24 hours, and the
+    case-file clock of open cases whose action has ended."""
     from evidence_agent.catalog.queries import station_status
     from evidence_agent.domain.deadline import DeadlineRule
+    from evidence_agent.errors import ConfigError
+    from review.settings import load_review_settings, roles_file_path
 
     settings = _ctx(ctx).settings
     rule = DeadlineRule(
         limit=timedelta(hours=settings.deadline.limit_hours),
         warn=timedelta(hours=settings.deadline.warn_hours),
     )
+    warnings: list[str] = []
+    # The case-file period is a review rule (review.case_file_days in the roles file). A bad
+    # roles file must not take the 24-hour watch down with it: the clock is left out, and why.
+    case_file_days: int | None = None
+    try:
+        review = load_review_settings(roles_file_path(settings.data_dir))
+        case_file_days = review.case_file_days
+    except ConfigError as e:
+        warnings.append(f"case-file clock not shown: {e}")
     with _station(ctx) as station, station.reading() as session:
         view = station_status(
             session,
@@ -275,16 +291,43 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             rule,
             clock_skew_warn_seconds=settings.dock.clock_skew_warn_seconds,
             undocked_warn_hours=settings.deadline.undocked_warn_hours,
+            case_file_days=case_file_days,
         )
     data = view.to_json()
     data["station"] = settings.station_id
     data["store"] = station.store.describe()
+    data["warnings"] = warnings
     if as_json:
         emit_json(data)
         return
     from evidence_agent.display import status_text
 
-    sys.stdout.write(status_text(data, settings))
+    sys.stdout.write(status_text(data, settings) + _case_file_text(data["case_files"], settings))
+
+
+def _case_file_text(case_files: dict[str, Any] | None, settings: Settings) -> str:
+    """The case-file lines of `status`: each open case whose action has ended, soonest due first."""
+    from evidence_agent.display import local_time
+
+    if case_files is None:
+        return ""
+    lines = [
+        f"case files due ({case_files['days']} days after the action ends): "
+        f"{case_files['open']} open case(s), {case_files['overdue']} overdue"
+    ]
+    for case in case_files["cases"]:
+        due = local_time(case["case_file_due"], settings.tz)
+        unit = f"  unit {case['unit']}" if case["unit"] else ""
+        if case["overdue"]:
+            late = case["days_overdue"]
+            by = f"{late} day(s) overdue" if late else "overdue by less than a day"
+            lines.append(f"  OVERDUE case {case['number']}{unit}: was due {due} ({by})")
+        else:
+            lines.append(
+                f"  case {case['number']}{unit}: due {due} "
+                f"({case['case_file_days_left']} day(s) left)"
+            )
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- daemon and demo

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import col, func, select
 
+from evidence_agent import storage_check
 from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.catalog.queries import undocked_recorders
 from evidence_agent.clearing import ClearingSystemMounter, WritableMounter, clear_recorder
@@ -34,10 +35,8 @@ from evidence_agent.metrics import AgentMetrics, MetricsServer, create_metrics, 
 from evidence_agent.mounter import Mounter
 from evidence_agent.ports import DockEvent, DockSource
 from evidence_agent.recorders import enrolled_devices, identity_disagreement, match_device
-from evidence_agent.s3_store import S3ObjectStore, StoreUnavailableError
 from evidence_agent.sd_notify import SystemdNotifier, watchdog_interval
 from evidence_agent.station import Station, open_station, service_actor
-from evidence_agent.storage_check import require_evidence_bucket
 from evidence_agent.storing import StoreWorker, publish_checkpoints, store_pending
 from evidence_agent.volume_reader import VolumeGoneError, read_small_file
 
@@ -154,15 +153,11 @@ class Daemon:
         self.events.put(event)
 
     def start(self) -> None:
-        if isinstance(self.station.store, S3ObjectStore):
-            # Evidence mode: refuse to run on a bucket that would let footage be deleted,
-            # overwritten or stored with a wrong checksum.
-            try:
-                require_evidence_bucket(self.station.store)
-            except StoreUnavailableError as e:
-                # An unreachable store is not a refusal: docks go on into the spool, and the
-                # store is checked again when it answers (the upload queue retries).
-                log.warning("object store unreachable at start, ingesting into the spool: %s", e)
+        # Evidence mode: refuse to run on a bucket that would let footage be deleted, overwritten
+        # or stored with a wrong checksum (EvidenceBucketRefused). An unreachable store is not a
+        # refusal: it is logged, docks go on into the spool, and the upload queue runs the
+        # self-test before its first upload. A pass is remembered, so that queue need not.
+        storage_check.require_store_at_start(self.station.store, self.settings.data_dir)
         self._recover_interrupted()
         self.store_worker.start()
         self._reclaim_spool()

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from evidence_agent.catalog.models import Case, CaseClip, CaseDocument, Clip, Officer, Unit
 from evidence_agent.catalog.queries import ClipView, clip_views
 from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.domain.case_file import case_file_clock, case_file_due
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.errors import InputError, StorageError
 from evidence_agent.station import Station
@@ -55,7 +56,7 @@ def _t(value: datetime | None) -> str | None:
 def case_json(session: Session, case: Case, review: ReviewSettings) -> dict[str, Any]:
     unit = session.get(Unit, case.unit_id) if case.unit_id else None
     assert case.id is not None
-    due = case.action_end + timedelta(days=review.case_file_days) if case.action_end else None
+    due = case_file_due(case.action_end, review.case_file_days)
     return {
         "number": case.number,
         "title": case.title,
@@ -463,13 +464,13 @@ def show_case(station: Station, caller: Caller, review: ReviewSettings, ref: str
         }
         for d in docs
     ]
-    due = case.action_end + timedelta(days=review.case_file_days) if case.action_end else None
+    clock = case_file_clock(case.action_end, now, review.case_file_days)
     document["case_file_days_left"] = (
-        (due - now).days if due is not None and case.state != "closed" else None
+        clock.days_left if clock is not None and case.state != "closed" else None
     )
     document["footage"] = clips
     document["documents"] = documents
-    document["timeline"] = timeline(case, clips, documents, due)
+    document["timeline"] = timeline(case, clips, documents, clock.due if clock else None)
     record_view(
         station,
         caller,

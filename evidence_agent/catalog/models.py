@@ -109,6 +109,8 @@ class Clip(SQLModel, table=True):
     __tablename__ = "clips"
     __table_args__ = (
         sa.Index("ix_clips_officer_start", "officer_id", "recorded_start"),
+        # Searches by officer and time window test the end on the index entry (migration 0004).
+        sa.Index("ix_clips_officer_start_end", "officer_id", "recorded_start", "recorded_end"),
         sa.Index("ix_clips_recorder_start", "recorder_id", "recorded_start"),
         sa.Index("ix_clips_unit_start", "unit_id", "recorded_start"),
     )

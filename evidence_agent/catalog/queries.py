@@ -12,6 +12,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
 from evidence_agent.catalog.models import (
+    Case,
     Clip,
     DockSession,
     Officer,
@@ -20,6 +21,7 @@ from evidence_agent.catalog.models import (
     Unit,
 )
 from evidence_agent.custody.events import format_time
+from evidence_agent.domain.case_file import case_file_clock
 from evidence_agent.domain.deadline import DeadlineRule, DeadlineState, deadline_state
 from evidence_agent.domain.flags import Flag
 
@@ -164,6 +166,9 @@ class StatusView:
     refused_devices: list[dict[str, Any]] = field(default_factory=list)
     clock_skew: list[dict[str, Any]] = field(default_factory=list)
     undocked: list[dict[str, Any]] = field(default_factory=list)
+    # Open cases whose action has ended, soonest due first; None when not asked for.
+    case_files: list[dict[str, Any]] | None = None
+    case_file_days: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         def rows(counts: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
@@ -184,6 +189,16 @@ class StatusView:
             "refused_devices": self.refused_devices,
             "clock_skew": self.clock_skew,
             "undocked_recorders": self.undocked,
+            "case_files": (
+                None
+                if self.case_files is None
+                else {
+                    "days": self.case_file_days,
+                    "open": len(self.case_files),
+                    "overdue": sum(1 for c in self.case_files if c["overdue"]),
+                    "cases": self.case_files,
+                }
+            ),
         }
 
 
@@ -197,7 +212,10 @@ def station_status(
     *,
     clock_skew_warn_seconds: float | None = None,
     undocked_warn_hours: float | None = None,
+    case_file_days: int | None = None,
 ) -> StatusView:
+    """The station at `now`. `case_file_days` (the review file's) adds the case-file clock of every
+    open case whose action has ended; without it `case_files` is None."""
     spooled = session.exec(
         select(
             func.count(), func.coalesce(func.sum(Clip.size), 0), func.min(Clip.ingested_at)
@@ -268,7 +286,41 @@ def station_status(
             if undocked_warn_hours is None
             else undocked_recorders(session, now, timedelta(hours=undocked_warn_hours))
         ),
+        case_files=(
+            None if case_file_days is None else case_file_clocks(session, now, case_file_days)
+        ),
+        case_file_days=case_file_days,
     )
+
+
+def case_file_clocks(session: Session, now: datetime, days: int) -> list[dict[str, Any]]:
+    """Open cases whose action has ended by `now`, soonest due first, with their case-file clock.
+
+    The action's end starts the clock; a case whose action is still under way has none yet."""
+    rows = session.exec(
+        select(Case, Unit.code)
+        .outerjoin(Unit, col(Case.unit_id) == Unit.id)
+        .where(Case.state == "open")
+        .where(col(Case.action_end).is_not(None))
+        .where(col(Case.action_end) <= now)
+        .order_by(col(Case.action_end), col(Case.number))
+    )
+    cases = []
+    for case, unit_code in rows:
+        clock = case_file_clock(case.action_end, now, days)
+        assert clock is not None  # the query asked for an end
+        cases.append(
+            {
+                "number": case.number,
+                "unit": unit_code,
+                "action_end": _t(case.action_end),
+                "case_file_due": _t(clock.due),
+                "case_file_days_left": clock.days_left,
+                "overdue": clock.overdue,
+                "days_overdue": clock.days_overdue,
+            }
+        )
+    return cases
 
 
 def refused_devices(session: Session, *, since: datetime) -> list[dict[str, Any]]:
