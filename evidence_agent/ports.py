@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from evidence_agent.domain.media import MediaInfo
 
@@ -62,6 +62,18 @@ class ObjectStore(Protocol):
 
     def describe(self) -> str:
         """Where objects go, for messages (no secrets)."""
+        ...
+
+
+@runtime_checkable
+class LegalHolding(Protocol):
+    """An object store that can put a stored object under legal hold (S3 PutObjectLegalHold).
+
+    Optional, beside `extend_retention` and `delete_object` (review/store_retention.py): a store
+    without it leaves the catalog's hold as the only guard, and says so in the custody log."""
+
+    def set_legal_hold(self, sha256: str, on: bool) -> None:
+        """Hold the object (`on`: no deletion, whatever its retention) or lift the hold."""
         ...
 
 

@@ -6,14 +6,16 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlmodel import Session, col, func, select
 
-from evidence_agent.catalog.models import CaseClip, Clip, RetentionRequest
+from evidence_agent.catalog.models import CaseClip, Clip, CustodyEntry, RetentionRequest
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.errors import EvidenceError, InputError, PermissionDeniedError, StorageError
+from evidence_agent.local_store import LocalObjectStore
+from evidence_agent.ports import LegalHolding, ObjectStore
 from evidence_agent.station import Station
 from review.guard import read_or_refuse, record_view, refuse, require
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
@@ -30,7 +32,7 @@ from review.retention_rules import (
 )
 from review.roles import Action, Caller
 from review.settings import ReviewSettings
-from review.store_retention import extend_lock, remove_object
+from review.store_retention import ObjectDeleting, extend_lock, remove_object
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ HOLD_SET = "clip.legal_hold_set"
 HOLD_RELEASED = "clip.legal_hold_released"
 GROUND_SET = "clip.retention_ground_set"
 DUE_LISTED = "retention.due_listed"
+
+# The store's side of a clip that is not in the store (still spooled, or deleted): nothing to do.
+NOT_IN_STORE = "not in the store: nothing to lock"
+UNCHANGED = "unchanged: locks are only extended"
 
 
 def clip_facts(session: Session, clip: Clip) -> ClipFacts:
@@ -76,7 +82,8 @@ def apply_retention(
     cause: str,
 ) -> dict[str, Any] | None:
     """Bring a clip's class and keep-until time in step with the rules, in the caller's
-    transaction; a longer retention extends the store's lock first. Returns the change."""
+    transaction; a longer retention extends the store's lock first (a store that cannot is an
+    error, and the caller's transaction rolls back). Returns the change."""
     session.flush()  # the link or ground that caused this must be counted
     new = retention_for(clip_facts(session, clip), policy)
     if clip.retention_class == new.cls.value and clip.retention_until == new.until:
@@ -86,11 +93,12 @@ def apply_retention(
         and new.until is not None
         and (clip.retention_until is None or new.until > clip.retention_until)
     )
-    lock = (
-        extend_lock(station.store, clip.sha256, new.until)
-        if longer
-        else "unchanged: locks are only extended"
-    )
+    if not longer:
+        lock = UNCHANGED
+    elif clip.state != "stored":
+        lock = NOT_IN_STORE
+    else:
+        lock = extend_lock(station.store, clip.sha256, new.until)
     change = {
         "from": {"class": clip.retention_class, "until": _t(clip.retention_until)},
         "to": {"class": new.cls.value, "until": _t(new.until)},
@@ -280,7 +288,9 @@ class DeletionResult:
     clip: str
     sha256: str
     request: dict[str, Any]
-    store: str
+    store: str  # "removed": the store holds no copy any more
+    # Kept in the JSON for scripts. Empty: a store that does not remove the object is an error
+    # (and the clip stays in the catalog), not a warning.
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -296,10 +306,13 @@ class DeletionResult:
 def approve_deletion(
     station: Station, caller: Caller, review: ReviewSettings, clip_ref: str, reason: str | None
 ) -> DeletionResult:
-    """A supervisor's approved deletion of a clip past retention: tombstone, then store removal.
+    """A supervisor's approved deletion of a clip past retention: tombstone and store removal.
 
-    Under the two-person rule the request must come from someone else. The catalog row stays
-    (state "deleted") with its hash, and the custody log keeps the tombstone for good."""
+    Under the two-person rule the request must come from someone else. Both happen in one
+    transaction whose last step is the store's removal: when the store refuses (its lock has not
+    expired, a legal hold) or cannot be reached, nothing changes in the catalog, the refusal is
+    logged, and the store's error is raised. Once done, the catalog row stays (state "deleted")
+    with its hash, and the custody log keeps the tombstone for good."""
     action = Action.RETENTION_APPROVE
     require(
         station, caller, action, subject_kind="clip", subject_id=clip_ref[:64], reason=reason or ""
@@ -307,8 +320,12 @@ def approve_deletion(
     text = _need_reason(station, caller, action, reason, clip_ref)
     clip = _clip_or_refuse(station, caller, action, clip_ref, text)
     if clip.state == "deleted":
-        # Approved earlier; only the store's side may be left to do.
-        return _remove_from_store(station, caller, clip, {}, text)
+        # Tombstoned earlier: by a version of the agent that logged the tombstone first and
+        # left the object when the store refused. Only the store's side may be left to do.
+        try:
+            return _finish_removal(station, caller, clip, text)
+        except StorageError as e:
+            _store_refused(station, caller, clip, text, e)
     now = station.clock.now()
     with station.reading() as session:
         blockers = deletion_blockers(clip_facts(session, clip), review.retention, now)
@@ -340,7 +357,7 @@ def approve_deletion(
             data={"deletion_approval": review.deletion_approval.value},
         )
     try:
-        request_json = _tombstone(station, caller, review, clip, text, now)
+        return _delete(station, caller, review, clip, text, now)
     except _Blocked as e:
         refuse(
             station,
@@ -352,16 +369,34 @@ def approve_deletion(
             sha256=clip.sha256,
             reason=text,
         )
-    return _remove_from_store(station, caller, clip, request_json, text)
+    except StorageError as e:
+        _store_refused(station, caller, clip, text, e)
 
 
 class _Blocked(EvidenceError):
     pass
 
 
-def _tombstone(
+def _store_refused(
+    station: Station, caller: Caller, clip: Clip, reason: str, error: StorageError
+) -> NoReturn:
+    """The store did not remove the object: the catalog is unchanged; log the refusal, raise."""
+    refuse(
+        station,
+        caller,
+        Action.RETENTION_APPROVE.value,
+        error,
+        subject_kind="clip",
+        subject_id=clip.id,
+        sha256=clip.sha256,
+        reason=reason,
+        data={"store": station.store.describe()},
+    )
+
+
+def _delete(
     station: Station, caller: Caller, review: ReviewSettings, clip: Clip, text: str, now: datetime
-) -> dict[str, Any]:
+) -> DeletionResult:
     with station.transaction() as session:
         row = session.get(Clip, clip.id)
         assert row is not None
@@ -409,41 +444,76 @@ def _tombstone(
                 },
             ),
         )
-        return _request_json(request)
+        # Recorded before the removal it describes, in the same transaction: it commits only
+        # if the removal succeeded, and the removal is the transaction's last step, so a failed
+        # commit is the only way to lose the object without its tombstone (then `verify` names
+        # the missing object and the same `retention delete` records the deletion).
+        _record_removed(station, session, caller, row, text)
+        _remove_stored_object(station.store, row.sha256)
+        return DeletionResult(row.id, row.sha256, _request_json(request), "removed")
 
 
-def _remove_from_store(
-    station: Station, caller: Caller, clip: Clip, request: dict[str, Any], reason: str
-) -> DeletionResult:
-    result = DeletionResult(clip.id, clip.sha256, request, "")
-    if not station.store.exists(clip.sha256):
-        result.store = "absent"
-        return result
-    try:
-        result.store = remove_object(station.store, clip.sha256)
-    except StorageError as e:
-        result.store = "kept"
-        result.warnings.append(
-            f"the clip is deleted in the catalog, but its stored object is not removed yet: {e}"
-        )
-        return result
+def _finish_removal(station: Station, caller: Caller, clip: Clip, reason: str) -> DeletionResult:
+    """Remove the object of a clip already tombstoned; `clip.object_removed` once, on success."""
     with station.transaction() as session:
-        station.record(
-            session,
-            CustodyEvent(
-                type=OBJECT_REMOVED,
-                subject_kind="clip",
-                subject_id=clip.id,
-                actor=caller.actor,
-                reason=reason,
-                sha256=clip.sha256,
-                data={"store": station.store.describe(), "outcome": result.store},
-            ),
+        recorded = session.exec(
+            select(func.count())
+            .select_from(CustodyEntry)
+            .where(CustodyEntry.event_type == OBJECT_REMOVED)
+            .where(CustodyEntry.subject_id == clip.id)
+        ).one()
+        if not recorded:
+            _record_removed(station, session, caller, clip, reason)
+        _remove_stored_object(station.store, clip.sha256)
+    return DeletionResult(clip.id, clip.sha256, {}, "removed")
+
+
+def _record_removed(
+    station: Station, session: Session, caller: Caller, clip: Clip, reason: str
+) -> None:
+    station.record(
+        session,
+        CustodyEvent(
+            type=OBJECT_REMOVED,
+            subject_kind="clip",
+            subject_id=clip.id,
+            actor=caller.actor,
+            reason=reason,
+            sha256=clip.sha256,
+            data={"store": station.store.describe(), "outcome": "removed"},
+        ),
+    )
+
+
+def _remove_stored_object(store: ObjectStore, sha256: str) -> None:
+    """Have the store remove the object for good, or raise: a refusal is never a warning."""
+    if not isinstance(store, LocalObjectStore | ObjectDeleting):
+        raise StorageError(
+            f"{store.describe()} offers no deletion: the clip stays in the catalog",
+            remedy="use a store backend that deletes objects (local or s3)",
         )
-    return result
+    remove_object(store, sha256)
+    if store.exists(sha256):
+        raise StorageError(
+            f"{store.describe()} still shows the object {sha256} after removing it; "
+            "the clip stays in the catalog",
+            remedy="check the store, then run the same `retention delete` again",
+        )
 
 
 # ---------------------------------------------------------------- hold and grounds
+
+
+def _hold_in_store(station: Station, clip: Clip, *, on: bool) -> str:
+    """Put the store's legal hold in step with the catalog's (before the catalog changes, in the
+    caller's transaction: a store that fails rolls it back); says what was done, for the log."""
+    store = station.store
+    if clip.state != "stored":
+        return NOT_IN_STORE
+    if not isinstance(store, LegalHolding):
+        return f"{store.describe()} has no legal hold: the catalog's hold is the guard"
+    store.set_legal_hold(clip.sha256, on)
+    return "legal hold set" if on else "legal hold lifted"
 
 
 def _clips_for(
@@ -491,11 +561,7 @@ def set_hold(
             assert row is not None
             if row.state == "deleted" or row.legal_hold == (not release):
                 continue
-            lock = (
-                extend_lock(station.store, row.sha256, None)
-                if not release
-                else "unchanged: locks are only extended"
-            )
+            lock = _hold_in_store(station, row, on=not release)
             row.legal_hold = not release
             session.add(row)
             station.record(
