@@ -66,6 +66,20 @@ class ObjectStore(Protocol):
 
 
 @runtime_checkable
+class LockExtending(Protocol):
+    def extend_retention(self, sha256: str, until: datetime | None) -> None:
+        """Make the object's lock last at least until `until` (None: indefinitely); never shorten."""
+        ...
+
+
+@runtime_checkable
+class ObjectDeleting(Protocol):
+    def delete_object(self, sha256: str) -> None:
+        """Remove the object once its lock allows it; the store refuses while it is locked."""
+        ...
+
+
+@runtime_checkable
 class LegalHolding(Protocol):
     """An object store that can put a stored object under legal hold (S3 PutObjectLegalHold).
 

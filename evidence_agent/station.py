@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
@@ -50,11 +52,19 @@ class Station:
     clock: Clock
     custody: SqlCustodyLog
     actor: str
+    # SQLite has one writer at a time. Threads of this process (docks, their catalogue stages,
+    # the store worker) queue here, each woken as the last one commits; SQLite's own busy
+    # handler, left for other processes, polls with sleeps of up to 100 ms instead.
+    _writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """The one way to change the catalog: everything inside commits together or not at all."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with (
+            self._writer if self.engine.dialect.name == "sqlite" else contextlib.nullcontext(),
+            Session(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
             yield session
 
     @contextmanager

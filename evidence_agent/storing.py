@@ -38,7 +38,7 @@ from sqlmodel import col, select
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
-from evidence_agent.ports import StoredObject
+from evidence_agent.ports import LegalHolding, LockExtending, StoredObject
 from evidence_agent.spool import Spool, check_digest
 from evidence_agent.station import Station
 from evidence_agent.storage_check import EvidenceBucketRefused, require_checked_store
@@ -252,21 +252,50 @@ def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str | None:
         how = "the store's checksum or a read back, equal to the ingest hash"
     now = station.clock.now()
     with station.transaction() as session:
-        row = session.get(Clip, clip.id)
+        row = session.get(Clip, clip.id, with_for_update=True)
         if row is None or row.state != "spooled":
             return None  # changed meanwhile by something that does not take the spool lock
+        lock = _lock_in_step(station, row, clip.retention_until)
         row.state = "stored"
         row.stored_at = now
         session.add(row)
-        station.record(session, _stored_event(station, clip, stored, now, how))
+        station.record(session, _stored_event(station, row, stored, now, how, lock))
     # Only now: the verified stored copy stands in for the spool copy.
     station.spool.remove(clip.sha256)
     log.info("clip %s stored and verified in %s", clip.id, station.store.describe())
     return clip.id
 
 
+def _lock_in_step(station: Station, row: Clip, uploaded_until: datetime | None) -> list[str]:
+    """The store's lock, for a clip whose retention grew while it waited in the spool.
+
+    put() locked the object until `uploaded_until` (None: the store's default). A clip linked to
+    a case, made permanent or put on hold meanwhile had no object to lock then (review leaves
+    that to the upload): it is locked now, inside the transaction that marks it stored, so the
+    clip never counts as stored with a shorter lock than the catalog says."""
+    done: list[str] = []
+    store = station.store
+    longer = row.retention_until is None or (
+        uploaded_until is not None and row.retention_until > uploaded_until
+    )
+    if longer and isinstance(store, LockExtending):
+        store.extend_retention(row.sha256, row.retention_until)
+        done.append(
+            "lock extended to the clip's retention" if row.retention_until else "kept for good"
+        )
+    if row.legal_hold and isinstance(store, LegalHolding):
+        store.set_legal_hold(row.sha256, True)
+        done.append("legal hold set")
+    return done
+
+
 def _stored_event(
-    station: Station, clip: Clip, stored: StoredObject, now: datetime, checked_by: str
+    station: Station,
+    clip: Clip,
+    stored: StoredObject,
+    now: datetime,
+    checked_by: str,
+    lock: list[str],
 ) -> CustodyEvent:
     return CustodyEvent(
         type="clip.stored",
@@ -281,6 +310,7 @@ def _stored_event(
             "size": stored.size,
             "stored_at": format_time(now),
             "checked_by": checked_by,
+            "lock": lock,
             "retain_until": format_time(clip.retention_until) if clip.retention_until else None,
         },
     )

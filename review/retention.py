@@ -15,7 +15,7 @@ from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.errors import EvidenceError, InputError, PermissionDeniedError, StorageError
 from evidence_agent.local_store import LocalObjectStore
-from evidence_agent.ports import LegalHolding, ObjectStore
+from evidence_agent.ports import LegalHolding, ObjectDeleting, ObjectStore
 from evidence_agent.station import Station
 from review.guard import read_or_refuse, record_view, refuse, require
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
@@ -32,7 +32,7 @@ from review.retention_rules import (
 )
 from review.roles import Action, Caller
 from review.settings import ReviewSettings
-from review.store_retention import ObjectDeleting, extend_lock, remove_object
+from review.store_retention import extend_lock, remove_object
 
 log = logging.getLogger(__name__)
 

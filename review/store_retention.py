@@ -1,33 +1,19 @@
 """Retention on the object store's side: extend an object's lock, remove a deleted clip's object.
 
 Each backend plugs in here. The local store has no lock and its files are removed after an
-approved deletion; a store offering `extend_retention(sha256, until)` (None: keep for good,
-e.g. an S3 legal hold) and `delete_object(sha256)` is driven through those methods."""
+approved deletion; a store offering `extend_retention(sha256, until)` (None: keep for good; the
+S3 store locks until its far-future date) and `delete_object(sha256)` (ports.LockExtending,
+ports.ObjectDeleting) is driven through those methods."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from evidence_agent.errors import StorageError
 from evidence_agent.local_store import LocalObjectStore
-from evidence_agent.ports import ObjectStore
+from evidence_agent.ports import LockExtending, ObjectDeleting, ObjectStore
 from evidence_agent.spool import fsync_dir
-
-
-@runtime_checkable
-class LockExtending(Protocol):
-    def extend_retention(self, sha256: str, until: datetime | None) -> None:
-        """Make the object's lock last at least until `until` (None: indefinitely); never shorten."""
-        ...
-
-
-@runtime_checkable
-class ObjectDeleting(Protocol):
-    def delete_object(self, sha256: str) -> None:
-        """Remove the object once its lock allows it; the store refuses while it is locked."""
-        ...
 
 
 def extend_lock(store: ObjectStore, sha256: str, until: datetime | None) -> str:
@@ -66,6 +52,6 @@ def remove_object(store: ObjectStore, sha256: str) -> str:
         store.delete_object(sha256)
         return "removed"
     raise StorageError(
-        f"{store.describe()} offers no deletion: the clip is marked deleted in the catalog, "
-        "its object stays until the store's own lifecycle removes it",
+        f"{store.describe()} offers no deletion",
+        remedy="remove the object with the store's own tools once its lock allows it",
     )

@@ -289,3 +289,34 @@ def test_a_clip_tombstoned_before_its_object_went_is_finished_by_the_same_comman
 
     assert versions(s3_admin, evidence_bucket, store.key_for(clip.sha256)) == 0
     assert [t for t, _ in events(station, clip.id)].count("clip.object_removed") == 1
+
+
+def test_a_clip_linked_and_held_while_spooled_is_locked_for_good_when_uploaded(
+    station: Station, store: S3ObjectStore, s3_admin: Any, evidence_bucket: str, tmp_path: Path
+) -> None:
+    from evidence_agent.storing import store_pending
+
+    clip = add_stored_clip(station, store, tmp_path, datetime.now(UTC) + SHORT, days_ago=1)
+    # Make it a clip still waiting in the spool: a copy there, no object in the bucket yet.
+    data = os.urandom(8192)
+    sha = hashlib.sha256(data).hexdigest()
+    station.spool.prepare()
+    station.spool.path_of(sha).write_bytes(data)
+    with station.transaction() as session:
+        row = session.get(Clip, clip.id)
+        assert row is not None
+        row.sha256, row.size, row.state, row.stored_at = sha, len(data), "spooled", None
+        session.add(row)
+    case = CaseInput(
+        "C-10", "t", ["李四"], "cause", "seizure", None, ["100231"], clip.recorded_start, None
+    )
+    create_case(station, CLERK, REVIEW, case, None)
+    link_clips(station, CLERK, REVIEW, "C-10", [clip.id], "evidence")
+    set_hold(station, BOSS, [clip.id], None, "litigation")
+
+    report = store_pending(station)
+
+    assert clip.id in report.stored
+    assert lock_of(s3_admin, evidence_bucket, store.key_for(sha)) == (PERMANENT_RETAIN_UNTIL, "ON")
+    [stored] = [d for t, d in events(station, clip.id) if t == "clip.stored"]
+    assert stored["lock"] == ["kept for good", "legal hold set"]

@@ -14,9 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from evidence_agent.errors import ExitCode, NotFoundError, StorageError
-from evidence_agent.ports import LegalHolding
+from evidence_agent.ports import LegalHolding, LockExtending, ObjectDeleting
 from evidence_agent.s3_store import PERMANENT_RETAIN_UNTIL, ObjectLockedError, S3ObjectStore
-from review.store_retention import LockExtending, ObjectDeleting
 from tests.integration.storage.conftest import StoreFactory
 
 pytestmark = pytest.mark.s3
