@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import queue
@@ -848,6 +849,7 @@ def run_daemon(settings: Settings) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         daemon.start()
+        gc.freeze()  # what start-up made lives as long as the daemon: out of the collector's scans
         log.info(
             "evidence agent running: station %s, dock folder %s, %s",
             settings.station_id,

@@ -219,7 +219,9 @@ class Spool:
         for leftover in self.root.glob(f".{state.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
-        fsync_dir(self.root)
+        # No fsync of the directory: should a crash undo the removal, the copy is back as a
+        # leftover of a stored clip, which the upload queue verifies against the store and
+        # removes again. Nothing rests on the removal being durable.
 
 
 @functools.cache
