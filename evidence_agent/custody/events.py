@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,11 +29,15 @@ def entry_document(
     event: CustodyEvent, *, station_id: str, seq: int, time: datetime
 ) -> dict[str, Any]:
     """The leaf's JSON document; everything an auditor needs is inside it."""
+    return _document(event, station_id, seq, format_time(time))
+
+
+def _document(event: CustodyEvent, station_id: str, seq: int, time: str) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "v": EVENT_VERSION,
         "station": station_id,
         "seq": seq,
-        "time": format_time(time),
+        "time": time,
         "type": event.type,
         "subject": {"kind": event.subject_kind, "id": event.subject_id},
         "actor": event.actor,
@@ -46,6 +51,18 @@ def entry_document(
 
 def encode_entry(event: CustodyEvent, *, station_id: str, seq: int, time: datetime) -> bytes:
     return canonical_json(entry_document(event, station_id=station_id, seq=seq, time=time))
+
+
+def encode_entries(
+    events: Sequence[CustodyEvent], *, station_id: str, first_seq: int, time: datetime
+) -> list[bytes]:
+    """The entries of events appended together at ``time``, numbered from ``first_seq``:
+    each is ``encode_entry`` of its event."""
+    stamp = format_time(time)
+    return [
+        canonical_json(_document(event, station_id, seq, stamp))
+        for seq, event in enumerate(events, first_seq)
+    ]
 
 
 def format_time(value: datetime) -> str:
