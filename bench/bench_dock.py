@@ -8,8 +8,8 @@ daemon's spool; its rate is bytes / seconds. Docked at once: `evidence-agent run
 dock-folder source, settle time 0) with every volume renamed into the dock folder in one moment;
 the time runs until every dock session is finished (each file read once, hashed, fsynced,
 renamed, probed with ffprobe, catalogued with its custody event) and, separately, until every clip
-is stored and read back from the local object store. The page cache is dropped before each
-measured run when the machine allows it (root). Peak RSS is the daemon process's own maximum.
+is stored and read back from the local object store. The volumes' pages are evicted from the
+page cache before each measured run (bench/page_cache.py); the daemon and ffprobe stay warm. Peak RSS is the daemon process's own maximum.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from page_cache import evict_tree
+
 from evidence_agent.demo_recorder import generate_clip
 
 MIB = 1 << 20
@@ -38,15 +40,6 @@ LOG_SINK: int | object = subprocess.DEVNULL  # the daemon's log; a file when --l
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def drop_caches() -> bool:
-    try:
-        subprocess.run(["sync"], check=True)
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def make_volume(root: Path, serial: str, total_mib: int, index: int, clip_mib: int) -> int:
@@ -123,7 +116,7 @@ def dock_all(agent: str, volumes: list[Path], data: Path, max_concurrent: int) -
         shutil.copytree(volume, staged / volume.name, copy_function=os.link)  # no data copied
     dock.mkdir(parents=True, exist_ok=True)
     db = data / "catalog.sqlite3"
-    cache_dropped = drop_caches()
+    evict_tree(staged)
     proc = subprocess.Popen([agent, "run"], env=env, stderr=LOG_SINK)
     try:
         while not dock.is_dir() or count(db, "SELECT count(*) FROM custody_entries") < 1:
@@ -156,7 +149,6 @@ def dock_all(agent: str, volumes: list[Path], data: Path, max_concurrent: int) -
         "daemon_peak_rss_mib": usage.ru_maxrss / 1024,
         "daemon_cpu_user_s": usage.ru_utime,
         "daemon_cpu_system_s": usage.ru_stime,
-        "page_cache_dropped": cache_dropped,
     }
 
 
@@ -191,7 +183,7 @@ def main() -> None:
     for r in range(args.rounds):
         dst = work / "cp-dst"
         shutil.rmtree(dst, ignore_errors=True)
-        dropped = drop_caches()
+        evict_tree(volumes[0])
         cp_s = timed_cp(volumes[0], dst)
         shutil.rmtree(dst)
         data = work / "agent-data"
@@ -210,7 +202,6 @@ def main() -> None:
             "ratio": aggregate / single_rate,
             "load_average_1min_before": load,
         }
-        run["page_cache_dropped"] = bool(run["page_cache_dropped"]) and dropped
         runs.append(run)
         log(
             f"round {r + 1}: single stream {run['single_stream_mib_s']:.0f} MiB/s, "

@@ -3,8 +3,9 @@
 Run: .venv/bin/python bench/bench_ingest.py [--gib 4] [--workdir DIR]
 Prints one JSON document on stdout (figures, machine, date); progress on stderr.
 
-Both sides copy the same files from the same disk to the same disk. The page cache is dropped
-before each measured run when the machine allows it (root), so both read from disk. The ingest
+Both sides copy the same files from the same disk to the same disk. The volume's pages are
+evicted from the page cache before each measured run (bench/page_cache.py), so both read it
+from disk; the programs themselves stay warm, as on a docking station. The ingest
 side is the whole command as an officer's dock runs it: read once, hash (SHA-256), fsync, atomic
 rename, ffprobe, catalogue with custody events, store in the local object store and read the stored
 copy back to verify it. Peak RSS is the ingest process's own maximum resident set.
@@ -30,6 +31,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from page_cache import evict_tree
 
 from evidence_agent.demo_recorder import generate_clip
 
@@ -63,15 +66,6 @@ SIZES_MIB = [
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def drop_caches() -> bool:
-    try:
-        subprocess.run(["sync"], check=True)
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def make_volume(root: Path, total_mib: int) -> int:
@@ -139,11 +133,10 @@ def main() -> None:
     agent = str(Path(sys.executable).with_name("evidence-agent"))
 
     runs: list[dict[str, float]] = []
-    cache_dropped = True
     for r in range(args.rounds):
         dst = work / "cp-dst"
         shutil.rmtree(dst, ignore_errors=True)
-        cache_dropped &= drop_caches()
+        evict_tree(volume)
         cp_s, _ = timed(["sh", "-c", f"cp -r '{volume}' '{dst}' && sync"])
         shutil.rmtree(dst)
 
@@ -153,18 +146,17 @@ def main() -> None:
         subprocess.run(
             [agent, "status"], env=env, check=True, capture_output=True
         )  # first start: key, schema
-        cache_dropped &= drop_caches()
+        evict_tree(volume)
         ingest_s, _ = timed(["sh", "-c", f"'{agent}' ingest --json '{volume}' && sync"], env=env)
         shutil.rmtree(data)
         # Peak RSS: `sh` is the measured child above, so the agent's own from a direct run.
         subprocess.run([agent, "status"], env=env, check=True, capture_output=True)
-        cache_dropped &= drop_caches()
+        evict_tree(volume)
         _, rss_kib = timed([agent, "ingest", "--json", str(volume)], env=env)
         shutil.rmtree(data)
 
         subprocess.run([agent, "status"], env=env, check=True, capture_output=True)
-        service_s, cache_ok = service_run(volume, env)
-        cache_dropped &= cache_ok
+        service_s = service_run(volume, env)
         shutil.rmtree(data)
         runs.append(
             {
@@ -194,7 +186,7 @@ def main() -> None:
             "python": platform.python_version(),
         },
         "volume": {"bytes": total, "files": files},
-        "page_cache_dropped": cache_dropped,
+        "source_cache": "volume evicted before each run (POSIX_FADV_DONTNEED)",
         "runs": runs,
         "best_cp_sync_s": best_cp,
         "best_cli_ingest_s": best_cli,
@@ -221,7 +213,7 @@ from evidence_agent.storing import StoreWorker
 station = open_station(load_settings(), actor="user:bench")
 sys.stdout.write("ready\\n")
 sys.stdout.flush()
-sys.stdin.readline()  # caches are dropped now
+sys.stdin.readline()  # the volume is out of the page cache now
 t0 = time.perf_counter()
 worker = StoreWorker(station).start()
 try:
@@ -237,7 +229,7 @@ sys.stdout.write(f"{elapsed}\\n")
 """
 
 
-def service_run(volume: Path, env: dict[str, str]) -> tuple[float, bool]:
+def service_run(volume: Path, env: dict[str, str]) -> float:
     """Ingest and store as the daemon does on a dock event, timed inside a warmed process."""
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVICE, str(volume)],
@@ -249,13 +241,13 @@ def service_run(volume: Path, env: dict[str, str]) -> tuple[float, bool]:
     assert proc.stdin is not None and proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         raise SystemExit("the service run did not start")
-    dropped = drop_caches()
+    evict_tree(volume)
     proc.stdin.write("go\n")
     proc.stdin.flush()
     out = proc.stdout.readline()
     if proc.wait() != 0 or not out.strip():
         raise SystemExit("the service run failed")
-    return float(out), dropped
+    return float(out)
 
 
 def _cpu() -> str:

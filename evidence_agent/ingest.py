@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -33,7 +33,7 @@ from evidence_agent.domain.flags import Flag, SkipReason
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, RecorderIdentity, parse_identity
 from evidence_agent.domain.media import MediaInfo, media_kind
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
-from evidence_agent.spool import SpooledFile
+from evidence_agent.spool import CopiedFile, SpooledFile
 from evidence_agent.station import Station
 from evidence_agent.storing import publish_checkpoints
 from evidence_agent.volume_reader import (
@@ -259,6 +259,7 @@ def ingest_volume(
                     )
                 )
                 report.clips.append(_PENDING)
+                _bound_backlog(catalogued, _MAX_WAITING)
         _collect(report, catalogued)
     except VolumeGoneError as e:
         _collect(report, catalogued, raise_errors=False)
@@ -277,6 +278,17 @@ def ingest_volume(
     return report
 
 
+# Copies read but not yet through stage two, each holding an open partial file: at most this
+# many, so a volume of thousands of small files cannot run the process out of descriptors.
+_MAX_WAITING = 8
+
+
+def _bound_backlog(futures: list[Future[ClipResult]], limit: int) -> None:
+    waiting = [f for f in futures if not f.done()]
+    if len(waiting) > limit:
+        wait(waiting[: len(waiting) - limit])
+
+
 # Placeholder in report.clips for a clip whose cataloguing is still running.
 _PENDING = ClipResult("", "", "", 0, "", (), "pending")
 
@@ -288,9 +300,10 @@ def _catalog_and_announce(
     kind: str,
     facts: FilenameFacts,
     now: datetime,
-    spooled: SpooledFile,
+    copied: CopiedFile,
     on_clip: ClipCallback | None,
 ) -> ClipResult:
+    spooled = station.spool.make_durable(copied)  # fsync and rename before it is catalogued
     result = _catalog_file(station, dock, file, kind, facts, now, spooled)
     if on_clip is not None and result.state == "spooled":
         on_clip(result.sha256)
@@ -477,8 +490,11 @@ def assigned_officer(session: Session, recorder_id: int, at: datetime) -> Office
 
 def _copy_file(
     station: Station, dock: _Dock, volume: Path, file: VolumeFile
-) -> SpooledFile | ClipResult | NotIngested:
-    """Stage one: the file read once into the spool, unless an earlier dock already took it."""
+) -> CopiedFile | ClipResult | NotIngested:
+    """Stage one: the file read once into the spool, unless an earlier dock already took it.
+
+    The copy is not yet durable: stage two makes it so before cataloguing it, while this stage
+    reads the next file."""
     recorder_id = dock.recorder.id
     with station.reading() as session:
         seen = session.exec(
@@ -494,7 +510,7 @@ def _copy_file(
             return _result(clip, file, "already_ingested")
 
     try:
-        spooled = station.spool.copy_in(volume, file.rel)
+        copied = station.spool.read_in(volume, file.rel)
     except FileNotFoundError:
         return NotIngested(file.display, SkipReason.VANISHED, "gone before it could be read")
     except OSError as e:
@@ -507,7 +523,7 @@ def _copy_file(
         if isinstance(e, VolumeGoneError):
             raise
         return NotIngested(file.display, SkipReason.SPECIAL_FILE, e.message)
-    return spooled
+    return copied
 
 
 def _catalog_file(

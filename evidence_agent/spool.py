@@ -38,6 +38,18 @@ class SpooledFile:
     changed_during_copy: bool
 
 
+@dataclass(frozen=True)
+class CopiedFile:
+    """Read, hashed and written, not yet durable: Spool.make_durable finishes it."""
+
+    tmp: Path  # the partial file in the incoming area
+    fd: int  # open for writing until make_durable closes it
+    sha256: str
+    sm3: str | None
+    size: int
+    changed_during_copy: bool
+
+
 class Spool:
     """A directory of complete copies named by SHA-256, plus an incoming area for partial ones."""
 
@@ -88,6 +100,12 @@ class Spool:
         """Read the original once into the spool while hashing it; fsync; atomic rename.
 
         On any failure nothing is left in the spool and nothing is returned."""
+        return self.make_durable(self.read_in(volume_root, rel))
+
+    def read_in(self, volume_root: Path, rel: bytes) -> CopiedFile:
+        """The first half of copy_in: read the original once, hash it, write it to a partial
+        file. Finish with make_durable (or discard): the caller may read the next original
+        meanwhile, while the disk catches up with this one."""
         src = open_volume_file(volume_root, rel)
         tmp = self.incoming / f"{os.getpid()}.{uuid.uuid4().hex}.part"
         try:
@@ -96,23 +114,38 @@ class Spool:
             os.close(src)
             raise _spool_error(e, self.root) from e
         try:
+            before = os.fstat(src)
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            sha256, sm3, copied = self._pump(src, dst)
+            after = os.fstat(src)
+        except BaseException:
+            os.close(dst)
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(src)
+        changed = (
+            copied != before.st_size
+            or after.st_size != before.st_size
+            or after.st_mtime_ns != before.st_mtime_ns
+        )
+        return CopiedFile(tmp, dst, sha256, sm3, copied, changed)
+
+    def make_durable(self, copied: CopiedFile) -> SpooledFile:
+        """The second half of copy_in: fsync, then the atomic rename to the file's hash.
+
+        On any failure the partial file is removed and nothing is returned."""
+        tmp = copied.tmp
+        try:
             try:
-                before = os.fstat(src)
-                with contextlib.suppress(OSError):
-                    os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-                sha256, sm3, copied = self._pump(src, dst)
-                after = os.fstat(src)
-                os.fsync(dst)
-                written = os.fstat(dst)
+                os.fsync(copied.fd)
+                written = os.fstat(copied.fd)
+            except OSError as e:
+                raise _spool_error(e, self.root) from e
             finally:
-                os.close(dst)
-                os.close(src)
-            changed = (
-                copied != before.st_size
-                or after.st_size != before.st_size
-                or after.st_mtime_ns != before.st_mtime_ns
-            )
-            final = self.path_of(sha256)
+                os.close(copied.fd)
+            final = self.path_of(copied.sha256)
             if final.exists():
                 # Same content already spooled (a duplicate on the recorder): keep the first.
                 tmp.unlink()
@@ -120,11 +153,13 @@ class Spool:
                 os.chmod(tmp, 0o400)
                 os.rename(tmp, final)
                 fsync_dir(self.root)
-                self._written[sha256] = _identity(written)
+                self._written[copied.sha256] = _identity(written)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return SpooledFile(final, sha256, sm3, copied, changed)
+        return SpooledFile(
+            final, copied.sha256, copied.sm3, copied.size, copied.changed_during_copy
+        )
 
     def hashed_here(self, sha256: str) -> bool:
         """Whether the spool copy of `sha256` is the very file this process wrote while hashing

@@ -20,8 +20,10 @@ import io
 import logging
 import mmap
 import os
+import queue
 import shutil
 import stat
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -53,6 +55,7 @@ INTEGRITY_FAILED = "clip.integrity_failed"
 RECEIPT = "retrieval.receipt"
 RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
 _BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes
+_STREAM_BUFFERS = 8  # the same for a stream: room to read ahead while the target is written
 CHUNK_BYTES = 4 << 20
 _FLUSH_EVERY = 64 << 20  # bytes copied between two background fdatasync calls
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
@@ -411,38 +414,69 @@ def _copy_mapped(
 def _copy_buffered(
     source: BinaryIO, dst: int, chunk_bytes: int, write_error: Callable[[OSError], EvidenceError]
 ) -> tuple[str, int]:
-    """Any other stream (an S3 body): read into a ring of buffers, hash each in the thread."""
+    """Any other stream (an S3 body) is copied in three overlapping stages: a reader thread
+    reads ahead into free buffers, this thread writes each one, the hash thread hashes it
+    meanwhile. A buffer is read into again only once it is both written and hashed.
+
+    The stream is read while the target is written: a network stream not read from stalls
+    the sender, so reading and writing in turn would add the two times up."""
     sha = hashlib.sha256()
-    buffers = [bytearray(chunk_bytes) for _ in range(_BUFFERS)]
-    in_flight: deque[Future[None]] = deque()
+    free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+    for _ in range(_STREAM_BUFFERS):
+        free.put(bytearray(chunk_bytes))
+    filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def read_ahead() -> None:
+        try:
+            while (buf := free.get()) is not None and not stop.is_set():
+                n = source.readinto(buf)  # type: ignore[attr-defined]
+                filled.put((buf, n))
+                if not n:
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the copying thread, which raises it
+            filled.put(e)
+
+    reader = threading.Thread(target=read_ahead, name="retrieve-read", daemon=True)
+    in_flight: deque[tuple[bytearray, Future[None]]] = deque()
     total = 0
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-hash") as hasher,
         _Flusher(dst, write_error) as flusher,
     ):
-        slot = 0
-        while True:
-            if len(in_flight) == _BUFFERS:
-                in_flight.popleft().result()  # that buffer is hashed: it may be reused
-            buf = buffers[slot]
-            try:
-                n = source.readinto(buf)  # type: ignore[attr-defined]
-            except OSError as e:
-                raise StorageError(f"cannot read the stored object: {e.strerror or e}") from e
-            if not n:
-                break
-            view = memoryview(buf)[:n]
-            in_flight.append(hasher.submit(sha.update, view))
-            try:
-                while view:
-                    view = view[os.write(dst, view) :]
-            except OSError as e:
-                raise write_error(e) from e
-            flusher.written(n)
-            total += n
-            slot = (slot + 1) % _BUFFERS
-        while in_flight:
-            in_flight.popleft().result()
+        reader.start()
+        try:
+            while True:
+                item = filled.get()
+                if isinstance(item, OSError):
+                    raise StorageError(
+                        f"cannot read the stored object: {item.strerror or item}"
+                    ) from item
+                if isinstance(item, BaseException):
+                    raise item
+                buf, n = item
+                if not n:
+                    break
+                view = memoryview(buf)[:n]
+                in_flight.append((buf, hasher.submit(sha.update, view)))
+                try:
+                    while view:
+                        view = view[os.write(dst, view) :]
+                except OSError as e:
+                    raise write_error(e) from e
+                flusher.written(n)
+                total += n
+                # Half the buffers at most wait for the hasher: the reader always has room.
+                if len(in_flight) >= _STREAM_BUFFERS // 2:
+                    done, hashed = in_flight.popleft()
+                    hashed.result()
+                    free.put(done)
+            for _, hashed in in_flight:
+                hashed.result()
+        finally:
+            stop.set()  # the reader stops at its next free buffer (or has stopped)
+            free.put(None)
+            reader.join()
     return sha.hexdigest(), total
 
 

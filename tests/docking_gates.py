@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from evidence_agent.spool import Spool, SpooledFile
+from evidence_agent.spool import CopiedFile, Spool
 from evidence_agent.station import Station
 
 GATE_TIMEOUT = 30.0
@@ -23,13 +23,13 @@ class GatedSpool(Spool):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def copy_in(self, volume_root: Path, rel: bytes) -> SpooledFile:
+    def read_in(self, volume_root: Path, rel: bytes) -> CopiedFile:
         self.copies += 1
         if self.copies == self.hold_at:
             self.entered.set()
             if not self.release.wait(GATE_TIMEOUT):
                 raise AssertionError("the test never released the copy")
-        return super().copy_in(volume_root, rel)
+        return super().read_in(volume_root, rel)
 
 
 def gate_spool(station: Station, hold_at: int = 2) -> GatedSpool:
