@@ -6,17 +6,19 @@ Prints one JSON document on stdout (figures, machine, date); progress on stderr.
 Both sides copy the same files from the same disk to the same disk. The volume's pages are
 evicted from the page cache before each measured run (bench/page_cache.py), so both read it
 from disk; the programs themselves stay warm, as on a docking station. The ingest
-side is the whole command as an officer's dock runs it: read once, hash (SHA-256), fsync, atomic
-rename, ffprobe, catalogue with custody events, store in the local object store and read the stored
-copy back to verify it. Peak RSS is the ingest process's own maximum resident set.
+side is the whole command as an officer's dock runs it: read once (direct I/O where the file
+systems allow it), hash (SHA-256), fsync, atomic rename, ffprobe, catalogue with custody events,
+store in the local object store (a hard link to the file just hashed, on the spool's file
+system) with its custody event. Peak RSS is the ingest process's own maximum resident set.
 
 Two ingest figures are taken in each round:
 - `cli`: `evidence-agent ingest` + `sync`, interpreter start and imports (about 0.7 s) included;
 - `service`: the same ingest and store services as a running daemon calls them on a dock event
   (`ingest_volume` with a `StoreWorker`), in a process started and warmed before the clock
   starts, + `sync`. This is what an officer waits for at the dock.
-Rounds alternate the baseline and the agent so load on the machine hits both alike; the ratio
-reported is the best agent time over the best `cp` time, and each round's own ratio is listed.
+Every other round runs the three in reverse order, so load on the machine hits both alike; the
+ratio reported is the best agent time over the best `cp` time, with the median of the rounds'
+own ratios beside it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -120,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gib", type=float, default=4.0)
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/evidence-bench"))
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     work = args.workdir
@@ -133,44 +136,52 @@ def main() -> None:
     agent = str(Path(sys.executable).with_name("evidence-agent"))
 
     runs: list[dict[str, float]] = []
-    for r in range(args.rounds):
+    data = work / "agent-data"
+    env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data)}
+
+    def fresh_station() -> None:
+        shutil.rmtree(data, ignore_errors=True)
+        subprocess.run([agent, "status"], env=env, check=True, capture_output=True)  # key, schema
+
+    def run_cp() -> dict[str, float]:
         dst = work / "cp-dst"
         shutil.rmtree(dst, ignore_errors=True)
         evict_tree(volume)
-        cp_s, _ = timed(["sh", "-c", f"cp -r '{volume}' '{dst}' && sync"])
+        seconds, _ = timed(["sh", "-c", f"cp -r '{volume}' '{dst}' && sync"])
         shutil.rmtree(dst)
+        return {"cp_sync_s": seconds}
 
-        data = work / "agent-data"
+    def run_cli() -> dict[str, float]:
+        fresh_station()
+        evict_tree(volume)
+        # wait4 reports the largest resident set among `sh` and the children it waited for:
+        # the agent's own.
+        cmd = ["sh", "-c", f"'{agent}' ingest --json '{volume}' >/dev/null && sync"]
+        seconds, rss_kib = timed(cmd, env=env)
+        return {"cli_ingest_sync_s": seconds, "peak_rss_mib": rss_kib / 1024}
+
+    def run_service() -> dict[str, float]:
+        fresh_station()
+        return {"service_ingest_sync_s": service_run(volume, env)}
+
+    for r in range(args.rounds):
+        # Every other round runs the other way round, so load that comes and goes (and the
+        # disk's own moods) hits the baseline and the agent alike.
+        order = [run_cp, run_cli, run_service]
+        if r % 2:
+            order.reverse()
+        run: dict[str, float] = {}
+        for measure in order:
+            run.update(measure())
         shutil.rmtree(data, ignore_errors=True)
-        env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data)}
-        subprocess.run(
-            [agent, "status"], env=env, check=True, capture_output=True
-        )  # first start: key, schema
-        evict_tree(volume)
-        ingest_s, _ = timed(["sh", "-c", f"'{agent}' ingest --json '{volume}' && sync"], env=env)
-        shutil.rmtree(data)
-        # Peak RSS: `sh` is the measured child above, so the agent's own from a direct run.
-        subprocess.run([agent, "status"], env=env, check=True, capture_output=True)
-        evict_tree(volume)
-        _, rss_kib = timed([agent, "ingest", "--json", str(volume)], env=env)
-        shutil.rmtree(data)
-
-        subprocess.run([agent, "status"], env=env, check=True, capture_output=True)
-        service_s = service_run(volume, env)
-        shutil.rmtree(data)
-        runs.append(
-            {
-                "cp_sync_s": cp_s,
-                "cli_ingest_sync_s": ingest_s,
-                "service_ingest_sync_s": service_s,
-                "cli_ratio": ingest_s / cp_s,
-                "service_ratio": service_s / cp_s,
-                "peak_rss_mib": rss_kib / 1024,
-            }
-        )
+        run["cli_ratio"] = run["cli_ingest_sync_s"] / run["cp_sync_s"]
+        run["service_ratio"] = run["service_ingest_sync_s"] / run["cp_sync_s"]
+        runs.append(run)
         log(
-            f"round {r + 1}: cp+sync {cp_s:.2f}s, cli ingest {ingest_s:.2f}s, "
-            f"service ingest {service_s:.2f}s, RSS {rss_kib / 1024:.0f} MiB"
+            f"round {r + 1}: cp+sync {run['cp_sync_s']:.2f}s, "
+            f"cli ingest {run['cli_ingest_sync_s']:.2f}s, "
+            f"service ingest {run['service_ingest_sync_s']:.2f}s, "
+            f"RSS {run['peak_rss_mib']:.0f} MiB"
         )
 
     best_cp = min(r["cp_sync_s"] for r in runs)
@@ -193,6 +204,8 @@ def main() -> None:
         "best_service_ingest_s": best_service,
         "cli_ratio": best_cli / best_cp,
         "service_ratio": best_service / best_cp,
+        "median_round_cli_ratio": statistics.median(r["cli_ratio"] for r in runs),
+        "median_round_service_ratio": statistics.median(r["service_ratio"] for r in runs),
         "load_average": os.getloadavg(),
         "target_ratio": 1.15,
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
-import functools
 import hashlib
 import hmac
 import os
-import queue
 import shutil
-import threading
 import uuid
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
+from evidence_agent.copying import FileReader, FileWriter, pump
 from evidence_agent.errors import IntegrityError, StorageError
 from evidence_agent.volume_reader import DEVICE_GONE_ERRNOS, VolumeGoneError, open_volume_file
 
 _BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes per copy
-_WRITEBACK_BYTES = 8 << 20  # start writeback of every 8 MiB written, so the final fsync is short
-_SYNC_FILE_RANGE_WRITE = 2
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
@@ -53,11 +43,14 @@ class CopiedFile:
 class Spool:
     """A directory of complete copies named by SHA-256, plus an incoming area for partial ones."""
 
-    def __init__(self, root: Path, *, chunk_bytes: int = 2 << 20, sm3: bool = False) -> None:
+    def __init__(
+        self, root: Path, *, chunk_bytes: int = 2 << 20, sm3: bool = False, direct_io: bool = True
+    ) -> None:
         self.root = root
         self.incoming = root / ".incoming"
         self.chunk_bytes = chunk_bytes
         self.sm3 = sm3
+        self.direct_io = direct_io  # where the file systems allow it (see copying.py)
         # Copies this process wrote and hashed from the bytes it wrote: sha256 -> (device,
         # inode, size, mtime). See `hashed_here`.
         self._written: dict[str, tuple[int, int, int, int]] = {}
@@ -115,8 +108,6 @@ class Spool:
             raise _spool_error(e, self.root) from e
         try:
             before = os.fstat(src)
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             sha256, sm3, copied = self._pump(src, dst)
             after = os.fstat(src)
         except BaseException:
@@ -176,9 +167,6 @@ class Spool:
             return False
 
     def _pump(self, src: int, dst: int) -> tuple[str, str | None, int]:
-        """Copy src to dst in three overlapping stages: a reader thread reads ahead into free
-        buffers, this thread writes each one, and a hasher thread hashes it meanwhile. A buffer
-        is read into again only once it is both written and hashed."""
         sha = hashlib.sha256()
         sm3 = hashlib.new("sm3") if self.sm3 else None
 
@@ -187,59 +175,22 @@ class Spool:
             if sm3 is not None:
                 sm3.update(view)
 
-        free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
-        for _ in range(_BUFFERS):
-            free.put(bytearray(self.chunk_bytes))
-        filled: queue.SimpleQueue[tuple[bytearray, int] | OSError] = queue.SimpleQueue()
+        writer = FileWriter(dst, direct=self.direct_io)
 
-        def read_ahead() -> None:
-            while (buf := free.get()) is not None:
-                try:
-                    n = os.readv(src, [buf])
-                except OSError as e:
-                    filled.put(e)
-                    return
-                filled.put((buf, n))
-                if n == 0:
-                    return
-
-        reader = threading.Thread(target=read_ahead, name="read-ahead", daemon=True)
-        in_flight: deque[tuple[bytearray, Future[None]]] = deque()
-        total = flushed = 0
-        # One hasher keeps the chunks in order; hashlib releases the GIL on large buffers.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash") as hasher:
-            reader.start()
+        def write(view: memoryview) -> None:
             try:
-                while True:
-                    item = filled.get()
-                    if isinstance(item, OSError):
-                        if item.errno in DEVICE_GONE_ERRNOS:
-                            raise VolumeGoneError(
-                                f"recorder vanished while reading: {item.strerror}"
-                            ) from item
-                        raise item
-                    buf, n = item
-                    if n == 0:
-                        break
-                    view = memoryview(buf)[:n]
-                    in_flight.append((buf, hasher.submit(digest, view)))
-                    try:
-                        _write_all(dst, view)
-                    except OSError as e:
-                        raise _spool_error(e, self.root) from e
-                    total += n
-                    if total - flushed >= _WRITEBACK_BYTES:
-                        _start_writeback(dst, flushed, total - flushed)
-                        flushed = total
-                    if len(in_flight) >= _BUFFERS // 2:
-                        done, hashed = in_flight.popleft()
-                        hashed.result()
-                        free.put(done)
-                for _, hashed in in_flight:
-                    hashed.result()
-            finally:
-                free.put(None)  # the reader stops at its next free buffer (or has stopped)
-                reader.join()
+                writer(view)
+            except OSError as e:
+                raise _spool_error(e, self.root) from e
+
+        total = pump(
+            FileReader(src, direct=self.direct_io),
+            write,
+            digest,
+            chunk_bytes=self.chunk_bytes,
+            buffers=_BUFFERS,
+            read_error=_read_error,
+        )
         return sha.hexdigest(), (sm3.hexdigest() if sm3 else None), total
 
     def remove(self, sha256: str) -> None:
@@ -259,26 +210,6 @@ class Spool:
         # removes again. Nothing rests on the removal being durable.
 
 
-@functools.cache
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        func = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    func.restype = ctypes.c_int
-    return cast(Callable[[int, int, int, int], int], func)
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing a range now (asynchronously): the copy and the disk
-    then work at the same time instead of one long fsync at the end. Durability still comes
-    from the fsync; this only changes when the work happens."""
-    func = _sync_file_range()
-    if func is not None:
-        func(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-
-
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
@@ -296,10 +227,10 @@ def _owner_alive(name: str) -> bool:
     return True
 
 
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def _read_error(e: OSError) -> BaseException:
+    if e.errno in DEVICE_GONE_ERRNOS:
+        return VolumeGoneError(f"recorder vanished while reading: {e.strerror}")
+    return e
 
 
 def _spool_error(e: OSError, root: Path) -> StorageError:

@@ -3,7 +3,8 @@
 Steps for each clip:
   1. the caller's role, the reason, the clip and the target are checked; a refusal is logged;
   2. the stored object is read once and copied to a hidden temporary file in the target
-     directory; the bytes written are hashed in a second thread (hashing overlaps the I/O);
+     directory; the bytes written are hashed in a second thread (hashing overlaps the I/O,
+     and both use direct I/O where the file systems allow it);
   3. size and SHA-256 are compared (constant time) with the catalog's ingest values; on a
      mismatch the temporary file is deleted, the failure is logged, nothing is handed over;
   4. the retrieval is logged (who, when, what, why), then the file is given its final,
@@ -13,26 +14,22 @@ Steps for each clip:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import io
 import logging
 import mmap
 import os
-import queue
 import shutil
 import stat
-import threading
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from evidence_agent.catalog.models import Clip, Officer, Recorder, Unit
+from evidence_agent.copying import FileReader, FileWriter, pump
 from evidence_agent.custody.canonical import canonical_json
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.errors import (
@@ -57,7 +54,6 @@ RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
 _BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes
 _STREAM_BUFFERS = 8  # the same for a stream: room to read ahead while the target is written
 CHUNK_BYTES = 4 << 20
-_FLUSH_EVERY = 64 << 20  # bytes copied between two background fdatasync calls
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS})
 
@@ -354,170 +350,44 @@ def copy_and_hash(
 ) -> tuple[str, int]:
     """Copy `source` to the file descriptor `dst`; return the SHA-256 and size of what was written.
 
-    A second thread hashes while the copy goes on (hashlib releases the GIL on large buffers)."""
+    A reader thread reads ahead, a second thread hashes while the target is written
+    (copying.pump). A local object is read by its descriptor, directly where the file system
+    allows it; any other stream (an S3 body) is read with more buffers in flight, since a
+    network stream not read from stalls its sender."""
     try:
         fd = source.fileno()
-        info = os.fstat(fd)
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return _copy_buffered(source, dst, chunk_bytes, write_error)
-    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
-        return _copy_buffered(source, dst, chunk_bytes, write_error)
-    return _copy_mapped(fd, info.st_size, dst, chunk_bytes, write_error)
+        regular = False
+    read: Callable[[mmap.mmap], int]
+    if regular:
+        read, buffers = FileReader(fd), _BUFFERS
+    else:
+        read, buffers = _stream_reader(source), _STREAM_BUFFERS
+    writer = FileWriter(dst)
 
-
-def _copy_mapped(
-    src: int, size: int, dst: int, chunk_bytes: int, write_error: Callable[[OSError], EvidenceError]
-) -> tuple[str, int]:
-    """A local object is mapped, not read: the hash thread and the write both take the bytes
-    from the page cache, which saves a copy of every byte (hashing is then the only limit).
-
-    The bytes written are the very bytes hashed. Stored objects are read-only and never change
-    size; the caller checks the size against the catalog."""
-    try:
-        mapped = mmap.mmap(src, size, access=mmap.ACCESS_READ)
-    except (OSError, ValueError) as e:
-        raise StorageError(f"cannot read the stored object: {e}") from e
-    with contextlib.suppress(OSError, AttributeError):
-        mapped.madvise(mmap.MADV_SEQUENTIAL)
-    sha = hashlib.sha256()
-    whole = memoryview(mapped)
-    in_flight: deque[Future[None]] = deque()
-    with (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-hash") as hasher,
-        _Flusher(dst, write_error) as flusher,
-    ):
-        # Leaving this block waits for every hash job: none outlives the mapping. (On an
-        # error the mapping is left to the garbage collector: views of it may still exist.)
-        for offset in range(0, size, chunk_bytes):
-            if len(in_flight) == _BUFFERS:
-                in_flight.popleft().result()
-            ahead = offset + _BUFFERS * chunk_bytes
-            if ahead < size:  # ask for the pages the hash thread needs next (a cold object)
-                with contextlib.suppress(OSError, ValueError):
-                    mapped.madvise(mmap.MADV_WILLNEED, ahead, min(chunk_bytes, size - ahead))
-            part = whole[offset : offset + chunk_bytes]
-            in_flight.append(hasher.submit(sha.update, part))
-            try:
-                while part:
-                    part = part[os.write(dst, part) :]
-            except OSError as e:
-                raise write_error(e) from e
-            flusher.written(min(chunk_bytes, size - offset))
-        while in_flight:
-            in_flight.popleft().result()
-    del part
-    whole.release()
-    mapped.close()
-    return sha.hexdigest(), size
-
-
-def _copy_buffered(
-    source: BinaryIO, dst: int, chunk_bytes: int, write_error: Callable[[OSError], EvidenceError]
-) -> tuple[str, int]:
-    """Any other stream (an S3 body) is copied in three overlapping stages: a reader thread
-    reads ahead into free buffers, this thread writes each one, the hash thread hashes it
-    meanwhile. A buffer is read into again only once it is both written and hashed.
-
-    The stream is read while the target is written: a network stream not read from stalls
-    the sender, so reading and writing in turn would add the two times up."""
-    sha = hashlib.sha256()
-    free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
-    for _ in range(_STREAM_BUFFERS):
-        free.put(bytearray(chunk_bytes))
-    filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def read_ahead() -> None:
+    def write(view: memoryview) -> None:
         try:
-            while (buf := free.get()) is not None and not stop.is_set():
-                n = source.readinto(buf)  # type: ignore[attr-defined]
-                filled.put((buf, n))
-                if not n:
-                    return
-        except BaseException as e:  # noqa: BLE001 - handed to the copying thread, which raises it
-            filled.put(e)
+            writer(view)
+        except OSError as e:
+            raise write_error(e) from e
 
-    reader = threading.Thread(target=read_ahead, name="retrieve-read", daemon=True)
-    in_flight: deque[tuple[bytearray, Future[None]]] = deque()
-    total = 0
-    with (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-hash") as hasher,
-        _Flusher(dst, write_error) as flusher,
-    ):
-        reader.start()
-        try:
-            while True:
-                item = filled.get()
-                if isinstance(item, OSError):
-                    raise StorageError(
-                        f"cannot read the stored object: {item.strerror or item}"
-                    ) from item
-                if isinstance(item, BaseException):
-                    raise item
-                buf, n = item
-                if not n:
-                    break
-                view = memoryview(buf)[:n]
-                in_flight.append((buf, hasher.submit(sha.update, view)))
-                try:
-                    while view:
-                        view = view[os.write(dst, view) :]
-                except OSError as e:
-                    raise write_error(e) from e
-                flusher.written(n)
-                total += n
-                # Half the buffers at most wait for the hasher: the reader always has room.
-                if len(in_flight) >= _STREAM_BUFFERS // 2:
-                    done, hashed = in_flight.popleft()
-                    hashed.result()
-                    free.put(done)
-            for _, hashed in in_flight:
-                hashed.result()
-        finally:
-            stop.set()  # the reader stops at its next free buffer (or has stopped)
-            free.put(None)
-            reader.join()
+    sha = hashlib.sha256()
+    total = pump(
+        read, write, sha.update, chunk_bytes=chunk_bytes, buffers=buffers, read_error=_read_error
+    )
     return sha.hexdigest(), total
 
 
-class _Flusher:
-    """Writes the copy back to disk while it is being made, from a thread of its own.
+def _stream_reader(source: BinaryIO) -> Callable[[mmap.mmap], int]:
+    def read(buf: mmap.mmap) -> int:
+        return source.readinto(buf) or 0  # type: ignore[attr-defined]
 
-    Without it the closing fsync finds the whole file still in memory and the disk idle until
-    then; with one fdatasync at a time running beside the copy, the two overlap."""
+    return read
 
-    def __init__(self, fd: int, write_error: Callable[[OSError], EvidenceError]) -> None:
-        self.fd = fd
-        self.write_error = write_error
-        self.pending = 0
-        self.running: Future[None] | None = None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-flush")
 
-    def __enter__(self) -> _Flusher:
-        return self
-
-    def written(self, n: int) -> None:
-        self.pending += n
-        if self.running is not None and self.running.done():
-            self._collect()
-        if self.running is None and self.pending >= _FLUSH_EVERY:
-            self.pending = 0
-            self.running = self.pool.submit(os.fdatasync, self.fd)
-
-    def _collect(self) -> None:
-        running, self.running = self.running, None
-        if running is not None:
-            try:
-                running.result()
-            except OSError as e:
-                raise self.write_error(e) from e
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        try:
-            if exc_type is None:
-                self._collect()  # the caller's fsync covers the rest
-        finally:
-            self.pool.shutdown(wait=True)
+def _read_error(e: OSError) -> StorageError:
+    return StorageError(f"cannot read the stored object: {e.strerror or e}")
 
 
 def place(tmp: Path, target: Path, name: str) -> Path:

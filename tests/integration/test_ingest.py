@@ -261,6 +261,55 @@ def test_file_changing_during_copy_is_flagged(station: Station, tmp_path: Path) 
     assert result.changed_during_copy
 
 
+# Around the block and chunk boundaries, where direct I/O turns to the cache for the tail.
+EDGE_SIZES = [0, 1, 4095, 4096, 4097, 65535, 65536, 65537, 3 * 65536 + 123, (5 << 20) + 1]
+
+
+@pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "cached"])
+def test_copy_is_exact_at_every_block_and_chunk_boundary(tmp_path: Path, direct_io: bool) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    spool = Spool(tmp_path / "spool", chunk_bytes=64 * 1024, direct_io=direct_io)
+    spool.prepare()
+    for size in EDGE_SIZES:
+        data = os.urandom(size)
+        (vol / f"f{size}").write_bytes(data)
+        copied = spool.copy_in(vol, f"f{size}".encode())
+        assert copied.sha256 == hashlib.sha256(data).hexdigest()
+        assert copied.size == size and not copied.changed_during_copy
+        assert copied.path.read_bytes() == data
+    assert list(spool.incoming.iterdir()) == []
+
+
+@pytest.fixture
+def ramfs(tmp_path: Path) -> Iterator[Path]:
+    """A file system that refuses direct I/O (ramfs has no direct_IO)."""
+    mount_point = tmp_path / "ramfs"
+    mount_point.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "ramfs", "ramfs", str(mount_point)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        service_missing(f"cannot mount a ramfs for the cached-copy test: {proc.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_file_system_without_direct_io_is_copied_through_the_cache(ramfs: Path) -> None:
+    vol = ramfs / "vol"
+    vol.mkdir()
+    spool = Spool(ramfs / "spool", chunk_bytes=64 * 1024)
+    spool.prepare()
+    for size in EDGE_SIZES:
+        data = os.urandom(size)
+        (vol / f"f{size}").write_bytes(data)
+        copied = spool.copy_in(vol, f"f{size}".encode())
+        assert copied.sha256 == hashlib.sha256(data).hexdigest()
+        assert copied.path.read_bytes() == data
+
+
 @pytest.fixture
 def tiny_spool(tmp_path: Path) -> Iterator[Path]:
     mount_point = tmp_path / "tiny"

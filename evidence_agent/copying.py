@@ -1,0 +1,190 @@
+"""Copying while hashing: a reader thread, the writing thread and a hasher overlap on each chunk.
+
+Used wherever footage moves between a device and a file: the spool copying an original in, a
+retrieval copying a stored object out. Each byte is read once; the hash is of the very bytes
+read and written. Files are read and written with direct I/O where the file system allows it:
+footage is large, moved once and not read again soon, and through the page cache it costs more
+CPU than the copy itself on a small or virtualised station, and evicts everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import functools
+import mmap
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
+
+# Direct I/O wants buffers, file offsets and lengths aligned to the device's logical block
+# (512 or 4096 bytes): page-aligned buffers of whole pages satisfy every device.
+ALIGN = mmap.PAGESIZE
+_WRITEBACK_BYTES = 8 << 20  # cached writes: start writeback of every 8 MiB, so the fsync is short
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def aligned(chunk_bytes: int) -> int:
+    """`chunk_bytes` rounded up to whole pages."""
+    return -(-chunk_bytes // ALIGN) * ALIGN
+
+
+class FileReader:
+    """Reads a regular file's descriptor into the pump's buffers, directly where the file
+    system lets it."""
+
+    def __init__(self, fd: int, *, direct: bool = True) -> None:
+        self.fd = fd
+        self.direct = direct and _set_direct(fd, True)
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+    def __call__(self, buf: mmap.mmap) -> int:
+        try:
+            return os.readv(self.fd, [buf])
+        except OSError as e:
+            if not (self.direct and e.errno == errno.EINVAL):
+                raise
+        # Refused direct (or a short read left the offset unaligned): the rest is read through
+        # the cache, from where this read would have started.
+        self.direct = _set_direct(self.fd, False)
+        return os.readv(self.fd, [buf])
+
+
+class FileWriter:
+    """Writes chunks to a regular file's descriptor, directly where it can; the caller's fsync
+    makes the file durable either way."""
+
+    def __init__(self, fd: int, *, direct: bool = True) -> None:
+        self.fd = fd
+        self.direct = direct and _set_direct(fd, True)
+        self.written = 0
+        self._flushed = 0
+
+    def __call__(self, view: memoryview) -> None:
+        # Only whole blocks at aligned offsets can be written directly: the file's last,
+        # partial chunk, and everything after a short write, go through the cache.
+        if self.direct and len(view) % ALIGN:
+            self.direct = _set_direct(self.fd, False)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError as e:
+                if not (self.direct and e.errno == errno.EINVAL):
+                    raise
+                self.direct = _set_direct(self.fd, False)
+                continue
+            view = view[n:]
+            self.written += n
+            if view and self.direct:
+                self.direct = _set_direct(self.fd, False)
+        if not self.direct and self.written - self._flushed >= _WRITEBACK_BYTES:
+            _start_writeback(self.fd, self._flushed, self.written - self._flushed)
+            self._flushed = self.written
+
+
+def pump(
+    read: Callable[[mmap.mmap], int],
+    write: Callable[[memoryview], None],
+    digest: Callable[[memoryview], None],
+    *,
+    chunk_bytes: int,
+    buffers: int = 4,
+    read_error: Callable[[OSError], BaseException] = lambda e: e,
+) -> int:
+    """Copy until `read` returns 0; the number of bytes copied.
+
+    A reader thread reads ahead into free buffers, this thread writes each one, a hasher
+    thread runs `digest` on it meanwhile (in order; hashlib releases the GIL on large buffers).
+    A buffer is read into again only once it is both written and hashed, so memory is bounded
+    by `buffers * chunk_bytes`. An OSError of `read` is raised here as `read_error(e)`; errors
+    of `write` and `digest` are raised as they are."""
+    size = aligned(chunk_bytes)
+    free: queue.SimpleQueue[mmap.mmap | None] = queue.SimpleQueue()
+    for _ in range(buffers):
+        free.put(mmap.mmap(-1, size))  # anonymous mappings are page-aligned
+    filled: queue.SimpleQueue[tuple[mmap.mmap, int] | BaseException] = queue.SimpleQueue()
+
+    def read_ahead() -> None:
+        while (buf := free.get()) is not None:
+            try:
+                n = read(buf)
+            except BaseException as e:  # noqa: BLE001 - handed to the writing thread, which raises it
+                filled.put(e)
+                return
+            filled.put((buf, n))
+            if n == 0:
+                return
+
+    reader = threading.Thread(target=read_ahead, name="copy-read-ahead", daemon=True)
+    in_flight: deque[tuple[mmap.mmap, Future[None]]] = deque()
+    total = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-hash") as hasher:
+        reader.start()
+        try:
+            while True:
+                item = filled.get()
+                if isinstance(item, OSError) and (error := read_error(item)) is not item:
+                    raise error from item
+                if isinstance(item, BaseException):
+                    raise item
+                buf, n = item
+                if n == 0:
+                    break
+                view = memoryview(buf)[:n]
+                in_flight.append((buf, hasher.submit(digest, view)))
+                write(view)
+                total += n
+                # Half the buffers at most wait for the hasher: the reader always has room.
+                if len(in_flight) >= max(1, buffers // 2):
+                    done, hashed = in_flight.popleft()
+                    hashed.result()
+                    free.put(done)
+            for _, hashed in in_flight:
+                hashed.result()
+        finally:
+            free.put(None)  # the reader stops at its next free buffer (or has stopped)
+            reader.join()
+    return total
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Turn direct I/O on or off for an open file; whether it is on afterwards.
+
+    Turning it on fails quietly where the file system does not offer it (or the descriptor is
+    not a file); turning it off cannot be refused, and raises should it be."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if not on:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+    except OSError:
+        return False
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], func)
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range now (asynchronously): the copy and the disk
+    then work at the same time instead of one long fsync at the end. Durability still comes
+    from the fsync; this only changes when the work happens."""
+    func = _sync_file_range()
+    if func is not None:
+        func(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
