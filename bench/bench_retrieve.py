@@ -337,7 +337,7 @@ def bench_local(args: argparse.Namespace, work: Path, size: int) -> dict[str, An
         runs = measure(plan, args.rounds, size, prepare)
     finally:
         station.close()
-    best = "retrieve_memory" if "retrieve_memory" in targets else "retrieve_disk"
+    best = "retrieve_memory" if "memory" in targets else "retrieve_disk"
     return {
         "store": "local",
         "store_file_system": file_system(work),
@@ -413,7 +413,7 @@ def _bench_s3(args: argparse.Namespace, work: Path, size: int, server: SeaweedFS
         runs = measure(plan, args.rounds, size, prepare, server.process.pid)
     finally:
         station.close()
-    best = "retrieve_memory" if "retrieve_memory" in targets else "retrieve_disk"
+    best = "retrieve_memory" if "memory" in targets else "retrieve_disk"
     reads = ["read_aws", "read_aws_single_get", "read_boto3"]
     return {
         "store": "s3",

@@ -51,8 +51,10 @@ RETRIEVED = "clip.retrieved"
 INTEGRITY_FAILED = "clip.integrity_failed"
 RECEIPT = "retrieval.receipt"
 RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
-_BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes
-_STREAM_BUFFERS = 8  # the same for a stream: room to read ahead while the target is written
+# Chunks in flight: memory is bounded by _BUFFERS * chunk_bytes. Room to read ahead while the
+# target is written and the hash catches up: a device's speed comes and goes, and a network
+# stream not read from stalls its sender.
+_BUFFERS = 8
 CHUNK_BYTES = 4 << 20
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS})
@@ -352,18 +354,13 @@ def copy_and_hash(
 
     A reader thread reads ahead, a second thread hashes while the target is written
     (copying.pump). A local object is read by its descriptor, directly where the file system
-    allows it; any other stream (an S3 body) is read with more buffers in flight, since a
-    network stream not read from stalls its sender."""
+    allows it; any other stream (an S3 body) by `readinto`."""
     try:
         fd = source.fileno()
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         regular = False
-    read: Callable[[mmap.mmap], int]
-    if regular:
-        read, buffers = FileReader(fd), _BUFFERS
-    else:
-        read, buffers = _stream_reader(source), _STREAM_BUFFERS
+    read = FileReader(fd) if regular else _stream_reader(source)
     writer = FileWriter(dst)
 
     def write(view: memoryview) -> None:
@@ -374,7 +371,7 @@ def copy_and_hash(
 
     sha = hashlib.sha256()
     total = pump(
-        read, write, sha.update, chunk_bytes=chunk_bytes, buffers=buffers, read_error=_read_error
+        read, write, sha.update, chunk_bytes=chunk_bytes, buffers=_BUFFERS, read_error=_read_error
     )
     return sha.hexdigest(), total
 
