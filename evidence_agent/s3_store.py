@@ -458,6 +458,9 @@ class S3ObjectStore:
             response_checksum_validation=mode,
             user_agent_extra="evidence-agent",
         )
+        self._client = self._make_client(config)
+
+    def _make_client(self, config: Config) -> S3Client:
         try:
             # Credentials were resolved above; botocore must not go looking for a profile
             # (AWS_PROFILE may name one that only the shared-credentials file has).
@@ -467,12 +470,12 @@ class S3ObjectStore:
                 aws_access_key_id=self.credentials.access_key_id,
                 aws_secret_access_key=self.credentials.secret_access_key,
                 aws_session_token=self.credentials.session_token,
-                region_name=settings.region,
+                region_name=self.settings.region,
             )
-            self._client: S3Client = session.client(
+            client: S3Client = session.client(
                 "s3",
-                endpoint_url=settings.endpoint,
-                verify=str(settings.ca_bundle) if settings.ca_bundle else True,
+                endpoint_url=self.settings.endpoint,
+                verify=str(self.settings.ca_bundle) if self.settings.ca_bundle else True,
                 config=config,
             )
         except (BotoCoreError, ValueError) as e:
@@ -480,6 +483,7 @@ class S3ObjectStore:
                 f"cannot set up the S3 client for {self._endpoint_label}: {e}",
                 remedy="check store.endpoint (e.g. https://s3.example.org:8333) and store.region",
             ) from e
+        return client
 
     # -- naming ------------------------------------------------------------------------------
 
@@ -719,30 +723,9 @@ class S3ObjectStore:
         object, hashes the whole body against it: a second SHA-256 of every byte beside the
         reader's own, which compares the ingest hash (a stronger check than the store's record
         of it) and then runs at half its rate on a small station."""
-        config = self._client.meta.config.merge(
-            Config(response_checksum_validation="when_required")
+        return self._make_client(
+            self._client.meta.config.merge(Config(response_checksum_validation="when_required"))
         )
-        try:
-            core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
-            session = boto3.session.Session(
-                botocore_session=core,
-                aws_access_key_id=self.credentials.access_key_id,
-                aws_secret_access_key=self.credentials.secret_access_key,
-                aws_session_token=self.credentials.session_token,
-                region_name=self.settings.region,
-            )
-            client: S3Client = session.client(
-                "s3",
-                endpoint_url=self.settings.endpoint,
-                verify=str(self.settings.ca_bundle) if self.settings.ca_bundle else True,
-                config=config,
-            )
-        except (BotoCoreError, ValueError) as e:
-            raise ConfigError(
-                f"cannot set up the S3 client for {self._endpoint_label}: {e}",
-                remedy="check store.endpoint (e.g. https://s3.example.org:8333) and store.region",
-            ) from e
-        return client
 
     def verify(self, sha256: str, *, read_back: bool = False) -> StoredObject:
         """Check that the object stored under `sha256` is a full-object SHA-256 match.

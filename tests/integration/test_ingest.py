@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +21,7 @@ from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
 from evidence_agent.config import Settings, build_settings
+from evidence_agent.copying import FileWriter
 from evidence_agent.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
 from evidence_agent.errors import ExitCode, InputError, StorageError
 from evidence_agent.ingest import ingest_volume
@@ -265,11 +268,7 @@ def test_file_changing_during_copy_is_flagged(station: Station, tmp_path: Path) 
 EDGE_SIZES = [0, 1, 4095, 4096, 4097, 65535, 65536, 65537, 3 * 65536 + 123, (5 << 20) + 1]
 
 
-@pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "cached"])
-def test_copy_is_exact_at_every_block_and_chunk_boundary(tmp_path: Path, direct_io: bool) -> None:
-    vol = tmp_path / "vol"
-    vol.mkdir()
-    spool = Spool(tmp_path / "spool", chunk_bytes=64 * 1024, direct_io=direct_io)
+def copy_every_edge_size(spool: Spool, vol: Path) -> None:
     spool.prepare()
     for size in EDGE_SIZES:
         data = os.urandom(size)
@@ -281,50 +280,56 @@ def test_copy_is_exact_at_every_block_and_chunk_boundary(tmp_path: Path, direct_
     assert list(spool.incoming.iterdir()) == []
 
 
-@pytest.fixture
-def ramfs(tmp_path: Path) -> Iterator[Path]:
-    """A file system that refuses direct I/O (ramfs has no direct_IO)."""
-    mount_point = tmp_path / "ramfs"
-    mount_point.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "ramfs", "ramfs", str(mount_point)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        service_missing(f"cannot mount a ramfs for the cached-copy test: {proc.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def test_file_system_without_direct_io_is_copied_through_the_cache(ramfs: Path) -> None:
-    vol = ramfs / "vol"
+@pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "cached"])
+def test_copy_is_exact_at_every_block_and_chunk_boundary(tmp_path: Path, direct_io: bool) -> None:
+    vol = tmp_path / "vol"
     vol.mkdir()
-    spool = Spool(ramfs / "spool", chunk_bytes=64 * 1024)
-    spool.prepare()
-    for size in EDGE_SIZES:
-        data = os.urandom(size)
-        (vol / f"f{size}").write_bytes(data)
-        copied = spool.copy_in(vol, f"f{size}".encode())
-        assert copied.sha256 == hashlib.sha256(data).hexdigest()
-        assert copied.path.read_bytes() == data
+    copy_every_edge_size(Spool(tmp_path / "spool", chunk_bytes=64 * 1024, direct_io=direct_io), vol)
 
 
-@pytest.fixture
-def tiny_spool(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tiny"
+def test_the_spool_disk_takes_direct_io(tmp_path: Path) -> None:
+    """The premise of the "direct" case above: the test disk's file system offers direct I/O."""
+    fd = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert FileWriter(fd).direct
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def mounted(mount_point: Path, fs_type: str, options: str, purpose: str) -> Iterator[Path]:
     mount_point.mkdir()
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        ["mount", "-t", fs_type, "-o", options, fs_type, str(mount_point)],
         capture_output=True,
         text=True,
     )
     if proc.returncode != 0:
-        service_missing(f"cannot mount a small tmpfs for the full-disk test: {proc.stderr.strip()}")
+        service_missing(f"cannot mount a {fs_type} for {purpose}: {proc.stderr.strip()}")
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_file_system_without_direct_io_is_copied_through_the_cache(tmp_path: Path) -> None:
+    with mounted(tmp_path / "ramfs", "ramfs", "mode=0755", "the cached-copy test") as ramfs:
+        probe = os.open(ramfs / "probe", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            with pytest.raises(OSError):  # the premise: ramfs has no direct I/O
+                fcntl.fcntl(probe, fcntl.F_SETFL, fcntl.fcntl(probe, fcntl.F_GETFL) | os.O_DIRECT)
+        finally:
+            os.close(probe)
+        vol = ramfs / "vol"
+        vol.mkdir()
+        copy_every_edge_size(Spool(ramfs / "spool", chunk_bytes=64 * 1024), vol)
+
+
+@pytest.fixture
+def tiny_spool(tmp_path: Path) -> Iterator[Path]:
+    with mounted(tmp_path / "tiny", "tmpfs", "size=1m", "the full-disk test") as mount_point:
+        yield mount_point
 
 
 def test_full_spool_mid_copy_leaves_nothing_and_marks_nothing(
