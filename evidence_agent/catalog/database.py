@@ -72,13 +72,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 READ_ONLY = "catalog_read_only"
 
 
-def _sqlite_begin(conn: Any) -> None:
-    if conn.get_execution_options().get(READ_ONLY):
-        # In WAL mode a reader takes no lock: it sees the last commit and waits for no writer
-        # (a dock's copy thread asks what it took before, while its catalogue thread writes).
-        conn.exec_driver_sql("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(conn: Connection) -> None:
+    # In WAL mode a reader takes no lock: it sees the last commit and waits for no writer
+    # (a dock's copy thread asks what it took before, while its catalogue thread writes).
+    sql = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+    # On the driver's connection: every transaction starts here, and SQLAlchemy's statement
+    # execution costs several times SQLite's own BEGIN. Its errors are wrapped the same way.
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+    except dbapi.Error as e:
+        raise sa.exc.DBAPIError.instance(sql, (), e, dbapi.Error, dialect=conn.dialect) from e
 
 
 def _alembic_config(engine: Engine, connection: Connection | None = None) -> Config:

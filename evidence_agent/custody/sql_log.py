@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session, SQLModel, col, select
 
@@ -78,12 +78,13 @@ class _Batch:
 
 
 class _DriverStatement:
-    """A Core statement compiled once for a dialect and run with ``exec_driver_sql``.
+    """A Core statement compiled once for a dialect and run on the transaction's DBAPI cursor.
 
     The SQL and the bound values are what SQLAlchemy's own execution would send (the dialect's
-    compiler, each type's bind processor); skipped is its per-execution bookkeeping (compiled
-    cache lookup, parameter construction), which costs more than SQLite's own work on these
-    small statements. SQLAlchemy's events, logging and error wrapping still apply.
+    compiler, each type's bind processor); skipped is its per-execution machinery (compiled
+    cache lookup, execution context, result set-up, event dispatch), which on these small
+    statements costs more than SQLite's own work. Driver errors are wrapped as SQLAlchemy's
+    would be (sa.exc.DBAPIError and its subclasses), so callers see the same exceptions.
     """
 
     def __init__(self, statement: sa.ClauseElement, dialect: Dialect) -> None:
@@ -107,15 +108,30 @@ class _DriverStatement:
             return values
         return tuple([values[name] for name in self._positions])
 
-    def execute(self, conn: Connection, values: dict[str, Any]) -> CursorResult[Any]:
-        return conn.exec_driver_sql(self.sql, self._parameters(values))
+    def execute(self, conn: Connection, values: dict[str, Any]) -> int:
+        """Run once; return the number of rows it changed."""
+        return self._run(conn, [self._parameters(values)])
 
     def execute_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        parameters = [self._parameters(row) for row in rows]
-        if len(parameters) == 1:
-            conn.exec_driver_sql(self.sql, parameters[0])
-        else:
-            conn.exec_driver_sql(self.sql, parameters)
+        self._run(conn, [self._parameters(row) for row in rows])
+
+    def _run(self, conn: Connection, parameters: list[Any]) -> int:
+        # The statements must join the caller's transaction, which session.connection() began.
+        assert conn.in_transaction()
+        dbapi = conn.dialect.loaded_dbapi
+        cursor = conn.connection.cursor()
+        try:
+            if len(parameters) == 1:
+                cursor.execute(self.sql, parameters[0])
+            else:
+                cursor.executemany(self.sql, parameters)
+            return int(cursor.rowcount)
+        except dbapi.Error as e:
+            raise sa.exc.DBAPIError.instance(
+                self.sql, parameters, e, dbapi.Error, dialect=conn.dialect
+            ) from e
+        finally:
+            cursor.close()
 
 
 @dataclass(frozen=True)
@@ -244,7 +260,7 @@ class SqlCustodyLog:
                 "b_frontier": new[1],
             },
         )
-        if moved.rowcount != 1:
+        if moved != 1:
             self._head_guess = None
             return False
         self._head_guess = new

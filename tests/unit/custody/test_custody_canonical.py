@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import math
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import rfc8785
 
 from evidence_agent.custody.canonical import canonical_json
+from evidence_agent.custody.events import CustodyEvent, encode_entries, entry_document
 from evidence_agent.errors import InputError
 
 
@@ -216,3 +219,38 @@ def test_event_shapes_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> Non
     expected = canonical_json(document)
     monkeypatch.setattr(rfc8785, "dumps", reference)
     assert canonical_json(document) == expected
+
+
+def _random_event(rng: random.Random) -> CustodyEvent:
+    def text() -> Any:
+        return _random_string(rng) if rng.random() < 0.97 else rng.choice([Kind.CLIP, 7, None])
+
+    data = _random_value(rng)
+    return CustodyEvent(
+        type=text(),
+        subject_kind=text(),
+        subject_id=text(),
+        actor=text(),
+        reason=text(),
+        sha256=rng.choice([None, "ab" * 32, text()]),
+        data=data if isinstance(data, dict) and rng.random() < 0.9 else {"value": data},
+    )
+
+
+def _first_entry(event: CustodyEvent, *, station: str, seq: int, time: datetime) -> bytes:
+    return encode_entries([event], station_id=station, first_seq=seq, time=time)[0]
+
+
+def test_entries_are_the_canonical_json_of_their_documents() -> None:
+    # encode_entries writes the envelope's keys in order instead of sorting them: the bytes,
+    # and the errors, must be those of canonical_json of the entry's document.
+    rng = random.Random(9162)
+    when = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    for i in range(5_000):
+        event = _random_event(rng)
+        station = rng.choice(["station-1", _random_string(rng)])
+        expected = _outcome(
+            canonical_json, entry_document(event, station_id=station, seq=i, time=when)
+        )
+        got = _outcome(functools.partial(_first_entry, station=station, seq=i, time=when), event)
+        assert got == expected, event

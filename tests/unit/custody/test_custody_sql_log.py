@@ -223,3 +223,28 @@ def test_an_empty_log_has_no_checkpoint(engine: Engine, signer: Ed25519Signer) -
     log = make_log(signer)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         assert log.checkpoint(session) is None
+
+
+def test_a_driver_error_in_an_append_is_sqlalchemys_error_and_commits_nothing(
+    engine: Engine, signer: Ed25519Signer
+) -> None:
+    # The append runs its statements on the driver's cursor: its errors must still be the
+    # ones SQLAlchemy raises, which the service layer turns into messages and exit codes.
+    log = make_log(signer)
+    append(engine, log, [event(0)])
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON custody_entries "
+            "BEGIN SELECT RAISE(ABORT, 'entries refused by the test'); END"
+        )
+    with pytest.raises(sa.exc.IntegrityError, match="entries refused by the test"):
+        append(engine, log, [event(1), event(2)])
+    with Session(engine) as session:
+        head = session.exec(select(CustodyHead)).one()
+        assert head.size == 1
+        assert len(session.exec(select(CustodyEntry)).all()) == 1
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse")
+    append(engine, log, [event(1)])  # the head guess missed; the append reads the head again
+    with Session(engine) as session:
+        assert [r.seq for r in session.exec(select(CustodyEntry))] == [0, 1]
