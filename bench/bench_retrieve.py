@@ -16,11 +16,12 @@ reversed every other round, so load that comes and goes hits both sides alike).
   pinned `weed` of the dev extra) with an Object Lock bucket; the clip is stored through the
   station's store as the upload queue stores it (multipart from 1 GiB), the station's
   credentials come from its environment as in production. Every plain read is one whole object
-  streamed to /dev/null without hashing (botocore's check of a stored checksum is off):
-  read_aws              `aws s3 cp s3://BUCKET/KEY -` with the CLI's defaults (ranged GETs,
-                        10 at a time);
+  read without hashing (botocore's check of a stored checksum is off):
+  read_aws              `aws s3 cp s3://BUCKET/KEY FILE` with the CLI's defaults (ranged GETs,
+                        10 at a time), FILE in /dev/shm (memory) when there is one; not to
+                        stdout, where the CLI (1.46) hangs for good here (aws/aws-cli#1775);
   read_aws_single_get   the same with multipart_threshold above the object's size: one GET;
-  read_boto3            boto3 get_object, the body read in 8 MiB chunks;
+  read_boto3            boto3 get_object, the body read in 8 MiB chunks and dropped;
   hash                  SHA-256 alone of the same bytes, from memory;
   retrieve_*            review.retrieval.retrieve() through `station.store.open()`, to a
                         directory on disk and to /dev/shm.
@@ -86,6 +87,7 @@ BUCKET = "evidence"
 PLAIN_READ_CHUNK = 8 << 20
 
 Plan = list[tuple[str, Callable[[], None]]]
+AWS_TIMEOUT_S = 120.0  # a 1 GiB read takes seconds; a run still going after this has hung
 
 
 def log(message: str) -> None:
@@ -183,12 +185,29 @@ def hash_file(path: Path, size: int, chunk: int, expected: str) -> None:
     assert digest.hexdigest() == expected
 
 
-def to_devnull(command: list[str], env: dict[str, str] | None = None) -> Callable[[], None]:
+def to_devnull(
+    command: list[str], env: dict[str, str] | None = None, timeout: float | None = None
+) -> Callable[[], None]:
+    """A run of ``command`` with its stdout thrown away. With ``timeout``, a run that hangs is
+    killed and run once more (the AWS CLI's threaded download to stdout sometimes stops for
+    good, aws/aws-cli#1775 and #951); the retry's time is the one measured."""
+
     def run() -> None:
-        with open(os.devnull, "wb") as null:
-            subprocess.run(command, stdout=null, check=True, env=env)
+        for attempt in (1, 2):
+            with open(os.devnull, "wb") as null:
+                try:
+                    subprocess.run(command, stdout=null, check=True, env=env, timeout=timeout)
+                    return
+                except subprocess.TimeoutExpired:
+                    if attempt == 2:
+                        raise
+                    log(f"{command[0]} hung for {timeout} s: killed, run again")
+                    HUNG_RUNS.append(" ".join(command[:3]))
 
     return run
+
+
+HUNG_RUNS: list[str] = []  # commands killed by to_devnull's timeout, reported in the JSON
 
 
 @dataclass(frozen=True)
@@ -377,7 +396,21 @@ def _bench_s3(args: argparse.Namespace, work: Path, size: int, server: SeaweedFS
             **credentials_env(server),
             "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
         }
-        aws_cp = aws_command(server, "cp", "--only-show-errors", f"s3://{BUCKET}/{key}", "-")
+        targets = {"disk": work / "targets", **memory_target(work)}
+        aws_copy = targets.get("memory", work) / "aws-copy"
+        aws_cp = aws_command(
+            server, "cp", "--only-show-errors", f"s3://{BUCKET}/{key}", str(aws_copy)
+        )
+
+        def read_aws(env: dict[str, str]) -> Callable[[], None]:
+            run = to_devnull(aws_cp, env, AWS_TIMEOUT_S)
+
+            def read() -> None:
+                run()
+                assert aws_copy.stat().st_size == size
+                aws_copy.unlink()
+
+            return read
 
         def read_boto3() -> None:
             body = client.get_object(Bucket=BUCKET, Key=key)["Body"]
@@ -387,13 +420,9 @@ def _bench_s3(args: argparse.Namespace, work: Path, size: int, server: SeaweedFS
             body.close()
             assert got == size
 
-        targets = {"disk": work / "targets", **memory_target(work)}
         plan: Plan = [
-            ("read_aws", to_devnull(aws_cp, aws_env)),
-            (
-                "read_aws_single_get",
-                to_devnull(aws_cp, {**aws_env, "AWS_CONFIG_FILE": str(aws_config)}),
-            ),
+            ("read_aws", read_aws(aws_env)),
+            ("read_aws_single_get", read_aws({**aws_env, "AWS_CONFIG_FILE": str(aws_config)})),
             ("read_boto3", read_boto3),
             ("hash", lambda: hash_file(source, size, args.chunk_mib << 20, clip.sha256)),
             *retrieval_runs(station, clip, targets, args.chunk_mib << 20),
@@ -423,6 +452,7 @@ def _bench_s3(args: argparse.Namespace, work: Path, size: int, server: SeaweedFS
             "parts": int(str(head.get("ETag", "")).strip('"').partition("-")[2] or 1),
         },
         "store_file_system": file_system(work),
+        "aws_runs_killed_as_hung": list(HUNG_RUNS),
         **{cache: summarise(runs[cache], size, reads, best) for cache in CACHES},
     }
 
