@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, Unit
@@ -52,3 +53,25 @@ def test_a_write_transaction_holds_the_write_lock_from_its_start(station: Statio
                 other.execute("BEGIN IMMEDIATE")
         finally:
             other.close()
+
+
+def test_a_writer_that_cannot_get_the_lock_gets_sqlalchemys_error(station: Station) -> None:
+    # BEGIN IMMEDIATE runs on the driver's connection: a lock it cannot get must still surface
+    # as SQLAlchemy's OperationalError, as any other statement's would.
+    database = station.engine.url.database
+    assert database is not None
+    sa.event.listen(
+        station.engine, "connect", lambda conn, _record: conn.execute("PRAGMA busy_timeout=50")
+    )
+    station.engine.dispose()  # new connections, with the short timeout
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sa.exc.OperationalError, match="locked"), station.transaction() as s:
+            s.exec(select(Clip)).all()
+    finally:
+        holder.close()
+    with station.transaction() as s:  # the lock is free again: the station writes as before
+        s.add(Unit(code="330100000000", name="after"))
+    with station.reading() as session:
+        assert [u.name for u in session.exec(select(Unit))] == ["after"]
