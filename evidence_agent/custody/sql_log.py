@@ -39,10 +39,10 @@ def _table(model: type[SQLModel]) -> sa.Table:
 
 
 # Appends run inside the caller's write transaction, which holds the SQLite write lock (or the
-# station's head row lock on PostgreSQL) for as long as they take: they use Core statements on
-# the session's connection, built and compiled once, instead of ORM objects, whose construction,
-# head query and unit-of-work flush cost more than the durable commit itself
-# (bench/bench_custody_log.py).
+# station's head row lock on PostgreSQL) for as long as they take: they use Core statements,
+# compiled once and run on the transaction's driver cursor (_DriverStatement), instead of ORM
+# objects, whose construction, head query and unit-of-work flush cost more than the durable
+# commit itself (bench/bench_custody_log.py).
 _ENTRIES = _table(CustodyEntry)
 _HEADS = _table(CustodyHead)
 _CHECKPOINTS = _table(CustodyCheckpoint)
