@@ -77,12 +77,22 @@ def _sqlite_begin(conn: Connection) -> None:
     # (a dock's copy thread asks what it took before, while its catalogue thread writes).
     sql = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
     # On the driver's connection: every transaction starts here, and SQLAlchemy's statement
-    # execution costs several times SQLite's own BEGIN. Its errors are wrapped the same way.
+    # execution costs several times SQLite's own BEGIN.
+    with driver_errors_wrapped(conn, sql, ()):
+        conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+
+
+@contextmanager
+def driver_errors_wrapped(conn: Connection, sql: str, parameters: Any) -> Iterator[None]:
+    """Raise the driver's errors from a statement run on its own cursor as SQLAlchemy's
+    execution would have (sa.exc.DBAPIError and its subclasses), so callers see one kind."""
     dbapi = conn.dialect.loaded_dbapi
     try:
-        conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+        yield
     except dbapi.Error as e:
-        raise sa.exc.DBAPIError.instance(sql, (), e, dbapi.Error, dialect=conn.dialect) from e
+        raise sa.exc.DBAPIError.instance(
+            sql, parameters, e, dbapi.Error, dialect=conn.dialect
+        ) from e
 
 
 def _alembic_config(engine: Engine, connection: Connection | None = None) -> Config:

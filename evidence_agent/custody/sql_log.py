@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session, SQLModel, col, select
 
+from evidence_agent.catalog.database import driver_errors_wrapped
 from evidence_agent.catalog.models import CustodyCheckpoint, CustodyEntry, CustodyHead
 from evidence_agent.custody.checkpoint import Checkpoint, sign_checkpoint
 from evidence_agent.custody.events import CustodyEvent, encode_entries
@@ -83,8 +84,8 @@ class _DriverStatement:
     The SQL and the bound values are what SQLAlchemy's own execution would send (the dialect's
     compiler, each type's bind processor); skipped is its per-execution machinery (compiled
     cache lookup, execution context, result set-up, event dispatch), which on these small
-    statements costs more than SQLite's own work. Driver errors are wrapped as SQLAlchemy's
-    would be (sa.exc.DBAPIError and its subclasses), so callers see the same exceptions.
+    statements costs more than SQLite's own work. Driver errors are raised as SQLAlchemy's
+    (catalog.database.driver_errors_wrapped).
     """
 
     def __init__(self, statement: sa.ClauseElement, dialect: Dialect) -> None:
@@ -118,18 +119,14 @@ class _DriverStatement:
     def _run(self, conn: Connection, parameters: list[Any]) -> int:
         # The statements must join the caller's transaction, which session.connection() began.
         assert conn.in_transaction()
-        dbapi = conn.dialect.loaded_dbapi
         cursor = conn.connection.cursor()
         try:
-            if len(parameters) == 1:
-                cursor.execute(self.sql, parameters[0])
-            else:
-                cursor.executemany(self.sql, parameters)
+            with driver_errors_wrapped(conn, self.sql, parameters):
+                if len(parameters) == 1:
+                    cursor.execute(self.sql, parameters[0])
+                else:
+                    cursor.executemany(self.sql, parameters)
             return int(cursor.rowcount)
-        except dbapi.Error as e:
-            raise sa.exc.DBAPIError.instance(
-                self.sql, parameters, e, dbapi.Error, dialect=conn.dialect
-            ) from e
         finally:
             cursor.close()
 
