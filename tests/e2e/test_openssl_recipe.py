@@ -1,4 +1,4 @@
-"""The OpenSSL-only recipe of docs/audit.md, run exactly as written on a checkpoint the agent made."""
+"""The OpenSSL-only recipe of the README, run exactly as written on a checkpoint the agent made."""
 
 from __future__ import annotations
 
@@ -13,18 +13,19 @@ import pytest
 
 from tests.support import service_missing
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "<!-- openssl-recipe:"
+VKEY = "stations/st-openssl/station.vkey"
 _SCRIPT = Path(sys.executable).with_name("evidence-agent")
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "evidence_agent"]
 
 
 def documented_recipe() -> str:
-    """The shell block that follows the marker in docs/audit.md, character for character."""
+    """The shell block that follows the marker in the README, character for character."""
     text = DOC.read_text(encoding="utf-8")
     after = text[text.index(MARKER) :]
     match = re.search(r"```sh\n(.*?)```", after, re.DOTALL)
-    assert match is not None, "docs/audit.md lost its openssl recipe"
+    assert match is not None, "the README lost its openssl recipe"
     return match.group(1)
 
 
@@ -67,8 +68,20 @@ def test_recipe_verifies_a_real_checkpoint(tools: None, bundle: Path) -> None:
     proc = run_recipe(bundle, latest(bundle))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Signature Verified Successfully" in proc.stdout
-    key_id = (bundle / "stations/st-openssl/station.vkey").read_text().split("+")[1]
+    key_id = (bundle / VKEY).read_text().split("+")[1]
     assert "".join(proc.stdout.split("\n")[0].split()) == key_id  # what `od` printed
+
+
+def test_recipe_leaves_the_bundle_as_exported(tools: None, bundle: Path) -> None:
+    before = sorted(p.relative_to(bundle) for p in bundle.rglob("*"))
+    assert run_recipe(bundle, latest(bundle)).returncode == 0
+    assert sorted(p.relative_to(bundle) for p in bundle.rglob("*")) == before
+    proc = subprocess.run(
+        [*CLI, "verify", "--bundle", str(bundle), "--trusted-key", str(bundle / VKEY)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_recipe_rejects_an_altered_checkpoint(tools: None, bundle: Path, tmp_path: Path) -> None:
