@@ -600,6 +600,7 @@ def _catalog_file(
             clip = Clip(
                 id=clip_id,
                 sha256=spooled.sha256,
+                blake3=spooled.blake3,
                 sm3=spooled.sm3,
                 size=spooled.size,
                 media_kind=kind,
@@ -667,6 +668,7 @@ def ingest_event_data(
     """What the ingest event fixes about a clip; `verify` cross-checks the catalog against it."""
     return {
         "size": clip.size,
+        "blake3": clip.blake3,
         "sm3": clip.sm3,
         "media_kind": clip.media_kind,
         "source_path": clip.source_path,

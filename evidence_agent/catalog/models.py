@@ -116,6 +116,8 @@ class Clip(SQLModel, table=True):
     )
     id: str = Field(primary_key=True, max_length=36)
     sha256: str = Field(unique=True, max_length=64)
+    # BLAKE3 of the same read (spool.SpooledFile): retrievals check it; None before migration 0005
+    blake3: str | None = Field(default=None, max_length=64)
     sm3: str | None = Field(default=None, max_length=64)
     size: int = Field(sa_type=sa.BigInteger)
     media_kind: str = ""  # video, photo, audio

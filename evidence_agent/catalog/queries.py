@@ -49,6 +49,7 @@ class ClipView:
         return {
             "id": c.id,
             "sha256": c.sha256,
+            "blake3": c.blake3,
             "sm3": c.sm3,
             "size": c.size,
             "media_kind": c.media_kind,

@@ -15,8 +15,10 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from blake3 import blake3
 from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
@@ -75,6 +77,29 @@ def event_types(station: Station) -> list[str]:
         return [e.event_type for e in session.exec(select(CustodyEntry).order_by(CustodyEntry.seq))]
 
 
+def events(station: Station, event_type: str) -> list[dict[str, Any]]:
+    with station.reading() as session:
+        rows = session.exec(select(CustodyEntry).where(CustodyEntry.event_type == event_type))
+        return [json.loads(e.entry) for e in rows]
+
+
+def test_spool_blake3_is_the_published_one(tmp_path: Path) -> None:
+    """The published BLAKE3 digests of the empty input and of "abc" (as `b3sum` prints them): the
+    spool's hash is standard BLAKE3, which any implementation can check."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "empty").write_bytes(b"")
+    (vol / "abc").write_bytes(b"abc")
+    spool = Spool(tmp_path / "spool")
+    spool.prepare()
+    assert spool.copy_in(vol, b"empty").blake3 == (
+        "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    )
+    assert spool.copy_in(vol, b"abc").blake3 == (
+        "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+    )
+
+
 def test_demo_volume_is_ingested_hashed_tagged_and_stored(
     station: Station, volume: Path, demo_template: DemoVolume
 ) -> None:
@@ -84,8 +109,12 @@ def test_demo_volume_is_ingested_hashed_tagged_and_stored(
     originals = {str(f.path.relative_to(demo_template.root)): f for f in demo_template.media}
     by_path = {c.source_path: c for c in clips(station)}
     assert set(by_path) == set(originals)
+    ingest_events = {e["subject"]["id"]: e for e in events(station, "clip.ingested")}
     for rel, clip in by_path.items():
         assert clip.sha256 == sha256_of(volume / rel)
+        # BLAKE3 of the same read, which retrievals check; fixed by the ingest event too
+        assert clip.blake3 == blake3((volume / rel).read_bytes()).hexdigest()
+        assert ingest_events[clip.id]["data"]["blake3"] == clip.blake3
         assert clip.state == "stored"
         assert station.store.verify(clip.sha256).sha256 == clip.sha256
     assert len(stored.stored) == len(originals)
@@ -275,6 +304,7 @@ def copy_every_edge_size(spool: Spool, vol: Path) -> None:
         (vol / f"f{size}").write_bytes(data)
         copied = spool.copy_in(vol, f"f{size}".encode())
         assert copied.sha256 == hashlib.sha256(data).hexdigest()
+        assert copied.blake3 == blake3(data).hexdigest()
         assert copied.size == size and not copied.changed_during_copy
         assert copied.path.read_bytes() == data
     assert list(spool.incoming.iterdir()) == []

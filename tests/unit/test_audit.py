@@ -43,6 +43,7 @@ def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
 def ingest_data(n: int) -> dict[str, Any]:
     return {
         "size": 1000 + n,
+        "blake3": f"{n:064x}",
         "sm3": None,
         "media_kind": "video",
         "source_path": f"DCIM/{n}.MP4",
@@ -330,6 +331,7 @@ def test_non_canonical_entry_is_found(tmp_path: Path) -> None:
         ({"state": "spooled"}, "clip c1", "entry 2 stored it"),
         ({"duration_seconds": 4.5}, "clip c1", "duration_seconds"),
         ({"important": 0}, "clip c1", "important"),
+        ({"blake3": "f" * 64}, "clip c1", "catalog blake3"),
     ],
 )
 def test_catalog_rows_against_the_log(
@@ -370,6 +372,29 @@ def test_bundle_without_catalog_skips_step_4(tmp_path: Path) -> None:
     report = verify_bundle(Log(clips=None, links=None).write(tmp_path / "b"))
     assert report.intact
     assert report.steps[4].status == "skipped"
+
+
+def test_rows_and_events_from_before_blake3_still_verify(tmp_path: Path) -> None:
+    def before(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if k != "blake3"}
+
+    events = [
+        CustodyEvent(
+            e.type, e.subject_kind, e.subject_id, e.actor, e.reason, e.sha256, before(e.data)
+        )
+        for e in standard_events()
+    ]
+    log = Log(
+        entries=encode(events), clips=[before(clip_row(1, SHA_A)), before(clip_row(2, SHA_B))]
+    )
+    report = verify_bundle(log.write(tmp_path / "b"))
+    assert report.intact, findings(report)
+
+
+def test_row_without_the_blake3_its_event_has(tmp_path: Path) -> None:
+    row = {k: v for k, v in clip_row(1, SHA_A).items() if k != "blake3"}
+    report = verify_bundle(Log(clips=[row, clip_row(2, SHA_B)]).write(tmp_path / "b"))
+    assert has(report, 4, "clip c1", "catalog blake3 is None"), findings(report)
 
 
 def test_catalog_rows_with_other_fields_are_malformed(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, Officer
@@ -46,6 +47,8 @@ def add_clip(station: Station, store: MemoryStore) -> AddClip:
         seconds: float = 60,
         state: str = "stored",
         retention_until: datetime | None = None,
+        b3: str
+        | None = "",  # "": the data's BLAKE3, as the ingest records it; None: a clip of before
     ) -> Clip:
         sha = hashlib.sha256(data).hexdigest()
         store.objects[sha] = data
@@ -59,6 +62,7 @@ def add_clip(station: Station, store: MemoryStore) -> AddClip:
             clip = Clip(
                 id=str(uuid.uuid4()),
                 sha256=sha,
+                blake3=blake3(data).hexdigest() if b3 == "" else b3,
                 size=len(data),
                 media_kind="video",
                 source_path=f"DCIM/100MEDIA/A123456_100231_{start:%Y%m%d%H%M%S}_0001.MP4",

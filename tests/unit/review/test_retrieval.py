@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 from sqlmodel import col, select
 
 from evidence_agent.catalog.models import CustodyEntry
@@ -51,6 +52,7 @@ def test_a_verified_copy_and_a_receipt_are_handed_over(
     assert report.receipt is not None
     receipt = json.loads(report.receipt.read_bytes())
     assert receipt["items"][0]["sha256"] == clip.sha256
+    assert receipt["items"][0]["verified"] == "blake3"  # the ingest's BLAKE3 was checked
     assert hashlib.sha256(report.receipt.read_bytes()).hexdigest() == report.receipt_sha256
     [event] = events(station, "clip.retrieved")
     assert event["actor"] == "user:alice" and event["reason"] == "court"
@@ -73,6 +75,32 @@ def test_a_flipped_byte_in_the_store_is_not_handed_over(
     names = {p.name for p in target.iterdir()}
     assert not any(n.endswith(".part") for n in names) and len(names) == 2  # good clip + receipt
     assert [e["subject"]["id"] for e in events(station, "clip.integrity_failed")] == [bad.id]  # type: ignore[index]
+
+
+def test_the_ingest_blake3_is_what_is_checked(
+    station: Station, add_clip: AddClip, tmp_path: Path
+) -> None:
+    # The stored bytes match the SHA-256, but not the BLAKE3 the ingest recorded: refused.
+    clip = add_clip(b"clip", b3=blake3(b"another clip").hexdigest())
+    with pytest.raises(RetrievalIntegrityError) as caught:
+        retrieve(station, CLERK, RetrievalRequest([clip.id], None, tmp_path / "o", "court"))
+    assert "BLAKE3 is" in caught.value.report.failed[clip.id]
+    assert [p.name for p in (tmp_path / "o").iterdir()] == [caught.value.report.receipt.name]  # type: ignore[union-attr]
+
+
+def test_a_clip_ingested_before_blake3_is_checked_by_sha256(
+    station: Station, add_clip: AddClip, store: MemoryStore, tmp_path: Path
+) -> None:
+    old = add_clip(b"old clip", b3=None)
+    report = retrieve(station, CLERK, RetrievalRequest([old.id], None, tmp_path / "a", "court"))
+    [item] = report.handed_over
+    assert item.file.read_bytes() == b"old clip" and item.to_json()["verified"] == "sha256"
+    [event] = events(station, "clip.retrieved")
+    assert event["data"]["verified"].startswith("sha256 ")  # type: ignore[index]
+    store.objects[old.sha256] = b"old Clip"
+    with pytest.raises(RetrievalIntegrityError) as caught:
+        retrieve(station, CLERK, RetrievalRequest([old.id], None, tmp_path / "b", "court"))
+    assert "SHA-256 is" in caught.value.report.failed[old.id]
 
 
 def test_no_reason_no_retrieval(station: Station, add_clip: AddClip, tmp_path: Path) -> None:
@@ -143,6 +171,18 @@ def test_a_local_object_is_copied_and_hashed(tmp_path: Path, size: int) -> None:
         os.close(fd)
     assert copied == size and target.read_bytes() == data
     assert digest == hashlib.sha256(data).hexdigest()
+
+
+def test_a_copy_is_hashed_with_blake3_when_asked(tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    fd = os.open(tmp_path / "copy", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        digest, copied = copy_and_hash(
+            io.BytesIO(data), fd, 65536, lambda e: StorageError(str(e)), "blake3"
+        )
+    finally:
+        os.close(fd)
+    assert (digest, copied) == (blake3(data).hexdigest(), len(data))
 
 
 def test_a_stream_is_hashed_on_its_way(tmp_path: Path) -> None:
