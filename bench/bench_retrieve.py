@@ -76,7 +76,9 @@ from s3_server import (
 
 from evidence_agent.catalog.models import Clip
 from evidence_agent.config import build_settings
+from evidence_agent.custody.events import CustodyEvent
 from evidence_agent.domain.media import MediaInfo
+from evidence_agent.ingest import ingest_event_data
 from evidence_agent.local_store import LocalObjectStore
 from evidence_agent.s3_store import S3ObjectStore
 from evidence_agent.station import Station, open_station
@@ -124,7 +126,8 @@ class NoProber:
 
 
 def make_object(station: Station, work: Path, size: int, *, keep_source: bool = False) -> Clip:
-    """A clip of random bytes, stored in the station's store and catalogued as stored."""
+    """A clip of random bytes, stored in the station's store and catalogued as stored, with the
+    ingest event a retrieval checks it against."""
     source = work / "clip.bin"
     sha = hashlib.sha256()
     b3 = blake3()
@@ -162,6 +165,19 @@ def make_object(station: Station, work: Path, size: int, *, keep_source: bool = 
     )
     with station.transaction() as session:
         session.add(clip)
+        session.flush()
+        station.record(
+            session,
+            CustodyEvent(
+                type="clip.ingested",
+                subject_kind="clip",
+                subject_id=clip.id,
+                actor=station.actor,
+                reason="benchmark clip",
+                sha256=digest,
+                data=ingest_event_data(clip, "BENCH", None, None),
+            ),
+        )
     return clip
 
 

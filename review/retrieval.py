@@ -5,11 +5,12 @@ Steps for each clip:
   2. the stored object is read once and copied to a hidden temporary file in the target
      directory; the bytes written are hashed in a second thread (hashing overlaps the I/O,
      and both use direct I/O where the file systems allow it);
-  3. size and hash are compared (constant time) with the catalog's ingest values; on a
-     mismatch the temporary file is deleted, the failure is logged, nothing is handed over.
-     The hash is the clip's BLAKE3, taken in the ingest read beside its SHA-256 (several times
-     faster to check, so verification costs next to nothing beside the copy); clips ingested
-     before BLAKE3 was recorded are checked by SHA-256;
+  3. size and hash are compared (constant time) with the ingest values; on a mismatch the
+     temporary file is deleted, the failure is logged, nothing is handed over. The hash is the
+     clip's BLAKE3, taken in the ingest read beside its SHA-256 (several times faster to check,
+     so verification costs next to nothing beside the copy), as the clip's ingest event in the
+     custody log fixes it, and the catalog row must agree with that event (`ingest_hash`);
+     clips ingested before BLAKE3 was recorded are checked by SHA-256;
   4. the retrieval is logged (who, when, what, why), then the file is given its final,
      read-only name (never replacing a file) and the directory is synced;
   5. a receipt (RFC 8785 JSON) lists what was handed over; its hash is logged too.
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import hmac
 import io
+import json
 import logging
 import mmap
 import os
@@ -32,8 +35,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from blake3 import blake3
+from sqlmodel import col, select
 
-from evidence_agent.catalog.models import Clip, Officer, Recorder, Unit
+from evidence_agent.catalog.models import Clip, CustodyEntry, Officer, Recorder, Unit
 from evidence_agent.copying import FileReader, FileWriter, pump
 from evidence_agent.custody.canonical import canonical_json
 from evidence_agent.custody.events import CustodyEvent, format_time
@@ -78,6 +82,7 @@ class HandedOver:
     clip: Clip
     file: Path
     seq: int  # the custody log entry of this retrieval
+    verified: str  # the ingest hash checked: "blake3" or "sha256"
     officer: str | None = None
     recorder: str | None = None
     unit: str | None = None
@@ -94,7 +99,7 @@ class HandedOver:
             "officer": self.officer,
             "recorder": self.recorder,
             "unit": self.unit,
-            "verified": ingest_hash(c)[0],
+            "verified": self.verified,
             "custody_seq": self.seq,
         }
 
@@ -198,7 +203,7 @@ def retrieve(
         for clip in clips:
             officer, recorder, unit = views[clip.id]
             try:
-                tmp = copy_verified(station, clip, target, chunk)
+                tmp, verified = copy_verified(station, clip, target, chunk)
             except IntegrityError as e:
                 report.failed[clip.id] = e.message
                 _record_integrity_failure(station, caller, clip, report, e)
@@ -209,7 +214,7 @@ def retrieve(
                 ) from None
             try:
                 # 4. logged first: a file is never in the target without its retrieval event
-                seq = _record_retrieval(station, caller, clip, report, tmp, target)
+                seq = _record_retrieval(station, caller, clip, report, target, verified)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
@@ -224,7 +229,9 @@ def retrieve(
                     sha256=clip.sha256,
                     not_completed_seq=seq,  # the logged retrieval that did not hand over
                 ) from None
-            report.handed_over.append(HandedOver(clip, final, seq, officer, recorder, unit))
+            report.handed_over.append(
+                HandedOver(clip, final, seq, verified, officer, recorder, unit)
+            )
             log.info("clip %s handed over as %s", clip.id, final)
     finally:
         if report.handed_over or report.failed:
@@ -309,10 +316,12 @@ def _prepare_target(target: Path, needed: int) -> Path:
     return target.resolve()
 
 
-def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) -> Path:
+def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) -> tuple[Path, str]:
     """2-3: copy the stored object to a temporary file in `target` while hashing it.
 
-    Returns the temporary file, complete, synced and verified; on any failure it is gone."""
+    Returns the temporary file, complete, synced and verified, and the hash it was verified by;
+    on any failure it is gone."""
+    algorithm, expected = ingest_hash(station, clip)
     tmp = target / f".evidence-agent-{uuid.uuid4().hex}.part"
     try:
         source = station.store.open(clip.sha256)
@@ -325,7 +334,6 @@ def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) 
             dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise _target_error(e, target) from e
-        algorithm, expected = ingest_hash(clip)
         try:
             digest, size = copy_and_hash(
                 source, dst, chunk_bytes, lambda e: _target_error(e, target), algorithm
@@ -347,13 +355,51 @@ def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) 
         raise
     finally:
         source.close()
-    return tmp
+    return tmp, algorithm
 
 
-def ingest_hash(clip: Clip) -> tuple[str, str]:
-    """The ingest hash a retrieval of `clip` checks, as (algorithm, hex digest): the BLAKE3
-    where the ingest recorded one, else the SHA-256."""
-    return ("blake3", clip.blake3) if clip.blake3 else ("sha256", clip.sha256)
+def ingest_hash(station: Station, clip: Clip) -> tuple[str, str]:
+    """The hash a retrieval of `clip` checks, as (algorithm, hex digest), as the clip's ingest
+    event in the custody log fixes it: the BLAKE3 where the ingest recorded one, else the SHA-256.
+
+    The catalog row must say the same as the event. The bytes handed over are then those the
+    log says were ingested, and the SHA-256 on the receipt is theirs, even though only their
+    BLAKE3 was computed: a row edited behind the log's back (as `verify` would report it) hands
+    nothing over."""
+    with station.reading() as session:
+        row = session.exec(
+            select(CustodyEntry.seq, CustodyEntry.entry)
+            .where(CustodyEntry.station_id == clip.station_id)
+            .where(CustodyEntry.subject_id == clip.id)
+            .where(CustodyEntry.event_type == "clip.ingested")
+            .order_by(col(CustodyEntry.seq))
+        ).first()
+    if row is None:
+        raise IntegrityError(
+            f"clip {clip.id} has no clip.ingested event in the custody log of station "
+            f"{clip.station_id}: its catalog row was not made by an ingest",
+            remedy="run `evidence-agent verify` and report the finding",
+        )
+    seq, entry = row
+    event = json.loads(entry)
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    logged_sha256, logged_blake3 = event.get("sha256"), data.get("blake3")
+    at = f"its ingest event (entry {seq})"
+    if not isinstance(logged_sha256, str) or not _same(logged_sha256, clip.sha256):
+        raise IntegrityError(
+            f"the catalog's SHA-256 of clip {clip.id} is {clip.sha256}, {at} says {logged_sha256}"
+        )
+    if logged_blake3 is None and clip.blake3 is None:
+        return "sha256", clip.sha256  # ingested before BLAKE3 was recorded
+    if not isinstance(logged_blake3, str) or not _same(logged_blake3, clip.blake3 or ""):
+        raise IntegrityError(
+            f"the catalog's BLAKE3 of clip {clip.id} is {clip.blake3}, {at} says {logged_blake3}"
+        )
+    return "blake3", logged_blake3
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
 
 
 _NAMES = {"blake3": "BLAKE3", "sha256": "SHA-256"}
@@ -459,7 +505,12 @@ def _target_error(e: OSError, target: Path) -> StorageError:
 
 
 def _record_retrieval(
-    station: Station, caller: Caller, clip: Clip, report: RetrievalReport, tmp: Path, target: Path
+    station: Station,
+    caller: Caller,
+    clip: Clip,
+    report: RetrievalReport,
+    target: Path,
+    verified: str,
 ) -> int:
     with station.transaction() as session:
         entry = station.custody.append(
@@ -476,8 +527,8 @@ def _record_retrieval(
                     "case": report.case,
                     "target": str(target),
                     "size": clip.size,
-                    "verified": f"{ingest_hash(clip)[0]} of the bytes read from the store equals "
-                    "the ingest hash",
+                    "verified": f"{verified} of the bytes read from the store equals the "
+                    "ingest hash",
                     "store": station.store.describe(),
                     "roles": sorted(caller.roles),
                 },

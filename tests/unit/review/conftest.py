@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, Officer
 from evidence_agent.config import build_settings
+from evidence_agent.custody.events import CustodyEvent
 from evidence_agent.station import Station, open_station
 from tests.unit.review.fakes import NOW, AddClip, FixedClock, MemoryStore, NoProber
 
@@ -78,6 +79,20 @@ def add_clip(station: Station, store: MemoryStore) -> AddClip:
                 retention_until=retention_until or end + timedelta(days=183),
             )
             session.add(clip)
+            session.flush()
+            # as the ingest records it: a retrieval checks the hash this event fixes
+            station.record(
+                session,
+                CustodyEvent(
+                    type="clip.ingested",
+                    subject_kind="clip",
+                    subject_id=clip.id,
+                    actor="station:test",
+                    reason="ingested",
+                    sha256=sha,
+                    data={"size": clip.size, "blake3": clip.blake3},
+                ),
+            )
         return clip
 
     return add

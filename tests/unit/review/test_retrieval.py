@@ -12,7 +12,7 @@ import pytest
 from blake3 import blake3
 from sqlmodel import col, select
 
-from evidence_agent.catalog.models import CustodyEntry
+from evidence_agent.catalog.models import Clip, CustodyEntry
 from evidence_agent.errors import InputError, PermissionDeniedError, StorageError
 from evidence_agent.station import Station
 from review.retrieval import (
@@ -86,6 +86,45 @@ def test_the_ingest_blake3_is_what_is_checked(
         retrieve(station, CLERK, RetrievalRequest([clip.id], None, tmp_path / "o", "court"))
     assert "BLAKE3 is" in caught.value.report.failed[clip.id]
     assert [p.name for p in (tmp_path / "o").iterdir()] == [caught.value.report.receipt.name]  # type: ignore[union-attr]
+
+
+def edit_row(station: Station, clip_id: str, **values: object) -> None:
+    """An edit of the catalog behind the custody log's back."""
+    with station.transaction() as session:
+        row = session.get(Clip, clip_id)
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("blake3", "the catalog's BLAKE3 of clip"),
+        ("sha256", "the catalog's SHA-256 of clip"),
+        ("station_id", "has no clip.ingested event"),
+    ],
+)
+def test_a_row_edited_behind_the_logs_back_hands_nothing_over(
+    station: Station, add_clip: AddClip, store: MemoryStore, tmp_path: Path, edit: str, message: str
+) -> None:
+    clip = add_clip(b"the footage as ingested")
+    other = b"other footage"
+    store.objects[hashlib.sha256(other).hexdigest()] = other
+    values = {
+        "blake3": {"blake3": blake3(other).hexdigest()},  # with the object swapped to match it
+        "sha256": {"sha256": hashlib.sha256(other).hexdigest()},  # pointed at another object
+        "station_id": {"station_id": "elsewhere"},  # a row no ingest event stands behind
+    }[edit]
+    if edit == "blake3":
+        store.objects[clip.sha256] = other
+    edit_row(station, clip.id, **values)
+    with pytest.raises(RetrievalIntegrityError) as caught:
+        retrieve(station, CLERK, RetrievalRequest([clip.id], None, tmp_path / "o", "court"))
+    report = caught.value.report
+    assert message in report.failed[clip.id] and not report.handed_over
+    [failure] = events(station, "clip.integrity_failed")
+    assert failure["subject"]["id"] == clip.id  # type: ignore[index]
 
 
 def test_a_clip_ingested_before_blake3_is_checked_by_sha256(
