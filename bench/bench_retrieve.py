@@ -24,6 +24,8 @@ reversed every other round, so load that comes and goes hits both sides alike).
                         stdout, where the CLI (1.46) hangs for good here (aws/aws-cli#1775);
   read_aws_single_get   the same with multipart_threshold above the object's size: one GET;
   read_boto3            boto3 get_object, the body read in 8 MiB chunks and dropped;
+  copy_*                the same GET, the body written to a file on disk (+ fsync) and in
+                        memory: a plain copy to the retrievals' own targets;
   hash, blake3          SHA-256 and BLAKE3 alone of the same bytes, from memory;
   retrieve_*            review.retrieval.retrieve() through `station.store.open()`, to a
                         directory on disk and to /dev/shm.
@@ -434,12 +436,25 @@ def _bench_s3(args: argparse.Namespace, work: Path, size: int, server: SeaweedFS
             body.close()
             assert got == size
 
+        def copy_boto3(where: Path) -> Callable[[], None]:
+            def run() -> None:
+                body = client.get_object(Bucket=BUCKET, Key=key)["Body"]
+                with (where / uuid.uuid4().hex).open("wb") as f:
+                    while data := body.read(PLAIN_READ_CHUNK):
+                        f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                body.close()
+
+            return run
+
         plan: Plan = [
             ("read_aws", read_aws(aws_env)),
             ("read_aws_single_get", read_aws({**aws_env, "AWS_CONFIG_FILE": str(aws_config)})),
             ("read_boto3", read_boto3),
             ("hash", lambda: hash_file(source, size, args.chunk_mib << 20, clip.sha256)),
             ("blake3", lambda: hash_file(source, size, args.chunk_mib << 20, b3, "blake3")),
+            *((f"copy_{kind}", copy_boto3(where)) for kind, where in targets.items()),
             *retrieval_runs(station, clip, targets, args.chunk_mib << 20),
         ]
         volumes = [p for p in (server.data_dir / "data").rglob("*") if p.is_file()]
