@@ -10,7 +10,7 @@ reversed every other round, so load that comes and goes hits both sides alike).
              review/retrieval.py), the bound of a verified read;
   copy_*     `cp OBJECT TARGET` (+ `sync` on disk): a plain copy, to the store's disk and to
              memory (/dev/shm), where the target is not the bottleneck;
-  retrieve_* review.retrieval.retrieve(): read, SHA-256 while copying, verify, fsync, rename,
+  retrieve_* review.retrieval.retrieve(): read, BLAKE3 while copying, verify, fsync, rename,
              custody events and receipt (the service the CLI calls), to the same targets.
   Cold: the object's pages dropped from the page cache (as a clip kept for months is read).
 
@@ -78,9 +78,8 @@ from s3_server import (
 
 from evidence_agent.catalog.models import Clip
 from evidence_agent.config import build_settings
-from evidence_agent.custody.events import CustodyEvent
 from evidence_agent.domain.media import MediaInfo
-from evidence_agent.ingest import ingest_event_data
+from evidence_agent.ingest import ingest_event
 from evidence_agent.local_store import LocalObjectStore
 from evidence_agent.s3_store import S3ObjectStore
 from evidence_agent.station import Station, open_station
@@ -168,18 +167,7 @@ def make_object(station: Station, work: Path, size: int, *, keep_source: bool = 
     with station.transaction() as session:
         session.add(clip)
         session.flush()
-        station.record(
-            session,
-            CustodyEvent(
-                type="clip.ingested",
-                subject_kind="clip",
-                subject_id=clip.id,
-                actor=station.actor,
-                reason="benchmark clip",
-                sha256=digest,
-                data=ingest_event_data(clip, "BENCH", None, None),
-            ),
-        )
+        station.record(session, ingest_event(clip, station.actor, "BENCH", None, None))
     return clip
 
 

@@ -635,15 +635,7 @@ def _catalog_file(
             unit = session.get(Unit, unit_id) if unit_id else None
             station.record(
                 session,
-                CustodyEvent(
-                    type="clip.ingested",
-                    subject_kind="clip",
-                    subject_id=clip_id,
-                    actor=station.actor,
-                    reason="read once from the docked recorder into the spool, hashed and catalogued",
-                    sha256=spooled.sha256,
-                    data=ingest_event_data(clip, dock.recorder.serial, officer, unit, probe_error),
-                ),
+                ingest_event(clip, station.actor, dock.recorder.serial, officer, unit, probe_error),
             )
     except sa_exc.IntegrityError:
         # Another dock catalogued the same content in the meantime: it is a known clip now.
@@ -655,6 +647,29 @@ def _catalog_file(
     log.info("clip %s %s from %s", clip_id, spooled.sha256[:12], file.display)
     return ClipResult(
         clip_id, file.display, spooled.sha256, spooled.size, "spooled", tuple(sorted(flags)), "new"
+    )
+
+
+INGESTED = "clip.ingested"
+
+
+def ingest_event(
+    clip: Clip,
+    actor: str,
+    recorder_serial: str,
+    officer: Officer | None,
+    unit: Unit | None,
+    probe_error: str | None = None,
+) -> CustodyEvent:
+    """The event of a clip's ingest: `verify` and retrievals check the catalog row against it."""
+    return CustodyEvent(
+        type=INGESTED,
+        subject_kind="clip",
+        subject_id=clip.id,
+        actor=actor,
+        reason="read once from the docked recorder into the spool, hashed and catalogued",
+        sha256=clip.sha256,
+        data=ingest_event_data(clip, recorder_serial, officer, unit, probe_error),
     )
 
 

@@ -48,6 +48,7 @@ from evidence_agent.errors import (
     NotFoundError,
     StorageError,
 )
+from evidence_agent.ingest import INGESTED
 from evidence_agent.spool import check_digest, fsync_dir
 from evidence_agent.station import Station
 from review.guard import record_refusal, require
@@ -371,7 +372,7 @@ def ingest_hash(station: Station, clip: Clip) -> tuple[str, str]:
             select(CustodyEntry.seq, CustodyEntry.entry)
             .where(CustodyEntry.station_id == clip.station_id)
             .where(CustodyEntry.subject_id == clip.id)
-            .where(CustodyEntry.event_type == "clip.ingested")
+            .where(CustodyEntry.event_type == INGESTED)
             .order_by(col(CustodyEntry.seq))
         ).first()
     if row is None:

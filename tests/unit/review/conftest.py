@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, Officer
 from evidence_agent.config import build_settings
-from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.ingest import ingest_event
 from evidence_agent.station import Station, open_station
 from tests.unit.review.fakes import NOW, AddClip, FixedClock, MemoryStore, NoProber
 
@@ -81,18 +81,7 @@ def add_clip(station: Station, store: MemoryStore) -> AddClip:
             session.add(clip)
             session.flush()
             # as the ingest records it: a retrieval checks the hash this event fixes
-            station.record(
-                session,
-                CustodyEvent(
-                    type="clip.ingested",
-                    subject_kind="clip",
-                    subject_id=clip.id,
-                    actor="station:test",
-                    reason="ingested",
-                    sha256=sha,
-                    data={"size": clip.size, "blake3": clip.blake3},
-                ),
-            )
+            station.record(session, ingest_event(clip, "station:test", "A123456", officer, None))
         return clip
 
     return add
