@@ -426,6 +426,11 @@ class Daemon:
                 size = session.exec(select(Clip.size).where(Clip.sha256 == sha256)).first()
             self.metrics.ingested_bytes.inc(size or 0)
 
+        def finishing(row: DockSession) -> None:
+            row.bytes_total, row.bytes_done = dock.bytes_total, dock.bytes_done
+            if device_info:
+                row.device_info = json.dumps(device_info, ensure_ascii=False)
+
         if dock.gone.is_set() or self.stopping.is_set():
             return None
         try:
@@ -437,6 +442,8 @@ class Daemon:
                 progress=progress,
                 on_clip=on_clip,
                 should_stop=should_stop,
+                warnings=extra_warnings,
+                finishing=finishing,
             )
         except VolumeGoneError as e:
             log.warning(
@@ -447,16 +454,13 @@ class Daemon:
                 dock.bytes_done,
                 dock.bytes_total if dock.bytes_total is not None else "?",
             )
-            self._finish_row(dock, volume, extra_warnings, device_info)
             self._store_spooled()  # the last clip's store was not queued by ingest
             return None
         except EvidenceError as e:
             log.error("ingest of %s failed: %s", volume, e)
-            self._finish_row(dock, volume, extra_warnings, device_info)
             return None
         dock.session_id = report.dock_session_id
         dock.recorder = report.recorder_serial
-        self._finish_row(dock, volume, extra_warnings + report.warnings, device_info)
         new = sum(1 for c in report.clips if c.outcome == "new")
         log.info(
             "recorder %s at %s: %d new clip(s), %d already catalogued, %d file(s) not ingested",
@@ -468,7 +472,7 @@ class Daemon:
         )
         for item in report.not_ingested:
             log.info("not ingested: %s (%s: %s)", item.source_path, item.reason, item.detail)
-        for warning in extra_warnings + report.warnings:
+        for warning in report.warnings:
             log.warning("recorder %s: %s", report.recorder_serial, warning)
         return report
 
@@ -585,25 +589,6 @@ class Daemon:
             row.bytes_total, row.bytes_done = state
             session.add(row)
         dock.written = state
-
-    def _finish_row(
-        self,
-        dock: ActiveDock,
-        volume: Path,
-        warnings: list[str],
-        device_info: dict[str, Any] | None,
-    ) -> None:
-        if self._find_session(dock) is None:
-            return
-        with self.station.transaction() as session:
-            row = session.get(DockSession, dock.session_id)
-            if row is None:
-                return
-            row.bytes_total, row.bytes_done = dock.bytes_total, dock.bytes_done
-            row.warnings = json.dumps(warnings, ensure_ascii=False)
-            if device_info:
-                row.device_info = json.dumps(device_info, ensure_ascii=False)
-            session.add(row)
 
     def _refuse(self, event: DockEvent, reason: str) -> None:
         """Unknown USB storage: reported (log, metric, status, custody log), never read."""

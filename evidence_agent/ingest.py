@@ -6,7 +6,7 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -155,17 +155,23 @@ def ingest_volume(
     progress: ProgressCallback | None = None,
     on_clip: ClipCallback | None = None,
     should_stop: Callable[[], str | None] | None = None,
+    warnings: Sequence[str] = (),
+    finishing: Callable[[DockSession], None] | None = None,
 ) -> IngestReport:
     """Read every media file of the volume once, catalogue it with its custody event.
 
     A file already taken from this recorder on an earlier dock is not read again; content
     already in the catalog makes no second clip. `on_clip` is told each new clip's SHA-256 so
     a store worker can start on it while the next file is copied. `should_stop` is asked before
-    each file; a reason ends the dock as interrupted (VolumeGoneError)."""
+    each file; a reason ends the dock as interrupted (VolumeGoneError). `warnings` are the
+    caller's own about this dock (the daemon's identity check): they go into the report and the
+    dock's row with the ingest's. `finishing` is given the dock's row in the transaction that
+    finishes it, for what the caller knows of the dock (progress, the device): whoever sees the
+    dock finished sees all of it."""
     settings = station.settings
     listing = list_volume(volume)
     report_skips = [NotIngested(s.display, s.reason, s.detail) for s in listing.skipped]
-    warnings: list[str] = []
+    warnings = list(warnings)
     identity_rel = settings.ingest.identity_file.encode()
     identity = _read_identity(volume, identity_rel, warnings)
     patterns = compile_patterns(settings.ingest.filename_patterns)
@@ -265,16 +271,16 @@ def ingest_volume(
         _collect(report, catalogued, raise_errors=False)
         report.state = "interrupted"
         report.warnings.append(f"{e.message}: finished files are kept; dock it again to resume")
-        _finish_dock(station, dock, report, error=e.message)
+        _finish_dock(station, dock, report, finishing, error=e.message)
         raise
     except EvidenceError as e:
         _collect(report, catalogued, raise_errors=False)
         report.state = "failed"
-        _finish_dock(station, dock, report, error=e.message)
+        _finish_dock(station, dock, report, finishing, error=e.message)
         raise
     finally:
         cataloguer.shutdown(wait=True)
-    _finish_dock(station, dock, report)
+    _finish_dock(station, dock, report, finishing)
     return report
 
 
@@ -756,7 +762,11 @@ def _result(clip: Clip, file: VolumeFile, outcome: str) -> ClipResult:
 
 
 def _finish_dock(
-    station: Station, dock: _Dock, report: IngestReport, error: str | None = None
+    station: Station,
+    dock: _Dock,
+    report: IngestReport,
+    finishing: Callable[[DockSession], None] | None,
+    error: str | None = None,
 ) -> None:
     with station.transaction() as session:
         row = session.get(DockSession, dock.session_id)
@@ -768,6 +778,9 @@ def _finish_dock(
         row.clips_new = sum(1 for c in report.clips if c.outcome == "new")
         row.clips_known = len(report.clips) - row.clips_new
         row.files_not_ingested = len(report.not_ingested)
+        row.warnings = json.dumps(report.warnings, ensure_ascii=False)
+        if finishing is not None:
+            finishing(row)
         session.add(row)
         events = [
             CustodyEvent(
