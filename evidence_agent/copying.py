@@ -45,16 +45,17 @@ class FileReader:
         with contextlib.suppress(OSError):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
-    def __call__(self, buf: mmap.mmap) -> int:
+    def __call__(self, buf: mmap.mmap) -> memoryview:
         try:
-            return os.readv(self.fd, [buf])
+            n = os.readv(self.fd, [buf])
         except OSError as e:
             if not (self.direct and e.errno == errno.EINVAL):
                 raise
-        # Refused direct (or a short read left the offset unaligned): the rest is read through
-        # the cache, from where this read would have started.
-        self.direct = _set_direct(self.fd, False)
-        return os.readv(self.fd, [buf])
+            # Refused direct (or a short read left the offset unaligned): the rest is read
+            # through the cache, from where this read would have started.
+            self.direct = _set_direct(self.fd, False)
+            n = os.readv(self.fd, [buf])
+        return memoryview(buf)[:n]
 
 
 class FileWriter:
@@ -90,7 +91,7 @@ class FileWriter:
 
 
 def pump(
-    read: Callable[[mmap.mmap], int],
+    read: Callable[[mmap.mmap], memoryview],
     write: Callable[[memoryview], None],
     digest: Callable[[memoryview], None],
     *,
@@ -98,9 +99,11 @@ def pump(
     buffers: int = 4,
     read_error: Callable[[OSError], BaseException] = lambda e: e,
 ) -> int:
-    """Copy until `read` returns 0; the number of bytes copied.
+    """Copy until `read` returns nothing; the number of bytes copied.
 
-    A reader thread reads ahead into free buffers, this thread writes each one, a hasher
+    `read` is handed a free buffer and returns what it read: in that buffer, or (a stream that
+    makes its own bytes, as a network response does) in memory of its own, which then is not
+    copied once more. A reader thread reads ahead into free buffers, this thread writes each one, a hasher
     thread runs `digest` on it meanwhile (in order; hashlib releases the GIL on large buffers).
     A buffer is read into again only once it is both written and hashed, so memory is bounded
     by `buffers * chunk_bytes`. An OSError of `read` is raised here as `read_error(e)`; errors
@@ -109,17 +112,17 @@ def pump(
     free: queue.SimpleQueue[mmap.mmap | None] = queue.SimpleQueue()
     for _ in range(buffers):
         free.put(mmap.mmap(-1, size))  # anonymous mappings are page-aligned
-    filled: queue.SimpleQueue[tuple[mmap.mmap, int] | BaseException] = queue.SimpleQueue()
+    filled: queue.SimpleQueue[tuple[mmap.mmap, memoryview] | BaseException] = queue.SimpleQueue()
 
     def read_ahead() -> None:
         while (buf := free.get()) is not None:
             try:
-                n = read(buf)
+                view = read(buf)
             except BaseException as e:  # noqa: BLE001 - handed to the writing thread, which raises it
                 filled.put(e)
                 return
-            filled.put((buf, n))
-            if n == 0:
+            filled.put((buf, view))
+            if not view:
                 return
 
     reader = threading.Thread(target=read_ahead, name="copy-read-ahead", daemon=True)
@@ -134,13 +137,12 @@ def pump(
                     raise error from item
                 if isinstance(item, BaseException):
                     raise item
-                buf, n = item
-                if n == 0:
+                buf, view = item
+                if not view:
                     break
-                view = memoryview(buf)[:n]
                 in_flight.append((buf, hasher.submit(digest, view)))
                 write(view)
-                total += n
+                total += len(view)
                 # Half the buffers at most wait for the hasher: the reader always has room.
                 if len(in_flight) >= max(1, buffers // 2):
                     done, hashed = in_flight.popleft()

@@ -418,7 +418,7 @@ def copy_and_hash(
 
     A reader thread reads ahead, a second thread hashes while the target is written
     (copying.pump). A local object is read by its descriptor, directly where the file system
-    allows it; any other stream (an S3 body) by `readinto`."""
+    allows it; any other stream (an S3 body) by `read`, its bytes used as they come."""
     try:
         fd = source.fileno()
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
@@ -444,9 +444,12 @@ def copy_and_hash(
     return hasher.hexdigest(), total
 
 
-def _stream_reader(source: BinaryIO) -> Callable[[mmap.mmap], int]:
-    def read(buf: mmap.mmap) -> int:
-        return source.readinto(buf) or 0  # type: ignore[attr-defined]
+def _stream_reader(source: BinaryIO) -> Callable[[mmap.mmap], memoryview]:
+    """Reads a stream by `read`, not into the pump's buffer: the bytes a network response
+    makes are hashed and written as they come, with no copy into the buffer."""
+
+    def read(buf: mmap.mmap) -> memoryview:
+        return memoryview(source.read(len(buf)))
 
     return read
 
