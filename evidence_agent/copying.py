@@ -67,18 +67,27 @@ class FileWriter:
         self.direct = direct and _set_direct(fd, True)
         self.written = 0
         self._flushed = 0
+        self._bounce: mmap.mmap | None = None
 
     def __call__(self, view: memoryview) -> None:
         # Only whole blocks at aligned offsets can be written directly: the file's last,
         # partial chunk, and everything after a short write, go through the cache.
         if self.direct and len(view) % ALIGN:
             self.direct = _set_direct(self.fd, False)
+        if self.direct and self._bounce is not None:
+            view = self._bounced(view)
         while view:
             try:
                 n = os.write(self.fd, view)
             except OSError as e:
                 if not (self.direct and e.errno == errno.EINVAL):
                     raise
+                if self._bounce is None:
+                    # Memory that is not page-aligned (the bytes of a network stream): most
+                    # file systems write it directly only from an aligned copy. Refused
+                    # again, the file system will not write this file directly.
+                    view = self._bounced(view)
+                    continue
                 self.direct = _set_direct(self.fd, False)
                 continue
             view = view[n:]
@@ -88,6 +97,13 @@ class FileWriter:
         if not self.direct and self.written - self._flushed >= _WRITEBACK_BYTES:
             _start_writeback(self.fd, self._flushed, self.written - self._flushed)
             self._flushed = self.written
+
+    def _bounced(self, view: memoryview) -> memoryview:
+        """`view` copied into an aligned buffer of this writer's."""
+        if self._bounce is None or len(self._bounce) < len(view):
+            self._bounce = mmap.mmap(-1, aligned(len(view)))
+        self._bounce[: len(view)] = view
+        return memoryview(self._bounce)[: len(view)]
 
 
 def pump(

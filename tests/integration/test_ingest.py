@@ -327,6 +327,25 @@ def test_the_spool_disk_takes_direct_io(tmp_path: Path) -> None:
         os.close(fd)
 
 
+def test_bytes_from_unaligned_memory_are_still_written_directly(tmp_path: Path) -> None:
+    """A network stream's bytes lie anywhere in memory: the writer writes them directly from an
+    aligned copy of its own, not through the page cache, and the file is exact."""
+    chunks = [os.urandom(256 * 1024) for _ in range(3)] + [os.urandom(1000)]
+    path = tmp_path / "copy"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        writer = FileWriter(fd)
+        for chunk in chunks[:3]:
+            writer(memoryview(chunk))
+            assert writer.direct  # whole blocks, from the bounce buffer
+        writer(memoryview(chunks[3]))  # the ragged end goes through the cache
+        assert not writer.direct
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(chunks)
+
+
 @contextlib.contextmanager
 def mounted(mount_point: Path, fs_type: str, options: str, purpose: str) -> Iterator[Path]:
     mount_point.mkdir()
