@@ -10,8 +10,6 @@ import pwd
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,16 +18,15 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlmodel import col, select
 
-from evidence_agent.catalog.models import Clip, CustodyEntry, Officer, RetentionRequest
-from evidence_agent.domain.media import MediaInfo
+from evidence_agent.catalog.models import Clip, CustodyEntry, RetentionRequest
 from evidence_agent.errors import StorageError
 from evidence_agent.s3_store import PERMANENT_RETAIN_UNTIL, S3ObjectStore
-from evidence_agent.station import Station, open_station
+from evidence_agent.station import Station
 from review.cases import CaseInput, create_case, link_clips, unlink_clips
 from review.retention import approve_deletion, request_deletion, set_hold
 from review.roles import Caller, Identity, Role
 from review.settings import ReviewSettings
-from tests.integration.conftest import StoreFactory, station_settings
+from tests.integration.review.conftest import add_stored_clip
 from tests.services.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.s3
@@ -40,66 +37,6 @@ BOSS = Caller(Identity("boss", 1002, frozenset()), frozenset({Role.SUPERVISOR}),
 SHORT = timedelta(seconds=4)
 AGENT = Path(sys.executable).with_name("evidence-agent")
 USER = pwd.getpwuid(os.getuid()).pw_name
-
-
-class NoProber:
-    def probe(self, path: Path) -> MediaInfo:
-        raise AssertionError("nothing is probed here")
-
-
-@pytest.fixture
-def store(make_store: StoreFactory) -> S3ObjectStore:
-    return make_store()
-
-
-@pytest.fixture
-def station(
-    tmp_path: Path, store: S3ObjectStore, evidence_bucket: str, seaweedfs: SeaweedFS
-) -> Iterator[Station]:
-    settings = station_settings(
-        tmp_path / "data", "st-retention", bucket=evidence_bucket, endpoint=seaweedfs.endpoint
-    )
-    st = open_station(settings, actor="user:test", store=store, prober=NoProber())
-    yield st
-    st.close()
-
-
-def add_stored_clip(
-    station: Station, store: S3ObjectStore, tmp_path: Path, lock_until: datetime, *, days_ago: int
-) -> Clip:
-    """A clip recorded `days_ago` days ago, catalogued as stored, its object locked until then."""
-    data = os.urandom(4096)
-    sha = hashlib.sha256(data).hexdigest()
-    source = tmp_path / f"{sha}.mp4"
-    source.write_bytes(data)
-    store.put(sha, source, len(data), lock_until)
-    start = datetime.now(UTC) - timedelta(days=days_ago)
-    end = start + timedelta(seconds=60)
-    with station.transaction() as session:
-        officer = session.exec(select(Officer).where(Officer.badge == "100231")).first()
-        if officer is None:
-            officer = Officer(badge="100231", name="张伟")
-            session.add(officer)
-            session.flush()
-        clip = Clip(
-            id=str(uuid.uuid4()),
-            sha256=sha,
-            size=len(data),
-            media_kind="video",
-            source_path=f"DCIM/100MEDIA/A123456_100231_{start:%Y%m%d%H%M%S}_0001.MP4",
-            source_path_bytes=b"x",
-            duration_seconds=60,
-            recorded_start=start,
-            recorded_end=end,
-            officer_id=officer.id,
-            station_id=station.settings.station_id,
-            ingested_at=end + timedelta(minutes=5),
-            stored_at=end + timedelta(minutes=6),
-            state="stored",
-            retention_until=end + timedelta(days=183),
-        )
-        session.add(clip)
-    return clip
 
 
 def events(station: Station, clip_id: str) -> list[tuple[str, dict[str, Any]]]:
