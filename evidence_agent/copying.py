@@ -119,8 +119,8 @@ def pump(
 
     `read` is handed a free buffer and returns what it read: in that buffer, or (a stream that
     makes its own bytes, as a network response does) in memory of its own, which then is not
-    copied once more. A reader thread reads ahead into free buffers, this thread writes each one, a hasher
-    thread runs `digest` on it meanwhile (in order; hashlib releases the GIL on large buffers).
+    copied once more. A reader thread reads ahead into free buffers, this thread writes each
+    one, a hasher thread runs `digest` on it meanwhile (in order; hashlib releases the GIL on large buffers).
     A buffer is read into again only once it is both written and hashed, so memory is bounded
     by `buffers * chunk_bytes`. An OSError of `read` is raised here as `read_error(e)`; errors
     of `write` and `digest` are raised as they are."""
