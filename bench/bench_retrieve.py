@@ -12,7 +12,8 @@ reversed every other round, so load that comes and goes hits both sides alike).
              memory (/dev/shm), where the target is not the bottleneck;
   retrieve_* review.retrieval.retrieve(): read, BLAKE3 while copying, verify, fsync, rename,
              custody events and receipt (the service the CLI calls), to the same targets.
-  Cold: the object's pages dropped from the page cache (as a clip kept for months is read).
+  Cold: the object's pages dropped from the page cache (as a clip kept for months is read),
+  right after it was read (see make_cold).
 
 --store s3: the station's S3 store, on a SeaweedFS server started on loopback for the run (the
   pinned `weed` of the dev extra) with an Object Lock bucket; the clip is stored through the
@@ -30,7 +31,7 @@ reversed every other round, so load that comes and goes hits both sides alike).
   retrieve_*            review.retrieval.retrieve() through `station.store.open()`, to a
                         directory on disk and to /dev/shm.
   The fastest plain read (by median) is the baseline: a fair, not an easy one. Cold: the pages
-  of the server's volume files dropped (as a clip kept for months is read). CPU seconds of this
+  of the server's volume files dropped right after they were read (see make_cold). CPU seconds of this
   process (with its children) and of the server are reported: on a small machine the client,
   the server and the hash share the cores, and they explain the times.
 
@@ -91,6 +92,7 @@ TARGET_RATIO = 0.90
 CACHES = ("cold", "warm")
 BUCKET = "evidence"
 PLAIN_READ_CHUNK = 8 << 20
+PAGE_REPORTING_ORDER = "/sys/module/page_reporting/parameters/page_reporting_order"
 
 Plan = list[tuple[str, Callable[[], None]]]
 AWS_TIMEOUT_S = 120.0  # a 1 GiB read takes seconds; a run still going after this has hung
@@ -179,6 +181,29 @@ def drop_cache(path: Path) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+def free_page_reporting() -> int | None:
+    """The order of the free memory blocks this guest reports to its host (None: it reports
+    none). Above the largest order (10) nothing is reported: `echo 11 >` the file for a run
+    whose figures do not depend on the host's page faults (see make_cold)."""
+    try:
+        return int(Path(PAGE_REPORTING_ORDER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def make_cold(path: Path) -> None:
+    """`path` read, then its pages evicted: cold, from the same memory state every time.
+
+    On a virtual machine that hands freed memory back to its host (virtio-balloon free page
+    reporting, as on the machine of docs/benchmarks.md), memory taken again later costs a host
+    page fault for every page: a cold `cat` of 1 GiB took 0.6 s right after 1 GiB of the page
+    cache was freed and 1.9-2.3 s half a second later, so each run's figure depended on what the
+    run before it had freed. Evicted just before the run, the pages a read (or a copy to
+    memory) needs are at hand, for every side alike, as on a machine without a balloon."""
+    warm(path)
+    drop_cache(path)
 
 
 def warm(path: Path) -> None:
@@ -351,10 +376,7 @@ def bench_local(args: argparse.Namespace, work: Path, size: int) -> dict[str, An
 
         def prepare(cache: str) -> None:
             reset(targets.values())
-            if cache == "cold":
-                drop_cache(obj)
-            else:
-                warm(obj)
+            (make_cold if cache == "cold" else warm)(obj)
 
         runs = measure(plan, args.rounds, size, prepare)
     finally:
@@ -451,10 +473,7 @@ def _bench_s3(args: argparse.Namespace, work: Path, size: int, server: SeaweedFS
             reset(targets.values())
             warm(source)  # `hash` reads the bytes from memory, cold or warm
             for path in volumes:
-                if cache == "cold":
-                    drop_cache(path)
-                else:
-                    warm(path)
+                (make_cold if cache == "cold" else warm)(path)
 
         assert server.process is not None
         runs = measure(plan, args.rounds, size, prepare, server.process.pid)
@@ -512,6 +531,7 @@ def main() -> int:
             "python": platform.python_version(),
             "openssl": ssl.OPENSSL_VERSION,
             "store_file_system": results.pop("store_file_system"),
+            "free_page_reporting_order": free_page_reporting(),
             # other work on the machine skews every figure; ratios within a round less so
             "load_average_1m": [round(load_before[0], 2), round(load_after[0], 2)],
             "load_average_1_5_15m": {
