@@ -64,11 +64,12 @@ RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
 # Chunks in flight: memory is bounded by _BUFFERS * chunk_bytes. Room to read ahead while the
 # target is written and the hash catches up (a device's speed comes and goes, and a network
 # stream not read from stalls its sender), but no more: a local object's chunks are read by the
-# device straight into these buffers, then hashed and written from them, and the fewer bytes
-# they span, the more of that stays in the processor's caches (a cold GiB copied and hashed
-# through 8 MiB of buffers in 0.63 s here, through 32 MiB in 0.69: docs/benchmarks.md).
+# device straight into these buffers, then hashed and written from them, and when the buffers
+# fit in a core's cache, a chunk the device has just filled is still there when it is hashed
+# and written (a cold GiB copied and hashed through 4 MiB of buffers in 0.50-0.55 s here,
+# through 8 MiB in 0.52-0.57, 32 MiB in 0.69; the L2 cache holds 4 MiB: docs/benchmarks.md).
 _BUFFERS = 4
-CHUNK_BYTES = 2 << 20
+CHUNK_BYTES = 1 << 20
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS})
 
