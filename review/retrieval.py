@@ -24,7 +24,6 @@ import hmac
 import io
 import json
 import logging
-import mmap
 import os
 import shutil
 import stat
@@ -63,11 +62,10 @@ RECEIPT = "retrieval.receipt"
 RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
 # Chunks in flight: memory is bounded by _BUFFERS * chunk_bytes. Room to read ahead while the
 # target is written and the hash catches up (a device's speed comes and goes, and a network
-# stream not read from stalls its sender), but no more: a local object's chunks are read by the
-# device straight into these buffers, then hashed and written from them, and when the buffers
-# fit in a core's cache, a chunk the device has just filled is still there when it is hashed
-# and written (a cold GiB copied and hashed through 4 MiB of buffers in 0.50-0.55 s here,
-# through 8 MiB in 0.52-0.57, 32 MiB in 0.69; the L2 cache holds 4 MiB: docs/benchmarks.md).
+# stream not read from stalls its sender), but no more. A local object's chunks are read by the
+# device straight into these buffers (huge pages: one request a chunk, copying.io_buffers);
+# with them, 1 MiB chunks copied and hashed a cold GiB as fast as 2 or 4 MiB chunks here,
+# faster than 512 KiB, in the least memory (docs/benchmarks.md).
 _BUFFERS = 4
 CHUNK_BYTES = 1 << 20
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
@@ -448,11 +446,11 @@ def copy_and_hash(
     return hasher.hexdigest(), total
 
 
-def _stream_reader(source: BinaryIO) -> Callable[[mmap.mmap], memoryview]:
+def _stream_reader(source: BinaryIO) -> Callable[[memoryview], memoryview]:
     """Reads a stream by `read`, not into the pump's buffer: the bytes a network response
     makes are hashed and written as they come, with no copy into the buffer."""
 
-    def read(buf: mmap.mmap) -> memoryview:
+    def read(buf: memoryview) -> memoryview:
         return memoryview(source.read(len(buf)))
 
     return read
