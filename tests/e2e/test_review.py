@@ -22,11 +22,17 @@ from typing import Any
 
 import pytest
 
+from tests.support import service_missing
+
 EA = Path(sys.executable).with_name("evidence-agent")
 USER = pwd.getpwuid(os.getuid()).pw_name
 ME = f"user:{USER}"
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+@pytest.fixture(autouse=True, scope="module")
+def ffmpeg() -> None:
+    if shutil.which("ffmpeg") is None:
+        service_missing("ffmpeg is not installed: scripts/setup.sh installs it")
 
 
 class Station:

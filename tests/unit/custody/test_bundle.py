@@ -15,6 +15,7 @@ import pytest
 from evidence_agent.custody import bundle as fmt
 from evidence_agent.custody.bundle import StationExport, open_bundle, write_bundle
 from evidence_agent.errors import InputError, IntegrityError
+from tests.support import service_missing
 
 NOW = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
 ENTRIES = [b'{"seq":0,"x":"\xe5\xbc\xa0"}', b'{"seq":1}', b'{"seq":2}']
@@ -76,7 +77,7 @@ def test_round_trip_keeps_every_byte_durable(bundle_dir: Path) -> None:
 
 def test_sha256sums_is_what_coreutils_checks(bundle_dir: Path) -> None:
     if shutil.which("sha256sum") is None:
-        pytest.skip("sha256sum not installed")
+        service_missing("sha256sum (coreutils) is not installed")
     proc = subprocess.run(
         ["sha256sum", "--strict", "-c", "SHA256SUMS"],
         cwd=bundle_dir,
