@@ -40,10 +40,9 @@ retrieval (to memory) reaches at least 90 % of the plain read rate, cold. Each r
 and ratio are given too, and the load average, since other work on the machine skews the
 figures. JSON on stdout, progress on stderr; exit status 1 when the target is missed.
 
-`--targets memory` leaves out the copies and retrievals to disk. Their aftermath (1 GiB written,
-synced and deleted before the next run) lands on the runs that follow: on the machine of
-docs/benchmarks.md a retrieval to memory right after one took 0.63 s a GiB by median against
-0.56 s, while `cat` took the same either way.
+`--targets memory` leaves out the copies and retrievals to disk: a shorter run, with the disk
+left to the reads. (Before the copy's buffers were on huge pages, a retrieval run right after
+1 GiB was freed, as after any copy, read at two thirds of its rate: docs/benchmarks.md.)
 
     .venv/bin/python bench/bench_retrieve.py [--store local|s3] [--size-mib 1024] [--rounds 3]
         [--dir /var/tmp] [--targets both|memory|disk]
