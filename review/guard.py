@@ -33,14 +33,20 @@ def require(
             station,
             caller,
             action.value,
-            PermissionDeniedError(
-                f"refused: {decision.why}",
-                remedy="ask an admin for the role in the roles file or an evidence-* group",
-            ),
+            role_missing(decision.why),
             subject_kind=subject_kind,
             subject_id=subject_id,
             reason=reason,
         )
+
+
+def role_missing(why: str) -> PermissionDeniedError:
+    """The refusal of a caller whose roles do not allow an action, with how to get the role."""
+    return PermissionDeniedError(
+        f"refused: {why}",
+        remedy="ask an admin for the role: the roles file or an evidence-* group "
+        "(docs/review.md, 'The roles file')",
+    )
 
 
 def refuse(

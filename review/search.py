@@ -12,9 +12,8 @@ from sqlmodel import col, select
 from evidence_agent.catalog.models import Case, CaseClip
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.events import format_time
-from evidence_agent.errors import PermissionDeniedError
 from evidence_agent.station import Station
-from review.guard import read_or_refuse, record_view, refuse
+from review.guard import read_or_refuse, record_view, refuse, role_missing
 from review.lookup import get_case, json_list
 from review.roles import Action, Caller, search_scope
 
@@ -52,7 +51,7 @@ def search_clips(station: Station, caller: Caller, query: ClipQuery) -> list[dic
             station,
             caller,
             Action.SEARCH.value,
-            PermissionDeniedError(f"refused: {decision.why}"),
+            role_missing(decision.why),
             data={"query": query.to_json()},
         )
     case_id: int | None = None

@@ -219,6 +219,7 @@ def test_refusals_are_clear_and_logged(
         "retrieve", clip["id"], "--to", str(target), "--reason", "curious", roles=["officer"]
     )
     assert refused.returncode == 5 and "refused" in refused.stderr
+    assert "remedy: ask an admin for the role" in refused.stderr
     # A clerk may not read the access log.
     assert station.run("access-log", roles=["clerk"]).returncode == 5
     # No reason, no retrieval.
@@ -241,6 +242,13 @@ def test_refusals_are_clear_and_logged(
     assert "no clip" in causes[3][2]
     assert "not a directory" in causes[4][2] and len(causes) == 5
     assert all(e["actor"] == ME for e in refusals)
+
+    # Someone with no role at all may not even search, and is told how to get one.
+    no_role = station.run("clips", "search", "--officer", "100231", roles=[])
+    assert no_role.returncode == 5
+    assert "remedy: ask an admin for the role" in no_role.stderr
+    searched = access_log(station, "--type", "access.refused")[-1]
+    assert searched["data"]["action"] == "search" and searched["data"]["roles"] == []
 
 
 def test_an_officer_sees_only_their_own_footage(station: Station) -> None:
