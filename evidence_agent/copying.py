@@ -45,7 +45,7 @@ def io_buffers(count: int, size: int) -> list[memoryview]:
     buffer of scattered 4 KiB pages is split into two requests, one on huge pages is one. Once
     memory is fragmented (after a large file in tmpfs is deleted, say), ordinary pages are
     scattered, and every request costs the device its fixed overhead: on the machine of
-    docs/benchmarks.md a direct read of 1 GiB in 1 MiB chunks took 0.65-0.77 s in 2,048
+    docs/benchmarks.md a direct read of 1 GiB in 1 MiB chunks took 0.65-0.80 s in 2,048
     requests, and 0.39-0.46 s in 1,024 from huge pages. Where the kernel has no huge page to
     give, the buffers are ordinary pages and only slower."""
     size = aligned(size)
