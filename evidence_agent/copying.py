@@ -157,7 +157,7 @@ def pump(
     copied once more. A reader thread reads ahead into free buffers, this thread writes each
     one, a hasher thread runs `digest` on it meanwhile (in order; hashlib releases the GIL on large buffers).
     A buffer is read into again only once it is both written and hashed, so memory is bounded
-    by `buffers * chunk_bytes`. An OSError of `read` is raised here as `read_error(e)`; errors
+    by `buffers * chunk_bytes` (rounded up to a huge page: io_buffers). An OSError of `read` is raised here as `read_error(e)`; errors
     of `write` and `digest` are raised as they are."""
     free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
     for buf in io_buffers(buffers, chunk_bytes):

@@ -64,8 +64,8 @@ RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
 # target is written and the hash catches up (a device's speed comes and goes, and a network
 # stream not read from stalls its sender), but no more. A local object's chunks are read by the
 # device straight into these buffers (huge pages: one request a chunk, copying.io_buffers);
-# with them, 1 MiB chunks copied and hashed a cold GiB as fast as 2 or 4 MiB chunks here,
-# faster than 512 KiB, in the least memory (docs/benchmarks.md).
+# with them, chunks of 512 KiB to 4 MiB copied and hashed a cold GiB here within the host's
+# noise of each other, and 1 MiB is a request the disk takes whole for little memory.
 _BUFFERS = 4
 CHUNK_BYTES = 1 << 20
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
