@@ -20,7 +20,6 @@ import argparse
 import json
 import mmap
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench_retrieve import cpu_model, file_system, free_page_reporting, log, make_cold
+from bench_retrieve import file_system, free_page_reporting, log, machine_facts, make_cold
 
 from evidence_agent.copying import io_buffers
 
@@ -128,10 +127,7 @@ def main() -> int:
         "benchmark": "direct_read",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
+            **machine_facts(),
             "file_system": file_system(Path(args.dir or tempfile.gettempdir())),
             "block_device": device.name if device else None,
             "max_segments": _queue(device, "max_segments"),

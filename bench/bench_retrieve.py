@@ -117,6 +117,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def machine_facts() -> dict[str, Any]:
+    """What every benchmark's JSON says of the machine it ran on."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
 def file_system(path: Path) -> str:
     try:
         out = subprocess.run(
@@ -541,10 +551,7 @@ def main() -> int:
         "benchmark": "retrieve",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
+            **machine_facts(),
             "openssl": ssl.OPENSSL_VERSION,
             "store_file_system": results.pop("store_file_system"),
             "free_page_reporting_order": free_page_reporting(),
