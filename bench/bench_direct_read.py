@@ -5,7 +5,7 @@ a stored object, once into buffers of copying.io_buffers (one private mapping on
 and once into four separate shared anonymous mappings (what the copy used before), with the
 requests the device received counted from /sys/block/DEV/stat. Each run is preceded by the
 same state of memory: the file read into the page cache and evicted (as bench_retrieve.py's
-make_cold), then, with --fragment (the default), a 1 GiB file written to /dev/shm and deleted,
+make_cold), then (unless --no-fragment) a 1 GiB file written to /dev/shm and deleted,
 as every retrieval to memory leaves it. `cat FILE > /dev/null` is timed alike for reference.
 
     .venv/bin/python bench/bench_direct_read.py [--size-mib 1024] [--rounds 5] [--dir /var/tmp]
