@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from evidence_agent import audit
+from evidence_agent.catalog.custody_log import SqlCustodyLog, log_origin
 from evidence_agent.catalog.database import migrate, open_engine
 from evidence_agent.custody.bundle import StationExport, write_bundle
 from evidence_agent.custody.canonical import canonical_json
@@ -40,7 +40,7 @@ from evidence_agent.custody.checkpoint import Checkpoint, sign_checkpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.custody.merkle import MerkleAccumulator
 from evidence_agent.custody.signed_note import Ed25519Signer
-from evidence_agent.custody.sql_log import SqlCustodyLog, log_origin
+from evidence_agent.services import audit
 
 STATION = "bench-7"
 TARGET_APPENDS_PER_S = 2_000

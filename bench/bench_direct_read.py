@@ -33,7 +33,7 @@ from typing import Any
 
 from bench_retrieve import file_system, free_page_reporting, log, machine_facts, make_cold
 
-from evidence_agent.copying import io_buffers
+from evidence_agent.io.copying import io_buffers
 
 CHUNK = 1 << 20
 BUFFERS = 4

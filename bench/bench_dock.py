@@ -30,7 +30,7 @@ from pathlib import Path
 
 from page_cache import evict_tree
 
-from evidence_agent.demo_recorder import generate_clip
+from evidence_agent.services.demo_recorder import generate_clip
 
 MIB = 1 << 20
 CLIP_MIB = 128  # default clip size: a few minutes of 1080p body-worn video

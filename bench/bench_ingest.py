@@ -37,7 +37,7 @@ from pathlib import Path
 
 from page_cache import evict_tree
 
-from evidence_agent.demo_recorder import generate_clip
+from evidence_agent.services.demo_recorder import generate_clip
 
 MIB = 1 << 20
 # Several clip sizes, as a shift's footage has: long patrol clips and short incident clips.
@@ -219,9 +219,9 @@ SERVICE = """
 import os, sys, time
 from pathlib import Path
 from evidence_agent.config import load_settings
-from evidence_agent.ingest import ingest_volume
-from evidence_agent.station import open_station
-from evidence_agent.storing import StoreWorker
+from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.station import open_station
+from evidence_agent.services.storing import StoreWorker
 
 station = open_station(load_settings(), actor="user:bench")
 sys.stdout.write("ready\\n")

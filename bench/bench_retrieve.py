@@ -81,15 +81,15 @@ from s3_server import (
     station_settings,
 )
 
+from evidence_agent.adapters.local_store import LocalObjectStore
+from evidence_agent.adapters.s3_store import S3ObjectStore
 from evidence_agent.catalog.models import Clip
 from evidence_agent.config import build_settings
 from evidence_agent.domain.media import MediaInfo
-from evidence_agent.ingest import ingest_event
-from evidence_agent.local_store import LocalObjectStore
-from evidence_agent.s3_store import S3ObjectStore
-from evidence_agent.station import Station, open_station
+from evidence_agent.domain.roles import Caller, Identity, Role
+from evidence_agent.services.ingest import ingest_event
+from evidence_agent.services.station import Station, open_station
 from review.retrieval import CHUNK_BYTES, RetrievalRequest, retrieve
-from review.roles import Caller, Identity, Role
 from review.store_retention import local_object_path
 
 TARGET_RATIO = 0.90

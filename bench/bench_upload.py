@@ -45,11 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlmodel import delete  # noqa: E402
 
+from evidence_agent.adapters.s3_store import S3Credentials, S3ObjectStore  # noqa: E402
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint  # noqa: E402
 from evidence_agent.config import build_settings  # noqa: E402
-from evidence_agent.s3_store import S3Credentials, S3ObjectStore  # noqa: E402
-from evidence_agent.station import Station, open_station  # noqa: E402
-from evidence_agent.storing import STORE_CONCURRENCY, store_pending  # noqa: E402
+from evidence_agent.services.station import Station, open_station  # noqa: E402
+from evidence_agent.services.storing import STORE_CONCURRENCY, store_pending  # noqa: E402
 from tests.services.seaweedfs import SeaweedFS, find_weed  # noqa: E402
 
 MIB = 1 << 20

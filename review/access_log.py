@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from evidence_agent.catalog.custody_log import decode_entry
 from evidence_agent.catalog.models import CustodyEntry
 from evidence_agent.custody.events import format_time
-from evidence_agent.custody.sql_log import decode_entry
-from evidence_agent.station import Station
-from review.guard import REFUSED, record_view, require
-from review.roles import Action, Caller
+from evidence_agent.domain.roles import Action, Caller
+from evidence_agent.services.guard import REFUSED, record_view, require
+from evidence_agent.services.station import Station
 
 READ = "access_log.read"
 

@@ -19,13 +19,13 @@ from evidence_agent.catalog.queries import ClipView, clip_views
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.domain.case_file import case_file_clock, case_file_due
 from evidence_agent.domain.deadline import DeadlineRule, lateness
+from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.errors import InputError, StorageError
-from evidence_agent.station import Station
+from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
+from evidence_agent.services.station import Station
 from review.completeness import CoverageReport, Footage, Span, coverage
-from review.guard import read_or_refuse, record_view, refuse, require
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 from review.retention import apply_retention
-from review.roles import Action, Caller
 from review.settings import ReviewSettings
 
 CREATED = "case.created"

@@ -10,16 +10,11 @@ from typing import Any, NoReturn
 
 from sqlmodel import Session, col, func, select
 
+from evidence_agent.adapters.local_store import LocalObjectStore
 from evidence_agent.catalog.models import CaseClip, Clip, CustodyEntry, RetentionRequest
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.events import CustodyEvent, format_time
-from evidence_agent.errors import EvidenceError, InputError, PermissionDeniedError, StorageError
-from evidence_agent.local_store import LocalObjectStore
-from evidence_agent.ports import LegalHolding, ObjectDeleting, ObjectStore
-from evidence_agent.station import Station
-from review.guard import read_or_refuse, record_view, refuse, require
-from review.lookup import get_case, get_clip, json_list, linked_clip_ids
-from review.retention_rules import (
+from evidence_agent.domain.retention import (
     SETTABLE_GROUNDS,
     ClipFacts,
     Ground,
@@ -30,7 +25,12 @@ from review.retention_rules import (
     parse_grounds,
     retention_for,
 )
-from review.roles import Action, Caller
+from evidence_agent.domain.roles import Action, Caller
+from evidence_agent.errors import EvidenceError, InputError, PermissionDeniedError, StorageError
+from evidence_agent.ports import LegalHolding, ObjectDeleting, ObjectStore
+from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
+from evidence_agent.services.station import Station
+from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 from review.settings import ReviewSettings
 from review.store_retention import extend_lock, remove_object
 

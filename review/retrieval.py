@@ -37,9 +37,9 @@ from blake3 import blake3
 from sqlmodel import col, select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry, Officer, Recorder, Unit
-from evidence_agent.copying import FileReader, FileWriter, pump
 from evidence_agent.custody.canonical import canonical_json
 from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.errors import (
     EvidenceError,
     InputError,
@@ -47,12 +47,12 @@ from evidence_agent.errors import (
     NotFoundError,
     StorageError,
 )
-from evidence_agent.ingest import INGESTED
-from evidence_agent.spool import check_digest, fsync_dir
-from evidence_agent.station import Station
-from review.guard import record_refusal, require
+from evidence_agent.io.copying import FileReader, FileWriter, pump
+from evidence_agent.io.spool import check_digest, fsync_dir
+from evidence_agent.services.guard import record_refusal, require
+from evidence_agent.services.ingest import INGESTED
+from evidence_agent.services.station import Station
 from review.lookup import get_case, get_clip, linked_clip_ids
-from review.roles import Action, Caller
 
 log = logging.getLogger(__name__)
 

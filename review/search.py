@@ -12,10 +12,10 @@ from sqlmodel import col, select
 from evidence_agent.catalog.models import Case, CaseClip
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.events import format_time
-from evidence_agent.station import Station
-from review.guard import read_or_refuse, record_view, refuse, role_missing
+from evidence_agent.domain.roles import Action, Caller, search_scope
+from evidence_agent.services.guard import read_or_refuse, record_view, refuse, role_missing
+from evidence_agent.services.station import Station
 from review.lookup import get_case, json_list
-from review.roles import Action, Caller, search_scope
 
 SEARCHED = "clips.searched"
 DEFAULT_LIMIT = 500

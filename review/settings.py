@@ -11,9 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from evidence_agent.domain.retention import DeletionApproval, RetentionPolicy
+from evidence_agent.domain.roles import DEFAULT_GROUPS, Role, RoleMap, parse_roles
 from evidence_agent.errors import ConfigError
-from review.retention_rules import DeletionApproval, RetentionPolicy
-from review.roles import DEFAULT_GROUPS, Role, RoleMap, parse_roles
 
 ENV_ROLES_FILE = "EVIDENCE_AGENT_ROLES_FILE"
 ROLES_FILE_NAME = "roles.toml"

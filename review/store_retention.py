@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from evidence_agent.adapters.local_store import LocalObjectStore
 from evidence_agent.errors import StorageError
-from evidence_agent.local_store import LocalObjectStore
+from evidence_agent.io.spool import fsync_dir
 from evidence_agent.ports import LockExtending, ObjectDeleting, ObjectStore
-from evidence_agent.spool import fsync_dir
 
 
 def extend_lock(store: ObjectStore, sha256: str, until: datetime | None) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from evidence_agent.spool import CopiedFile, Spool
-from evidence_agent.station import Station
+from evidence_agent.io.spool import CopiedFile, Spool
+from evidence_agent.services.station import Station
 
 GATE_TIMEOUT = 30.0
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from evidence_agent.errors import StorageError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # The PostgreSQL advisory lock held while a station migrates a shared catalog: the ASCII bytes of
 # "evidence" read as one big-endian 64-bit integer (7311146925001958245). Documented in

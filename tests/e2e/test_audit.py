@@ -28,7 +28,7 @@ from tests.support import service_missing
 STATION = "st-e2e"
 ORIGIN = f"evidence-agent/{STATION}"
 _SCRIPT = Path(sys.executable).with_name("evidence-agent")
-# The console script, as users run it; `python -m evidence_agent.cli` where it is not installed.
+# The console script, as users run it; `python -m evidence_agent` where it is not installed.
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "evidence_agent"]
 INTEGRITY, ERROR = 3, 2
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from evidence_agent.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
+from evidence_agent.services.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
 from tests.support import service_missing
 
 START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from evidence_agent.copying import FileReader, io_buffers
+from evidence_agent.io.copying import FileReader, io_buffers
 
 THP = Path("/sys/kernel/mm/transparent_hugepage")
 

@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from evidence_agent.adapters.ffprobe import FfprobeProber
 from evidence_agent.config import build_settings
-from evidence_agent.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
 from evidence_agent.domain.filenames import compile_patterns, parse_filename
 from evidence_agent.domain.identity import parse_identity
 from evidence_agent.domain.media import media_kind
 from evidence_agent.errors import EvidenceError, InputError
-from evidence_agent.ffprobe import FfprobeProber
+from evidence_agent.services.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
 from tests.support import service_missing
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

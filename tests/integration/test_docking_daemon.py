@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from evidence_agent.adapters.folder_source import FolderDockSource
+from evidence_agent.adapters.sd_notify import SystemdNotifier
 from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.config import build_settings
-from evidence_agent.daemon import Daemon
-from evidence_agent.demo_recorder import DemoVolume, make_demo_recorder
 from evidence_agent.errors import EvidenceError
-from evidence_agent.folder_source import FolderDockSource
 from evidence_agent.ports import DockEvent
-from evidence_agent.sd_notify import SystemdNotifier
-from evidence_agent.station import Station, open_station, service_actor
+from evidence_agent.services.daemon import Daemon
+from evidence_agent.services.demo_recorder import DemoVolume, make_demo_recorder
+from evidence_agent.services.station import Station, open_station, service_actor
 from tests.docking_gates import gate_spool
 from tests.support import service_missing
 

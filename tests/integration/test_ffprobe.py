@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from evidence_agent.demo_recorder import generate_audio, generate_clip
+from evidence_agent.adapters.ffprobe import FfprobeProber
 from evidence_agent.errors import EvidenceError, InputError
-from evidence_agent.ffprobe import FfprobeProber
+from evidence_agent.services.demo_recorder import generate_audio, generate_clip
 from tests.support import service_missing
 
 CREATED = datetime(2026, 11, 21, 10, 0, 5, tzinfo=UTC)

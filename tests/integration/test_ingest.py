@@ -23,13 +23,13 @@ from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
 from evidence_agent.config import Settings, build_settings
-from evidence_agent.copying import FileWriter
-from evidence_agent.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
 from evidence_agent.errors import ExitCode, InputError, StorageError
-from evidence_agent.ingest import ingest_volume
-from evidence_agent.spool import Spool
-from evidence_agent.station import Station, open_station
-from evidence_agent.storing import store_pending
+from evidence_agent.io.copying import FileWriter
+from evidence_agent.io.spool import Spool
+from evidence_agent.services.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
+from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.station import Station, open_station
+from evidence_agent.services.storing import store_pending
 from tests.support import service_missing
 
 START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from evidence_agent import recorders
 from evidence_agent.catalog.models import CustodyEntry, DockSession, Recorder
 from evidence_agent.catalog.queries import station_status
+from evidence_agent.cli.display import status_text
 from evidence_agent.config import build_settings
-from evidence_agent.display import status_text
 from evidence_agent.domain.deadline import DeadlineRule
 from evidence_agent.errors import InputError, NotFoundError
-from evidence_agent.ingest import assigned_officer
-from evidence_agent.station import Station, open_station
+from evidence_agent.services import recorders
+from evidence_agent.services.ingest import assigned_officer
+from evidence_agent.services.station import Station, open_station
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 

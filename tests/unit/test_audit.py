@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from evidence_agent import audit
-from evidence_agent.audit import AuditReport, proof_document, verify_bundle, verify_proof
 from evidence_agent.custody.bundle import StationExport, write_bundle
 from evidence_agent.custody.checkpoint import Checkpoint, sign_checkpoint
 from evidence_agent.custody.events import CustodyEvent, encode_entry, format_time
@@ -25,6 +23,8 @@ from evidence_agent.custody.merkle import (
 )
 from evidence_agent.custody.signed_note import Ed25519Signer
 from evidence_agent.errors import ExitCode, InputError, IntegrityError
+from evidence_agent.services import audit
+from evidence_agent.services.audit import AuditReport, proof_document, verify_bundle, verify_proof
 
 SID = "st-1"
 ORIGIN = "evidence-agent/st-1"
@@ -552,7 +552,7 @@ def test_proof_file_that_is_not_json(tmp_path: Path) -> None:
 
 
 def test_origin_is_the_logs() -> None:
-    from evidence_agent.custody.sql_log import log_origin
+    from evidence_agent.catalog.custody_log import log_origin
 
     assert audit.log_origin("vm") == log_origin("vm")
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from evidence_agent.clearing import (
+from evidence_agent.errors import InputError, StorageError
+from evidence_agent.io.volume_reader import VolumeFile
+from evidence_agent.services.clearing import (
     SourceFacts,
     build_writable_mount_command,
     decide_erase,
     erase_file,
     writable_mount_options,
 )
-from evidence_agent.errors import InputError, StorageError
-from evidence_agent.volume_reader import VolumeFile
 
 SHA = "a" * 64
 OTHER = "b" * 64

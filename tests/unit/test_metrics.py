@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 from prometheus_client import REGISTRY
 
+from evidence_agent.adapters.metrics import create_metrics, start_metrics_server
 from evidence_agent.errors import ConfigError
-from evidence_agent.metrics import create_metrics, start_metrics_server
 
 
 def scrape(port: int) -> str:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evidence_agent.errors import InputError, StorageError
-from evidence_agent.mounter import (
+from evidence_agent.adapters.mounter import (
     CommandResult,
     DirectoryMounter,
     Mounter,
@@ -20,6 +19,7 @@ from evidence_agent.mounter import (
     mount_options,
     mount_point_name,
 )
+from evidence_agent.errors import InputError, StorageError
 
 
 def test_vfat_is_mounted_read_only_hardened_and_owned_by_root() -> None:

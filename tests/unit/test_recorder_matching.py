@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evidence_agent.domain.usb_allowlist import AllowlistEntry
-from evidence_agent.recorders import EnrolledDevice, identity_disagreement, match_device
+from evidence_agent.services.recorders import EnrolledDevice, identity_disagreement, match_device
 
 RECORDER = {"ID_VENDOR_ID": "2a4b", "ID_MODEL_ID": "0c01", "ID_SERIAL_SHORT": "BWC0001"}
 STICK = {"ID_VENDOR_ID": "0781", "ID_MODEL_ID": "5567", "ID_SERIAL_SHORT": "4C5300012301"}

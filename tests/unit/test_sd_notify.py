@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evidence_agent.sd_notify import SystemdNotifier, socket_address, watchdog_interval
+from evidence_agent.adapters.sd_notify import SystemdNotifier, socket_address, watchdog_interval
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from evidence_agent.adapters.udev_source import dock_event_from_udev
 from evidence_agent.ports import DockEvent
-from evidence_agent.udev_source import dock_event_from_udev
 
 USB_PARTITION = {
     "DEVTYPE": "partition",

@@ -12,12 +12,12 @@ import rfc8785
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from evidence_agent.catalog.custody_log import SqlCustodyLog, log_origin
 from evidence_agent.catalog.database import migrate, open_engine
 from evidence_agent.catalog.models import CustodyEntry, CustodyHead
 from evidence_agent.custody.events import CustodyEvent, entry_document
 from evidence_agent.custody.merkle import MerkleAccumulator, leaf_hash
 from evidence_agent.custody.signed_note import Ed25519Signer
-from evidence_agent.custody.sql_log import SqlCustodyLog, log_origin
 from tests.services.postgres import Database
 
 pytestmark = [pytest.mark.postgres]

@@ -20,10 +20,10 @@ from evidence_agent.catalog.database import migrate, open_engine, schema_is_curr
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint, CustodyEntry, CustodyHead
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.checkpoint import open_checkpoint
-from evidence_agent.demo_recorder import DemoVolume, make_demo_recorder
-from evidence_agent.ingest import IngestReport, ingest_volume
-from evidence_agent.station import Station, open_station
-from evidence_agent.storing import StoreReport, StoreWorker, checkpoint_key, store_pending
+from evidence_agent.services.demo_recorder import DemoVolume, make_demo_recorder
+from evidence_agent.services.ingest import IngestReport, ingest_volume
+from evidence_agent.services.station import Station, open_station
+from evidence_agent.services.storing import StoreReport, StoreWorker, checkpoint_key, store_pending
 from tests.integration.conftest import DEMO_START, StoreFactory, station_settings
 from tests.services.postgres import Database
 from tests.support import service_missing
@@ -270,7 +270,7 @@ def test_verify_checks_every_station_log_in_a_shared_catalog(
     second_template: DemoVolume,
     tmp_path: Path,
 ) -> None:
-    from evidence_agent.audit import verify_station
+    from evidence_agent.services.audit import verify_station
 
     a, b = stations
     for station, template in ((a, recorder_template), (b, second_template)):

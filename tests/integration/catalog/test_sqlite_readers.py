@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, Unit
 from evidence_agent.config import build_settings
-from evidence_agent.station import Station, open_station
+from evidence_agent.services.station import Station, open_station
 
 
 @pytest.fixture

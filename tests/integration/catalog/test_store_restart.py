@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from evidence_agent.adapters.s3_store import PartProgress, S3Credentials, S3ObjectStore
 from evidence_agent.catalog.models import Clip, CustodyEntry
-from evidence_agent.demo_recorder import DemoVolume, generate_clip
-from evidence_agent.ingest import ingest_volume
-from evidence_agent.s3_store import PartProgress, S3Credentials, S3ObjectStore
-from evidence_agent.station import Station, open_station
-from evidence_agent.storing import StoreWorker, store_pending
+from evidence_agent.services.demo_recorder import DemoVolume, generate_clip
+from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.station import Station, open_station
+from evidence_agent.services.storing import StoreWorker, store_pending
 from tests.integration.conftest import (
     DEMO_START,
     TEST_MULTIPART_THRESHOLD,

@@ -18,13 +18,13 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlmodel import col, select
 
+from evidence_agent.adapters.s3_store import PERMANENT_RETAIN_UNTIL, S3ObjectStore
 from evidence_agent.catalog.models import Clip, CustodyEntry, RetentionRequest
+from evidence_agent.domain.roles import Caller, Identity, Role
 from evidence_agent.errors import StorageError
-from evidence_agent.s3_store import PERMANENT_RETAIN_UNTIL, S3ObjectStore
-from evidence_agent.station import Station
+from evidence_agent.services.station import Station
 from review.cases import CaseInput, create_case, link_clips, unlink_clips
 from review.retention import approve_deletion, request_deletion, set_hold
-from review.roles import Caller, Identity, Role
 from review.settings import ReviewSettings
 from tests.integration.review.conftest import add_stored_clip
 from tests.services.seaweedfs import SeaweedFS
@@ -231,7 +231,7 @@ def test_a_clip_tombstoned_before_its_object_went_is_finished_by_the_same_comman
 def test_a_clip_linked_and_held_while_spooled_is_locked_for_good_when_uploaded(
     station: Station, store: S3ObjectStore, s3_admin: Any, evidence_bucket: str, tmp_path: Path
 ) -> None:
-    from evidence_agent.storing import store_pending
+    from evidence_agent.services.storing import store_pending
 
     clip = add_stored_clip(station, store, tmp_path, datetime.now(UTC) + SHORT, days_ago=1)
     # Make it a clip still waiting in the spool: a copy there, no object in the bucket yet.

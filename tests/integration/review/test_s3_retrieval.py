@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from evidence_agent.adapters.s3_store import S3ObjectStore
 from evidence_agent.catalog.models import CustodyEntry
+from evidence_agent.domain.roles import Caller, Identity, Role
 from evidence_agent.errors import ExitCode
-from evidence_agent.s3_store import S3ObjectStore
-from evidence_agent.station import Station
+from evidence_agent.services.station import Station
 from review.retrieval import RetrievalIntegrityError, RetrievalRequest, retrieve
-from review.roles import Caller, Identity, Role
 from tests.integration.review.conftest import add_stored_clip
 
 pytestmark = pytest.mark.s3

@@ -16,14 +16,18 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from evidence_agent.adapters.folder_source import FolderDockSource
+from evidence_agent.adapters.s3_store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.config import build_settings
-from evidence_agent.daemon import Daemon
-from evidence_agent.demo_recorder import DemoVolume
-from evidence_agent.folder_source import FolderDockSource
-from evidence_agent.s3_store import S3ObjectStore
-from evidence_agent.station import Station, open_station, service_actor
-from evidence_agent.storage_check import CHECK_CACHE_FILE, OBJECT_LOCK, EvidenceBucketRefused
+from evidence_agent.services.daemon import Daemon
+from evidence_agent.services.demo_recorder import DemoVolume
+from evidence_agent.services.station import Station, open_station, service_actor
+from evidence_agent.services.storage_check import (
+    CHECK_CACHE_FILE,
+    OBJECT_LOCK,
+    EvidenceBucketRefused,
+)
 from tests.integration.conftest import StoreFactory
 from tests.integration.storage.outage import StoreOutage
 from tests.services.seaweedfs import SeaweedFS
@@ -97,7 +101,7 @@ def test_the_daemon_starts_on_an_evidence_bucket_and_remembers_the_pass(
     station = s3_station(tmp_path, store)
     try:
         with (
-            caplog.at_level(logging.INFO, logger="evidence_agent.storage_check"),
+            caplog.at_level(logging.INFO, logger="evidence_agent.services.storage_check"),
             running(Daemon(station, [FolderDockSource(station.settings.dock_dir)])),
         ):
             pass
@@ -121,7 +125,7 @@ def test_an_unreachable_store_at_start_is_a_warning_and_docks_go_into_the_spool(
         station = s3_station(tmp_path, make_store(endpoint=outage.endpoint))
         try:
             with (
-                caplog.at_level(logging.WARNING, logger="evidence_agent.storage_check"),
+                caplog.at_level(logging.WARNING, logger="evidence_agent.services.storage_check"),
                 running(Daemon(station, [FolderDockSource(station.settings.dock_dir)])),
             ):
                 assert "the object store self-test could not run" in caplog.text

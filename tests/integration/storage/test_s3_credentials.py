@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from evidence_agent.adapters.s3_store import resolve_credentials
 from evidence_agent.errors import ConfigError
-from evidence_agent.s3_store import resolve_credentials
 
 
 def test_environment_comes_first(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from evidence_agent.adapters.s3_store import S3Credentials, S3ObjectStore, StoreUnavailableError
 from evidence_agent.errors import ConfigError, ExitCode, StorageError
-from evidence_agent.s3_store import S3Credentials, S3ObjectStore, StoreUnavailableError
 from tests.integration.storage.conftest import TEST_PART_SIZE, StoreFactory, store_settings_for
 from tests.services.flaky_proxy import FlakyProxy
 from tests.services.ports import free_port

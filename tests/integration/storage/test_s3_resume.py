@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from evidence_agent.s3_store import PartProgress, S3Credentials, StoreUnavailableError
+from evidence_agent.adapters.s3_store import PartProgress, S3Credentials, StoreUnavailableError
 from tests.integration.storage.conftest import (
     TEST_PART_SIZE,
     StoreFactory,

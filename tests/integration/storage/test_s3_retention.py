@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from evidence_agent.adapters.s3_store import (
+    PERMANENT_RETAIN_UNTIL,
+    ObjectLockedError,
+    S3ObjectStore,
+)
 from evidence_agent.errors import ExitCode, NotFoundError, StorageError
 from evidence_agent.ports import LegalHolding, LockExtending, ObjectDeleting
-from evidence_agent.s3_store import PERMANENT_RETAIN_UNTIL, ObjectLockedError, S3ObjectStore
 from tests.integration.storage.conftest import StoreFactory
 
 pytestmark = pytest.mark.s3

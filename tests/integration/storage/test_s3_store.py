@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from evidence_agent.adapters.s3_store import S3ObjectStore, composite_sha256
 from evidence_agent.errors import ExitCode, IntegrityError, NotFoundError
 from evidence_agent.ports import ObjectStore, StoredObject
-from evidence_agent.s3_store import S3ObjectStore, composite_sha256
 from tests.integration.storage.conftest import TEST_PART_SIZE, StoreFactory
 
 pytestmark = pytest.mark.s3

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from evidence_agent.s3_store import S3ObjectStore
+from evidence_agent.adapters.s3_store import S3ObjectStore
 from tests.integration.conftest import TEST_PART_SIZE, StoreFactory
 
 pytestmark = pytest.mark.s3

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from evidence_agent.adapters.s3_store import S3ObjectStore
 from evidence_agent.errors import StorageError
 from evidence_agent.ports import StoredObject
-from evidence_agent.s3_store import S3ObjectStore
-from evidence_agent.storage_check import (
+from evidence_agent.services.storage_check import (
     CHECKS,
     CHECKSUM_VALIDATED,
     DELETE_REFUSED,

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from evidence_agent.adapters.s3_store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint, CustodyEntry
 from evidence_agent.custody.checkpoint import open_checkpoint
-from evidence_agent.demo_recorder import DemoVolume
-from evidence_agent.ingest import IngestReport, ingest_volume
-from evidence_agent.s3_store import S3ObjectStore
-from evidence_agent.spool import Spool
-from evidence_agent.station import Station, open_station
-from evidence_agent.storing import (
+from evidence_agent.io.spool import Spool
+from evidence_agent.services.demo_recorder import DemoVolume
+from evidence_agent.services.ingest import IngestReport, ingest_volume
+from evidence_agent.services.station import Station, open_station
+from evidence_agent.services.storing import (
     PUBLISHED_FILE,
     StoreWorker,
     checkpoint_key,
@@ -267,7 +267,7 @@ def test_the_daemon_hook_logs_spool_space(
             station.settings,
             ingest=replace(station.settings.ingest, min_spool_free_bytes=free * 10),
         )
-        with caplog.at_level(logging.WARNING, logger="evidence_agent.storing"):
+        with caplog.at_level(logging.WARNING, logger="evidence_agent.services.storing"):
             space = watch_spool_space(station)
         assert space is not None and space.level == "critical"
         assert any(r.levelno == logging.ERROR and "spool" in r.getMessage() for r in caplog.records)

@@ -20,17 +20,17 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from evidence_agent import recorders
+from evidence_agent.adapters.udev_source import UdevDockSource
 from evidence_agent.catalog.models import Clip, ClipSource, CustodyEntry, DockSession
 from evidence_agent.catalog.queries import station_status
-from evidence_agent.clearing import DirectoryWritableMounter
+from evidence_agent.cli.display import status_text
 from evidence_agent.config import build_settings
-from evidence_agent.daemon import Daemon
-from evidence_agent.demo_recorder import DemoVolume, make_demo_recorder
-from evidence_agent.display import status_text
 from evidence_agent.domain.deadline import DeadlineRule
-from evidence_agent.station import Station, open_station, service_actor
-from evidence_agent.udev_source import UdevDockSource
+from evidence_agent.services import recorders
+from evidence_agent.services.clearing import DirectoryWritableMounter
+from evidence_agent.services.daemon import Daemon
+from evidence_agent.services.demo_recorder import DemoVolume, make_demo_recorder
+from evidence_agent.services.station import Station, open_station, service_actor
 from tests.docking_gates import GatedSpool, gate_spool
 from tests.support import service_missing
 from tests.umockdev import Testbed, UsbStorage, add_usb_storage, unplug_usb_storage

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from evidence_agent.adapters.udev_source import UdevDockSource
 from evidence_agent.domain.usb_allowlist import AllowlistEntry, classify_device
 from evidence_agent.ports import DockEvent
-from evidence_agent.udev_source import UdevDockSource
 from tests.umockdev import Testbed, UsbStorage, add_usb_storage, unplug_usb_storage
 
 pytestmark = pytest.mark.usb

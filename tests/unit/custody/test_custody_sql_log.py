@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from evidence_agent.catalog.custody_log import SqlCustodyLog, log_origin
 from evidence_agent.catalog.database import migrate, open_engine
 from evidence_agent.catalog.models import CustodyEntry, CustodyHead
 from evidence_agent.custody.checkpoint import open_checkpoint
 from evidence_agent.custody.events import CustodyEvent, encode_entry, entry_document
 from evidence_agent.custody.merkle import HASH_SIZE, MerkleAccumulator, leaf_hash
 from evidence_agent.custody.signed_note import Ed25519Signer
-from evidence_agent.custody.sql_log import SqlCustodyLog, log_origin
 
 STATION = "station-7"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

@@ -14,8 +14,8 @@ from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, Officer
 from evidence_agent.config import build_settings
-from evidence_agent.ingest import ingest_event
-from evidence_agent.station import Station, open_station
+from evidence_agent.services.ingest import ingest_event
+from evidence_agent.services.station import Station, open_station
 from tests.unit.review.fakes import NOW, AddClip, FixedClock, MemoryStore, NoProber
 
 

@@ -11,9 +11,9 @@ from typing import BinaryIO
 
 from evidence_agent.catalog.models import Clip
 from evidence_agent.domain.media import MediaInfo
+from evidence_agent.domain.roles import Caller, Identity, Role
 from evidence_agent.errors import IntegrityError, NotFoundError
 from evidence_agent.ports import StoredObject
-from review.roles import Caller, Identity, Role
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from review.retention_rules import (
+from evidence_agent.domain.retention import (
     ClipFacts,
     DeletionApproval,
     Ground,

@@ -13,8 +13,9 @@ from blake3 import blake3
 from sqlmodel import col, select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry
+from evidence_agent.domain.roles import Role
 from evidence_agent.errors import InputError, PermissionDeniedError, StorageError
-from evidence_agent.station import Station
+from evidence_agent.services.station import Station
 from review.retrieval import (
     RetrievalIntegrityError,
     RetrievalRequest,
@@ -22,7 +23,6 @@ from review.retrieval import (
     place,
     retrieve,
 )
-from review.roles import Role
 from tests.unit.review.fakes import AddClip, MemoryStore, caller
 
 CLERK = caller(Role.CLERK)

@@ -10,8 +10,9 @@ import pytest
 from sqlmodel import col, select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry
+from evidence_agent.domain.roles import Role
 from evidence_agent.errors import InputError, NotFoundError, PermissionDeniedError
-from evidence_agent.station import Station
+from evidence_agent.services.station import Station
 from review.cases import (
     CaseInput,
     attach_document,
@@ -22,7 +23,6 @@ from review.cases import (
     unlink_clips,
 )
 from review.retention import approve_deletion, due, mark_ground, request_deletion, set_hold
-from review.roles import Role
 from review.settings import ReviewSettings
 from tests.unit.review.fakes import NOW, AddClip, FixedClock, MemoryStore, caller
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from evidence_agent.errors import ConfigError
-from review.retention_rules import DeletionApproval
-from review.roles import (
+from evidence_agent.domain.retention import DeletionApproval
+from evidence_agent.domain.roles import (
     PERMISSIONS,
     Action,
     Identity,
@@ -19,6 +18,7 @@ from review.roles import (
     roles_of,
     search_scope,
 )
+from evidence_agent.errors import ConfigError
 from review.settings import (
     DEFAULT_FULL_RECORDING_TYPES,
     build_review_settings,

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from evidence_agent.errors import IntegrityError, NotFoundError, StorageError
+from evidence_agent.io.spool import check_digest, fsync_dir, hash_file
 from evidence_agent.ports import StoredObject
-from evidence_agent.spool import check_digest, fsync_dir, hash_file
 
 
 class LocalObjectStore:

@@ -8,9 +8,9 @@ from typing import Any, NoReturn, TypeVar
 from sqlmodel import Session
 
 from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.domain.roles import Action, Caller, decide
 from evidence_agent.errors import EvidenceError, PermissionDeniedError
-from evidence_agent.station import Station
-from review.roles import Action, Caller, decide
+from evidence_agent.services.station import Station
 
 REFUSED = "access.refused"
 

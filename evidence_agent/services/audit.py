@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from evidence_agent.catalog.models import Clip
-    from evidence_agent.station import Station
+    from evidence_agent.services.station import Station
 
 STEP_TITLES = {
     1: "entries, tree and checkpoint signatures",
@@ -1134,7 +1134,7 @@ def _check_objects(
     report_orphans: bool = True,
 ) -> int:
     """Step 3: every clip's bytes against its ingest hash, and every stored object against the log."""
-    from evidence_agent.spool import hash_file
+    from evidence_agent.io.spool import hash_file
 
     sid = facts.station_id
     t0 = time.perf_counter()

@@ -308,7 +308,9 @@ def require_store_at_start(store: _Describes, data_dir: Path) -> StoreCheck | No
             "; ".join(result.limits[:2]),
         )
         return result
-    from evidence_agent.s3_store import StoreUnavailableError  # boto3 only for the S3 backend
+    from evidence_agent.adapters.s3_store import (
+        StoreUnavailableError,
+    )  # boto3 only for the S3 backend
 
     try:
         result = _run_and_remember(store, data_dir)

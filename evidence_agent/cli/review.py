@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evidence_agent.cli import JsonOption, _ctx, _station, emit_json
+from evidence_agent.cli.common import JsonOption, emit_json, open_station, root_context
+from evidence_agent.domain.roles import Caller, caller_for
 from evidence_agent.errors import ExitCode, IncompleteError, InputError
-from review.roles import Caller, caller_for
 from review.settings import ReviewSettings, load_review_settings, roles_file_path
 
 if TYPE_CHECKING:
-    from evidence_agent.station import Station  # sqlalchemy is loaded only when a command runs
+    from evidence_agent.services.station import (
+        Station,
+    )  # sqlalchemy is loaded only when a command runs
 
 case_app = typer.Typer(
     help="Case files: cases, their footage and documents, completeness.", no_args_is_help=True
@@ -34,17 +36,17 @@ ReasonOption = Annotated[
 @contextmanager
 def _review(ctx: typer.Context) -> Iterator[tuple[Station, Caller, ReviewSettings]]:
     """The station opened as the calling OS user, with their roles from groups and the roles file."""
-    from review.os_accounts import current_identity
+    from evidence_agent.adapters.os_accounts import current_identity
 
-    settings = _ctx(ctx).settings
+    settings = root_context(ctx).settings
     review = load_review_settings(roles_file_path(settings.data_dir))
     caller = caller_for(current_identity(), review.roles)
-    with _station(ctx, actor=caller.actor) as station:
+    with open_station(ctx, actor=caller.actor) as station:
         yield station, caller, review
 
 
 def _tz(ctx: typer.Context) -> Any:
-    return _ctx(ctx).settings.tz
+    return root_context(ctx).settings.tz
 
 
 def parse_time(text: str | None, tz: Any) -> datetime | None:
@@ -99,8 +101,8 @@ def case_create(
     as_json: JsonOption = False,
 ) -> None:
     """Open a case: number, parties, cause, enforcement type, unit, handling officers, action window."""
+    from evidence_agent.cli.review_tables import case_rows
     from review.cases import CaseInput, create_case
-    from review.tables import case_rows
 
     tz = _tz(ctx)
     data = CaseInput(
@@ -126,8 +128,8 @@ def case_list(
     as_json: JsonOption = False,
 ) -> None:
     """List cases, newest first."""
+    from evidence_agent.cli.review_tables import case_rows
     from review.cases import list_cases
-    from review.tables import case_rows
 
     with _review(ctx) as (station, caller, review):
         cases = list_cases(station, caller, review, state)
@@ -141,8 +143,8 @@ def case_show(
     as_json: JsonOption = False,
 ) -> None:
     """A case with its footage and documents on one timeline, and the 30-day case-file clock."""
+    from evidence_agent.cli.review_tables import case_text, clip_rows
     from review.cases import show_case
-    from review.tables import case_text, clip_rows
 
     with _review(ctx) as (station, caller, review):
         case = show_case(station, caller, review, number)
@@ -158,8 +160,8 @@ def case_close(
     as_json: JsonOption = False,
 ) -> None:
     """Close a case: its file no longer changes."""
+    from evidence_agent.cli.review_tables import case_rows
     from review.cases import close_case
-    from review.tables import case_rows
 
     with _review(ctx) as (station, caller, review):
         case = close_case(station, caller, review, number, reason)
@@ -222,8 +224,8 @@ def case_suggest(
     as_json: JsonOption = False,
 ) -> None:
     """Candidate clips: the handling officers' footage around the action window, not yet linked."""
+    from evidence_agent.cli.review_tables import clip_rows
     from review.cases import link_clips, suggest
-    from review.tables import clip_rows
 
     with _review(ctx) as (station, caller, review):
         rows = suggest(
@@ -253,8 +255,8 @@ def case_check(
     """Completeness for legal review: gaps, overlaps, unlinked footage, 24-hour breaches.
 
     Exit 6 when a type that requires full-process recording is incomplete."""
+    from evidence_agent.cli.review_tables import check_text
     from review.cases import check_case
-    from review.tables import check_text
 
     with _review(ctx) as (station, caller, review):
         result, _ = check_case(station, caller, review, number)
@@ -308,8 +310,8 @@ def clips_search(
     as_json: JsonOption = False,
 ) -> None:
     """Search clips by case, officer, recorder, unit, time window, cause, party, important, state."""
+    from evidence_agent.cli.review_tables import clip_rows
     from review.search import ClipQuery, search_clips
-    from review.tables import clip_rows
 
     tz = _tz(ctx)
     query = ClipQuery(
@@ -349,9 +351,9 @@ def retrieve(
 
     Every retrieval and every refusal is logged with who, when, what and why.
     Exit 3 when a stored copy fails its hash: that clip is not handed over."""
+    from evidence_agent.cli.review_tables import retrieval_text
     from review.retrieval import RetrievalIntegrityError, RetrievalRequest
     from review.retrieval import retrieve as run_retrieval
-    from review.tables import retrieval_text
 
     request = RetrievalRequest(clips=clips or [], case=case, target=to, reason=reason)
     with _review(ctx) as (station, caller, _):
@@ -377,8 +379,8 @@ def access_log(
     as_json: JsonOption = False,
 ) -> None:
     """Who saw, retrieved or was refused what, when and why (supervisors and auditors)."""
+    from evidence_agent.cli.review_tables import access_rows
     from review.access_log import ACCESS_TYPES, AccessQuery, read_access_log
-    from review.tables import access_rows
 
     tz = _tz(ctx)
     query = AccessQuery(
@@ -400,8 +402,8 @@ def access_log(
 @retention_app.command("due")
 def retention_due(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Clips past retention (nothing expires by itself: each deletion needs approval)."""
+    from evidence_agent.cli.review_tables import due_rows
     from review.retention import due
-    from review.tables import due_rows
 
     with _review(ctx) as (station, caller, review):
         rows = due(station, caller, review)

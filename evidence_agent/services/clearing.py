@@ -19,10 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlmodel import select
 
-from evidence_agent.catalog.models import Clip, ClipSource, Recorder
-from evidence_agent.custody.events import CustodyEvent
-from evidence_agent.errors import EvidenceError, InputError, IntegrityError, StorageError
-from evidence_agent.mounter import (
+from evidence_agent.adapters.mounter import (
     FILESYSTEMS,
     DirectoryMounter,
     SystemMounter,
@@ -30,8 +27,11 @@ from evidence_agent.mounter import (
     classify_mount_failure,
     mount_point_name,
 )
-from evidence_agent.station import Station
-from evidence_agent.volume_reader import VolumeFile, display_path, list_volume
+from evidence_agent.catalog.models import Clip, ClipSource, Recorder
+from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.errors import EvidenceError, InputError, IntegrityError, StorageError
+from evidence_agent.io.volume_reader import VolumeFile, display_path, list_volume
+from evidence_agent.services.station import Station
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import tzinfo
 from typing import Any
 
-from evidence_agent.display import human_bytes, local_time
+from evidence_agent.cli.display import human_bytes, local_time
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

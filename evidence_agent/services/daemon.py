@@ -21,25 +21,30 @@ from typing import Any
 
 from sqlmodel import col, func, select
 
-from evidence_agent import storage_check
+from evidence_agent.adapters.folder_source import FolderDockSource
+from evidence_agent.adapters.metrics import (
+    AgentMetrics,
+    MetricsServer,
+    create_metrics,
+    start_metrics_server,
+)
+from evidence_agent.adapters.mounter import Mounter
+from evidence_agent.adapters.sd_notify import SystemdNotifier, watchdog_interval
 from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.catalog.queries import undocked_recorders
-from evidence_agent.clearing import ClearingSystemMounter, WritableMounter, clear_recorder
 from evidence_agent.config import Settings
 from evidence_agent.custody.events import CustodyEvent
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, parse_identity
 from evidence_agent.domain.usb_allowlist import normalize_serial
 from evidence_agent.errors import EvidenceError
-from evidence_agent.folder_source import FolderDockSource
-from evidence_agent.ingest import IngestReport, ingest_volume, plan_bytes
-from evidence_agent.metrics import AgentMetrics, MetricsServer, create_metrics, start_metrics_server
-from evidence_agent.mounter import Mounter
+from evidence_agent.io.volume_reader import VolumeGoneError, read_small_file
 from evidence_agent.ports import DockEvent, DockSource
-from evidence_agent.recorders import enrolled_devices, identity_disagreement, match_device
-from evidence_agent.sd_notify import SystemdNotifier, watchdog_interval
-from evidence_agent.station import Station, open_station, service_actor
-from evidence_agent.storing import StoreWorker, publish_checkpoints, store_pending
-from evidence_agent.volume_reader import VolumeGoneError, read_small_file
+from evidence_agent.services import storage_check
+from evidence_agent.services.clearing import ClearingSystemMounter, WritableMounter, clear_recorder
+from evidence_agent.services.ingest import IngestReport, ingest_volume, plan_bytes
+from evidence_agent.services.recorders import enrolled_devices, identity_disagreement, match_device
+from evidence_agent.services.station import Station, open_station, service_actor
+from evidence_agent.services.storing import StoreWorker, publish_checkpoints, store_pending
 
 log = logging.getLogger(__name__)
 
@@ -812,7 +817,7 @@ def build_sources(settings: Settings) -> list[DockSource]:
         sources.append(FolderDockSource(settings.dock_dir))
     if "usb" in settings.dock.sources:
         try:
-            from evidence_agent.udev_source import UdevDockSource
+            from evidence_agent.adapters.udev_source import UdevDockSource
         except ImportError as e:  # pyudev needs libudev.so.1
             log.error("USB detection is off: cannot load udev (%s); the dock folder still works", e)
         else:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import typer
 
-from evidence_agent.config import Settings, load_settings
+from evidence_agent.cli import audit, recorders, review, storage
+from evidence_agent.cli.common import Context, JsonOption, emit_json, open_station, root_context
+from evidence_agent.config import Settings
 from evidence_agent.errors import EvidenceError, ExitCode
 
 app = typer.Typer(
@@ -30,29 +28,11 @@ clips_app = typer.Typer(help="Clips in the catalog.", no_args_is_help=True)
 config_app = typer.Typer(help="The station configuration.", no_args_is_help=True)
 app.add_typer(clips_app, name="clips")
 app.add_typer(config_app, name="config")
+# The command groups besides the station's own commands below, each adding itself to the app.
+for group in (recorders, review, audit, storage):
+    group.register(app)
 
 log = logging.getLogger("evidence_agent")
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
-
-
-@dataclass
-class Context:
-    config_path: Path | None
-    verbose: bool
-    _settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config_path)
-        return self._settings
-
-
-def _ctx(ctx: typer.Context) -> Context:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Context)
-    return obj
 
 
 @app.callback()
@@ -101,24 +81,6 @@ class _JournalFormatter(logging.Formatter):
         return f"<{self._PRIORITY.get(record.levelname, 6)}>{super().format(record)}"
 
 
-def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
-
-
-@contextmanager
-def _station(ctx: typer.Context, *, actor: str | None = None) -> Iterator[Any]:
-    from evidence_agent.station import open_station
-
-    station = open_station(_ctx(ctx).settings, actor=actor)
-    # Modules, ORM mappings and the station live as long as the command: leave them out of
-    # the collector's scans (a full scan of them costs tens of ms, every few seconds of ingest).
-    gc.freeze()
-    try:
-        yield station
-    finally:
-        station.close()
-
-
 # ---------------------------------------------------------------- ingest
 
 
@@ -133,14 +95,14 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Ingest a mounted recorder volume: copy once, hash, tag, catalogue, store, verify."""
-    from evidence_agent.ingest import ingest_volume, plan_bytes
-    from evidence_agent.storing import StoreWorker
+    from evidence_agent.services.ingest import ingest_volume, plan_bytes
+    from evidence_agent.services.storing import StoreWorker
 
     if not path.is_dir():
         raise EvidenceError(
             f"{path} is not a directory", remedy="give the mount point of the recorder volume"
         )
-    with _station(ctx) as station:
+    with open_station(ctx) as station:
         worker = StoreWorker(station).start()
         show_bar = sys.stderr.isatty() and not as_json
         try:
@@ -208,9 +170,9 @@ def _print_ingest(result: dict[str, Any], warnings: list[str]) -> None:
 @app.command()
 def store(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Store every clip still waiting in the spool, verifying each against its ingest hash."""
-    from evidence_agent.storing import store_pending
+    from evidence_agent.services.storing import store_pending
 
-    with _station(ctx) as station:
+    with open_station(ctx) as station:
         report = store_pending(station)
     if as_json:
         emit_json(report.to_json())
@@ -242,8 +204,8 @@ def clips_list(
     """List clips with their hash, source, recorder, officer, unit, times, state and flags."""
     from evidence_agent.catalog.queries import clip_views
 
-    settings = _ctx(ctx).settings
-    with _station(ctx) as station, station.reading() as session:
+    settings = root_context(ctx).settings
+    with open_station(ctx) as station, station.reading() as session:
         views = clip_views(
             session,
             officer=officer,
@@ -256,7 +218,7 @@ def clips_list(
     if as_json:
         emit_json([v.to_json() for v in views])
         return
-    from evidence_agent.display import clip_table
+    from evidence_agent.cli.display import clip_table
 
     sys.stdout.write(clip_table([v.to_json() for v in views], settings.tz))
 
@@ -270,7 +232,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from evidence_agent.errors import ConfigError
     from review.settings import load_review_settings, roles_file_path
 
-    settings = _ctx(ctx).settings
+    settings = root_context(ctx).settings
     rule = DeadlineRule(
         limit=timedelta(hours=settings.deadline.limit_hours),
         warn=timedelta(hours=settings.deadline.warn_hours),
@@ -284,7 +246,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         case_file_days = review.case_file_days
     except ConfigError as e:
         warnings.append(f"case-file clock not shown: {e}")
-    with _station(ctx) as station, station.reading() as session:
+    with open_station(ctx) as station, station.reading() as session:
         view = station_status(
             session,
             station.clock.now(),
@@ -300,14 +262,14 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         emit_json(data)
         return
-    from evidence_agent.display import status_text
+    from evidence_agent.cli.display import status_text
 
     sys.stdout.write(status_text(data, settings) + _case_file_text(data["case_files"], settings))
 
 
 def _case_file_text(case_files: dict[str, Any] | None, settings: Settings) -> str:
     """The case-file lines of `status`: each open case whose action has ended, soonest due first."""
-    from evidence_agent.display import local_time
+    from evidence_agent.cli.display import local_time
 
     if case_files is None:
         return ""
@@ -336,10 +298,10 @@ def _case_file_text(case_files: dict[str, Any] | None, settings: Settings) -> st
 @app.command()
 def run(ctx: typer.Context) -> None:
     """Run the docking daemon: ingest every recorder volume that appears, with no action by anyone."""
-    from evidence_agent.daemon import run_daemon
+    from evidence_agent.services.daemon import run_daemon
 
-    settings = _ctx(ctx).settings
-    _configure_logging(settings.log_level, _ctx(ctx).verbose)
+    settings = root_context(ctx).settings
+    _configure_logging(settings.log_level, root_context(ctx).verbose)
     run_daemon(settings)
 
 
@@ -351,7 +313,7 @@ def demo_recorder(
     clips: Annotated[int, typer.Option(help="Number of normal video clips.")] = 3,
 ) -> None:
     """Make a realistic recorder volume (clips, an important clip, a corrupt one, a photo, an identity file)."""
-    from evidence_agent.demo_recorder import make_demo_recorder
+    from evidence_agent.services.demo_recorder import make_demo_recorder
 
     volume = make_demo_recorder(directory, serial=serial, badge=badge, clips=clips)
     sys.stdout.write(f"demo recorder volume made at {volume.root}\n")
@@ -363,7 +325,7 @@ def demo_recorder(
 @config_app.command("validate")
 def config_validate(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Check the configuration; every bad key is named in one message."""
-    settings = _ctx(ctx).settings
+    settings = root_context(ctx).settings
     if as_json:
         emit_json({"valid": True, "source": str(settings.source) if settings.source else None})
     else:
@@ -376,30 +338,7 @@ def config_show(ctx: typer.Context) -> None:
     """Print the effective settings as JSON (no secrets are ever in them)."""
     from dataclasses import asdict
 
-    emit_json(json.loads(json.dumps(asdict(_ctx(ctx).settings), default=str)))
-
-
-# ---------------------------------------------------------------- sub-commands
-
-from evidence_agent import cli_recorders  # noqa: E402
-
-cli_recorders.register(app)
-
-
-from review import cli as review_cli  # noqa: E402
-
-review_cli.register(app)
-
-
-# ---------------------------------------------------------------- entry point
-
-from evidence_agent import cli_audit  # noqa: E402
-
-cli_audit.register(app)
-
-from evidence_agent import cli_storage  # noqa: E402
-
-cli_storage.register(app)
+    emit_json(json.loads(json.dumps(asdict(root_context(ctx).settings), default=str)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ import grp
 import os
 import pwd
 
-from review.roles import Identity
+from evidence_agent.domain.roles import Identity
 
 
 def current_identity() -> Identity:

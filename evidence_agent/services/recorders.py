@@ -27,7 +27,7 @@ from evidence_agent.domain.usb_allowlist import (
     normalize_usb_id,
 )
 from evidence_agent.errors import InputError, NotFoundError
-from evidence_agent.station import Station
+from evidence_agent.services.station import Station
 
 _SERIAL = re.compile(r"[A-Za-z0-9-]{1,64}")
 _BADGE = re.compile(r"[A-Za-z0-9]{1,32}")

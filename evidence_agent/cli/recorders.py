@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
+from evidence_agent.cli.common import JsonOption, emit_json, open_station, settings_of
 from evidence_agent.errors import InputError
 
 recorders_app = typer.Typer(
@@ -18,7 +16,6 @@ recorders_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why (required): it goes into the custody log.")
 ]
@@ -33,27 +30,6 @@ AtOption = Annotated[
 
 def register(app: typer.Typer) -> None:
     app.add_typer(recorders_app, name="recorders")
-
-
-def _settings(ctx: typer.Context) -> Any:
-    # The root callback's context object (evidence_agent.cli.Context); read by attribute, not
-    # imported, because `python -m evidence_agent.cli` runs that module as __main__.
-    return ctx.find_root().obj.settings
-
-
-@contextmanager
-def _station(ctx: typer.Context) -> Iterator[Any]:
-    from evidence_agent.station import open_station
-
-    station = open_station(_settings(ctx))
-    try:
-        yield station
-    finally:
-        station.close()
-
-
-def _emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def _parse_at(text: str | None) -> datetime | None:
@@ -71,7 +47,7 @@ def _parse_at(text: str | None) -> datetime | None:
 
 
 def _print(view: Any, settings: Any, *, detail: bool = False) -> None:
-    from evidence_agent.display import local_time
+    from evidence_agent.cli.display import local_time
 
     tz = settings.tz
     data = view.to_json()
@@ -141,9 +117,9 @@ def enroll(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol a recorder; two recorders can never claim the same USB serial."""
-    from evidence_agent import recorders
+    from evidence_agent.services import recorders
 
-    with _station(ctx) as station:
+    with open_station(ctx) as station:
         view = recorders.enroll(
             station,
             serial,
@@ -156,9 +132,9 @@ def enroll(
             unit=unit,
         )
     if as_json:
-        _emit_json(view.to_json())
+        emit_json(view.to_json())
     else:
-        _print(view, _settings(ctx))
+        _print(view, settings_of(ctx))
 
 
 @recorders_app.command("list")
@@ -171,10 +147,10 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """Every recorder with its holder, last dock and an undocked warning."""
-    from evidence_agent import recorders
+    from evidence_agent.services import recorders
 
-    settings = _settings(ctx)
-    with _station(ctx) as station, station.reading() as session:
+    settings = settings_of(ctx)
+    with open_station(ctx) as station, station.reading() as session:
         views = recorders.list_recorders(
             session,
             station.clock.now(),
@@ -182,7 +158,7 @@ def list_(
             enrolled_only=enrolled,
         )
     if as_json:
-        _emit_json([v.to_json() for v in views])
+        emit_json([v.to_json() for v in views])
         return
     if not views:
         sys.stdout.write("no recorders\n")
@@ -197,10 +173,10 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """A recorder with its assignment history and its latest docks (clock drift, warnings)."""
-    from evidence_agent import recorders
+    from evidence_agent.services import recorders
 
-    settings = _settings(ctx)
-    with _station(ctx) as station, station.reading() as session:
+    settings = settings_of(ctx)
+    with open_station(ctx) as station, station.reading() as session:
         view = recorders.show_recorder(
             session,
             serial,
@@ -208,7 +184,7 @@ def show(
             undocked_warn_hours=settings.deadline.undocked_warn_hours,
         )
     if as_json:
-        _emit_json(view.to_json())
+        emit_json(view.to_json())
     else:
         _print(view, settings, detail=True)
 
@@ -224,16 +200,16 @@ def assign(
     as_json: JsonOption = False,
 ) -> None:
     """Hand a recorder to an officer; footage recorded from then on is attributed to them."""
-    from evidence_agent import recorders
+    from evidence_agent.services import recorders
 
-    with _station(ctx) as station:
+    with open_station(ctx) as station:
         view = recorders.assign(
             station, serial, badge, reason=reason, at=_parse_at(at), officer_name=name
         )
     if as_json:
-        _emit_json(view.to_json())
+        emit_json(view.to_json())
     else:
-        _print(view, _settings(ctx))
+        _print(view, settings_of(ctx))
 
 
 @recorders_app.command("unassign")
@@ -245,11 +221,11 @@ def unassign(
     as_json: JsonOption = False,
 ) -> None:
     """End a recorder's current assignment."""
-    from evidence_agent import recorders
+    from evidence_agent.services import recorders
 
-    with _station(ctx) as station:
+    with open_station(ctx) as station:
         view = recorders.unassign(station, serial, reason=reason, at=_parse_at(at))
     if as_json:
-        _emit_json(view.to_json())
+        emit_json(view.to_json())
     else:
-        _print(view, _settings(ctx))
+        _print(view, settings_of(ctx))

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from evidence_agent.adapters.station_key import load_or_create_signer
+from evidence_agent.catalog.custody_log import SqlCustodyLog, log_origin
 from evidence_agent.catalog.database import READ_ONLY, migrate, open_engine
 from evidence_agent.config import Settings
 from evidence_agent.custody.events import CustodyEvent
-from evidence_agent.custody.sql_log import SqlCustodyLog, log_origin
 from evidence_agent.errors import StorageError
+from evidence_agent.io.spool import Spool
 from evidence_agent.ports import Clock, ObjectStore, Prober
-from evidence_agent.spool import Spool
-from evidence_agent.station_key import load_or_create_signer
 
 
 class SystemClock:
@@ -82,10 +82,10 @@ class Station:
 
 def build_store(settings: Settings) -> ObjectStore:
     if settings.store.backend == "s3":
-        from evidence_agent.s3_store import S3ObjectStore  # boto3 is only loaded when used
+        from evidence_agent.adapters.s3_store import S3ObjectStore  # boto3 is only loaded when used
 
         return S3ObjectStore(settings.store)
-    from evidence_agent.local_store import LocalObjectStore
+    from evidence_agent.adapters.local_store import LocalObjectStore
 
     return LocalObjectStore(settings.store.local_dir)
 
@@ -115,7 +115,7 @@ def open_station(
     clock = clock or SystemClock()
     signer, created = load_or_create_signer(settings.key_dir, log_origin(settings.station_id))
     if prober is None:
-        from evidence_agent.ffprobe import FfprobeProber
+        from evidence_agent.adapters.ffprobe import FfprobeProber
 
         prober = FfprobeProber()
     station = Station(

@@ -1,43 +1,26 @@
-"""Storage commands of `evidence-agent`: `storage check`, the evidence-mode self-test of the store.
-
-Self-contained like cli_audit.py: `python -m evidence_agent.cli` runs cli.py as __main__, so
-helpers are not imported back from it. The root callback's context object is only asked for
-its ``settings``.
-"""
+"""Storage commands of `evidence-agent`: `storage check`, the evidence-mode self-test of the store."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from evidence_agent.cli.common import JsonOption, settings_of
 from evidence_agent.errors import ExitCode
 
 if TYPE_CHECKING:
-    from evidence_agent.config import Settings
-    from evidence_agent.storage_check import StoreCheck
-    from evidence_agent.storing import SpoolSpace
+    from evidence_agent.services.storage_check import StoreCheck
+    from evidence_agent.services.storing import SpoolSpace
 
 storage_app = typer.Typer(help="The object store and the spool.", no_args_is_help=True)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
-
-
-class _HasSettings(Protocol):
-    @property
-    def settings(self) -> Settings: ...
 
 
 def register(app: typer.Typer) -> None:
     """Add the storage commands to the `evidence-agent` app."""
     app.add_typer(storage_app, name="storage")
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    obj: _HasSettings = ctx.find_root().obj
-    return obj.settings
 
 
 @storage_app.command("check")
@@ -47,12 +30,16 @@ def check_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     S3: a locked canary whose deletion must be refused, a wrong checksum that must be rejected,
     an overwrite that must be refused (exit 2 naming each failure). Local store: what it does
     and does not guarantee. Exit 1 when the spool is short of space."""
-    from evidence_agent.spool import Spool
-    from evidence_agent.station import build_store
-    from evidence_agent.storage_check import EvidenceBucketRefused, check_store, record_pass
-    from evidence_agent.storing import spool_space
+    from evidence_agent.io.spool import Spool
+    from evidence_agent.services.station import build_store
+    from evidence_agent.services.storage_check import (
+        EvidenceBucketRefused,
+        check_store,
+        record_pass,
+    )
+    from evidence_agent.services.storing import spool_space
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     store = build_store(settings)
     result = check_store(store)
     if result.backend == "s3" and result.ok:

@@ -1,9 +1,4 @@
-"""Auditor commands of `evidence-agent`: audit export, verify, prove, verify-proof, custody checkpoint.
-
-Self-contained on purpose: `python -m evidence_agent.cli` runs cli.py as __main__, so importing
-helpers back from evidence_agent.cli here would load a second copy of it. The root callback's
-context object is only asked for its ``settings``.
-"""
+"""Auditor commands of `evidence-agent`: audit export, verify, prove, verify-proof, custody checkpoint."""
 
 from __future__ import annotations
 
@@ -11,26 +6,22 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from evidence_agent.cli.common import JsonOption, emit_json, open_station
 from evidence_agent.errors import ExitCode, StorageError
 
 if TYPE_CHECKING:
-    from evidence_agent.audit import AuditReport
-    from evidence_agent.config import Settings
-    from evidence_agent.station import Station
+    from evidence_agent.services.audit import AuditReport
 
 audit_app = typer.Typer(
     help="Audit bundles: everything an outside verifier needs.", no_args_is_help=True
 )
 custody_app = typer.Typer(help="The station's custody log.", no_args_is_help=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
 TrustedKeyOption = Annotated[
     Path | None,
     typer.Option(
@@ -44,11 +35,6 @@ TrustedKeyOption = Annotated[
 MAX_PRINTED = 40
 
 
-class _HasSettings(Protocol):
-    @property
-    def settings(self) -> Settings: ...
-
-
 def register(app: typer.Typer) -> None:
     """Add the auditor commands to the `evidence-agent` app."""
     app.add_typer(audit_app, name="audit")
@@ -56,26 +42,6 @@ def register(app: typer.Typer) -> None:
     app.command("verify")(verify_command)
     app.command("prove")(prove_command)
     app.command("verify-proof")(verify_proof_command)
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    obj: _HasSettings = ctx.find_root().obj
-    return obj.settings
-
-
-@contextmanager
-def _station(ctx: typer.Context) -> Iterator[Station]:
-    from evidence_agent.station import open_station
-
-    station = open_station(_settings(ctx))
-    try:
-        yield station
-    finally:
-        station.close()
-
-
-def _emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------- audit export
@@ -90,12 +56,12 @@ def export_command(
     as_json: JsonOption = False,
 ) -> None:
     """Export the custody log, every checkpoint, the public key and the catalog rows for an auditor."""
-    from evidence_agent.audit import export_bundle
+    from evidence_agent.services.audit import export_bundle
 
-    with _station(ctx) as station:
+    with open_station(ctx) as station:
         summary = export_bundle(station, directory)
     if as_json:
-        _emit_json(summary.to_json())
+        emit_json(summary.to_json())
         return
     out = sys.stdout
     out.write(f"audit bundle written to {summary.path} ({summary.files} files)\n")
@@ -135,19 +101,19 @@ def verify_command(
     as_json: JsonOption = False,
 ) -> None:
     """Verify the custody chain: log, checkpoints, objects and catalog (exit 3 on any failure)."""
-    from evidence_agent.audit import verify_bundle, verify_station
+    from evidence_agent.services.audit import verify_bundle, verify_station
 
     if bundle is not None:
         report = verify_bundle(
             bundle, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
         )
     else:
-        with _station(ctx) as station:
+        with open_station(ctx) as station:
             report = verify_station(
                 station, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
             )
     if as_json:
-        _emit_json(report.to_json())
+        emit_json(report.to_json())
     else:
         sys.stdout.write(report_text(report))
     if not report.intact:
@@ -200,14 +166,14 @@ def prove_command(
     as_json: JsonOption = False,
 ) -> None:
     """Inclusion proofs of a clip's custody events against the latest signed checkpoint."""
-    from evidence_agent.audit import prove
+    from evidence_agent.services.audit import prove
 
-    with _station(ctx) as station:
+    with open_station(ctx) as station:
         proof = prove(station, clip)
     if out is not None:
         _write_atomically(out, (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode())
     if as_json:
-        _emit_json(proof)
+        emit_json(proof)
         return
     sys.stdout.write(
         f"clip {proof['clip']} ({proof['sha256']}): {len(proof['events'])} event(s) proven in "
@@ -229,11 +195,11 @@ def verify_proof_command(
     as_json: JsonOption = False,
 ) -> None:
     """Check a clip's inclusion proof offline: no database, no station (exit 3 if it fails)."""
-    from evidence_agent.audit import verify_proof_file
+    from evidence_agent.services.audit import verify_proof_file
 
     result = verify_proof_file(file, trusted_key=trusted_key)
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     cp = result["checkpoint"]
     sys.stdout.write(
@@ -258,12 +224,12 @@ def verify_proof_command(
 @custody_app.command("checkpoint")
 def checkpoint_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Sign a checkpoint of the custody log now, if any event is not covered by one yet."""
-    from evidence_agent.audit import make_checkpoint
+    from evidence_agent.services.audit import make_checkpoint
 
-    with _station(ctx) as station:
+    with open_station(ctx) as station:
         result = make_checkpoint(station)
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     verb = "signed" if result["made"] else "already signed"
     sys.stdout.write(f"checkpoint {verb}: size {result['size']}, root {result['root_hash']}\n")

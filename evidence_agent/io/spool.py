@@ -13,9 +13,9 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from evidence_agent.copying import FileReader, FileWriter, pump
 from evidence_agent.errors import IntegrityError, StorageError
-from evidence_agent.volume_reader import DEVICE_GONE_ERRNOS, VolumeGoneError, open_volume_file
+from evidence_agent.io.copying import FileReader, FileWriter, pump
+from evidence_agent.io.volume_reader import DEVICE_GONE_ERRNOS, VolumeGoneError, open_volume_file
 
 _BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes per copy
 _HEX_DIGITS = frozenset("0123456789abcdef")

@@ -38,10 +38,10 @@ from sqlmodel import col, select
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
+from evidence_agent.io.spool import Spool, check_digest
 from evidence_agent.ports import LegalHolding, LockExtending, StoredObject
-from evidence_agent.spool import Spool, check_digest
-from evidence_agent.station import Station
-from evidence_agent.storage_check import EvidenceBucketRefused, require_checked_store
+from evidence_agent.services.station import Station
+from evidence_agent.services.storage_check import EvidenceBucketRefused, require_checked_store
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _is_unavailable(e: EvidenceError) -> bool:
     """The store could not be reached (transient), as opposed to refusing or failing a check."""
     # Only the S3 adapter raises it, and boto3 is loaded only for that backend: when the module
     # was never imported, the error cannot be one.
-    s3_store = sys.modules.get("evidence_agent.s3_store")
+    s3_store = sys.modules.get("evidence_agent.adapters.s3_store")
     return s3_store is not None and isinstance(e, s3_store.StoreUnavailableError)
 
 

@@ -33,16 +33,16 @@ from evidence_agent.domain.flags import Flag, SkipReason
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, RecorderIdentity, parse_identity
 from evidence_agent.domain.media import MediaInfo, media_kind
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
-from evidence_agent.spool import CopiedFile, SpooledFile
-from evidence_agent.station import Station
-from evidence_agent.storing import publish_checkpoints
-from evidence_agent.volume_reader import (
+from evidence_agent.io.spool import CopiedFile, SpooledFile
+from evidence_agent.io.volume_reader import (
     VolumeFile,
     VolumeGoneError,
     display_path,
     list_volume,
     read_small_file,
 )
+from evidence_agent.services.station import Station
+from evidence_agent.services.storing import publish_checkpoints
 
 log = logging.getLogger(__name__)
 

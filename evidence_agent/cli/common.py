@@ -1,0 +1,66 @@
+"""What every command group shares: the root context, the station opener, `--json` and its output."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from evidence_agent.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from evidence_agent.services.station import Station  # sqlalchemy loads only when a command runs
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
+
+
+@dataclass
+class Context:
+    """The root callback's options; the settings are loaded the first time a command asks."""
+
+    config_path: Path | None
+    verbose: bool
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+def root_context(ctx: typer.Context) -> Context:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Context)
+    return obj
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    return root_context(ctx).settings
+
+
+@contextmanager
+def open_station(ctx: typer.Context, *, actor: str | None = None) -> Iterator[Station]:
+    """The configured station for one command, closed when the command ends."""
+    from evidence_agent.services.station import open_station as open_configured
+
+    station = open_configured(settings_of(ctx), actor=actor)
+    # Modules, ORM mappings and the station live as long as the command: leave them out of
+    # the collector's scans (a full scan of them costs tens of ms, every few seconds of ingest).
+    gc.freeze()
+    try:
+        yield station
+    finally:
+        station.close()
+
+
+def emit_json(value: Any) -> None:
+    """A command's `--json` result, on stdout (logs and progress go to stderr)."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,1 @@
+"""Disk primitives: atomic writes, directory fsync, streaming hashes, the copy pump, the spool, read-only volume access."""

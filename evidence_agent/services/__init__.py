@@ -1,0 +1,1 @@
+"""Use cases that own transactions: the station (composition root), guard, ingest, storing, audit, the daemon."""
