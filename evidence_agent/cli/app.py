@@ -15,7 +15,9 @@ import typer
 from evidence_agent.cli import audit, recorders, review, storage
 from evidence_agent.cli.common import Context, JsonOption, emit_json, open_station, root_context
 from evidence_agent.config import Settings
-from evidence_agent.errors import EvidenceError, ExitCode
+from evidence_agent.domain.identity import check_serial
+from evidence_agent.errors import EvidenceError, ExitCode, InputError
+from evidence_agent.io.volume_reader import volume_text
 
 app = typer.Typer(
     name="evidence-agent",
@@ -87,7 +89,7 @@ class _JournalFormatter(logging.Formatter):
 @app.command()
 def ingest(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A mounted recorder volume (a directory).")],
+    volume: Annotated[str, typer.Argument(help="A mounted recorder volume (a directory).")],
     recorder: Annotated[
         str | None,
         typer.Option("--recorder", help="Recorder serial, when the volume has no identity file."),
@@ -98,10 +100,19 @@ def ingest(
     from evidence_agent.services.ingest import ingest_volume, plan_bytes
     from evidence_agent.services.storing import StoreWorker
 
-    if not path.is_dir():
-        raise EvidenceError(
-            f"{path} is not a directory", remedy="give the mount point of the recorder volume"
+    if not volume:
+        # Path("") is the current directory: an empty argument must not ingest wherever we are.
+        raise InputError(
+            "the volume path is empty", remedy="give the recorder volume's mount point"
         )
+    path = Path(volume)
+    if not path.is_dir():
+        raise InputError(
+            f"{volume_text(path)} is not a directory",
+            remedy="give the mount point of the recorder volume",
+        )
+    if recorder is not None:
+        check_serial(recorder, what="--recorder")
     with open_station(ctx) as station:
         worker = StoreWorker(station).start()
         show_bar = sys.stderr.isatty() and not as_json

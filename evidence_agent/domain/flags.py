@@ -30,3 +30,4 @@ class SkipReason(StrEnum):
     UNREADABLE = "unreadable"
     VANISHED = "vanished"
     IDENTITY_FILE = "identity_file"
+    TOO_DEEP = "too_deep"  # a directory nested deeper than any recorder writes, not entered

@@ -11,9 +11,32 @@ from evidence_agent.errors import InputError
 
 MAX_IDENTITY_BYTES = 64 * 1024
 
-_SERIAL = re.compile(r"[A-Za-z0-9-]{1,64}")
+SERIAL_PATTERN = re.compile(r"[A-Za-z0-9-]{1,64}")
 _BADGE = re.compile(r"[A-Za-z0-9]{1,32}")
 _UNIT = re.compile(r"[A-Za-z0-9]{1,32}")
+
+
+EARLIEST_DEVICE_TIME = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST_DEVICE_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def is_plain_text(value: str) -> bool:
+    """Text a person wrote: no control characters (a newline forges a log line) and no lone
+    surrogates (which JSON allows and no UTF-8 store can hold)."""
+    return not any(
+        ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in value
+    )
+
+
+def check_serial(serial: str, *, what: str = "recorder serial") -> str:
+    """A recorder serial as the registry keeps it, or an InputError naming the rule."""
+    if not SERIAL_PATTERN.fullmatch(serial):
+        shown = serial if len(serial) <= 80 else serial[:80] + "..."
+        raise InputError(
+            f"{what} {shown!r} is not a serial: 1-64 letters, digits or '-'",
+            remedy="give the serial printed on the recorder, e.g. --recorder A123456",
+        )
+    return serial
 
 
 @dataclass(frozen=True)
@@ -53,9 +76,12 @@ def parse_identity(data: bytes) -> RecorderIdentity:
         if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
             problems.append(f"'{key}' has an invalid value {value!r}")
             return None
+        if not is_plain_text(value):
+            problems.append(f"'{key}' holds control characters or unpaired surrogates: {value!r}")
+            return None
         return value
 
-    serial = text("serial", _SERIAL, required=True)
+    serial = text("serial", SERIAL_PATTERN, required=True)
     badge = text("badge", _BADGE)
     officer_name = text("officer_name", None)
     unit_code = text("unit_code", _UNIT)
@@ -73,6 +99,14 @@ def parse_identity(data: bytes) -> RecorderIdentity:
         else:
             if device_time.tzinfo is None:
                 problems.append("'device_time' needs a UTC offset, e.g. 2026-11-21T18:00:00+08:00")
+                device_time = None
+            elif not EARLIEST_DEVICE_TIME <= device_time <= LATEST_DEVICE_TIME:
+                # A recorder whose clock was never set can say year 1 or 9999; times that far
+                # out cannot be compared with the dock's clock (they overflow), so say so here.
+                problems.append(
+                    f"'device_time' {raw_time!r} is not between "
+                    f"{EARLIEST_DEVICE_TIME.year} and {LATEST_DEVICE_TIME.year}"
+                )
                 device_time = None
             else:
                 utc_offset = device_time.utcoffset()

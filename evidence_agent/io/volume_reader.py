@@ -19,6 +19,9 @@ DEVICE_GONE_ERRNOS = frozenset(
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Recorders write a few levels (DCIM/100MEDIA); one descriptor is open per level while listing,
+# so the bound also keeps a hostile volume far from the process's open-file limit.
+MAX_DEPTH = 64
 
 
 class VolumeGoneError(InputError):
@@ -64,6 +67,12 @@ def display_path(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
+def volume_text(volume: Path) -> str:
+    """A volume's mount point as the catalog and the log keep it: its bytes, shown as
+    `display_path` shows them (a directory name that is not UTF-8 cannot be stored as it is)."""
+    return display_path(os.fsencode(volume))
+
+
 def list_volume(root: Path) -> VolumeListing:
     """Every entry under `root`: regular files to read, everything else with a reason.
 
@@ -79,67 +88,100 @@ def list_volume(root: Path) -> VolumeListing:
     listing = VolumeListing()
     try:
         root_dev = os.fstat(root_fd).st_dev
-        _walk(root_fd, b"", root_dev, listing)
+        _walk(root_fd, root_dev, listing)
     finally:
         os.close(root_fd)
     listing.files.sort(key=lambda f: f.rel)
     return listing
 
 
-def _walk(dir_fd: int, prefix: bytes, root_dev: int, listing: VolumeListing) -> None:
+def _walk(root_fd: int, root_dev: int, listing: VolumeListing) -> None:
+    """Depth first, in name order, with an explicit stack: a volume nested thousands deep is
+    listed down to MAX_DEPTH and the rest reported, instead of exhausting Python's stack."""
+    stack: list[tuple[int, bytes, Iterator[bytes]]] = []
+    entries = _list_dir(root_fd, b"", listing)
+    if entries is not None:
+        stack.append((root_fd, b"", iter(entries)))
     try:
-        entries = list(_scandir(dir_fd))
+        while stack:
+            dir_fd, prefix, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                if dir_fd != root_fd:
+                    os.close(dir_fd)
+                continue
+            child = _visit(dir_fd, prefix + name, name, root_dev, len(stack), listing)
+            if child is not None:
+                rel = prefix + name + b"/"
+                child_entries = _list_dir(child, rel, listing)
+                if child_entries is None:
+                    os.close(child)
+                else:
+                    stack.append((child, rel, iter(child_entries)))
+    finally:
+        for dir_fd, _, _ in stack:
+            if dir_fd != root_fd:
+                os.close(dir_fd)
+
+
+def _list_dir(dir_fd: int, prefix: bytes, listing: VolumeListing) -> list[bytes] | None:
+    try:
+        return sorted(_scandir(dir_fd))
     except OSError as e:
         if e.errno in DEVICE_GONE_ERRNOS:
             raise VolumeGoneError(f"recorder vanished while listing: {e.strerror}") from e
         listing.skipped.append(
             SkippedEntry(prefix or b".", SkipReason.UNREADABLE, e.strerror or str(e))
         )
-        return
-    for name in sorted(entries):
-        rel = prefix + name
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            listing.skipped.append(SkippedEntry(rel, SkipReason.VANISHED, "gone while listing"))
-            continue
-        except OSError as e:
-            if e.errno in DEVICE_GONE_ERRNOS:
-                raise VolumeGoneError(f"recorder vanished while listing: {e.strerror}") from e
-            listing.skipped.append(SkippedEntry(rel, SkipReason.UNREADABLE, e.strerror or str(e)))
-            continue
-        mode = st.st_mode
-        if stat.S_ISLNK(mode):
-            target = _readlink(name, dir_fd)
-            listing.skipped.append(
-                SkippedEntry(rel, SkipReason.SYMLINK, f"symbolic link to {target}, not followed")
+        return None
+
+
+def _visit(
+    dir_fd: int, rel: bytes, name: bytes, root_dev: int, depth: int, listing: VolumeListing
+) -> int | None:
+    """Record one entry; for a directory to descend into, return its open descriptor."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        listing.skipped.append(SkippedEntry(rel, SkipReason.VANISHED, "gone while listing"))
+        return None
+    except OSError as e:
+        if e.errno in DEVICE_GONE_ERRNOS:
+            raise VolumeGoneError(f"recorder vanished while listing: {e.strerror}") from e
+        listing.skipped.append(SkippedEntry(rel, SkipReason.UNREADABLE, e.strerror or str(e)))
+        return None
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        target = _readlink(name, dir_fd)
+        listing.skipped.append(
+            SkippedEntry(rel, SkipReason.SYMLINK, f"symbolic link to {target}, not followed")
+        )
+    elif st.st_dev != root_dev:
+        listing.skipped.append(
+            SkippedEntry(
+                rel, SkipReason.OTHER_FILESYSTEM, "another file system mounted inside the volume"
             )
-        elif st.st_dev != root_dev:
+        )
+    elif stat.S_ISDIR(mode):
+        if depth >= MAX_DEPTH:
             listing.skipped.append(
                 SkippedEntry(
-                    rel,
-                    SkipReason.OTHER_FILESYSTEM,
-                    "another file system mounted inside the volume",
+                    rel, SkipReason.TOO_DEEP, f"nested more than {MAX_DEPTH} directories deep"
                 )
             )
-        elif stat.S_ISDIR(mode):
-            try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError as e:
-                listing.skipped.append(
-                    SkippedEntry(rel, SkipReason.UNREADABLE, e.strerror or str(e))
-                )
-                continue
-            try:
-                _walk(child, rel + b"/", root_dev, listing)
-            finally:
-                os.close(child)
-        elif stat.S_ISREG(mode):
-            listing.files.append(VolumeFile(rel, st.st_size, st.st_mtime_ns))
-        else:
-            listing.skipped.append(
-                SkippedEntry(rel, SkipReason.SPECIAL_FILE, f"{_kind(mode)}, not read")
-            )
+            return None
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        except OSError as e:
+            listing.skipped.append(SkippedEntry(rel, SkipReason.UNREADABLE, e.strerror or str(e)))
+    elif stat.S_ISREG(mode):
+        listing.files.append(VolumeFile(rel, st.st_size, st.st_mtime_ns))
+    else:
+        listing.skipped.append(
+            SkippedEntry(rel, SkipReason.SPECIAL_FILE, f"{_kind(mode)}, not read")
+        )
+    return None
 
 
 def _scandir(dir_fd: int) -> Iterator[bytes]:

@@ -37,7 +37,7 @@ from evidence_agent.custody.events import CustodyEvent
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, parse_identity
 from evidence_agent.domain.usb_allowlist import normalize_serial
 from evidence_agent.errors import EvidenceError
-from evidence_agent.io.volume_reader import VolumeGoneError, read_small_file
+from evidence_agent.io.volume_reader import VolumeGoneError, read_small_file, volume_text
 from evidence_agent.ports import DockEvent, DockSource
 from evidence_agent.services import storage_check
 from evidence_agent.services.clearing import ClearingSystemMounter, WritableMounter, clear_recorder
@@ -103,7 +103,7 @@ class ActiveDock:
             "device_id": self.device_id,
             "source": self.source,
             "recorder": self.recorder,
-            "volume": str(self.volume) if self.volume else None,
+            "volume": volume_text(self.volume) if self.volume else None,
             "dock_session": self.session_id,
             "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total,
@@ -506,7 +506,7 @@ class Daemon:
                     data={
                         "registry_serial": registry_serial,
                         "identity_serial": identity.serial if identity else None,
-                        "volume": str(volume),
+                        "volume": volume_text(volume),
                     },
                 ),
             )
@@ -576,7 +576,7 @@ class Daemon:
             row = session.exec(
                 select(DockSession.id)
                 .where(DockSession.station_id == self.settings.station_id)
-                .where(DockSession.volume == str(dock.volume))
+                .where(DockSession.volume == volume_text(dock.volume))
                 .where(DockSession.started_at >= dock.started_at - timedelta(seconds=1))
                 .order_by(col(DockSession.started_at).desc())
             ).first()

@@ -30,7 +30,12 @@ from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.filenames import FilenameFacts, compile_patterns, parse_filename
 from evidence_agent.domain.flags import Flag, SkipReason
-from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, RecorderIdentity, parse_identity
+from evidence_agent.domain.identity import (
+    MAX_IDENTITY_BYTES,
+    RecorderIdentity,
+    check_serial,
+    parse_identity,
+)
 from evidence_agent.domain.media import MediaInfo, media_kind
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
 from evidence_agent.io.spool import CopiedFile, SpooledFile
@@ -40,6 +45,7 @@ from evidence_agent.io.volume_reader import (
     display_path,
     list_volume,
     read_small_file,
+    volume_text,
 )
 from evidence_agent.services.station import Station
 from evidence_agent.services.storing import publish_checkpoints
@@ -195,7 +201,7 @@ def ingest_volume(
 
     with station.transaction() as session:
         dock = _start_dock(station, session, serial, identity, volume, source, skew)
-    report = IngestReport(dock.session_id, str(volume), serial, warnings=warnings)
+    report = IngestReport(dock.session_id, volume_text(volume), serial, warnings=warnings)
     report.clock_skew_seconds = skew.total_seconds() if skew is not None else None
     report.not_ingested.extend(report_skips)
     if station.spool.free_bytes() < settings.ingest.min_spool_free_bytes:
@@ -355,7 +361,8 @@ def _recorder_serial(
 ) -> str:
     from_names = Counter(f.serial for f in facts if f.serial is not None)
     named = from_names.most_common(1)[0][0] if from_names else None
-    if given:
+    if given is not None:
+        check_serial(given, what="--recorder")
         if identity is not None and identity.serial != given:
             warnings.append(
                 f"--recorder {given} disagrees with the identity file's serial {identity.serial}; using {given}"
@@ -406,7 +413,7 @@ def _start_dock(
         station_id=station.settings.station_id,
         recorder_id=recorder.id,
         source=source,
-        volume=str(volume),
+        volume=volume_text(volume),
         actor=station.actor,
         started_at=now,
         clock_skew_seconds=skew.total_seconds() if skew is not None else None,
@@ -433,7 +440,7 @@ def _start_dock(
             reason=f"recorder docked ({source})",
             data={
                 "dock_session": dock.id,
-                "volume": str(volume),
+                "volume": volume_text(volume),
                 "identity": identity_doc,
                 "clock_skew_seconds": dock.clock_skew_seconds,
             },

@@ -20,6 +20,7 @@ from evidence_agent.catalog.models import (
 )
 from evidence_agent.catalog.queries import undocked_recorders
 from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.domain.identity import SERIAL_PATTERN
 from evidence_agent.domain.usb_allowlist import (
     AllowlistEntry,
     classify_device,
@@ -29,7 +30,6 @@ from evidence_agent.domain.usb_allowlist import (
 from evidence_agent.errors import InputError, NotFoundError
 from evidence_agent.services.station import Station
 
-_SERIAL = re.compile(r"[A-Za-z0-9-]{1,64}")
 _BADGE = re.compile(r"[A-Za-z0-9]{1,32}")
 _USB_ID = re.compile(r"[0-9a-fA-F]{4}")
 _USB_SERIAL = re.compile(r"[\x21-\x7e]{1,126}")  # printable ASCII, as USB string descriptors are
@@ -219,7 +219,7 @@ def enroll(
 ) -> RecorderView:
     """Enrol a recorder (or one already seen on ingest); its USB serial must be nobody else's."""
     problems = []
-    if not _SERIAL.fullmatch(serial):
+    if not SERIAL_PATTERN.fullmatch(serial):
         problems.append(f"serial {serial!r} must be 1-64 letters, digits or '-'")
     if usb_serial is not None and not _USB_SERIAL.fullmatch(usb_serial):
         problems.append(f"USB serial {usb_serial!r} must be printable ASCII without spaces")

@@ -148,3 +148,25 @@ def test_deeply_nested_json_is_an_input_error() -> None:
 def test_huge_number_is_an_input_error() -> None:
     with pytest.raises(EvidenceError):
         parse_identity(b'{"serial": ' + b"1" * 5000 + b"}")
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00"])
+def test_a_device_time_no_clock_can_be_compared_with_is_a_named_problem(when: str) -> None:
+    with pytest.raises(InputError, match=r"'device_time'.*not between 1970 and 2200"):
+        parse_identity(_doc(device_time=when))
+
+
+@pytest.mark.parametrize("value", ["\ud800", "a\nb", "a\x00", "\x1b[31m", "a\x85b"])
+def test_text_fields_hold_text_only(value: str) -> None:
+    data = json.dumps({**FULL, "officer_name": value}).encode()
+    with pytest.raises(InputError, match="'officer_name' holds control characters"):
+        parse_identity(data)
+
+
+def test_check_serial_names_the_rule_and_shortens_what_it_echoes() -> None:
+    from evidence_agent.domain.identity import check_serial
+
+    assert check_serial("A123456") == "A123456"
+    with pytest.raises(InputError, match="not a serial") as caught:
+        check_serial("A" * 5000)
+    assert len(caught.value.message) < 200
