@@ -72,7 +72,9 @@ def search_clips(station: Station, caller: Caller, query: ClipQuery) -> list[dic
             if case_id is not None:
                 cases = cases.where(Case.id == case_id)
             if query.cause:
-                cases = cases.where(col(Case.cause_of_action).contains(query.cause))
+                cases = cases.where(
+                    col(Case.cause_of_action).contains(query.cause, autoescape=True)
+                )
             wanted_party = query.party.casefold() if query.party else None
             case_ids = [
                 c.id

@@ -147,7 +147,9 @@ def find_clip(session: Session, ref: str) -> Clip | None:
     if len(ref) == 64:
         return session.exec(select(Clip).where(Clip.sha256 == ref.lower())).first()
     if len(ref) >= 6:
-        rows = list(session.exec(select(Clip).where(col(Clip.id).startswith(ref)).limit(2)))
+        rows = list(
+            session.exec(select(Clip).where(col(Clip.id).startswith(ref, autoescape=True)).limit(2))
+        )
         if len(rows) == 1:
             return rows[0]
     return None
