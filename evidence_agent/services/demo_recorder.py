@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,10 @@ def make_demo_recorder(
 
     media_dir = target / MEDIA_DIR
     media_dir.mkdir(parents=True)
+    # Every volume's footage is its own, as two real recorders' is: without this, volumes made
+    # within a second (or any two photos) are byte-identical, and the catalog rightly takes the
+    # second recorder's files for the first's.
+    tag = f"demo recorder {serial}, volume {secrets.token_hex(8)}"
     files: list[DemoFile] = []
     step = timedelta(seconds=seconds)
 
@@ -126,23 +131,31 @@ def make_demo_recorder(
     for index in range(clips):
         important = index == clips - 1
         path = name(seq, moment, "MP4", important)
-        generate_clip(path, seconds=seconds, creation_time=moment, size=size)
+        generate_clip(path, seconds=seconds, creation_time=moment, size=size, comment=tag)
         files.append(DemoFile(path, "video", moment, seq, seconds, important=important))
         moment, seq = moment + step, seq + 1
 
     corrupt = name(seq, moment, "MP4")
-    generate_clip(corrupt, seconds=seconds, creation_time=moment, size=size)
+    # Cut off, it loses its index and so the comment: a mark in the picture keeps it unique.
+    generate_clip(
+        corrupt,
+        seconds=seconds,
+        creation_time=moment,
+        size=size,
+        comment=tag,
+        mark=secrets.randbelow(2**31),
+    )
     _cut_off(corrupt)
     files.append(DemoFile(corrupt, "video", moment, seq, seconds, corrupt=True))
     moment, seq = moment + step, seq + 1
 
     photo = name(seq, moment, "JPG")
-    _generate_photo(photo, size=size)
+    _generate_photo(photo, size=size, seed=secrets.randbelow(2**31))
     files.append(DemoFile(photo, "photo", moment, seq))
     moment, seq = moment + timedelta(seconds=1), seq + 1
 
     audio = name(seq, moment, "M4A")
-    generate_audio(audio, seconds=seconds, creation_time=moment)
+    generate_audio(audio, seconds=seconds, creation_time=moment, comment=tag)
     files.append(DemoFile(audio, "audio", moment, seq, seconds))
 
     log = target / LOG_FILE
@@ -175,6 +188,8 @@ def generate_clip(
     size: str = "640x360",
     rate: int = 25,
     bitrate: int | None = None,
+    comment: str | None = None,
+    mark: int | None = None,
     timeout: float = 600,
 ) -> None:
     """Encode an H.264 + AAC MP4 test clip (testsrc + sine) at `path`, overwriting it.
@@ -188,28 +203,39 @@ def generate_clip(
     argv += ["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"]
     argv += ["-t", f"{seconds:g}", "-c:v", "libx264", "-preset", "ultrafast"]
     argv += ["-pix_fmt", "yuv420p"]
+    if mark is not None:  # a small square placed by `mark`: frames no other clip has
+        width, height = (int(v) for v in size.split("x"))
+        x, y = mark % max(width - 16, 1), (mark // width) % max(height - 16, 1)
+        argv += ["-vf", f"drawbox=x={x}:y={y}:w=16:h=16:color=white:t=fill"]
     if bitrate is not None:
         if bitrate <= 0:
             raise InputError(f"bitrate must be positive, got {bitrate}")
         rate_text = str(bitrate)
         argv += ["-b:v", rate_text, "-minrate", rate_text, "-maxrate", rate_text]
         argv += ["-bufsize", rate_text, "-x264-params", "nal-hrd=cbr"]
-    argv += ["-c:a", "aac", "-b:a", "64k", *_creation_argv(creation_time), str(path)]
+    argv += ["-c:a", "aac", "-b:a", "64k", *_creation_argv(creation_time)]
+    argv += [*_comment_argv(comment), str(path)]
     _run_ffmpeg(argv, path, timeout)
 
 
 def generate_audio(
-    path: Path, *, seconds: float, creation_time: datetime | None, timeout: float = 120
+    path: Path,
+    *,
+    seconds: float,
+    creation_time: datetime | None,
+    comment: str | None = None,
+    timeout: float = 120,
 ) -> None:
     """Encode an AAC audio note (.m4a) at `path`, overwriting it."""
     argv = [*_base_argv(), "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
     argv += ["-t", f"{seconds:g}", "-c:a", "aac", "-b:a", "64k"]
-    argv += [*_creation_argv(creation_time), "-f", "ipod", str(path)]
+    argv += [*_creation_argv(creation_time), *_comment_argv(comment), "-f", "ipod", str(path)]
     _run_ffmpeg(argv, path, timeout)
 
 
-def _generate_photo(path: Path, *, size: str, timeout: float = 120) -> None:
+def _generate_photo(path: Path, *, size: str, seed: int, timeout: float = 120) -> None:
     argv = [*_base_argv(), "-f", "lavfi", "-i", f"testsrc=size={size}:rate=1"]
+    argv += ["-vf", f"noise=alls=8:all_seed={seed}"]  # a photo of its own scene, not the pattern
     argv += ["-frames:v", "1", "-update", "1", "-f", "image2", str(path)]
     _run_ffmpeg(argv, path, timeout)
 
@@ -223,6 +249,10 @@ def _creation_argv(creation_time: datetime | None) -> list[str]:
         return []
     utc = _aware("creation_time", creation_time).astimezone(UTC)
     return ["-metadata", "creation_time=" + utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
+
+
+def _comment_argv(comment: str | None) -> list[str]:
+    return [] if comment is None else ["-metadata", f"comment={comment}"]
 
 
 def _run_ffmpeg(argv: Sequence[str], path: Path, timeout: float) -> None:

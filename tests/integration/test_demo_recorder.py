@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -219,3 +220,18 @@ def test_ffmpeg_failures_are_evidence_errors(
     with pytest.raises(EvidenceError, match="ffmpeg not found") as missing:
         generate_clip(tmp_path / "z.MP4", seconds=1, creation_time=None)
     assert missing.value.remedy is not None and "apt-get install ffmpeg" in missing.value.remedy
+
+
+def test_two_volumes_made_at_the_same_moment_share_no_file(
+    ffmpeg_installed: None, tmp_path: Path
+) -> None:
+    """Two recorders' footage is never byte-identical, or the second's would be catalogued as
+    the first's (the same content is one clip)."""
+    moment = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    a = make_demo_recorder(tmp_path / "a", serial="A000001", start=moment, device_time=moment)
+    b = make_demo_recorder(tmp_path / "b", serial="A000002", start=moment, device_time=moment)
+
+    def digests(volume: DemoVolume) -> set[str]:
+        return {hashlib.sha256(f.path.read_bytes()).hexdigest() for f in volume.files}
+
+    assert digests(a).isdisjoint(digests(b))
