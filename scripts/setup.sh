@@ -26,9 +26,17 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-if [ "$dev" = 1 ]; then
-    .venv/bin/python -m pip install -q -e '.[dev]'
-else
-    .venv/bin/python -m pip install -q -e .
+# pip runs only when what it installs changed: a station restarts offline (docking workstations
+# are usually on isolated networks), and the agent itself is installed editable, so a change of
+# code needs no reinstall. The stamp is the hash of what decides the install.
+extras=""
+[ "$dev" = 1 ] && extras="[dev]"
+stamp=.venv/.evidence-agent-setup
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+have="$(cat "$stamp" 2>/dev/null || true)"
+# A development install serves the runtime too.
+if [ ! -x .venv/bin/evidence-agent ] || { [ "$have" != "$want $extras" ] && [ "$have" != "$want [dev]" ]; }; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".$extras"
+    echo "$want $extras" > "$stamp"
 fi
