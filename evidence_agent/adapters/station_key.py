@@ -13,6 +13,11 @@ VERIFIER_KEY_FILE = "station.vkey"  # C2SP note verifier key string (public)
 PUBLIC_PEM_FILE = "station.pub.pem"  # the same public key as SubjectPublicKeyInfo PEM
 
 
+def station_exists(key_dir: Path) -> bool:
+    """Whether a station was started with this key directory (its signing key was made)."""
+    return (key_dir / PRIVATE_KEY_FILE).exists()
+
+
 def load_or_create_signer(key_dir: Path, name: str) -> tuple[Ed25519Signer, bool]:
     """The station's signer, and whether it was just made."""
     private = key_dir / PRIVATE_KEY_FILE

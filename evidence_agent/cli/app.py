@@ -216,7 +216,7 @@ def clips_list(
     from evidence_agent.catalog.queries import clip_views
 
     settings = root_context(ctx).settings
-    with open_station(ctx) as station, station.reading() as session:
+    with open_station(ctx, create=False) as station, station.reading() as session:
         views = clip_views(
             session,
             officer=officer,
@@ -257,7 +257,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         case_file_days = review.case_file_days
     except ConfigError as e:
         warnings.append(f"case-file clock not shown: {e}")
-    with open_station(ctx) as station, station.reading() as session:
+    with open_station(ctx, create=False) as station, station.reading() as session:
         view = station_status(
             session,
             station.clock.now(),

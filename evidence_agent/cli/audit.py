@@ -58,7 +58,7 @@ def export_command(
     """Export the custody log, every checkpoint, the public key and the catalog rows for an auditor."""
     from evidence_agent.services.audit import export_bundle
 
-    with open_station(ctx) as station:
+    with open_station(ctx, create=False) as station:
         summary = export_bundle(station, directory)
     if as_json:
         emit_json(summary.to_json())
@@ -108,7 +108,7 @@ def verify_command(
             bundle, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
         )
     else:
-        with open_station(ctx) as station:
+        with open_station(ctx, create=False) as station:
             report = verify_station(
                 station, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
             )
@@ -168,7 +168,7 @@ def prove_command(
     """Inclusion proofs of a clip's custody events against the latest signed checkpoint."""
     from evidence_agent.services.audit import prove
 
-    with open_station(ctx) as station:
+    with open_station(ctx, create=False) as station:
         proof = prove(station, clip)
     if out is not None:
         _write_atomically(out, (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode())

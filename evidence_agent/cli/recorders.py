@@ -150,7 +150,7 @@ def list_(
     from evidence_agent.services import recorders
 
     settings = settings_of(ctx)
-    with open_station(ctx) as station, station.reading() as session:
+    with open_station(ctx, create=False) as station, station.reading() as session:
         views = recorders.list_recorders(
             session,
             station.clock.now(),
@@ -176,7 +176,7 @@ def show(
     from evidence_agent.services import recorders
 
     settings = settings_of(ctx)
-    with open_station(ctx) as station, station.reading() as session:
+    with open_station(ctx, create=False) as station, station.reading() as session:
         view = recorders.show_recorder(
             session,
             serial,

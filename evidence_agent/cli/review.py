@@ -34,14 +34,16 @@ ReasonOption = Annotated[
 
 
 @contextmanager
-def _review(ctx: typer.Context) -> Iterator[tuple[Station, Caller, ReviewSettings]]:
+def _review(
+    ctx: typer.Context, *, create: bool = True
+) -> Iterator[tuple[Station, Caller, ReviewSettings]]:
     """The station opened as the calling OS user, with their roles from groups and the roles file."""
     from evidence_agent.adapters.os_accounts import current_identity
 
     settings = root_context(ctx).settings
     review = load_review_settings(roles_file_path(settings.data_dir))
     caller = caller_for(current_identity(), review.roles)
-    with open_station(ctx, actor=caller.actor) as station:
+    with open_station(ctx, actor=caller.actor, create=create) as station:
         yield station, caller, review
 
 
@@ -131,7 +133,7 @@ def case_list(
     from evidence_agent.cli.review_tables import case_rows
     from review.cases import list_cases
 
-    with _review(ctx) as (station, caller, review):
+    with _review(ctx, create=False) as (station, caller, review):
         cases = list_cases(station, caller, review, state)
     _out(as_json, cases, case_rows(cases, _tz(ctx)))
 
@@ -146,7 +148,7 @@ def case_show(
     from evidence_agent.cli.review_tables import case_text, clip_rows
     from review.cases import show_case
 
-    with _review(ctx) as (station, caller, review):
+    with _review(ctx, create=False) as (station, caller, review):
         case = show_case(station, caller, review, number)
     tz = _tz(ctx)
     _out(as_json, case, case_text(case, tz) + "footage:\n" + clip_rows(case["footage"], tz))
@@ -227,7 +229,7 @@ def case_suggest(
     from evidence_agent.cli.review_tables import clip_rows
     from review.cases import link_clips, suggest
 
-    with _review(ctx) as (station, caller, review):
+    with _review(ctx, create=False) as (station, caller, review):
         rows = suggest(
             station,
             caller,
@@ -258,7 +260,7 @@ def case_check(
     from evidence_agent.cli.review_tables import check_text
     from review.cases import check_case
 
-    with _review(ctx) as (station, caller, review):
+    with _review(ctx, create=False) as (station, caller, review):
         result, _ = check_case(station, caller, review, number)
     _out(as_json, result, check_text(result, _tz(ctx)))
     if not result["complete"] and result.get("full_recording_required"):
@@ -327,7 +329,7 @@ def clips_search(
         state=state,
         limit=limit,
     )
-    with _review(ctx) as (station, caller, _):
+    with _review(ctx, create=False) as (station, caller, _):
         rows = search_clips(station, caller, query)
     _out(as_json, rows, clip_rows(rows, tz))
 
@@ -356,7 +358,7 @@ def retrieve(
     from review.retrieval import retrieve as run_retrieval
 
     request = RetrievalRequest(clips=clips or [], case=case, target=to, reason=reason)
-    with _review(ctx) as (station, caller, _):
+    with _review(ctx, create=False) as (station, caller, _):
         try:
             report = run_retrieval(station, caller, request)
         except RetrievalIntegrityError as e:
@@ -391,7 +393,7 @@ def access_log(
         types=tuple(event_type) if event_type else ACCESS_TYPES,
         limit=limit,
     )
-    with _review(ctx) as (station, caller, _):
+    with _review(ctx, create=False) as (station, caller, _):
         rows = read_access_log(station, caller, query)
     _out(as_json, rows, access_rows(rows, tz))
 
@@ -405,7 +407,7 @@ def retention_due(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from evidence_agent.cli.review_tables import due_rows
     from review.retention import due
 
-    with _review(ctx) as (station, caller, review):
+    with _review(ctx, create=False) as (station, caller, review):
         rows = due(station, caller, review)
     _out(as_json, rows, due_rows(rows, _tz(ctx)))
 

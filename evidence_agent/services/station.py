@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from evidence_agent.adapters.station_key import load_or_create_signer
+from evidence_agent.adapters.station_key import load_or_create_signer, station_exists
 from evidence_agent.catalog.custody_log import SqlCustodyLog, log_origin
 from evidence_agent.catalog.database import READ_ONLY, migrate, open_engine
 from evidence_agent.config import Settings
 from evidence_agent.custody.events import CustodyEvent
-from evidence_agent.errors import StorageError
+from evidence_agent.errors import NotFoundError, StorageError
 from evidence_agent.io.spool import Spool
 from evidence_agent.ports import Clock, ObjectStore, Prober
 
@@ -97,8 +97,18 @@ def open_station(
     store: ObjectStore | None = None,
     prober: Prober | None = None,
     clock: Clock | None = None,
+    create: bool = True,
 ) -> Station:
-    """Open (and on first start create) the station's data directory, catalog, spool and key."""
+    """Open (and on first start create) the station's data directory, catalog, spool and key.
+
+    With `create` false a data directory that holds no station is refused: a command run with
+    the wrong directory must not quietly make a new station (and signing key) there."""
+    if not create and not station_exists(settings.key_dir):
+        raise NotFoundError(
+            f"no station in {settings.data_dir} (it has no signing key)",
+            remedy="set $EVIDENCE_AGENT_DATA_DIR or paths.data_dir to the station's data "
+            "directory; a new station is made by its first `run` or `ingest`",
+        )
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -45,10 +45,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(root / "data")}
     env["EVIDENCE_AGENT__STATION__ID"] = "st-openssl"
     env.pop("EVIDENCE_AGENT_CONFIG", None)
-    proc = subprocess.run(
-        [*CLI, "audit", "export", str(root / "bundle")], env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
+    for command in (["custody", "checkpoint"], ["audit", "export", str(root / "bundle")]):
+        proc = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
     return root / "bundle"
 
 

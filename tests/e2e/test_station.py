@@ -164,6 +164,11 @@ def test_two_stations_side_by_side_by_data_dir(demo: Path, tmp_path: Path) -> No
     a, b = tmp_path / "a", tmp_path / "b"
     agent(a, "ingest", str(demo))
     assert json.loads(agent(a, "clips", "list", "--json").stdout)
+    # A read-only command where no station is says so; it makes no station (nor key) there.
+    nowhere = agent(b, "clips", "list", "--json")
+    assert nowhere.returncode == 2 and "no station in" in nowhere.stderr
+    assert not (b / "keys").exists()
+    agent(b, "custody", "checkpoint")  # b's first command that writes makes station b
     assert json.loads(agent(b, "clips", "list", "--json").stdout) == []
     assert (a / "catalog.sqlite3").exists() and (a / "objects").is_dir() and (a / "spool").is_dir()
     key = a / "keys" / "station.key"

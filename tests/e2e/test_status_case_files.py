@@ -89,7 +89,7 @@ def test_status_json_counts_down_to_each_case_file_and_names_the_overdue(tmp_pat
 
 def test_a_bad_roles_file_leaves_the_clock_out_of_status_with_a_warning(tmp_path: Path) -> None:
     data, roles = tmp_path / "data", tmp_path / "roles.toml"
-    agent(data, roles, "config", "validate")
+    create_case(data, roles, "2026-0001", None)  # the station's first act makes it
     roles.chmod(0o666)  # writable by others: refused
     env = {
         **os.environ,
