@@ -20,6 +20,7 @@ from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.domain.case_file import case_file_clock, case_file_due
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.roles import Action, Caller
+from evidence_agent.domain.text import is_plain_text, shown
 from evidence_agent.errors import InputError, StorageError
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
@@ -131,6 +132,14 @@ def create_case(
         )
     if data.action_start and data.action_end and data.action_end < data.action_start:
         problems.append("the action ends before it starts")
+    for what, value in (
+        ("title", data.title),
+        ("cause of action", data.cause_of_action),
+        *(("party", party) for party in data.parties),
+        *(("officer", badge) for badge in data.officers),
+    ):
+        if not is_plain_text(value):
+            problems.append(f"the {what} holds control characters: {shown(value)}")
     officers = [o.strip() for o in data.officers if o.strip()]
     if problems:
         refuse(

@@ -14,8 +14,10 @@ import typer
 
 from evidence_agent.cli import audit, recorders, review, storage
 from evidence_agent.cli.common import Context, JsonOption, emit_json, open_station, root_context
+from evidence_agent.cli.display import text_lines, write_line
 from evidence_agent.config import Settings
 from evidence_agent.domain.identity import check_serial
+from evidence_agent.domain.text import shown
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
 from evidence_agent.io.volume_reader import volume_text
 
@@ -62,13 +64,23 @@ def _configure_logging(level: str, verbose: bool) -> None:
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel("DEBUG" if verbose else level)
     log.propagate = False
 
 
-class _JournalFormatter(logging.Formatter):
+class _EscapingFormatter(logging.Formatter):
+    """A record's message on one line: file names, serials and reasons it quotes are escaped,
+    so none can forge a log line or drive a terminal (a traceback follows on its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        escaped = logging.makeLogRecord(record.__dict__)
+        escaped.message = shown(record.message)
+        return super().formatMessage(escaped)
+
+
+class _JournalFormatter(_EscapingFormatter):
     """sd-daemon priority prefixes so journald keeps each line's level."""
 
     _PRIORITY: ClassVar[dict[str, int]] = {
@@ -162,20 +174,24 @@ def _print_ingest(result: dict[str, Any], warnings: list[str]) -> None:
     new = [c for c in result["clips"] if c["outcome"] == "new"]
     known = [c for c in result["clips"] if c["outcome"] != "new"]
     out = sys.stdout
-    out.write(
-        f"recorder {result['recorder']}: {len(new)} new clip(s), {len(known)} already catalogued\n"
+    write_line(
+        out,
+        f"recorder {result['recorder']}: {len(new)} new clip(s), {len(known)} already catalogued",
     )
     for clip in result["clips"]:
         flags = f"  [{', '.join(clip['flags'])}]" if clip["flags"] else ""
-        out.write(
-            f"  {clip['id'][:8]}  {clip['sha256'][:16]}  {clip['state']:<8} {clip['source_path']}{flags}\n"
+        write_line(
+            out,
+            f"  {clip['id'][:8]}  {clip['sha256'][:16]}  {clip['state']:<8} {clip['source_path']}{flags}",
         )
     for item in result["not_ingested"]:
-        out.write(f"  not ingested: {item['source_path']} ({item['reason']}: {item['detail']})\n")
+        write_line(
+            out, f"  not ingested: {item['source_path']} ({item['reason']}: {item['detail']})"
+        )
     for failure in result["store"]["integrity_failures"].values():
-        out.write(f"  INTEGRITY FAILURE: {failure}\n")
+        write_line(out, f"  INTEGRITY FAILURE: {failure}")
     for warning in warnings:
-        sys.stderr.write(f"warning: {warning}\n")
+        write_line(sys.stderr, f"warning: {warning}")
 
 
 @app.command()
@@ -188,11 +204,11 @@ def store(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         emit_json(report.to_json())
     else:
-        sys.stdout.write(
-            f"stored {len(report.stored)} clip(s); {len(report.failed)} still waiting\n"
+        write_line(
+            sys.stdout, f"stored {len(report.stored)} clip(s); {len(report.failed)} still waiting"
         )
         for sha, msg in {**report.failed, **report.integrity_failures}.items():
-            sys.stdout.write(f"  {sha[:16]}: {msg}\n")
+            write_line(sys.stdout, f"  {sha[:16]}: {msg}")
     if report.integrity_failures:
         raise typer.Exit(int(ExitCode.INTEGRITY))
     if report.failed:
@@ -300,7 +316,7 @@ def _case_file_text(case_files: dict[str, Any] | None, settings: Settings) -> st
                 f"  case {case['number']}{unit}: due {due} "
                 f"({case['case_file_days_left']} day(s) left)"
             )
-    return "\n".join(lines) + "\n"
+    return text_lines(lines)
 
 
 # ---------------------------------------------------------------- daemon and demo
@@ -360,10 +376,10 @@ def main(argv: list[str] | None = None) -> None:
     except EvidenceError as e:
         if "--verbose" in args or "-v" in args:
             log.exception("failed")
-        sys.stderr.write(f"error: {e.message}\n")
+        write_line(sys.stderr, f"error: {e.message}")
         if e.remedy:
-            sys.stderr.write(f"  remedy: {e.remedy}\n")
+            write_line(sys.stderr, f"  remedy: {e.remedy}")
         sys.exit(int(e.exit_code))
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        write_line(sys.stderr, "interrupted")
         sys.exit(130)

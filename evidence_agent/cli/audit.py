@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from evidence_agent.cli.common import JsonOption, emit_json, open_station
+from evidence_agent.cli.display import text_lines
 from evidence_agent.errors import ExitCode, StorageError
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def report_text(report: AuditReport) -> str:
         lines.append(f"  note: {note}")
     if report.intact:
         lines.append("INTACT")
-        return "\n".join(lines) + "\n"
+        return text_lines(lines)
     total = len(report.findings) + report.findings_dropped
     lines.append(f"FAILED: {total} item(s)")
     for finding in report.findings[:MAX_PRINTED]:
@@ -150,7 +151,7 @@ def report_text(report: AuditReport) -> str:
         lines.append(f"  ... {total - MAX_PRINTED} more (--json lists them all)")
     verdict = "INTEGRITY FAILURE" if report.exit_code == ExitCode.INTEGRITY else "NOT VERIFIED"
     lines.append(verdict)
-    return "\n".join(lines) + "\n"
+    return text_lines(lines)
 
 
 # ---------------------------------------------------------------- prove and verify-proof

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, TextIO
 
 from evidence_agent.config import Settings
+from evidence_agent.domain.text import shown
 
 
 def local_time(text: str | None, tz: tzinfo | None) -> str:
@@ -24,6 +26,32 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns; the last column is not padded (it may be long). Every cell is
+    shown escaped: a reason or file name cannot break a row or drive the terminal."""
+    cells = [
+        [shown(v) for v in header],
+        *[["-" if v is None else shown(v) for v in r] for r in rows],
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header) - 1)]
+    lines = []
+    for r in cells:
+        lines.append(
+            "  ".join(v.ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        )
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def text_lines(lines: Iterable[str]) -> str:
+    """Lines for the terminal, each escaped so that what it quotes stays on that one line."""
+    return "".join(shown(line) + "\n" for line in lines)
+
+
+def write_line(stream: TextIO, line: str) -> None:
+    """One line to a terminal or log, escaped as `text_lines` escapes it."""
+    stream.write(shown(line) + "\n")
+
+
 def clip_table(rows: list[dict[str, Any]], tz: tzinfo | None) -> str:
     if not rows:
         return "no clips\n"
@@ -39,7 +67,7 @@ def clip_table(rows: list[dict[str, Any]], tz: tzinfo | None) -> str:
         "FLAGS",
         "SOURCE",
     )
-    lines = [
+    rows_out = [
         (
             r["id"][:8],
             r["sha256"][:16],
@@ -54,15 +82,7 @@ def clip_table(rows: list[dict[str, Any]], tz: tzinfo | None) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header) - 1)]
-    out = []
-    for row in [header, *lines]:
-        out.append(
-            "  ".join(str(v).ljust(w) for v, w in zip(row[:-1], widths, strict=True))
-            + "  "
-            + row[-1]
-        )
-    return "\n".join(out) + "\n"
+    return table(header, rows_out)
 
 
 def status_text(data: dict[str, Any], settings: Settings) -> str:
@@ -126,7 +146,7 @@ def status_text(data: dict[str, Any], settings: Settings) -> str:
             lines.append(f"  unit {r['unit']}  officer {r['officer']}: {r['clips']}")
     for extra in data.get("warnings", []):
         lines.append(f"warning: {extra}")
-    return "\n".join(lines) + "\n"
+    return text_lines(lines)
 
 
 def spool_lines(settings: Settings) -> list[str]:

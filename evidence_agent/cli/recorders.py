@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from evidence_agent.cli.common import JsonOption, emit_json, open_station, settings_of
+from evidence_agent.cli.display import write_line
 from evidence_agent.errors import InputError
 
 recorders_app = typer.Typer(
@@ -60,35 +61,38 @@ def _print(view: Any, settings: Any, *, detail: bool = False) -> None:
         if holder
         else "unassigned"
     )
-    out.write(
+    write_line(
+        out,
         f"{data['serial']:<12} {'enrolled' if data['enrolled'] else 'seen':<9} usb {usb}"
         f"{' (' + ids + ')' if ids else ''}  {holder_text}  "
-        f"last docked {local_time(data['last_docked_at'], tz)}\n"
+        f"last docked {local_time(data['last_docked_at'], tz)}",
     )
     if data["undocked_hours"] is not None:
-        out.write(f"  warning: not docked for {data['undocked_hours']:.1f} hours\n")
+        write_line(out, f"  warning: not docked for {data['undocked_hours']:.1f} hours")
     if not detail:
         return
-    out.write("  assignments:\n" if data["history"] else "  no assignments\n")
+    write_line(out, "  assignments:" if data["history"] else "  no assignments")
     for a in data["history"]:
         end = local_time(a["end"], tz) if a["end"] else "now"
-        out.write(
+        write_line(
+            out,
             f"    {local_time(a['start'], tz)} - {end}  officer {a['officer']}"
-            f"  by {a['actor']}: {a['reason']}\n"
+            f"  by {a['actor']}: {a['reason']}",
         )
     if data["docks"]:
-        out.write("  latest docks:\n")
+        write_line(out, "  latest docks:")
     for d in data["docks"]:
         skew = d["clock_skew_seconds"]
         skew_text = f"  clock {skew:+.0f} s" if skew is not None else ""
-        out.write(
+        write_line(
+            out,
             f"    {local_time(d['started_at'], tz)}  {d['source']:<6} {d['state']:<11} "
-            f"{d['clips_new']} new, {d['clips_known']} known{skew_text}\n"
+            f"{d['clips_new']} new, {d['clips_known']} known{skew_text}",
         )
         for w in d["warnings"]:
-            out.write(f"      warning: {w}\n")
+            write_line(out, f"      warning: {w}")
         if d["error"]:
-            out.write(f"      {d['error']}\n")
+            write_line(out, f"      {d['error']}")
 
 
 @recorders_app.command("enroll")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evidence_agent.cli.common import JsonOption, emit_json, open_station, root_context
+from evidence_agent.cli.display import text_lines
 from evidence_agent.domain.roles import Caller, caller_for
 from evidence_agent.errors import ExitCode, IncompleteError, InputError
 from review.settings import ReviewSettings, load_review_settings, roles_file_path
@@ -179,7 +180,7 @@ def _link_text(result: dict[str, Any], key: str) -> str:
             f"  clip {change['clip'][:8]}: retention {change['from']['class']} -> {change['to']['class']}"
             f" (store lock: {change['store_lock']})"
         )
-    return "\n".join(lines) + "\n"
+    return text_lines(lines)
 
 
 @case_app.command("link")

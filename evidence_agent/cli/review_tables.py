@@ -6,19 +6,7 @@ from collections.abc import Sequence
 from datetime import tzinfo
 from typing import Any
 
-from evidence_agent.cli.display import human_bytes, local_time
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned columns; the last column is not padded (it may be long)."""
-    cells = [[str(v) for v in header], *[["-" if v is None else str(v) for v in r] for r in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header) - 1)]
-    lines = []
-    for r in cells:
-        lines.append(
-            "  ".join(v.ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-        )
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+from evidence_agent.cli.display import human_bytes, local_time, table, text_lines
 
 
 def clip_rows(rows: Sequence[dict[str, Any]], tz: tzinfo | None) -> str:
@@ -100,7 +88,7 @@ def case_text(case: dict[str, Any], tz: tzinfo | None) -> str:
         end = f" - {local_time(event['end'], tz)[11:]}" if event.get("end") else ""
         ref = f"  [{event['ref'][:8]}]" if event.get("ref") else ""
         lines.append(f"  {local_time(event['time'], tz)}{end}  {event['text']}{ref}")
-    return "\n".join(lines) + "\n"
+    return text_lines(lines)
 
 
 def check_text(result: dict[str, Any], tz: tzinfo | None) -> str:
@@ -138,7 +126,7 @@ def check_text(result: dict[str, Any], tz: tzinfo | None) -> str:
             lines.append(f"  24-HOUR BREACH: clip {breach['clip']} stored {hours:.1f} h late")
     for problem in result.get("problems", []):
         lines.append(f"  PROBLEM: {problem}")
-    return "\n".join(lines) + "\n"
+    return text_lines(lines)
 
 
 def access_rows(rows: Sequence[dict[str, Any]], tz: tzinfo | None) -> str:
@@ -176,7 +164,7 @@ def retrieval_text(report: dict[str, Any]) -> str:
         lines.append(f"NOT handed over: clip {clip}: {cause}")
     if report["receipt"]:
         lines.append(f"receipt: {report['receipt']}")
-    return "\n".join(lines) + "\n"
+    return text_lines(lines)
 
 
 def due_rows(rows: Sequence[dict[str, Any]], tz: tzinfo | None) -> str:

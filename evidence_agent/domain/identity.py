@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from evidence_agent.domain.text import is_plain_text, shown
 from evidence_agent.errors import InputError
 
 MAX_IDENTITY_BYTES = 64 * 1024
@@ -20,20 +21,12 @@ EARLIEST_DEVICE_TIME = datetime(1970, 1, 2, tzinfo=UTC)
 LATEST_DEVICE_TIME = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-def is_plain_text(value: str) -> bool:
-    """Text a person wrote: no control characters (a newline forges a log line) and no lone
-    surrogates (which JSON allows and no UTF-8 store can hold)."""
-    return not any(
-        ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in value
-    )
-
-
 def check_serial(serial: str, *, what: str = "recorder serial") -> str:
     """A recorder serial as the registry keeps it, or an InputError naming the rule."""
     if not SERIAL_PATTERN.fullmatch(serial):
-        shown = serial if len(serial) <= 80 else serial[:80] + "..."
+        part = serial if len(serial) <= 80 else serial[:80] + "..."
         raise InputError(
-            f"{what} {shown!r} is not a serial: 1-64 letters, digits or '-'",
+            f"{what} {shown(part)!r} is not a serial: 1-64 letters, digits or '-'",
             remedy="give the serial printed on the recorder, e.g. --recorder A123456",
         )
     return serial
@@ -77,7 +70,9 @@ def parse_identity(data: bytes) -> RecorderIdentity:
             problems.append(f"'{key}' has an invalid value {value!r}")
             return None
         if not is_plain_text(value):
-            problems.append(f"'{key}' holds control characters or unpaired surrogates: {value!r}")
+            problems.append(
+                f"'{key}' holds control characters or unpaired surrogates: {shown(value)}"
+            )
             return None
         return value
 

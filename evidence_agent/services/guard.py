@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from evidence_agent.custody.events import CustodyEvent
 from evidence_agent.domain.roles import Action, Caller, decide
+from evidence_agent.domain.text import check_plain_text
 from evidence_agent.errors import EvidenceError, PermissionDeniedError
 from evidence_agent.services.station import Station
 
@@ -26,7 +27,11 @@ def require(
     subject_id: str | None = None,
     reason: str = "",
 ) -> None:
-    """Go on when one of the caller's roles allows `action`; else record the refusal and raise."""
+    """Go on when one of the caller's roles allows `action`; else record the refusal and raise.
+
+    What the caller typed (the reason, the case or clip named) is refused first when it holds
+    control characters: printed later in a table or the access log, a newline forges a row."""
+    _typed_plainly(reason, subject_kind, subject_id)
     decision = decide(caller.roles, action)
     if not decision.allowed:
         refuse(
@@ -38,6 +43,12 @@ def require(
             subject_id=subject_id,
             reason=reason,
         )
+
+
+def _typed_plainly(reason: str, subject_kind: str, subject_id: str | None) -> None:
+    check_plain_text(reason, "reason")
+    if subject_id is not None:
+        check_plain_text(subject_id, subject_kind)
 
 
 def role_missing(why: str) -> PermissionDeniedError:
@@ -146,6 +157,7 @@ def read_or_refuse(
     """Look something up; when it is not there, the refusal is logged once the read is over.
 
     (On SQLite even a reading session holds the write lock: nothing is written inside one.)"""
+    _typed_plainly(reason, subject_kind, subject_id)
     with station.reading() as session:
         try:
             return read(session)

@@ -21,6 +21,7 @@ from evidence_agent.catalog.models import (
 from evidence_agent.catalog.queries import undocked_recorders
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.domain.identity import SERIAL_PATTERN
+from evidence_agent.domain.text import is_plain_text, shown
 from evidence_agent.domain.usb_allowlist import (
     AllowlistEntry,
     classify_device,
@@ -536,6 +537,8 @@ def _unit(session: Session, code: str) -> Unit:
 def _require_reason(reason: str, problems: list[str]) -> None:
     if not reason.strip():
         problems.append("--reason must say why (it goes into the custody log)")
+    elif not is_plain_text(reason):
+        problems.append(f"--reason holds control characters: {shown(reason)}")
 
 
 def _aware(value: datetime) -> datetime:
