@@ -21,7 +21,7 @@ from evidence_agent.domain.case_file import case_file_clock, case_file_due
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.text import is_plain_text, shown
-from evidence_agent.errors import InputError, StorageError
+from evidence_agent.errors import IncompleteError, InputError, StorageError
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
 from review.completeness import CoverageReport, Footage, Span, coverage
@@ -207,8 +207,17 @@ def list_cases(
 
 
 def close_case(
-    station: Station, caller: Caller, review: ReviewSettings, ref: str, reason: str | None
+    station: Station,
+    caller: Caller,
+    review: ReviewSettings,
+    ref: str,
+    reason: str | None,
+    *,
+    override_incomplete: bool = False,
 ) -> dict[str, Any]:
+    """Close a case. One that needs full recording and whose footage does not cover its action
+    window (what `case check` reports) stays open unless the closer overrides, with a reason;
+    the override and the gaps it closed over go into the custody log."""
     require(
         station,
         caller,
@@ -219,6 +228,29 @@ def close_case(
     )
     text = _need_reason(station, caller, "case_close", ref, reason)
     case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
+    coverage_now, _ = _completeness(station, review, case)
+    incomplete = bool(coverage_now.get("full_recording_required")) and not coverage_now["complete"]
+    if incomplete and not override_incomplete:
+        refuse(
+            station,
+            caller,
+            "case_close",
+            IncompleteError(
+                f"case {case.number} needs full-process recording and its footage does not "
+                f"cover the action window ({len(coverage_now.get('gaps', []))} gap(s), "
+                f"{len(coverage_now.get('problems', []))} problem(s))",
+                remedy="`evidence-agent case check` shows what is missing; link the footage, or "
+                "close it anyway with --override-incomplete and a --reason saying why",
+            ),
+            subject_kind="case",
+            subject_id=case.number,
+            reason=text,
+        )
+    override = (
+        {"incomplete_override": {k: coverage_now.get(k) for k in ("gaps", "problems")}}
+        if incomplete
+        else {}
+    )
     now = station.clock.now()
     with station.transaction() as session:
         row = session.get(Case, case.id)
@@ -237,7 +269,7 @@ def close_case(
                 subject_id=row.number,
                 actor=caller.actor,
                 reason=text,
-                data={"closed_at": _t(now), "clips": document["clips"]},
+                data={"closed_at": _t(now), "clips": document["clips"], **override},
             ),
         )
     return document
@@ -626,12 +658,10 @@ def attach_document(
 # ---------------------------------------------------------------- completeness
 
 
-def check_case(
-    station: Station, caller: Caller, review: ReviewSettings, ref: str
+def _completeness(
+    station: Station, review: ReviewSettings, case: Case
 ) -> tuple[dict[str, Any], CoverageReport | None]:
-    """The coverage of the case's action window by its footage, for a legal reviewer."""
-    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
-    case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
+    """What `case check` reports: the action window's coverage by the case's footage."""
     settings = station.settings
     rule = DeadlineRule(
         limit=timedelta(hours=settings.deadline.limit_hours),
@@ -701,6 +731,16 @@ def check_case(
                 ),
             ]
             result["complete"] = False
+    return result, report
+
+
+def check_case(
+    station: Station, caller: Caller, review: ReviewSettings, ref: str
+) -> tuple[dict[str, Any], CoverageReport | None]:
+    """The coverage of the case's action window by its footage, for a legal reviewer."""
+    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
+    result, report = _completeness(station, review, case)
     record_view(
         station,
         caller,

@@ -160,14 +160,24 @@ def case_close(
     ctx: typer.Context,
     number: Annotated[str, typer.Argument(help="Case number.")],
     reason: ReasonOption = None,
+    override_incomplete: Annotated[
+        bool,
+        typer.Option(
+            "--override-incomplete",
+            help="Close a full-recording case whose footage has gaps (the reason is logged).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Close a case: its file no longer changes."""
+    """Close a case: its file no longer changes. A case that needs full recording and is
+    incomplete (`case check`) is refused (exit 6) unless overridden with a reason."""
     from evidence_agent.cli.review_tables import case_rows
     from review.cases import close_case
 
     with _review(ctx) as (station, caller, review):
-        case = close_case(station, caller, review, number, reason)
+        case = close_case(
+            station, caller, review, number, reason, override_incomplete=override_incomplete
+        )
     _out(as_json, case, case_rows([case], _tz(ctx)))
 
 

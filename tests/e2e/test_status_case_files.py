@@ -51,7 +51,10 @@ def test_status_json_counts_down_to_each_case_file_and_names_the_overdue(tmp_pat
     create_case(data, roles, "2026-0003", now + timedelta(days=1))  # the action is not over
     create_case(data, roles, "2026-0004", None)  # no end: no clock
     create_case(data, roles, "2026-0005", now - timedelta(days=50))
-    closed = agent(data, roles, "case", "close", "2026-0005", "--reason", "case file complete")
+    closed = agent(
+        data, roles, "case", "close", "2026-0005", "--reason", "no footage was ever made",
+        "--override-incomplete",
+    )  # fmt: skip
     assert closed.returncode == 0, closed.stderr
 
     result = agent(data, roles, "status", "--json")
