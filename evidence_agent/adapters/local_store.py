@@ -55,7 +55,7 @@ class LocalObjectStore:
                     shutil.copyfileobj(src, dst, 4 << 20)
                     dst.flush()
                     os.fsync(dst.fileno())
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, 0o400)  # read-only, and the station account's alone
             try:
                 os.link(tmp, final)  # fails if the name exists: never an overwrite
             except FileExistsError:

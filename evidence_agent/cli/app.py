@@ -371,6 +371,9 @@ def config_show(ctx: typer.Context) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry: run the command, map every expected failure to its message and exit code."""
     args = sys.argv[1:] if argv is None else argv
+    # Everything the agent writes (catalog, spool, objects, keys, bundles, retrieved copies) is
+    # its account's alone, as under the systemd unit's UMask=0077, however the shell was set.
+    os.umask(0o077)
     try:
         app(args=args, prog_name="evidence-agent")  # usage errors and typer.Exit end here
     except EvidenceError as e:

@@ -110,7 +110,7 @@ def open_station(
             "directory; a new station is made by its first `run` or `ingest`",
         )
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise StorageError(
             f"cannot create the data directory {settings.data_dir}: {e.strerror}",

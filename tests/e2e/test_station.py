@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -177,3 +178,20 @@ def test_two_stations_side_by_side_by_data_dir(demo: Path, tmp_path: Path) -> No
         hashlib.sha256(key.read_bytes()).hexdigest()
         != hashlib.sha256((b / "keys" / "station.key").read_bytes()).hexdigest()
     )
+
+
+def test_the_station_files_are_private_to_its_account(demo: Path, tmp_path: Path) -> None:
+    """Under a shell's umask 022 (the README's first command), nothing of the station is
+    readable by other accounts: catalog, spool, objects, keys."""
+    data = tmp_path / "data"
+    old = os.umask(0o022)
+    try:
+        agent(data, "ingest", str(demo))
+    finally:
+        os.umask(old)
+    loose = [
+        f"{path} {stat.filemode(path.lstat().st_mode)}"
+        for path in [data, *data.rglob("*")]
+        if not path.is_symlink() and path.lstat().st_mode & 0o077
+    ]
+    assert not loose, loose
