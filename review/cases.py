@@ -16,10 +16,12 @@ from sqlmodel import Session, col, select
 
 from evidence_agent.catalog.models import Case, CaseClip, CaseDocument, Clip, Officer, Unit
 from evidence_agent.catalog.queries import ClipView, clip_views
-from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.custody.events import format_time
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.case_file import case_file_clock, case_file_due
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.roles import Action, Caller
+from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import InputError, StorageError
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
@@ -27,13 +29,6 @@ from review.completeness import CoverageReport, Footage, Span, coverage
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 from review.retention import apply_retention
 from review.settings import ReviewSettings
-
-CREATED = "case.created"
-CLOSED = "case.closed"
-LINKED = "case.clip_linked"
-UNLINKED = "case.clip_unlinked"
-DOCUMENT_ADDED = "case.document_added"
-VIEWED = "case.viewed"
 
 
 @dataclass(frozen=True)
@@ -84,7 +79,7 @@ def _case_or_refuse(
         caller,
         action.value,
         lambda session: get_case(session, ref),
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason,
     )
@@ -98,7 +93,7 @@ def _need_reason(station: Station, caller: Caller, what: str, ref: str, reason: 
             caller,
             what,
             InputError(f"{what.replace('_', ' ')} needs a reason", remedy="give --reason TEXT"),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=ref[:64],
         )
     return text
@@ -115,7 +110,7 @@ def create_case(
         station,
         caller,
         Action.CASE_WRITE,
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=data.number[:64],
         reason=reason or "",
     )
@@ -138,7 +133,7 @@ def create_case(
             caller,
             Action.CASE_WRITE.value,
             InputError("cannot create the case: " + "; ".join(problems)),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=number[:64] or "-",
             reason=text,
         )
@@ -174,10 +169,8 @@ def create_case(
         document = case_json(session, case, review)
         station.record(
             session,
-            CustodyEvent(
-                type=CREATED,
-                subject_kind="case",
-                subject_id=number,
+            EventType.CASE_CREATED.event(
+                number,
                 actor=caller.actor,
                 reason=text,
                 data=document,
@@ -204,7 +197,7 @@ def close_case(
         station,
         caller,
         Action.CASE_WRITE,
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason or "",
     )
@@ -222,10 +215,8 @@ def close_case(
         document = case_json(session, row, review)
         station.record(
             session,
-            CustodyEvent(
-                type=CLOSED,
-                subject_kind="case",
-                subject_id=row.number,
+            EventType.CASE_CLOSED.event(
+                row.number,
                 actor=caller.actor,
                 reason=text,
                 data={"closed_at": _t(now), "clips": document["clips"]},
@@ -275,7 +266,7 @@ def _change_links(
         station,
         caller,
         Action.CASE_WRITE,
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason or "",
     )
@@ -287,7 +278,7 @@ def _change_links(
             caller,
             what,
             InputError("name at least one clip"),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
             reason=text,
         )
@@ -296,14 +287,14 @@ def _change_links(
         caller,
         what,
         lambda session: {c.id: c for c in (get_clip(session, r) for r in clip_refs)},
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=case.number,
         reason=text,
     )
     problem = None
     if case.state == "closed":
         problem = f"case {case.number} is closed: its file does not change"
-    elif link and (deleted := [c.id for c in clips.values() if c.state == "deleted"]):
+    elif link and (deleted := [c.id for c in clips.values() if c.state == ClipState.DELETED]):
         problem = "deleted clips cannot be linked: " + ", ".join(deleted)
     if problem:
         refuse(
@@ -311,7 +302,7 @@ def _change_links(
             caller,
             what,
             InputError(problem),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
             reason=text,
         )
@@ -339,10 +330,8 @@ def _change_links(
                 session.delete(existing)
             station.record(
                 session,
-                CustodyEvent(
-                    type=LINKED if link else UNLINKED,
-                    subject_kind="clip",
-                    subject_id=row.id,
+                (EventType.CASE_CLIP_LINKED if link else EventType.CASE_CLIP_UNLINKED).event(
+                    row.id,
                     actor=caller.actor,
                     reason=text,
                     sha256=row.sha256,
@@ -377,7 +366,7 @@ def suggest(
     margin: timedelta | None = None,
 ) -> list[dict[str, Any]]:
     """Clips of the handling officers around the action window that are not linked yet."""
-    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
     margin = review.suggest_margin if margin is None else margin
     officers = json_list(case.handling_officers)
@@ -389,7 +378,7 @@ def suggest(
             InputError(
                 f"case {case.number} needs an action start and handling officers for suggestions"
             ),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
         )
     start = case.action_start - margin
@@ -405,13 +394,13 @@ def suggest(
         for v in sorted(
             views, key=lambda v: (v.clip.recorded_start is None, v.clip.recorded_start, v.clip.id)
         )
-        if v.clip.id not in linked and v.clip.state != "deleted"
+        if v.clip.id not in linked and v.clip.state != ClipState.DELETED
     ]
     record_view(
         station,
         caller,
-        VIEWED,
-        subject_kind="case",
+        EventType.CASE_VIEWED,
+        subject_kind=Subject.CASE,
         subject_id=case.number,
         data={"command": "suggest", "clips": [r["id"] for r in rows]},
     )
@@ -423,7 +412,7 @@ def suggest(
 
 def show_case(station: Station, caller: Caller, review: ReviewSettings, ref: str) -> dict[str, Any]:
     """The case, its footage and documents, and a timeline of both."""
-    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
     now = station.clock.now()
     with station.reading() as session:
@@ -474,8 +463,8 @@ def show_case(station: Station, caller: Caller, review: ReviewSettings, ref: str
     record_view(
         station,
         caller,
-        VIEWED,
-        subject_kind="case",
+        EventType.CASE_VIEWED,
+        subject_kind=Subject.CASE,
         subject_id=case.number,
         data={"command": "show", "clips": [c["id"] for c in clips]},
     )
@@ -538,7 +527,7 @@ def attach_document(
         station,
         caller,
         Action.CASE_WRITE,
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason or "",
     )
@@ -550,7 +539,7 @@ def attach_document(
             caller,
             "case_attach",
             InputError(f"{path} is not a file"),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
             reason=text,
         )
@@ -590,10 +579,8 @@ def attach_document(
         session.flush()
         station.record(
             session,
-            CustodyEvent(
-                type=DOCUMENT_ADDED,
-                subject_kind="case",
-                subject_id=case.number,
+            EventType.CASE_DOCUMENT_ADDED.event(
+                case.number,
                 actor=caller.actor,
                 reason=text,
                 sha256=digest,
@@ -621,7 +608,7 @@ def check_case(
     station: Station, caller: Caller, review: ReviewSettings, ref: str
 ) -> tuple[dict[str, Any], CoverageReport | None]:
     """The coverage of the case's action window by its footage, for a legal reviewer."""
-    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
     settings = station.settings
     rule = DeadlineRule(
@@ -660,7 +647,7 @@ def check_case(
         footage = []
         untimed = []
         for clip_id, (clip, officer) in sorted(rows.items()):
-            if clip.state == "deleted" and clip_id not in linked:
+            if clip.state == ClipState.DELETED and clip_id not in linked:
                 continue
             if clip.recorded_start is None:
                 untimed.append(clip_id)
@@ -695,8 +682,8 @@ def check_case(
     record_view(
         station,
         caller,
-        VIEWED,
-        subject_kind="case",
+        EventType.CASE_VIEWED,
+        subject_kind=Subject.CASE,
         subject_id=case.number,
         data={"command": "check", "complete": result["complete"]},
     )

@@ -15,6 +15,7 @@ import typer
 from evidence_agent.cli import audit, recorders, review, storage
 from evidence_agent.cli.common import Context, JsonOption, emit_json, open_station, root_context
 from evidence_agent.config import Settings
+from evidence_agent.domain.states import ClipOutcome, ClipState
 from evidence_agent.errors import EvidenceError, ExitCode
 
 app = typer.Typer(
@@ -127,7 +128,7 @@ def ingest(
         result = report.to_json()
         for clip in result["clips"]:
             if clip["id"] in stored_ids:
-                clip["state"] = "stored"
+                clip["state"] = ClipState.STORED
         result["store"] = stored.to_json()
         code = report.exit_code
         if stored.failed:
@@ -148,8 +149,8 @@ def ingest(
 
 
 def _print_ingest(result: dict[str, Any], warnings: list[str]) -> None:
-    new = [c for c in result["clips"] if c["outcome"] == "new"]
-    known = [c for c in result["clips"] if c["outcome"] != "new"]
+    new = [c for c in result["clips"] if c["outcome"] == ClipOutcome.NEW]
+    known = [c for c in result["clips"] if c["outcome"] != ClipOutcome.NEW]
     out = sys.stdout
     out.write(
         f"recorder {result['recorder']}: {len(new)} new clip(s), {len(known)} already catalogued\n"

@@ -7,12 +7,10 @@ from typing import Any, NoReturn, TypeVar
 
 from sqlmodel import Session
 
-from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller, decide
 from evidence_agent.errors import EvidenceError, PermissionDeniedError
 from evidence_agent.services.station import Station
-
-REFUSED = "access.refused"
 
 T = TypeVar("T")
 
@@ -22,7 +20,7 @@ def require(
     caller: Caller,
     action: Action,
     *,
-    subject_kind: str = "station",
+    subject_kind: Subject = Subject.STATION,
     subject_id: str | None = None,
     reason: str = "",
 ) -> None:
@@ -55,7 +53,7 @@ def refuse(
     action: str,
     error: EvidenceError,
     *,
-    subject_kind: str = "station",
+    subject_kind: Subject = Subject.STATION,
     subject_id: str | None = None,
     reason: str = "",
     sha256: str | None = None,
@@ -82,7 +80,7 @@ def record_refusal(
     action: str,
     cause: str,
     *,
-    subject_kind: str = "station",
+    subject_kind: Subject = Subject.STATION,
     subject_id: str | None = None,
     reason: str = "",
     sha256: str | None = None,
@@ -91,10 +89,9 @@ def record_refusal(
     with station.transaction() as session:
         station.record(
             session,
-            CustodyEvent(
-                type=REFUSED,
+            EventType.ACCESS_REFUSED.event(
+                subject_id or station.settings.station_id,
                 subject_kind=subject_kind,
-                subject_id=subject_id or station.settings.station_id,
                 actor=caller.actor,
                 reason=reason,
                 sha256=sha256,
@@ -111,9 +108,9 @@ def record_refusal(
 def record_view(
     station: Station,
     caller: Caller,
-    event_type: str,
+    event_type: EventType,
     *,
-    subject_kind: str,
+    subject_kind: Subject,
     subject_id: str,
     reason: str = "",
     data: dict[str, Any] | None = None,
@@ -122,10 +119,9 @@ def record_view(
     with station.transaction() as session:
         station.record(
             session,
-            CustodyEvent(
-                type=event_type,
+            event_type.event(
+                subject_id,
                 subject_kind=subject_kind,
-                subject_id=subject_id,
                 actor=caller.actor,
                 reason=reason,
                 data={"roles": sorted(caller.roles), **(data or {})},
@@ -139,7 +135,7 @@ def read_or_refuse(
     action: str,
     read: Callable[[Session], T],
     *,
-    subject_kind: str = "station",
+    subject_kind: Subject = Subject.STATION,
     subject_id: str | None = None,
     reason: str = "",
 ) -> T:

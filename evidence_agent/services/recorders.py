@@ -19,7 +19,8 @@ from evidence_agent.catalog.models import (
     Unit,
 )
 from evidence_agent.catalog.queries import undocked_recorders
-from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.custody.events import format_time
+from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.usb_allowlist import (
     AllowlistEntry,
     classify_device,
@@ -270,10 +271,8 @@ def enroll(
         session.flush()
         station.record(
             session,
-            CustodyEvent(
-                type="recorder.enrolled",
-                subject_kind="recorder",
-                subject_id=serial,
+            EventType.RECORDER_ENROLLED.event(
+                serial,
                 actor=station.actor,
                 reason=reason,
                 data={
@@ -361,10 +360,8 @@ def assign(
         session.flush()
         station.record(
             session,
-            CustodyEvent(
-                type="recorder.assigned",
-                subject_kind="recorder",
-                subject_id=serial,
+            EventType.RECORDER_ASSIGNED.event(
+                serial,
                 actor=station.actor,
                 reason=reason,
                 data={"officer": badge, "start": format_time(when), "previous_officer": previous},
@@ -398,10 +395,8 @@ def unassign(
         officer = session.get(Officer, current.officer_id)
         station.record(
             session,
-            CustodyEvent(
-                type="recorder.unassigned",
-                subject_kind="recorder",
-                subject_id=serial,
+            EventType.RECORDER_UNASSIGNED.event(
+                serial,
                 actor=station.actor,
                 reason=reason,
                 data={
