@@ -16,16 +16,20 @@ from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.services.guard import record_view, require
 from evidence_agent.services.station import Station
 
-# Every event that records a person looking at, taking, or being refused evidence.
-ACCESS_TYPES: tuple[str, ...] = (
-    EventType.CLIPS_SEARCHED,
-    EventType.CASE_VIEWED,
-    EventType.RETENTION_DUE_LISTED,
-    EventType.ACCESS_LOG_READ,
-    EventType.CLIP_RETRIEVED,
-    EventType.RETRIEVAL_RECEIPT,
-    EventType.CLIP_INTEGRITY_FAILED,
-    EventType.ACCESS_REFUSED,
+# Every event that records a person looking at, taking, or being refused evidence (as plain
+# strings: the query goes into the access_log.read event).
+ACCESS_TYPES: tuple[str, ...] = tuple(
+    t.value
+    for t in (
+        EventType.CLIPS_SEARCHED,
+        EventType.CASE_VIEWED,
+        EventType.RETENTION_DUE_LISTED,
+        EventType.ACCESS_LOG_READ,
+        EventType.CLIP_RETRIEVED,
+        EventType.RETRIEVAL_RECEIPT,
+        EventType.CLIP_INTEGRITY_FAILED,
+        EventType.ACCESS_REFUSED,
+    )
 )
 
 

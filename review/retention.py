@@ -95,7 +95,7 @@ def apply_retention(
     change = {
         "from": {"class": clip.retention_class, "until": _t(clip.retention_until)},
         "to": {"class": new.cls.value, "until": _t(new.until)},
-        "grounds": list(new.grounds),
+        "grounds": [ground.value for ground in new.grounds],
         "cause": cause,
         "store_lock": lock,
     }

@@ -51,7 +51,7 @@ from evidence_agent.errors import (
 )
 from evidence_agent.io.copying import FileReader, FileWriter, pump
 from evidence_agent.io.spool import check_digest, fsync_dir
-from evidence_agent.services.guard import record_refusal, require
+from evidence_agent.services.guard import record_refusal, require, role_names
 from evidence_agent.services.station import Station
 from review.lookup import get_case, get_clip, linked_clip_ids
 
@@ -534,7 +534,7 @@ def _record_retrieval(
                     "verified": f"{verified} of the bytes read from the store equals the "
                     "ingest hash",
                     "store": station.store.describe(),
-                    "roles": sorted(caller.roles),
+                    "roles": role_names(caller),
                 },
             ),
         )
@@ -573,7 +573,7 @@ def _write_receipt(station: Station, caller: Caller, report: RetrievalReport) ->
         "retrieval": report.retrieval_id,
         "station": station.settings.station_id,
         "actor": caller.actor,
-        "roles": sorted(caller.roles),
+        "roles": role_names(caller),
         "time": format_time(now),
         "reason": report.reason,
         "case": report.case,

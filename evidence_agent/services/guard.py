@@ -38,6 +38,11 @@ def require(
         )
 
 
+def role_names(caller: Caller) -> list[str]:
+    """The caller's roles as custody events and receipts record them: sorted plain strings."""
+    return sorted(role.value for role in caller.roles)
+
+
 def role_missing(why: str) -> PermissionDeniedError:
     """The refusal of a caller whose roles do not allow an action, with how to get the role."""
     return PermissionDeniedError(
@@ -98,7 +103,7 @@ def record_refusal(
                 data={
                     "action": action,
                     "cause": cause,
-                    "roles": sorted(caller.roles),
+                    "roles": role_names(caller),
                     **(data or {}),
                 },
             ),
@@ -124,7 +129,7 @@ def record_view(
                 subject_kind=subject_kind,
                 actor=caller.actor,
                 reason=reason,
-                data={"roles": sorted(caller.roles), **(data or {})},
+                data={"roles": role_names(caller), **(data or {})},
             ),
         )
 
