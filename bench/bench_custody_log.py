@@ -40,6 +40,8 @@ from evidence_agent.custody.checkpoint import Checkpoint, sign_checkpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.custody.merkle import MerkleAccumulator
 from evidence_agent.custody.signed_note import Ed25519Signer
+from evidence_agent.custody.vocabulary import EventType
+from evidence_agent.domain.states import ClipState, DockState
 from evidence_agent.services import audit
 
 STATION = "bench-7"
@@ -165,7 +167,7 @@ def bench_appends(workdir: Path, transactions: int, rounds: int) -> dict[str, An
         out = []
         for _ in range(k):
             counter += 1
-            kind = "clip.ingested" if counter % 2 else "clip.stored"
+            kind = EventType.CLIP_INGESTED.value if counter % 2 else EventType.CLIP_STORED.value
             digest = sha256(counter.to_bytes(8, "big")).hexdigest()
             out.append(
                 CustodyEvent(
@@ -276,7 +278,7 @@ def make_log(n: int, clips_per_dock: int) -> tuple[list[bytes], list[int], list[
         serial = f"A{dock % 500:06d}"
         session = f"d05ae261-f21c-4e4d-8923-{dock:012d}"
         add(
-            "dock.started",
+            EventType.DOCK_STARTED.value,
             "recorder",
             serial,
             "recorder docked (usb)",
@@ -292,7 +294,7 @@ def make_log(n: int, clips_per_dock: int) -> tuple[list[bytes], list[int], list[
             data = ingest_data(clip)
             data["dock_session"] = session
             add(
-                "clip.ingested",
+                EventType.CLIP_INGESTED.value,
                 "clip",
                 cid,
                 "read once from the docked recorder into the spool, hashed and catalogued",
@@ -301,7 +303,7 @@ def make_log(n: int, clips_per_dock: int) -> tuple[list[bytes], list[int], list[
             )
             stored_at = format_time(T0 + timedelta(hours=9, seconds=clip))
             add(
-                "clip.stored",
+                EventType.CLIP_STORED.value,
                 "clip",
                 cid,
                 "written once to the object store and read back: hash equals the ingest hash",
@@ -320,14 +322,14 @@ def make_log(n: int, clips_per_dock: int) -> tuple[list[bytes], list[int], list[
                     "id": cid,
                     "sha256": digest,
                     "station": STATION,
-                    "state": "stored",
+                    "state": ClipState.STORED.value,
                     "stored_at": stored_at,
                 }
             )
             rows.append(row)
         if len(entries) < n:
             add(
-                "file.not_ingested",
+                EventType.FILE_NOT_INGESTED.value,
                 "recorder",
                 serial,
                 "not_media",
@@ -340,7 +342,7 @@ def make_log(n: int, clips_per_dock: int) -> tuple[list[bytes], list[int], list[
             )
         if len(entries) < n:
             add(
-                "dock.finished",
+                EventType.DOCK_FINISHED.value,
                 "recorder",
                 serial,
                 "dock finished",
@@ -349,7 +351,7 @@ def make_log(n: int, clips_per_dock: int) -> tuple[list[bytes], list[int], list[
                     "clips_new": clips_per_dock,
                     "dock_session": session,
                     "files_not_ingested": 1,
-                    "state": "finished",
+                    "state": DockState.FINISHED.value,
                 },
                 None,
             )
@@ -367,7 +369,7 @@ def with_key_event(entries: list[bytes], signer: Ed25519Signer) -> list[bytes]:
         "station": STATION,
         "subject": {"id": STATION, "kind": "station"},
         "time": format_time(T0),
-        "type": "key.created",
+        "type": EventType.KEY_CREATED.value,
         "v": 1,
     }
     entries[0] = canonical_json(doc)

@@ -87,6 +87,7 @@ from evidence_agent.catalog.models import Clip
 from evidence_agent.config import build_settings
 from evidence_agent.domain.media import MediaInfo
 from evidence_agent.domain.roles import Caller, Identity, Role
+from evidence_agent.domain.states import ClipState
 from evidence_agent.services.ingest import ingest_event
 from evidence_agent.services.station import Station, open_station
 from review.retrieval import CHUNK_BYTES, RetrievalRequest, retrieve
@@ -177,7 +178,7 @@ def make_object(station: Station, work: Path, size: int, *, keep_source: bool = 
         station_id=station.settings.station_id,
         ingested_at=now,
         stored_at=now,
-        state="stored",
+        state=ClipState.STORED,
         retention_until=now,
     )
     with station.transaction() as session:

@@ -48,6 +48,7 @@ from sqlmodel import delete  # noqa: E402
 from evidence_agent.adapters.s3_store import S3Credentials, S3ObjectStore  # noqa: E402
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint  # noqa: E402
 from evidence_agent.config import build_settings  # noqa: E402
+from evidence_agent.domain.states import ClipState  # noqa: E402
 from evidence_agent.services.station import Station, open_station  # noqa: E402
 from evidence_agent.services.storing import STORE_CONCURRENCY, store_pending  # noqa: E402
 from tests.services.seaweedfs import SeaweedFS, find_weed  # noqa: E402
@@ -98,7 +99,7 @@ def fill_spool(station: Station, clips: list[tuple[Path, str, int]]) -> None:
                     recorded_end=now - timedelta(hours=1),
                     station_id=station.settings.station_id,
                     ingested_at=now,
-                    state="spooled",
+                    state=ClipState.SPOOLED,
                     retention_until=now + timedelta(days=1),
                 )
             )

@@ -11,22 +11,25 @@ from sqlmodel import col, select
 from evidence_agent.catalog.custody_log import decode_entry
 from evidence_agent.catalog.models import CustodyEntry
 from evidence_agent.custody.events import format_time
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller
-from evidence_agent.services.guard import REFUSED, record_view, require
+from evidence_agent.services.guard import record_view, require
 from evidence_agent.services.station import Station
 
-READ = "access_log.read"
-
-# Every event that records a person looking at, taking, or being refused evidence.
-ACCESS_TYPES: tuple[str, ...] = (
-    "clips.searched",
-    "case.viewed",
-    "retention.due_listed",
-    READ,
-    "clip.retrieved",
-    "retrieval.receipt",
-    "clip.integrity_failed",
-    REFUSED,
+# Every event that records a person looking at, taking, or being refused evidence (as plain
+# strings: the query goes into the access_log.read event).
+ACCESS_TYPES: tuple[str, ...] = tuple(
+    t.value
+    for t in (
+        EventType.CLIPS_SEARCHED,
+        EventType.CASE_VIEWED,
+        EventType.RETENTION_DUE_LISTED,
+        EventType.ACCESS_LOG_READ,
+        EventType.CLIP_RETRIEVED,
+        EventType.RETRIEVAL_RECEIPT,
+        EventType.CLIP_INTEGRITY_FAILED,
+        EventType.ACCESS_REFUSED,
+    )
 )
 
 
@@ -84,8 +87,8 @@ def read_access_log(station: Station, caller: Caller, query: AccessQuery) -> lis
     record_view(
         station,
         caller,
-        READ,
-        subject_kind="station",
+        EventType.ACCESS_LOG_READ,
+        subject_kind=Subject.STATION,
         subject_id=station.settings.station_id,
         data={"query": query.to_json(), "entries": len(rows)},
     )

@@ -16,10 +16,12 @@ from sqlmodel import Session, col, select
 
 from evidence_agent.catalog.models import Case, CaseClip, CaseDocument, Clip, Officer, Unit
 from evidence_agent.catalog.queries import ClipView, clip_views
-from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.custody.events import format_time
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.case_file import case_file_clock, case_file_due
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.roles import Action, Caller
+from evidence_agent.domain.states import ClipState
 from evidence_agent.domain.text import is_plain_text, shown
 from evidence_agent.errors import IncompleteError, InputError, StorageError
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
@@ -28,13 +30,6 @@ from review.completeness import CoverageReport, Footage, Span, coverage
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 from review.retention import apply_retention
 from review.settings import ReviewSettings
-
-CREATED = "case.created"
-CLOSED = "case.closed"
-LINKED = "case.clip_linked"
-UNLINKED = "case.clip_unlinked"
-DOCUMENT_ADDED = "case.document_added"
-VIEWED = "case.viewed"
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ def _case_or_refuse(
         caller,
         action.value,
         lambda session: get_case(session, ref),
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason,
     )
@@ -99,7 +94,7 @@ def _need_reason(station: Station, caller: Caller, what: str, ref: str, reason: 
             caller,
             what,
             InputError(f"{what.replace('_', ' ')} needs a reason", remedy="give --reason TEXT"),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=ref[:64],
         )
     return text
@@ -116,7 +111,7 @@ def create_case(
         station,
         caller,
         Action.CASE_WRITE,
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=data.number[:64],
         reason=reason or "",
     )
@@ -147,7 +142,7 @@ def create_case(
             caller,
             Action.CASE_WRITE.value,
             InputError("cannot create the case: " + "; ".join(problems)),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=number[:64] or "-",
             reason=text,
         )
@@ -183,10 +178,8 @@ def create_case(
         document = case_json(session, case, review)
         station.record(
             session,
-            CustodyEvent(
-                type=CREATED,
-                subject_kind="case",
-                subject_id=number,
+            EventType.CASE_CREATED.event(
+                number,
                 actor=caller.actor,
                 reason=text,
                 data=document,
@@ -222,7 +215,7 @@ def close_case(
         station,
         caller,
         Action.CASE_WRITE,
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason or "",
     )
@@ -242,7 +235,7 @@ def close_case(
                 remedy="`evidence-agent case check` shows what is missing; link the footage, or "
                 "close it anyway with --override-incomplete and a --reason saying why",
             ),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
             reason=text,
         )
@@ -263,10 +256,8 @@ def close_case(
         document = case_json(session, row, review)
         station.record(
             session,
-            CustodyEvent(
-                type=CLOSED,
-                subject_kind="case",
-                subject_id=row.number,
+            EventType.CASE_CLOSED.event(
+                row.number,
                 actor=caller.actor,
                 reason=text,
                 data={"closed_at": _t(now), "clips": document["clips"], **override},
@@ -316,7 +307,7 @@ def _change_links(
         station,
         caller,
         Action.CASE_WRITE,
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason or "",
     )
@@ -328,7 +319,7 @@ def _change_links(
             caller,
             what,
             InputError("name at least one clip"),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
             reason=text,
         )
@@ -337,14 +328,14 @@ def _change_links(
         caller,
         what,
         lambda session: {c.id: c for c in (get_clip(session, r) for r in clip_refs)},
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=case.number,
         reason=text,
     )
     problem = None
     if case.state == "closed":
         problem = f"case {case.number} is closed: its file does not change"
-    elif link and (deleted := [c.id for c in clips.values() if c.state == "deleted"]):
+    elif link and (deleted := [c.id for c in clips.values() if c.state == ClipState.DELETED]):
         problem = "deleted clips cannot be linked: " + ", ".join(deleted)
     if problem:
         refuse(
@@ -352,7 +343,7 @@ def _change_links(
             caller,
             what,
             InputError(problem),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
             reason=text,
         )
@@ -380,10 +371,8 @@ def _change_links(
                 session.delete(existing)
             station.record(
                 session,
-                CustodyEvent(
-                    type=LINKED if link else UNLINKED,
-                    subject_kind="clip",
-                    subject_id=row.id,
+                (EventType.CASE_CLIP_LINKED if link else EventType.CASE_CLIP_UNLINKED).event(
+                    row.id,
                     actor=caller.actor,
                     reason=text,
                     sha256=row.sha256,
@@ -418,7 +407,7 @@ def suggest(
     margin: timedelta | None = None,
 ) -> list[dict[str, Any]]:
     """Clips of the handling officers around the action window that are not linked yet."""
-    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
     margin = review.suggest_margin if margin is None else margin
     officers = json_list(case.handling_officers)
@@ -430,7 +419,7 @@ def suggest(
             InputError(
                 f"case {case.number} needs an action start and handling officers for suggestions"
             ),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
         )
     start = case.action_start - margin
@@ -446,13 +435,13 @@ def suggest(
         for v in sorted(
             views, key=lambda v: (v.clip.recorded_start is None, v.clip.recorded_start, v.clip.id)
         )
-        if v.clip.id not in linked and v.clip.state != "deleted"
+        if v.clip.id not in linked and v.clip.state != ClipState.DELETED
     ]
     record_view(
         station,
         caller,
-        VIEWED,
-        subject_kind="case",
+        EventType.CASE_VIEWED,
+        subject_kind=Subject.CASE,
         subject_id=case.number,
         data={"command": "suggest", "clips": [r["id"] for r in rows]},
     )
@@ -464,7 +453,7 @@ def suggest(
 
 def show_case(station: Station, caller: Caller, review: ReviewSettings, ref: str) -> dict[str, Any]:
     """The case, its footage and documents, and a timeline of both."""
-    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
     now = station.clock.now()
     with station.reading() as session:
@@ -515,8 +504,8 @@ def show_case(station: Station, caller: Caller, review: ReviewSettings, ref: str
     record_view(
         station,
         caller,
-        VIEWED,
-        subject_kind="case",
+        EventType.CASE_VIEWED,
+        subject_kind=Subject.CASE,
         subject_id=case.number,
         data={"command": "show", "clips": [c["id"] for c in clips]},
     )
@@ -579,7 +568,7 @@ def attach_document(
         station,
         caller,
         Action.CASE_WRITE,
-        subject_kind="case",
+        subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason or "",
     )
@@ -591,7 +580,7 @@ def attach_document(
             caller,
             "case_attach",
             InputError(f"{path} is not a file"),
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=case.number,
             reason=text,
         )
@@ -631,10 +620,8 @@ def attach_document(
         session.flush()
         station.record(
             session,
-            CustodyEvent(
-                type=DOCUMENT_ADDED,
-                subject_kind="case",
-                subject_id=case.number,
+            EventType.CASE_DOCUMENT_ADDED.event(
+                case.number,
                 actor=caller.actor,
                 reason=text,
                 sha256=digest,
@@ -699,7 +686,7 @@ def _completeness(
         footage = []
         untimed = []
         for clip_id, (clip, officer) in sorted(rows.items()):
-            if clip.state == "deleted" and clip_id not in linked:
+            if clip.state == ClipState.DELETED and clip_id not in linked:
                 continue
             if clip.recorded_start is None:
                 untimed.append(clip_id)
@@ -738,14 +725,14 @@ def check_case(
     station: Station, caller: Caller, review: ReviewSettings, ref: str
 ) -> tuple[dict[str, Any], CoverageReport | None]:
     """The coverage of the case's action window by its footage, for a legal reviewer."""
-    require(station, caller, Action.CASE_READ, subject_kind="case", subject_id=ref[:64])
+    require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
     result, report = _completeness(station, review, case)
     record_view(
         station,
         caller,
-        VIEWED,
-        subject_kind="case",
+        EventType.CASE_VIEWED,
+        subject_kind=Subject.CASE,
         subject_id=case.number,
         data={"command": "check", "complete": result["complete"]},
     )

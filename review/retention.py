@@ -13,7 +13,8 @@ from sqlmodel import Session, col, func, select
 from evidence_agent.adapters.local_store import LocalObjectStore
 from evidence_agent.catalog.models import CaseClip, Clip, CustodyEntry, RetentionRequest
 from evidence_agent.catalog.queries import clip_views
-from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.custody.events import format_time
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.retention import (
     SETTABLE_GROUNDS,
     ClipFacts,
@@ -26,6 +27,7 @@ from evidence_agent.domain.retention import (
     retention_for,
 )
 from evidence_agent.domain.roles import Action, Caller
+from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, InputError, PermissionDeniedError, StorageError
 from evidence_agent.ports import LegalHolding, ObjectDeleting, ObjectStore
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
@@ -35,15 +37,6 @@ from review.settings import ReviewSettings
 from review.store_retention import extend_lock, remove_object
 
 log = logging.getLogger(__name__)
-
-RETENTION_CHANGED = "clip.retention_changed"
-DELETION_REQUESTED = "retention.deletion_requested"
-DELETED = "clip.deleted"  # the tombstone
-OBJECT_REMOVED = "clip.object_removed"
-HOLD_SET = "clip.legal_hold_set"
-HOLD_RELEASED = "clip.legal_hold_released"
-GROUND_SET = "clip.retention_ground_set"
-DUE_LISTED = "retention.due_listed"
 
 # The store's side of a clip that is not in the store (still spooled, or deleted): nothing to do.
 NOT_IN_STORE = "not in the store: nothing to lock"
@@ -95,14 +88,14 @@ def apply_retention(
     )
     if not longer:
         lock = UNCHANGED
-    elif clip.state != "stored":
+    elif clip.state != ClipState.STORED:
         lock = NOT_IN_STORE
     else:
         lock = extend_lock(station.store, clip.sha256, new.until)
     change = {
         "from": {"class": clip.retention_class, "until": _t(clip.retention_until)},
         "to": {"class": new.cls.value, "until": _t(new.until)},
-        "grounds": list(new.grounds),
+        "grounds": [ground.value for ground in new.grounds],
         "cause": cause,
         "store_lock": lock,
     }
@@ -111,10 +104,8 @@ def apply_retention(
     session.add(clip)
     station.record(
         session,
-        CustodyEvent(
-            type=RETENTION_CHANGED,
-            subject_kind="clip",
-            subject_id=clip.id,
+        EventType.CLIP_RETENTION_CHANGED.event(
+            clip.id,
             actor=actor,
             reason=reason,
             sha256=clip.sha256,
@@ -134,7 +125,7 @@ def due(station: Station, caller: Caller, review: ReviewSettings) -> list[dict[s
     with station.reading() as session:
         candidates = session.exec(
             select(Clip)
-            .where(Clip.state == "stored")
+            .where(Clip.state == ClipState.STORED)
             .where(col(Clip.legal_hold).is_(False))
             .where(Clip.retention_class != RetentionClass.PERMANENT.value)
             .where(col(Clip.retention_until) <= now)
@@ -162,8 +153,8 @@ def due(station: Station, caller: Caller, review: ReviewSettings) -> list[dict[s
     record_view(
         station,
         caller,
-        DUE_LISTED,
-        subject_kind="station",
+        EventType.RETENTION_DUE_LISTED,
+        subject_kind=Subject.STATION,
         subject_id=station.settings.station_id,
         data={"clips": due_ids, "as_of": format_time(now)},
     )
@@ -198,7 +189,7 @@ def _need_reason(
             InputError(
                 f"{action.value.replace('_', ' ')} needs a reason", remedy="give --reason TEXT"
             ),
-            subject_kind="clip",
+            subject_kind=Subject.CLIP,
             subject_id=clip_ref[:64],
         )
     return text
@@ -212,7 +203,7 @@ def _clip_or_refuse(
         caller,
         action.value,
         lambda session: get_clip(session, ref),
-        subject_kind="clip",
+        subject_kind=Subject.CLIP,
         subject_id=ref[:64],
         reason=reason,
     )
@@ -226,7 +217,7 @@ def request_deletion(
         station,
         caller,
         Action.RETENTION_REQUEST,
-        subject_kind="clip",
+        subject_kind=Subject.CLIP,
         subject_id=clip_ref[:64],
         reason=reason or "",
     )
@@ -241,7 +232,7 @@ def request_deletion(
             caller,
             Action.RETENTION_REQUEST.value,
             InputError(f"clip {clip.id} may not be deleted: " + "; ".join(blockers)),
-            subject_kind="clip",
+            subject_kind=Subject.CLIP,
             subject_id=clip.id,
             sha256=clip.sha256,
             reason=text,
@@ -257,10 +248,8 @@ def request_deletion(
         session.flush()
         station.record(
             session,
-            CustodyEvent(
-                type=DELETION_REQUESTED,
-                subject_kind="clip",
-                subject_id=clip.id,
+            EventType.RETENTION_DELETION_REQUESTED.event(
+                clip.id,
                 actor=caller.actor,
                 reason=text,
                 sha256=clip.sha256,
@@ -315,11 +304,16 @@ def approve_deletion(
     with its hash, and the custody log keeps the tombstone for good."""
     action = Action.RETENTION_APPROVE
     require(
-        station, caller, action, subject_kind="clip", subject_id=clip_ref[:64], reason=reason or ""
+        station,
+        caller,
+        action,
+        subject_kind=Subject.CLIP,
+        subject_id=clip_ref[:64],
+        reason=reason or "",
     )
     text = _need_reason(station, caller, action, reason, clip_ref)
     clip = _clip_or_refuse(station, caller, action, clip_ref, text)
-    if clip.state == "deleted":
+    if clip.state == ClipState.DELETED:
         # Tombstoned earlier: by a version of the agent that logged the tombstone first and
         # left the object when the store refused. Only the store's side may be left to do.
         try:
@@ -336,7 +330,7 @@ def approve_deletion(
             caller,
             action.value,
             InputError(f"clip {clip.id} may not be deleted: " + "; ".join(blockers)),
-            subject_kind="clip",
+            subject_kind=Subject.CLIP,
             subject_id=clip.id,
             sha256=clip.sha256,
             reason=text,
@@ -350,7 +344,7 @@ def approve_deletion(
             caller,
             action.value,
             PermissionDeniedError(f"refused: {blocker}"),
-            subject_kind="clip",
+            subject_kind=Subject.CLIP,
             subject_id=clip.id,
             sha256=clip.sha256,
             reason=text,
@@ -364,7 +358,7 @@ def approve_deletion(
             caller,
             action.value,
             InputError(e.message),
-            subject_kind="clip",
+            subject_kind=Subject.CLIP,
             subject_id=clip.id,
             sha256=clip.sha256,
             reason=text,
@@ -386,7 +380,7 @@ def _store_refused(
         caller,
         Action.RETENTION_APPROVE.value,
         error,
-        subject_kind="clip",
+        subject_kind=Subject.CLIP,
         subject_id=clip.id,
         sha256=clip.sha256,
         reason=reason,
@@ -415,16 +409,14 @@ def _delete(
         request.decision_reason = text
         session.add(request)
         session.flush()
-        row.state = "deleted"
+        row.state = ClipState.DELETED
         session.add(row)
         views = clip_views(session, clip_ids=[row.id])
         view = views[0].to_json() if views else {}
         station.record(
             session,
-            CustodyEvent(
-                type=DELETED,
-                subject_kind="clip",
-                subject_id=row.id,
+            EventType.CLIP_DELETED.event(
+                row.id,
                 actor=caller.actor,
                 reason=text,
                 sha256=row.sha256,
@@ -459,7 +451,7 @@ def _finish_removal(station: Station, caller: Caller, clip: Clip, reason: str) -
         recorded = session.exec(
             select(func.count())
             .select_from(CustodyEntry)
-            .where(CustodyEntry.event_type == OBJECT_REMOVED)
+            .where(CustodyEntry.event_type == EventType.CLIP_OBJECT_REMOVED)
             .where(CustodyEntry.subject_id == clip.id)
         ).one()
         if not recorded:
@@ -473,10 +465,8 @@ def _record_removed(
 ) -> None:
     station.record(
         session,
-        CustodyEvent(
-            type=OBJECT_REMOVED,
-            subject_kind="clip",
-            subject_id=clip.id,
+        EventType.CLIP_OBJECT_REMOVED.event(
+            clip.id,
             actor=caller.actor,
             reason=reason,
             sha256=clip.sha256,
@@ -508,7 +498,7 @@ def _hold_in_store(station: Station, clip: Clip, *, on: bool) -> str:
     """Put the store's legal hold in step with the catalog's (before the catalog changes, in the
     caller's transaction: a store that fails rolls it back); says what was done, for the log."""
     store = station.store
-    if clip.state != "stored":
+    if clip.state != ClipState.STORED:
         return NOT_IN_STORE
     if not isinstance(store, LegalHolding):
         return f"{store.describe()} has no legal hold: the catalog's hold is the guard"
@@ -534,7 +524,7 @@ def _clips_for(
         caller,
         action.value,
         read,
-        subject_kind="case" if case else "station",
+        subject_kind=Subject.CASE if case else Subject.STATION,
         subject_id=case[:64] if case else None,
         reason=reason,
     )
@@ -559,17 +549,17 @@ def set_hold(
         for clip in clips:
             row = session.get(Clip, clip.id)
             assert row is not None
-            if row.state == "deleted" or row.legal_hold == (not release):
+            if row.state == ClipState.DELETED or row.legal_hold == (not release):
                 continue
             lock = _hold_in_store(station, row, on=not release)
             row.legal_hold = not release
             session.add(row)
             station.record(
                 session,
-                CustodyEvent(
-                    type=HOLD_RELEASED if release else HOLD_SET,
-                    subject_kind="clip",
-                    subject_id=row.id,
+                (
+                    EventType.CLIP_LEGAL_HOLD_RELEASED if release else EventType.CLIP_LEGAL_HOLD_SET
+                ).event(
+                    row.id,
                     actor=caller.actor,
                     reason=text,
                     sha256=row.sha256,
@@ -591,7 +581,12 @@ def mark_ground(
     """Record a ground for permanent keeping (obstruction, major emergency, ...) on a clip."""
     action = Action.RETENTION_HOLD
     require(
-        station, caller, action, subject_kind="clip", subject_id=clip_ref[:64], reason=reason or ""
+        station,
+        caller,
+        action,
+        subject_kind=Subject.CLIP,
+        subject_id=clip_ref[:64],
+        reason=reason or "",
     )
     text = _need_reason(station, caller, action, reason, clip_ref)
     settable = {g.value: g for g in SETTABLE_GROUNDS}
@@ -606,7 +601,7 @@ def mark_ground(
                 + ", ".join(settable)
                 + f" ({Ground.CASE_EVIDENCE.value} follows from case links)",
             ),
-            subject_kind="clip",
+            subject_kind=Subject.CLIP,
             subject_id=clip_ref[:64],
             reason=text,
         )
@@ -614,7 +609,7 @@ def mark_ground(
     with station.transaction() as session:
         row = session.get(Clip, clip.id)
         assert row is not None
-        if row.state == "deleted":
+        if row.state == ClipState.DELETED:
             raise InputError(f"clip {row.id} is deleted")
         grounds = set(json_list(row.retention_grounds))
         added = ground not in grounds
@@ -624,10 +619,8 @@ def mark_ground(
         if added:
             station.record(
                 session,
-                CustodyEvent(
-                    type=GROUND_SET,
-                    subject_kind="clip",
-                    subject_id=row.id,
+                EventType.CLIP_RETENTION_GROUND_SET.event(
+                    row.id,
                     actor=caller.actor,
                     reason=text,
                     sha256=row.sha256,

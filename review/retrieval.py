@@ -38,8 +38,10 @@ from sqlmodel import col, select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry, Officer, Recorder, Unit
 from evidence_agent.custody.canonical import canonical_json
-from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.custody.events import format_time
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller
+from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import (
     EvidenceError,
     InputError,
@@ -49,16 +51,12 @@ from evidence_agent.errors import (
 )
 from evidence_agent.io.copying import FileReader, FileWriter, pump
 from evidence_agent.io.spool import check_digest, fsync_dir
-from evidence_agent.services.guard import record_refusal, require
-from evidence_agent.services.ingest import INGESTED
+from evidence_agent.services.guard import record_refusal, require, role_names
 from evidence_agent.services.station import Station
 from review.lookup import get_case, get_clip, linked_clip_ids
 
 log = logging.getLogger(__name__)
 
-RETRIEVED = "clip.retrieved"
-INTEGRITY_FAILED = "clip.integrity_failed"
-RECEIPT = "retrieval.receipt"
 RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
 # Chunks in flight: memory is bounded by _BUFFERS * chunk_bytes. Room to read ahead while the
 # target is written and the hash catches up (a device's speed comes and goes, and a network
@@ -142,7 +140,9 @@ def retrieve(
 
     Raises IntegrityError after the rest are handed over when any stored copy fails its hash."""
     reason = (request.reason or "").strip()
-    subject_kind, subject_id = ("case", request.case) if request.case else ("station", None)
+    subject_kind, subject_id = (
+        (Subject.CASE, request.case) if request.case else (Subject.STATION, None)
+    )
     what = {"target": str(request.target), "case": request.case, "clips": list(request.clips)}
 
     # 1. role, reason, clips, target
@@ -183,15 +183,15 @@ def retrieve(
     except EvidenceError as e:
         raise refused(e) from None
     for clip in clips:
-        if clip.state != "stored":
+        if clip.state != ClipState.STORED:
             raise refused(
                 InputError(
                     f"clip {clip.id} is {clip.state}, not in the store: it cannot be retrieved",
                     remedy="a spooled clip is retrievable once `evidence-agent store` has run"
-                    if clip.state == "spooled"
+                    if clip.state == ClipState.SPOOLED
                     else None,
                 ),
-                subject_kind="clip",
+                subject_kind=Subject.CLIP,
                 subject_id=clip.id,
                 sha256=clip.sha256,
             )
@@ -213,7 +213,7 @@ def retrieve(
                 continue
             except EvidenceError as e:
                 raise refused(
-                    e, subject_kind="clip", subject_id=clip.id, sha256=clip.sha256
+                    e, subject_kind=Subject.CLIP, subject_id=clip.id, sha256=clip.sha256
                 ) from None
             try:
                 # 4. logged first: a file is never in the target without its retrieval event
@@ -227,7 +227,7 @@ def retrieve(
                 tmp.unlink(missing_ok=True)
                 raise refused(
                     e,
-                    subject_kind="clip",
+                    subject_kind=Subject.CLIP,
                     subject_id=clip.id,
                     sha256=clip.sha256,
                     not_completed_seq=seq,  # the logged retrieval that did not hand over
@@ -374,7 +374,7 @@ def ingest_hash(station: Station, clip: Clip) -> tuple[str, str]:
             select(CustodyEntry.seq, CustodyEntry.entry)
             .where(CustodyEntry.station_id == clip.station_id)
             .where(CustodyEntry.subject_id == clip.id)
-            .where(CustodyEntry.event_type == INGESTED)
+            .where(CustodyEntry.event_type == EventType.CLIP_INGESTED)
             .order_by(col(CustodyEntry.seq))
         ).first()
     if row is None:
@@ -521,10 +521,8 @@ def _record_retrieval(
     with station.transaction() as session:
         entry = station.custody.append(
             session,
-            CustodyEvent(
-                type=RETRIEVED,
-                subject_kind="clip",
-                subject_id=clip.id,
+            EventType.CLIP_RETRIEVED.event(
+                clip.id,
                 actor=caller.actor,
                 reason=report.reason,
                 sha256=clip.sha256,
@@ -536,7 +534,7 @@ def _record_retrieval(
                     "verified": f"{verified} of the bytes read from the store equals the "
                     "ingest hash",
                     "store": station.store.describe(),
-                    "roles": sorted(caller.roles),
+                    "roles": role_names(caller),
                 },
             ),
         )
@@ -550,10 +548,8 @@ def _record_integrity_failure(
     with station.transaction() as session:
         station.record(
             session,
-            CustodyEvent(
-                type=INTEGRITY_FAILED,
-                subject_kind="clip",
-                subject_id=clip.id,
+            EventType.CLIP_INTEGRITY_FAILED.event(
+                clip.id,
                 actor=caller.actor,
                 reason=report.reason,
                 sha256=clip.sha256,
@@ -577,7 +573,7 @@ def _write_receipt(station: Station, caller: Caller, report: RetrievalReport) ->
         "retrieval": report.retrieval_id,
         "station": station.settings.station_id,
         "actor": caller.actor,
-        "roles": sorted(caller.roles),
+        "roles": role_names(caller),
         "time": format_time(now),
         "reason": report.reason,
         "case": report.case,
@@ -606,10 +602,8 @@ def _write_receipt(station: Station, caller: Caller, report: RetrievalReport) ->
     with station.transaction() as session:
         station.record(
             session,
-            CustodyEvent(
-                type=RECEIPT,
-                subject_kind="station",
-                subject_id=station.settings.station_id,
+            EventType.RETRIEVAL_RECEIPT.event(
+                station.settings.station_id,
                 actor=caller.actor,
                 reason=report.reason,
                 data={

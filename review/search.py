@@ -12,12 +12,12 @@ from sqlmodel import col, select
 from evidence_agent.catalog.models import Case, CaseClip
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.events import format_time
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller, search_scope
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, role_missing
 from evidence_agent.services.station import Station
 from review.lookup import get_case, json_list
 
-SEARCHED = "clips.searched"
 DEFAULT_LIMIT = 500
 
 
@@ -62,7 +62,7 @@ def search_clips(station: Station, caller: Caller, query: ClipQuery) -> list[dic
             caller,
             Action.SEARCH.value,
             lambda session: get_case(session, ref).id,
-            subject_kind="case",
+            subject_kind=Subject.CASE,
             subject_id=ref[:64],
         )
     with station.reading() as session:
@@ -125,8 +125,8 @@ def search_clips(station: Station, caller: Caller, query: ClipQuery) -> list[dic
     record_view(
         station,
         caller,
-        SEARCHED,
-        subject_kind="station",
+        EventType.CLIPS_SEARCHED,
+        subject_kind=Subject.STATION,
         subject_id=station.settings.station_id,
         data={"query": {**query.to_json(), "officer": officer}, "clips": [r["id"] for r in rows]},
     )

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from evidence_agent.domain.states import ClipState, DockState
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Stores aware datetimes as UTC and gives them back aware; refuses naive ones."""
@@ -89,7 +91,7 @@ class DockSession(SQLModel, table=True):
     actor: str = ""
     started_at: datetime = _time()
     finished_at: datetime | None = _time(default=None)
-    state: str = "running"  # running, finished, failed, interrupted
+    state: str = DockState.RUNNING  # a DockState
     clock_skew_seconds: float | None = None
     files_seen: int = 0
     clips_new: int = 0
@@ -98,7 +100,6 @@ class DockSession(SQLModel, table=True):
     error: str | None = None
     # Docking daemon: media bytes on the volume and bytes read so far (progress in `status`),
     # the USB device's udev identity (JSON object) and warnings raised at the dock (JSON list).
-    # State "refused": unknown USB storage, reported and never read.
     bytes_total: int | None = Field(default=None, sa_type=sa.BigInteger)
     bytes_done: int = Field(default=0, sa_type=sa.BigInteger)
     device_info: str = "{}"
@@ -142,7 +143,7 @@ class Clip(SQLModel, table=True):
     station_id: str = Field(max_length=64)
     ingested_at: datetime = _time()  # hashed and catalogued: the 24-hour clock stops here
     stored_at: datetime | None = _time(default=None)
-    state: str = Field(default="spooled", index=True)  # spooled, stored, deleted
+    state: str = Field(default=ClipState.SPOOLED, index=True)  # a ClipState
     flags: str = "[]"  # JSON list of flag names, sorted
     retention_class: str = "standard"
     retention_until: datetime | None = _time(default=None)

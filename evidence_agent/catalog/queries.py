@@ -24,6 +24,7 @@ from evidence_agent.custody.events import format_time
 from evidence_agent.domain.case_file import case_file_clock
 from evidence_agent.domain.deadline import DeadlineRule, DeadlineState, deadline_state
 from evidence_agent.domain.flags import Flag
+from evidence_agent.domain.states import ClipState, DockState
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ def station_status(
     spooled = session.exec(
         select(
             func.count(), func.coalesce(func.sum(Clip.size), 0), func.min(Clip.ingested_at)
-        ).where(Clip.state == "spooled")
+        ).where(Clip.state == ClipState.SPOOLED)
     ).one()
     total = session.exec(select(func.count()).select_from(Clip)).one()
     last_stored = session.exec(select(func.max(Clip.stored_at))).one()
@@ -240,7 +241,7 @@ def station_status(
         for d, serial in session.exec(
             select(DockSession, Recorder.serial)
             .outerjoin(Recorder, col(DockSession.recorder_id) == Recorder.id)
-            .where(DockSession.state == "running")
+            .where(DockSession.state == DockState.RUNNING)
             .order_by(col(DockSession.started_at))
         )
     ]
@@ -262,7 +263,7 @@ def station_status(
         select(Clip, Officer.badge, unit_alias.code)
         .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
         .outerjoin(unit_alias, col(Clip.unit_id) == unit_alias.id)
-        .where(Clip.state == "spooled")
+        .where(Clip.state == ClipState.SPOOLED)
     ):
         state = deadline_state(clip.recorded_end, clip.ingested_at, clip.stored_at, now, rule)
         if state is DeadlineState.APPROACHING:
@@ -330,7 +331,7 @@ def refused_devices(session: Session, *, since: datetime) -> list[dict[str, Any]
     """USB storage that was docked and not read (unknown, or a serial claimed twice), newest first."""
     rows = session.exec(
         select(DockSession)
-        .where(DockSession.state == "refused")
+        .where(DockSession.state == DockState.REFUSED)
         .where(DockSession.started_at >= since)
         .order_by(col(DockSession.started_at).desc())
     )

@@ -17,6 +17,7 @@ from evidence_agent.cli.common import Context, JsonOption, emit_json, open_stati
 from evidence_agent.cli.display import text_lines, write_line
 from evidence_agent.config import Settings
 from evidence_agent.domain.identity import check_serial
+from evidence_agent.domain.states import ClipOutcome, ClipState
 from evidence_agent.domain.text import shown
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
 from evidence_agent.io.volume_reader import volume_text
@@ -150,7 +151,7 @@ def ingest(
         result = report.to_json()
         for clip in result["clips"]:
             if clip["id"] in stored_ids:
-                clip["state"] = "stored"
+                clip["state"] = ClipState.STORED
         result["store"] = stored.to_json()
         code = report.exit_code
         if stored.failed:
@@ -171,8 +172,8 @@ def ingest(
 
 
 def _print_ingest(result: dict[str, Any], warnings: list[str]) -> None:
-    new = [c for c in result["clips"] if c["outcome"] == "new"]
-    known = [c for c in result["clips"] if c["outcome"] != "new"]
+    new = [c for c in result["clips"] if c["outcome"] == ClipOutcome.NEW]
+    known = [c for c in result["clips"] if c["outcome"] != ClipOutcome.NEW]
     out = sys.stdout
     write_line(
         out,

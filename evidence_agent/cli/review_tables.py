@@ -7,6 +7,7 @@ from datetime import tzinfo
 from typing import Any
 
 from evidence_agent.cli.display import human_bytes, local_time, table, text_lines
+from evidence_agent.custody.vocabulary import EventType
 
 
 def clip_rows(rows: Sequence[dict[str, Any]], tz: tzinfo | None) -> str:
@@ -137,7 +138,7 @@ def access_rows(rows: Sequence[dict[str, Any]], tz: tzinfo | None) -> str:
         data = r.get("data", {})
         what = r["subject"]["kind"] + " " + r["subject"]["id"][:36]
         detail = data.get("cause") or data.get("target") or data.get("command") or ""
-        if r["type"] == "access.refused":
+        if r["type"] == EventType.ACCESS_REFUSED:
             detail = f"{data.get('action')}: {detail}"
         out.append(
             (

@@ -15,7 +15,8 @@ EVENT_VERSION = 1
 
 @dataclass(frozen=True)
 class CustodyEvent:
-    """One action on evidence. `subject_kind` is clip, case, recorder, dock, station or key."""
+    """One action on evidence. Writers build it with `vocabulary.EventType.event`, which puts
+    the plain strings of an EventType and a Subject in `type` and `subject_kind`."""
 
     type: str
     subject_kind: str

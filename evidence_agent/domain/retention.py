@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from evidence_agent.domain.states import ClipState
+
 # National rule: enforcement recordings are kept at least six months.
 MINIMUM_RETENTION = timedelta(days=183)
 
@@ -91,9 +93,9 @@ def retention_for(facts: ClipFacts, policy: RetentionPolicy) -> Retention:
 def deletion_blockers(facts: ClipFacts, policy: RetentionPolicy, now: datetime) -> list[str]:
     """Every reason the clip may not be deleted now; empty when it may (with approval)."""
     blockers = []
-    if facts.state == "deleted":
+    if facts.state == ClipState.DELETED:
         blockers.append("the clip is already deleted")
-    elif facts.state != "stored":
+    elif facts.state != ClipState.STORED:
         blockers.append(f"the clip is {facts.state}, not stored: only stored clips are deleted")
     if facts.legal_hold:
         blockers.append("the clip is under legal hold")

@@ -28,7 +28,8 @@ from evidence_agent.adapters.mounter import (
     mount_point_name,
 )
 from evidence_agent.catalog.models import Clip, ClipSource, Recorder
-from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.custody.vocabulary import EventType
+from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, InputError, IntegrityError, StorageError
 from evidence_agent.io.volume_reader import VolumeFile, display_path, list_volume
 from evidence_agent.services.station import Station
@@ -75,7 +76,7 @@ def decide_erase(
     if (file.size, file.mtime_ns) != (source.size, source.mtime_ns):
         return EraseDecision(False, "changed on the recorder since it was read")
     # 3. Catalogued but still in the spool (or deleted by retention): not safe to erase.
-    if clip_state != "stored":
+    if clip_state != ClipState.STORED:
         return EraseDecision(False, f"clip is {clip_state or 'missing'}, not stored")
     # 4. The stored copy was read back just now and hashes to the ingest hash.
     if verified_sha256 is None:
@@ -239,7 +240,7 @@ def clear_recorder(
         if source is None or clip is None:
             continue  # never read from this recorder (the identity file, logs): not ours to erase
         verified = None
-        if clip.state == "stored":
+        if clip.state == ClipState.STORED:
             try:
                 verified = station.store.verify(clip.sha256).sha256
             except IntegrityError as e:
@@ -271,10 +272,8 @@ def clear_recorder(
         with station.transaction() as session:
             station.record(
                 session,
-                CustodyEvent(
-                    type="clip.erased_from_recorder",
-                    subject_kind="clip",
-                    subject_id=clip.id,
+                EventType.CLIP_ERASED_FROM_RECORDER.event(
+                    clip.id,
                     actor=station.actor,
                     reason="dock.clear_recorder: the stored copy was read back and its hash "
                     "equals the ingest hash; the original was erased from the recorder",

@@ -33,8 +33,9 @@ from evidence_agent.adapters.sd_notify import SystemdNotifier, watchdog_interval
 from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.catalog.queries import undocked_recorders
 from evidence_agent.config import Settings
-from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, parse_identity
+from evidence_agent.domain.states import ClipState, DockState
 from evidence_agent.domain.usb_allowlist import normalize_serial
 from evidence_agent.errors import EvidenceError
 from evidence_agent.io.volume_reader import VolumeGoneError, read_small_file, volume_text
@@ -97,6 +98,16 @@ class ActiveDock:
     written: tuple[int | None, int] = (None, -1)  # progress last written to the catalog
     last_logged: float = field(default_factory=time.monotonic)
     deferred: DockEvent | None = None  # a re-dock that arrived while this one was stopping
+
+    def count_read(self, size: int) -> None:
+        """Ingest's progress: `size` more bytes read."""
+        self.bytes_done += size
+
+    def fill_row(self, row: DockSession, *, device_info: dict[str, Any] | None) -> None:
+        """What the daemon knows of the dock, put in its row as ingest finishes it."""
+        row.bytes_total, row.bytes_done = self.bytes_total, self.bytes_done
+        if device_info:
+            row.device_info = json.dumps(device_info, ensure_ascii=False)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -376,8 +387,8 @@ class Daemon:
         except EvidenceError as e:
             self._record_problem(
                 event,
-                "failed",
-                "dock.failed",
+                DockState.FAILED,
+                EventType.DOCK_FAILED,
                 f"{e.message} ({e.remedy})" if e.remedy else e.message,
             )
             log.error("cannot mount %s: %s", devnode, e)
@@ -407,48 +418,25 @@ class Daemon:
         device_info: dict[str, Any] | None = None,
     ) -> IngestReport | None:
         """Ingest one mounted volume; None when it stopped early (unplugged, stopping, failed)."""
-        station = self.station
         dock.volume = volume
         try:
-            dock.bytes_total = plan_bytes(volume, station)
+            dock.bytes_total = plan_bytes(volume, self.station)
         except EvidenceError:
             dock.bytes_total = None
         extra_warnings = self._check_identity(volume, recorder_serial)
-
-        def progress(size: int) -> None:
-            dock.bytes_done += size
-
-        def should_stop() -> str | None:
-            if dock.gone.is_set():
-                return "the recorder was unplugged during the copy"
-            if self.stopping.is_set():
-                return "the agent is stopping"
-            return None
-
-        def on_clip(sha256: str) -> None:
-            self.store_worker.submit(sha256)
-            with station.reading() as session:
-                size = session.exec(select(Clip.size).where(Clip.sha256 == sha256)).first()
-            self.metrics.ingested_bytes.inc(size or 0)
-
-        def finishing(row: DockSession) -> None:
-            row.bytes_total, row.bytes_done = dock.bytes_total, dock.bytes_done
-            if device_info:
-                row.device_info = json.dumps(device_info, ensure_ascii=False)
-
         if dock.gone.is_set() or self.stopping.is_set():
             return None
         try:
             report = ingest_volume(
-                station,
+                self.station,
                 volume,
                 recorder_serial=recorder_serial,
                 source=source,
-                progress=progress,
-                on_clip=on_clip,
-                should_stop=should_stop,
+                progress=dock.count_read,
+                on_clip=self._store_new_clip,
+                should_stop=functools.partial(self._stop_reason, dock),
                 warnings=extra_warnings,
-                finishing=finishing,
+                finishing=functools.partial(dock.fill_row, device_info=device_info),
             )
         except VolumeGoneError as e:
             log.warning(
@@ -466,20 +454,22 @@ class Daemon:
             return None
         dock.session_id = report.dock_session_id
         dock.recorder = report.recorder_serial
-        new = sum(1 for c in report.clips if c.outcome == "new")
-        log.info(
-            "recorder %s at %s: %d new clip(s), %d already catalogued, %d file(s) not ingested",
-            report.recorder_serial,
-            volume,
-            new,
-            len(report.clips) - new,
-            len(report.not_ingested),
-        )
-        for item in report.not_ingested:
-            log.info("not ingested: %s (%s: %s)", item.source_path, item.reason, item.detail)
-        for warning in report.warnings:
-            log.warning("recorder %s: %s", report.recorder_serial, warning)
+        _log_report(report, volume)
         return report
+
+    def _stop_reason(self, dock: ActiveDock) -> str | None:
+        """Why a dock should stop before its next file, if it should."""
+        if dock.gone.is_set():
+            return "the recorder was unplugged during the copy"
+        if self.stopping.is_set():
+            return "the agent is stopping"
+        return None
+
+    def _store_new_clip(self, sha256: str) -> None:
+        self.store_worker.submit(sha256)
+        with self.station.reading() as session:
+            size = session.exec(select(Clip.size).where(Clip.sha256 == sha256)).first()
+        self.metrics.ingested_bytes.inc(size or 0)
 
     def _check_identity(self, volume: Path, registry_serial: str | None) -> list[str]:
         """The identity file against the registry: a disagreement is flagged, never silent."""
@@ -497,10 +487,8 @@ class Daemon:
         with self.station.transaction() as session:
             self.station.record(
                 session,
-                CustodyEvent(
-                    type="recorder.identity_mismatch",
-                    subject_kind="recorder",
-                    subject_id=registry_serial,
+                EventType.RECORDER_IDENTITY_MISMATCH.event(
+                    registry_serial,
                     actor=self.station.actor,
                     reason=message,
                     data={
@@ -527,7 +515,7 @@ class Daemon:
                     select(func.count())
                     .select_from(Clip)
                     .where(col(Clip.sha256).in_(hashes))
-                    .where(Clip.state == "spooled")
+                    .where(Clip.state == ClipState.SPOOLED)
                 ).one()
             if not waiting:
                 break
@@ -605,9 +593,11 @@ class Daemon:
             reason,
             SUPERVISOR_COMMAND,
         )
-        self._record_problem(event, "refused", "dock.refused", reason)
+        self._record_problem(event, DockState.REFUSED, EventType.DOCK_REFUSED, reason)
 
-    def _record_problem(self, event: DockEvent, state: str, event_type: str, reason: str) -> None:
+    def _record_problem(
+        self, event: DockEvent, state: DockState, event_type: EventType, reason: str
+    ) -> None:
         now = self.station.clock.now()
         device = str(event.attributes.get("devnode") or event.device_id)
         info = _device_info(event.attributes)
@@ -627,10 +617,8 @@ class Daemon:
             session.add(row)
             self.station.record(
                 session,
-                CustodyEvent(
-                    type=event_type,
-                    subject_kind="device",
-                    subject_id=(_text(info.get("ID_SERIAL_SHORT")) or device)[:64],
+                event_type.event(
+                    (_text(info.get("ID_SERIAL_SHORT")) or device)[:64],
                     actor=self.station.actor,
                     reason=reason,
                     data={"dock_session": row.id, "device": device, "usb": info},
@@ -645,13 +633,13 @@ class Daemon:
                 session.exec(
                     select(DockSession)
                     .where(DockSession.station_id == self.settings.station_id)
-                    .where(DockSession.state == "running")
+                    .where(DockSession.state == DockState.RUNNING)
                     .where(DockSession.actor == self.station.actor)
                 )
             )
             events = []
             for row in rows:
-                row.state = "interrupted"
+                row.state = DockState.INTERRUPTED
                 row.finished_at = now
                 row.error = (
                     "the agent stopped during this dock; finished files are kept and the rest "
@@ -659,13 +647,16 @@ class Daemon:
                 )
                 session.add(row)
                 events.append(
-                    CustodyEvent(
-                        type="dock.finished",
-                        subject_kind="dock",
-                        subject_id=row.id,
+                    EventType.DOCK_FINISHED.event(
+                        row.id,
+                        subject_kind=Subject.DOCK,
                         actor=self.station.actor,
                         reason=row.error,
-                        data={"dock_session": row.id, "state": "interrupted", "recovered": True},
+                        data={
+                            "dock_session": row.id,
+                            "state": DockState.INTERRUPTED.value,
+                            "recovered": True,
+                        },
                     )
                 )
             if events:
@@ -703,12 +694,12 @@ class Daemon:
         now = self.station.clock.now()
         with self.station.reading() as session:
             backlog = session.exec(
-                select(func.count()).select_from(Clip).where(Clip.state == "spooled")
+                select(func.count()).select_from(Clip).where(Clip.state == ClipState.SPOOLED)
             ).one()
             over = session.exec(
                 select(func.count())
                 .select_from(Clip)
-                .where(Clip.state == "spooled")
+                .where(Clip.state == ClipState.SPOOLED)
                 .where(col(Clip.recorded_end) < now - limit)
             ).one()
             last = session.exec(select(func.max(Clip.stored_at))).one()
@@ -756,7 +747,7 @@ class Daemon:
         for sha256 in self.station.spool.pending():
             with self.station.reading() as session:
                 state = session.exec(select(Clip.state).where(Clip.sha256 == sha256)).first()
-            if state == "stored":
+            if state == ClipState.STORED:
                 self.station.spool.remove(sha256)
                 reclaimed += 1
         if reclaimed:
@@ -764,7 +755,7 @@ class Daemon:
 
     def _store_spooled(self) -> None:
         with self.station.reading() as session:
-            pending = list(session.exec(select(Clip.sha256).where(Clip.state == "spooled")))
+            pending = list(session.exec(select(Clip.sha256).where(Clip.state == ClipState.SPOOLED)))
         for sha256 in pending:
             self.store_worker.submit(sha256)
 
@@ -795,6 +786,22 @@ class Daemon:
             self._metrics_server.close()
             self._metrics_server = None
         self.notifier.close()
+
+
+def _log_report(report: IngestReport, volume: Path) -> None:
+    new = report.clips_new
+    log.info(
+        "recorder %s at %s: %d new clip(s), %d already catalogued, %d file(s) not ingested",
+        report.recorder_serial,
+        volume,
+        new,
+        len(report.clips) - new,
+        len(report.not_ingested),
+    )
+    for item in report.not_ingested:
+        log.info("not ingested: %s (%s: %s)", item.source_path, item.reason, item.detail)
+    for warning in report.warnings:
+        log.warning("recorder %s: %s", report.recorder_serial, warning)
 
 
 def _text(value: object) -> str | None:

@@ -7,13 +7,11 @@ from typing import Any, NoReturn, TypeVar
 
 from sqlmodel import Session
 
-from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller, decide
 from evidence_agent.domain.text import check_plain_text
 from evidence_agent.errors import EvidenceError, PermissionDeniedError
 from evidence_agent.services.station import Station
-
-REFUSED = "access.refused"
 
 T = TypeVar("T")
 
@@ -23,7 +21,7 @@ def require(
     caller: Caller,
     action: Action,
     *,
-    subject_kind: str = "station",
+    subject_kind: Subject = Subject.STATION,
     subject_id: str | None = None,
     reason: str = "",
 ) -> None:
@@ -51,6 +49,11 @@ def _typed_plainly(reason: str, subject_kind: str, subject_id: str | None) -> No
         check_plain_text(subject_id, subject_kind)
 
 
+def role_names(caller: Caller) -> list[str]:
+    """The caller's roles as custody events and receipts record them: sorted plain strings."""
+    return sorted(role.value for role in caller.roles)
+
+
 def role_missing(why: str) -> PermissionDeniedError:
     """The refusal of a caller whose roles do not allow an action, with how to get the role."""
     return PermissionDeniedError(
@@ -66,7 +69,7 @@ def refuse(
     action: str,
     error: EvidenceError,
     *,
-    subject_kind: str = "station",
+    subject_kind: Subject = Subject.STATION,
     subject_id: str | None = None,
     reason: str = "",
     sha256: str | None = None,
@@ -93,7 +96,7 @@ def record_refusal(
     action: str,
     cause: str,
     *,
-    subject_kind: str = "station",
+    subject_kind: Subject = Subject.STATION,
     subject_id: str | None = None,
     reason: str = "",
     sha256: str | None = None,
@@ -102,17 +105,16 @@ def record_refusal(
     with station.transaction() as session:
         station.record(
             session,
-            CustodyEvent(
-                type=REFUSED,
+            EventType.ACCESS_REFUSED.event(
+                subject_id or station.settings.station_id,
                 subject_kind=subject_kind,
-                subject_id=subject_id or station.settings.station_id,
                 actor=caller.actor,
                 reason=reason,
                 sha256=sha256,
                 data={
                     "action": action,
                     "cause": cause,
-                    "roles": sorted(caller.roles),
+                    "roles": role_names(caller),
                     **(data or {}),
                 },
             ),
@@ -122,9 +124,9 @@ def record_refusal(
 def record_view(
     station: Station,
     caller: Caller,
-    event_type: str,
+    event_type: EventType,
     *,
-    subject_kind: str,
+    subject_kind: Subject,
     subject_id: str,
     reason: str = "",
     data: dict[str, Any] | None = None,
@@ -133,13 +135,12 @@ def record_view(
     with station.transaction() as session:
         station.record(
             session,
-            CustodyEvent(
-                type=event_type,
+            event_type.event(
+                subject_id,
                 subject_kind=subject_kind,
-                subject_id=subject_id,
                 actor=caller.actor,
                 reason=reason,
-                data={"roles": sorted(caller.roles), **(data or {})},
+                data={"roles": role_names(caller), **(data or {})},
             ),
         )
 
@@ -150,7 +151,7 @@ def read_or_refuse(
     action: str,
     read: Callable[[Session], T],
     *,
-    subject_kind: str = "station",
+    subject_kind: Subject = Subject.STATION,
     subject_id: str | None = None,
     reason: str = "",
 ) -> T:

@@ -27,6 +27,7 @@ from evidence_agent.catalog.models import (
 )
 from evidence_agent.config import resolve_timezone
 from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.filenames import FilenameFacts, compile_patterns, parse_filename
 from evidence_agent.domain.flags import Flag, SkipReason
@@ -37,11 +38,13 @@ from evidence_agent.domain.identity import (
     parse_identity,
 )
 from evidence_agent.domain.media import MediaInfo, media_kind
+from evidence_agent.domain.states import ClipOutcome, ClipState, DockState
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
 from evidence_agent.io.spool import CopiedFile, SpooledFile
 from evidence_agent.io.volume_reader import (
     VolumeFile,
     VolumeGoneError,
+    VolumeListing,
     display_path,
     list_volume,
     read_small_file,
@@ -68,11 +71,9 @@ class ClipResult:
     source_path: str
     sha256: str
     size: int
-    state: str
+    state: str  # a ClipState
     flags: tuple[str, ...]
-    outcome: (
-        str  # "new", "known" (already catalogued), "already_ingested" (seen on an earlier dock)
-    )
+    outcome: ClipOutcome
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,12 +106,17 @@ class IngestReport:
     not_ingested: list[NotIngested] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     clock_skew_seconds: float | None = None
-    state: str = "finished"
+    state: DockState = DockState.FINISHED
+
+    @property
+    def clips_new(self) -> int:
+        return sum(1 for c in self.clips if c.outcome == ClipOutcome.NEW)
 
     @property
     def exit_code(self) -> ExitCode:
         noisy = [n for n in self.not_ingested if n.reason not in _QUIET_REASONS]
-        if self.warnings or noisy or any(c.flags for c in self.clips if c.outcome == "new"):
+        new_flagged = any(c.flags for c in self.clips if c.outcome == ClipOutcome.NEW)
+        if self.warnings or noisy or new_flagged:
             return ExitCode.WARNING
         return ExitCode.OK
 
@@ -140,6 +146,20 @@ class _Dock:
     identity: RecorderIdentity | None
     unit_id: int | None
     skew: timedelta | None
+
+
+@dataclass(frozen=True)
+class _Survey:
+    """What a volume tells before any file is read: its files, whose they are, its clock."""
+
+    listing: VolumeListing
+    identity_rel: bytes
+    identity: RecorderIdentity | None
+    facts: dict[bytes, FilenameFacts]  # by file
+    serial: str
+    skew: timedelta | None
+    now: datetime
+    warnings: list[str]
 
 
 def plan_bytes(volume: Path, station: Station) -> int:
@@ -174,10 +194,37 @@ def ingest_volume(
     dock's row with the ingest's. `finishing` is given the dock's row in the transaction that
     finishes it, for what the caller knows of the dock (progress, the device): whoever sees the
     dock finished sees all of it."""
+    survey = _survey(station, volume, recorder_serial, list(warnings))
+    with station.transaction() as session:
+        dock = _start_dock(station, session, survey, volume, source)
+    report = _open_report(station, dock, volume, survey)
+    cataloguer = _Cataloguer(station, dock, survey.now, on_clip)
+    try:
+        _read_files(station, dock, volume, survey, report, cataloguer, progress, should_stop)
+        cataloguer.collect(report)
+    except VolumeGoneError as e:
+        cataloguer.collect(report, raise_errors=False)
+        report.state = DockState.INTERRUPTED
+        report.warnings.append(f"{e.message}: finished files are kept; dock it again to resume")
+        _finish_dock(station, dock, report, finishing, error=e.message)
+        raise
+    except EvidenceError as e:
+        cataloguer.collect(report, raise_errors=False)
+        report.state = DockState.FAILED
+        _finish_dock(station, dock, report, finishing, error=e.message)
+        raise
+    finally:
+        cataloguer.shutdown()
+    _finish_dock(station, dock, report, finishing)
+    return report
+
+
+def _survey(
+    station: Station, volume: Path, recorder_serial: str | None, warnings: list[str]
+) -> _Survey:
+    """List the volume, read its identity file and the facts in its file names."""
     settings = station.settings
     listing = list_volume(volume)
-    report_skips = [NotIngested(s.display, s.reason, s.detail) for s in listing.skipped]
-    warnings = list(warnings)
     identity_rel = settings.ingest.identity_file.encode()
     identity = _read_identity(volume, identity_rel, warnings)
     patterns = compile_patterns(settings.ingest.filename_patterns)
@@ -189,7 +236,6 @@ def ingest_volume(
     now = station.clock.now()
     facts = {f.rel: parse_filename(f.name, patterns, recorder_tz) for f in listing.files}
     serial = _recorder_serial(recorder_serial, identity, facts.values(), warnings)
-
     skew = None
     if identity is not None and identity.device_time is not None:
         skew = identity.device_time - now
@@ -198,96 +244,77 @@ def ingest_volume(
                 f"recorder {serial} clock is off by {skew.total_seconds():+.0f} s; "
                 "times are recorded as the recorder gave them and the skew is kept with each clip"
             )
+    return _Survey(listing, identity_rel, identity, facts, serial, skew, now, warnings)
 
-    with station.transaction() as session:
-        dock = _start_dock(station, session, serial, identity, volume, source, skew)
-    report = IngestReport(dock.session_id, volume_text(volume), serial, warnings=warnings)
-    report.clock_skew_seconds = skew.total_seconds() if skew is not None else None
-    report.not_ingested.extend(report_skips)
-    if station.spool.free_bytes() < settings.ingest.min_spool_free_bytes:
+
+def _open_report(station: Station, dock: _Dock, volume: Path, survey: _Survey) -> IngestReport:
+    """The dock's report before any file is read: the entries the listing skipped, a low spool."""
+    report = IngestReport(
+        dock.session_id, volume_text(volume), survey.serial, warnings=survey.warnings
+    )
+    report.clock_skew_seconds = survey.skew.total_seconds() if survey.skew is not None else None
+    report.not_ingested.extend(
+        NotIngested(s.display, s.reason, s.detail) for s in survey.listing.skipped
+    )
+    min_free = station.settings.ingest.min_spool_free_bytes
+    if station.spool.free_bytes() < min_free:
         report.warnings.append(
             f"the spool at {station.spool.root} has less than "
-            f"{settings.ingest.min_spool_free_bytes // 2**20} MiB free: free space before it fills"
+            f"{min_free // 2**20} MiB free: free space before it fills"
         )
-    ingest = settings.ingest
-    catalogued: list[Future[ClipResult]] = []
-    cataloguer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
-    try:
-        for file in listing.files:
-            # Between two files is the one clean place to stop (unplugged, agent stopping):
-            # everything read so far is catalogued, the rest is read at the next dock.
-            if should_stop is not None and (why := should_stop()) is not None:
-                raise VolumeGoneError(why)
-            if file.rel == identity_rel:
-                report.not_ingested.append(
-                    NotIngested(
-                        file.display,
-                        SkipReason.IDENTITY_FILE,
-                        "recorder identity, kept in the dock event",
-                    )
-                )
-                continue
-            kind = media_kind(
-                file.name, ingest.video_patterns, ingest.photo_patterns, ingest.audio_patterns
-            )
-            if kind is None:
-                report.not_ingested.append(
-                    NotIngested(
-                        file.display,
-                        SkipReason.NOT_MEDIA,
-                        "not a configured video, photo or audio pattern",
-                    )
-                )
-                continue
-            if file.size == 0:
-                report.not_ingested.append(
-                    NotIngested(
-                        file.display,
-                        SkipReason.EMPTY,
-                        "zero bytes: nothing to preserve; check the recorder",
-                    )
-                )
-                continue
-            copied = _copy_file(station, dock, volume, file)
-            if progress is not None:
-                progress(file.size)
-            if isinstance(copied, NotIngested):
-                report.not_ingested.append(copied)
-            elif isinstance(copied, ClipResult):
-                report.clips.append(copied)
-            else:
-                # Probing and cataloguing this file overlaps the copy of the next one.
-                catalogued.append(
-                    cataloguer.submit(
-                        _catalog_and_announce,
-                        station,
-                        dock,
-                        file,
-                        kind,
-                        facts[file.rel],
-                        now,
-                        copied,
-                        on_clip,
-                    )
-                )
-                report.clips.append(_PENDING)
-                _bound_backlog(catalogued, _MAX_WAITING)
-        _collect(report, catalogued)
-    except VolumeGoneError as e:
-        _collect(report, catalogued, raise_errors=False)
-        report.state = "interrupted"
-        report.warnings.append(f"{e.message}: finished files are kept; dock it again to resume")
-        _finish_dock(station, dock, report, finishing, error=e.message)
-        raise
-    except EvidenceError as e:
-        _collect(report, catalogued, raise_errors=False)
-        report.state = "failed"
-        _finish_dock(station, dock, report, finishing, error=e.message)
-        raise
-    finally:
-        cataloguer.shutdown(wait=True)
-    _finish_dock(station, dock, report, finishing)
     return report
+
+
+def _read_files(
+    station: Station,
+    dock: _Dock,
+    volume: Path,
+    survey: _Survey,
+    report: IngestReport,
+    cataloguer: _Cataloguer,
+    progress: ProgressCallback | None,
+    should_stop: Callable[[], str | None] | None,
+) -> None:
+    """Stage one for each file in turn: read it into the spool, or say why it is not read."""
+    ingest = station.settings.ingest
+    for file in survey.listing.files:
+        # Between two files is the one clean place to stop (unplugged, agent stopping):
+        # everything read so far is catalogued, the rest is read at the next dock.
+        if should_stop is not None and (why := should_stop()) is not None:
+            raise VolumeGoneError(why)
+        kind = media_kind(
+            file.name, ingest.video_patterns, ingest.photo_patterns, ingest.audio_patterns
+        )
+        skipped = _not_to_read(file, survey.identity_rel, kind)
+        if skipped is not None:
+            report.not_ingested.append(skipped)
+            continue
+        assert kind is not None  # _not_to_read skips what is not media
+        copied = _copy_file(station, dock, volume, file)
+        if progress is not None:
+            progress(file.size)
+        if isinstance(copied, NotIngested):
+            report.not_ingested.append(copied)
+        elif isinstance(copied, ClipResult):
+            cataloguer.add(copied)
+        else:
+            cataloguer.submit(file, kind, survey.facts[file.rel], copied)
+
+
+def _not_to_read(file: VolumeFile, identity_rel: bytes, kind: str | None) -> NotIngested | None:
+    if file.rel == identity_rel:
+        return NotIngested(
+            file.display, SkipReason.IDENTITY_FILE, "recorder identity, kept in the dock event"
+        )
+    if kind is None:
+        return NotIngested(
+            file.display, SkipReason.NOT_MEDIA, "not a configured video, photo or audio pattern"
+        )
+    if file.size == 0:
+        return NotIngested(
+            file.display, SkipReason.EMPTY, "zero bytes: nothing to preserve; check the recorder"
+        )
+    return None
 
 
 # Copies read but not yet through stage two, each holding an open partial file: at most this
@@ -295,53 +322,57 @@ def ingest_volume(
 _MAX_WAITING = 8
 
 
-def _bound_backlog(futures: list[Future[ClipResult]], limit: int) -> None:
-    waiting = [f for f in futures if not f.done()]
-    if len(waiting) > limit:
-        wait(waiting[: len(waiting) - limit])
+class _Cataloguer:
+    """Stage two on a thread of its own, so that cataloguing a file overlaps reading the next;
+    its results, and those stage one gives at once, are kept in volume order."""
 
+    def __init__(
+        self, station: Station, dock: _Dock, now: datetime, on_clip: ClipCallback | None
+    ) -> None:
+        self._station = station
+        self._dock = dock
+        self._now = now
+        self._on_clip = on_clip
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
+        self._results: list[ClipResult | Future[ClipResult]] = []
 
-# Placeholder in report.clips for a clip whose cataloguing is still running.
-_PENDING = ClipResult("", "", "", 0, "", (), "pending")
+    def add(self, result: ClipResult) -> None:
+        self._results.append(result)
 
+    def submit(self, file: VolumeFile, kind: str, facts: FilenameFacts, copied: CopiedFile) -> None:
+        self._results.append(self._pool.submit(self._catalog, file, kind, facts, copied))
+        waiting = [r for r in self._results if isinstance(r, Future) and not r.done()]
+        if len(waiting) > _MAX_WAITING:
+            wait(waiting[: len(waiting) - _MAX_WAITING])
 
-def _catalog_and_announce(
-    station: Station,
-    dock: _Dock,
-    file: VolumeFile,
-    kind: str,
-    facts: FilenameFacts,
-    now: datetime,
-    copied: CopiedFile,
-    on_clip: ClipCallback | None,
-) -> ClipResult:
-    spooled = station.spool.make_durable(copied)  # fsync and rename before it is catalogued
-    result = _catalog_file(station, dock, file, kind, facts, now, spooled)
-    if on_clip is not None and result.state == "spooled":
-        on_clip(result.sha256)
-    return result
+    def _catalog(
+        self, file: VolumeFile, kind: str, facts: FilenameFacts, copied: CopiedFile
+    ) -> ClipResult:
+        station = self._station
+        spooled = station.spool.make_durable(copied)  # fsync and rename before it is catalogued
+        result = _catalog_file(station, self._dock, file, kind, facts, self._now, spooled)
+        if self._on_clip is not None and result.state == ClipState.SPOOLED:
+            self._on_clip(result.sha256)
+        return result
 
+    def collect(self, report: IngestReport, *, raise_errors: bool = True) -> None:
+        """Add the results so far to the report, in volume order, once each is done; then raise
+        the first error a file's cataloguing raised (unless told not to)."""
+        first_error: EvidenceError | None = None
+        for result in self._results:
+            if isinstance(result, ClipResult):
+                report.clips.append(result)
+                continue
+            try:
+                report.clips.append(result.result())
+            except EvidenceError as e:
+                first_error = first_error or e
+        self._results.clear()
+        if first_error is not None and raise_errors:
+            raise first_error
 
-def _collect(
-    report: IngestReport, catalogued: list[Future[ClipResult]], *, raise_errors: bool = True
-) -> None:
-    """Put finished catalogue results in place of their placeholders, in volume order."""
-    results = iter(catalogued)
-    clips: list[ClipResult] = []
-    first_error: BaseException | None = None
-    for clip in report.clips:
-        if clip is not _PENDING:
-            clips.append(clip)
-            continue
-        future = next(results)
-        try:
-            clips.append(future.result())
-        except EvidenceError as e:
-            first_error = first_error or e
-    report.clips = clips
-    catalogued.clear()
-    if first_error is not None and raise_errors:
-        raise first_error
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def _read_identity(volume: Path, rel: bytes, warnings: list[str]) -> RecorderIdentity | None:
@@ -379,15 +410,10 @@ def _recorder_serial(
 
 
 def _start_dock(
-    station: Station,
-    session: Session,
-    serial: str,
-    identity: RecorderIdentity | None,
-    volume: Path,
-    source: str,
-    skew: timedelta | None,
+    station: Station, session: Session, survey: _Survey, volume: Path, source: str
 ) -> _Dock:
     now = station.clock.now()
+    serial, identity, skew = survey.serial, survey.identity, survey.skew
     unit_id = None
     if identity is not None and identity.unit_code:
         unit_id = _unit(session, identity.unit_code, identity.unit_name or "").id
@@ -420,33 +446,35 @@ def _start_dock(
     )
     session.add(dock)
     session.flush()
-    identity_doc = None
-    if identity is not None:
-        identity_doc = {
-            "serial": identity.serial,
-            "badge": identity.badge,
-            "officer_name": identity.officer_name,
-            "unit_code": identity.unit_code,
-            "unit_name": identity.unit_name,
-            "device_time": format_time(identity.device_time) if identity.device_time else None,
-        }
     station.record(
         session,
-        CustodyEvent(
-            type="dock.started",
-            subject_kind="recorder",
-            subject_id=serial,
+        EventType.DOCK_STARTED.event(
+            serial,
             actor=station.actor,
             reason=f"recorder docked ({source})",
             data={
                 "dock_session": dock.id,
                 "volume": volume_text(volume),
-                "identity": identity_doc,
+                "identity": _identity_json(identity),
                 "clock_skew_seconds": dock.clock_skew_seconds,
             },
         ),
     )
     return _Dock(dock.id, recorder, identity, recorder.unit_id or unit_id, skew)
+
+
+def _identity_json(identity: RecorderIdentity | None) -> dict[str, Any] | None:
+    """The identity file as the dock.started event keeps it."""
+    if identity is None:
+        return None
+    return {
+        "serial": identity.serial,
+        "badge": identity.badge,
+        "officer_name": identity.officer_name,
+        "unit_code": identity.unit_code,
+        "unit_name": identity.unit_name,
+        "device_time": format_time(identity.device_time) if identity.device_time else None,
+    }
 
 
 def _get_or_create(
@@ -520,7 +548,7 @@ def _copy_file(
         if seen is not None:
             clip = session.get(Clip, seen.clip_id)
             assert clip is not None  # a foreign key
-            return _result(clip, file, "already_ingested")
+            return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
 
     try:
         copied = station.spool.read_in(volume, file.rel)
@@ -539,6 +567,18 @@ def _copy_file(
     return copied
 
 
+@dataclass(frozen=True)
+class _Examined:
+    """What stage two learns of a spooled file before cataloguing it: media, times, flags."""
+
+    media: MediaInfo
+    probe_error: str | None
+    start: datetime
+    end: datetime
+    time_source: str
+    flags: set[str]  # the officer's flags are added when the clip is attributed
+
+
 def _catalog_file(
     station: Station,
     dock: _Dock,
@@ -549,106 +589,24 @@ def _catalog_file(
     spooled: SpooledFile,
 ) -> ClipResult:
     """Stage two: probe, tag and catalogue with its custody event, in one transaction."""
-    recorder_id = dock.recorder.id
-    flags: set[str] = set()
-    if spooled.changed_during_copy:
-        flags.add(Flag.CHANGED_DURING_COPY)
-    media = MediaInfo()
-    probe_error = None
-    try:
-        media = station.prober.probe(spooled.path)
-    except EvidenceError as e:
-        flags.add(Flag.UNREADABLE_MEDIA)
-        probe_error = e.message
-
-    start, time_source = facts.start, "filename"
-    if start is None and media.creation_time is not None:
-        start, time_source = media.creation_time, "container"
-    if start is None:
-        start, time_source = datetime.fromtimestamp(file.mtime_ns / 1e9, UTC), "file_mtime"
-        flags.add(Flag.TIME_FROM_FILE_MTIME)
-    if (
-        facts.start is not None
-        and media.creation_time is not None
-        and abs(facts.start - media.creation_time) > NAME_CONTAINER_TOLERANCE
-    ):
-        flags.add(Flag.NAME_MISMATCH)
-    end = start + timedelta(seconds=media.duration_seconds or 0)
-    if start > now + FUTURE_TOLERANCE:
-        flags.add(Flag.FUTURE_TIMESTAMP)
-    if (
-        dock.skew is not None
-        and abs(dock.skew.total_seconds()) > station.settings.dock.clock_skew_warn_seconds
-    ):
-        flags.add(Flag.CLOCK_SKEW)
-    if facts.serial and facts.serial != dock.recorder.serial:
-        flags.add(Flag.RECORDER_MISMATCH)
-    rule = DeadlineRule(
-        limit=timedelta(hours=station.settings.deadline.limit_hours),
-        warn=timedelta(hours=station.settings.deadline.warn_hours),
-    )
-    late_by = lateness(end, now, rule)
-    if late_by is not None:
-        flags.add(Flag.LATE)
-
-    important = facts.important
-    retention_class = "important" if important else "standard"
-    retention_until = end + (IMPORTANT_RETENTION if important else STANDARD_RETENTION)
+    seen = _examine(station, dock, file, facts, now, spooled)
     clip_id = str(uuid.uuid4())
-
     try:
         with station.transaction() as session:
             existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
             if existing is not None:
                 return _known(station, session, dock, existing, file)
-            officer = assigned_officer(session, recorder_id, start) if recorder_id else None
-            badge = facts.badge or (dock.identity.badge if dock.identity else None)
-            if officer is not None and badge and officer.badge != badge:
-                flags.add(Flag.OFFICER_MISMATCH)
-            if officer is None and badge:
-                officer = _officer(session, badge, "", dock.unit_id)
-            if officer is None:
-                flags.add(Flag.NO_OFFICER)
-            unit_id = dock.unit_id or (officer.unit_id if officer else None)
-            clip = Clip(
-                id=clip_id,
-                sha256=spooled.sha256,
-                blake3=spooled.blake3,
-                sm3=spooled.sm3,
-                size=spooled.size,
-                media_kind=kind,
-                source_path=file.display,
-                source_path_bytes=file.rel,
-                source_mtime=datetime.fromtimestamp(file.mtime_ns / 1e9, UTC),
-                format_name=media.format_name,
-                video_codec=media.video_codec,
-                audio_codec=media.audio_codec,
-                width=media.width,
-                height=media.height,
-                duration_seconds=media.duration_seconds,
-                recorded_start=start,
-                recorded_end=end,
-                time_source=time_source,
-                clock_skew_seconds=dock.skew.total_seconds() if dock.skew is not None else None,
-                important=important,
-                unit_id=unit_id,
-                recorder_id=recorder_id,
-                officer_id=officer.id if officer else None,
-                dock_session_id=dock.session_id,
-                station_id=station.settings.station_id,
-                ingested_at=now,
-                state="spooled",
-                flags=json.dumps(sorted(flags)),
-                retention_class=retention_class,
-                retention_until=retention_until,
-            )
+            officer = _attribute(session, dock, facts, seen)
+            clip = _clip_row(clip_id, station, dock, file, kind, facts, now, spooled, seen, officer)
             session.add(clip)
-            session.add(_source_row(clip_id, recorder_id, file, dock.session_id, now))
+            session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
             session.flush()
-            unit = session.get(Unit, unit_id) if unit_id else None
+            unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
             station.record(
                 session,
-                ingest_event(clip, station.actor, dock.recorder.serial, officer, unit, probe_error),
+                ingest_event(
+                    clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error
+                ),
             )
     except sa_exc.IntegrityError:
         # Another dock catalogued the same content in the meantime: it is a known clip now.
@@ -659,11 +617,161 @@ def _catalog_file(
             return _known(station, session, dock, existing, file)
     log.info("clip %s %s from %s", clip_id, spooled.sha256[:12], file.display)
     return ClipResult(
-        clip_id, file.display, spooled.sha256, spooled.size, "spooled", tuple(sorted(flags)), "new"
+        clip_id,
+        file.display,
+        spooled.sha256,
+        spooled.size,
+        ClipState.SPOOLED,
+        tuple(sorted(seen.flags)),
+        ClipOutcome.NEW,
     )
 
 
-INGESTED = "clip.ingested"
+def _examine(
+    station: Station,
+    dock: _Dock,
+    file: VolumeFile,
+    facts: FilenameFacts,
+    now: datetime,
+    spooled: SpooledFile,
+) -> _Examined:
+    """Probe the spooled copy, place it in time, and flag what a reviewer should know of it."""
+    flags: set[str] = set()
+    if spooled.changed_during_copy:
+        flags.add(Flag.CHANGED_DURING_COPY)
+    media = MediaInfo()
+    probe_error = None
+    try:
+        media = station.prober.probe(spooled.path)
+    except EvidenceError as e:
+        flags.add(Flag.UNREADABLE_MEDIA)
+        probe_error = e.message
+    start, time_source = _recording_start(facts, media, file)
+    if time_source == "file_mtime":
+        flags.add(Flag.TIME_FROM_FILE_MTIME)
+    end = start + timedelta(seconds=media.duration_seconds or 0)
+    flags |= _timing_flags(station, dock, facts, media, start, end, now)
+    if facts.serial and facts.serial != dock.recorder.serial:
+        flags.add(Flag.RECORDER_MISMATCH)
+    return _Examined(media, probe_error, start, end, time_source, flags)
+
+
+def _recording_start(
+    facts: FilenameFacts, media: MediaInfo, file: VolumeFile
+) -> tuple[datetime, str]:
+    """When the recording started and what says so: the file name, else the container, else
+    the file's mtime."""
+    if facts.start is not None:
+        return facts.start, "filename"
+    if media.creation_time is not None:
+        return media.creation_time, "container"
+    return datetime.fromtimestamp(file.mtime_ns / 1e9, UTC), "file_mtime"
+
+
+def _timing_flags(
+    station: Station,
+    dock: _Dock,
+    facts: FilenameFacts,
+    media: MediaInfo,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> set[str]:
+    """Flags on the clip's times: disagreeing sources, the future, a skewed clock, lateness."""
+    flags: set[str] = set()
+    if (
+        facts.start is not None
+        and media.creation_time is not None
+        and abs(facts.start - media.creation_time) > NAME_CONTAINER_TOLERANCE
+    ):
+        flags.add(Flag.NAME_MISMATCH)
+    if start > now + FUTURE_TOLERANCE:
+        flags.add(Flag.FUTURE_TIMESTAMP)
+    settings = station.settings
+    if (
+        dock.skew is not None
+        and abs(dock.skew.total_seconds()) > settings.dock.clock_skew_warn_seconds
+    ):
+        flags.add(Flag.CLOCK_SKEW)
+    rule = DeadlineRule(
+        limit=timedelta(hours=settings.deadline.limit_hours),
+        warn=timedelta(hours=settings.deadline.warn_hours),
+    )
+    if lateness(end, now, rule) is not None:
+        flags.add(Flag.LATE)
+    return flags
+
+
+def _attribute(
+    session: Session, dock: _Dock, facts: FilenameFacts, seen: _Examined
+) -> Officer | None:
+    """Whose footage it is: the recorder's assignment when it was recorded, else the badge in
+    the file name or identity file; a disagreement or no officer at all is flagged."""
+    recorder_id = dock.recorder.id
+    officer = assigned_officer(session, recorder_id, seen.start) if recorder_id else None
+    badge = facts.badge or (dock.identity.badge if dock.identity else None)
+    if officer is not None and badge and officer.badge != badge:
+        seen.flags.add(Flag.OFFICER_MISMATCH)
+    if officer is None and badge:
+        officer = _officer(session, badge, "", dock.unit_id)
+    if officer is None:
+        seen.flags.add(Flag.NO_OFFICER)
+    return officer
+
+
+def _initial_retention(important: bool, end: datetime) -> tuple[str, datetime]:
+    """The retention class and keep-until time a clip is catalogued with."""
+    retention_class = "important" if important else "standard"
+    retention_until = end + (IMPORTANT_RETENTION if important else STANDARD_RETENTION)
+    return retention_class, retention_until
+
+
+def _clip_row(
+    clip_id: str,
+    station: Station,
+    dock: _Dock,
+    file: VolumeFile,
+    kind: str,
+    facts: FilenameFacts,
+    now: datetime,
+    spooled: SpooledFile,
+    seen: _Examined,
+    officer: Officer | None,
+) -> Clip:
+    media = seen.media
+    retention_class, retention_until = _initial_retention(facts.important, seen.end)
+    return Clip(
+        id=clip_id,
+        sha256=spooled.sha256,
+        blake3=spooled.blake3,
+        sm3=spooled.sm3,
+        size=spooled.size,
+        media_kind=kind,
+        source_path=file.display,
+        source_path_bytes=file.rel,
+        source_mtime=datetime.fromtimestamp(file.mtime_ns / 1e9, UTC),
+        format_name=media.format_name,
+        video_codec=media.video_codec,
+        audio_codec=media.audio_codec,
+        width=media.width,
+        height=media.height,
+        duration_seconds=media.duration_seconds,
+        recorded_start=seen.start,
+        recorded_end=seen.end,
+        time_source=seen.time_source,
+        clock_skew_seconds=dock.skew.total_seconds() if dock.skew is not None else None,
+        important=facts.important,
+        unit_id=dock.unit_id or (officer.unit_id if officer else None),
+        recorder_id=dock.recorder.id,
+        officer_id=officer.id if officer else None,
+        dock_session_id=dock.session_id,
+        station_id=station.settings.station_id,
+        ingested_at=now,
+        state=ClipState.SPOOLED,
+        flags=json.dumps(sorted(seen.flags)),
+        retention_class=retention_class,
+        retention_until=retention_until,
+    )
 
 
 def ingest_event(
@@ -675,10 +783,8 @@ def ingest_event(
     probe_error: str | None = None,
 ) -> CustodyEvent:
     """The event of a clip's ingest: `verify` and retrievals check the catalog row against it."""
-    return CustodyEvent(
-        type=INGESTED,
-        subject_kind="clip",
-        subject_id=clip.id,
+    return EventType.CLIP_INGESTED.event(
+        clip.id,
         actor=actor,
         reason="read once from the docked recorder into the spool, hashed and catalogued",
         sha256=clip.sha256,
@@ -737,10 +843,8 @@ def _known(
     session.add(_source_row(clip.id, dock.recorder.id, file, dock.session_id, station.clock.now()))
     station.record(
         session,
-        CustodyEvent(
-            type="clip.seen_again",
-            subject_kind="clip",
-            subject_id=clip.id,
+        EventType.CLIP_SEEN_AGAIN.event(
+            clip.id,
             actor=station.actor,
             reason="the same content was found on a docked recorder; no second clip was made",
             sha256=clip.sha256,
@@ -751,12 +855,12 @@ def _known(
             },
         ),
     )
-    if clip.state == "stored":
+    if clip.state == ClipState.STORED:
         station.spool.remove(clip.sha256)  # the copy just read is not needed: the store has it
-    return _result(clip, file, "duplicate")
+    return _result(clip, file, ClipOutcome.DUPLICATE)
 
 
-def _result(clip: Clip, file: VolumeFile, outcome: str) -> ClipResult:
+def _result(clip: Clip, file: VolumeFile, outcome: ClipOutcome) -> ClipResult:
     return ClipResult(
         clip.id,
         file.display,
@@ -782,20 +886,19 @@ def _finish_dock(
         row.state = report.state
         row.error = error
         row.files_seen = len(report.clips) + len(report.not_ingested)
-        row.clips_new = sum(1 for c in report.clips if c.outcome == "new")
+        row.clips_new = report.clips_new
         row.clips_known = len(report.clips) - row.clips_new
         row.files_not_ingested = len(report.not_ingested)
         row.warnings = json.dumps(report.warnings, ensure_ascii=False)
         if finishing is not None:
             finishing(row)
         session.add(row)
+        serial = dock.recorder.serial
         events = [
-            CustodyEvent(
-                type="file.not_ingested",
-                subject_kind="recorder",
-                subject_id=dock.recorder.serial,
+            EventType.FILE_NOT_INGESTED.event(
+                serial,
                 actor=station.actor,
-                reason=n.reason,
+                reason=str(n.reason),  # a SkipReason: the log takes plain strings
                 data={
                     "source_path": n.source_path,
                     "detail": n.detail,
@@ -805,15 +908,13 @@ def _finish_dock(
             for n in report.not_ingested
         ]
         events.append(
-            CustodyEvent(
-                type="dock.finished",
-                subject_kind="recorder",
-                subject_id=dock.recorder.serial,
+            EventType.DOCK_FINISHED.event(
+                serial,
                 actor=station.actor,
                 reason=error or f"dock {report.state}",
                 data={
                     "dock_session": dock.session_id,
-                    "state": report.state,
+                    "state": report.state.value,
                     "clips_new": row.clips_new,
                     "clips_known": row.clips_known,
                     "files_not_ingested": row.files_not_ingested,

@@ -19,7 +19,8 @@ from evidence_agent.catalog.models import (
     Unit,
 )
 from evidence_agent.catalog.queries import undocked_recorders
-from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.custody.events import format_time
+from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.identity import SERIAL_PATTERN
 from evidence_agent.domain.text import is_plain_text, shown
 from evidence_agent.domain.usb_allowlist import (
@@ -271,10 +272,8 @@ def enroll(
         session.flush()
         station.record(
             session,
-            CustodyEvent(
-                type="recorder.enrolled",
-                subject_kind="recorder",
-                subject_id=serial,
+            EventType.RECORDER_ENROLLED.event(
+                serial,
                 actor=station.actor,
                 reason=reason,
                 data={
@@ -362,10 +361,8 @@ def assign(
         session.flush()
         station.record(
             session,
-            CustodyEvent(
-                type="recorder.assigned",
-                subject_kind="recorder",
-                subject_id=serial,
+            EventType.RECORDER_ASSIGNED.event(
+                serial,
                 actor=station.actor,
                 reason=reason,
                 data={"officer": badge, "start": format_time(when), "previous_officer": previous},
@@ -399,10 +396,8 @@ def unassign(
         officer = session.get(Officer, current.officer_id)
         station.record(
             session,
-            CustodyEvent(
-                type="recorder.unassigned",
-                subject_kind="recorder",
-                subject_id=serial,
+            EventType.RECORDER_UNASSIGNED.event(
+                serial,
                 actor=station.actor,
                 reason=reason,
                 data={

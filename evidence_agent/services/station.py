@@ -19,6 +19,7 @@ from evidence_agent.catalog.custody_log import SqlCustodyLog, log_origin
 from evidence_agent.catalog.database import READ_ONLY, migrate, open_engine
 from evidence_agent.config import Settings
 from evidence_agent.custody.events import CustodyEvent
+from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.errors import NotFoundError, StorageError
 from evidence_agent.io.spool import Spool
 from evidence_agent.ports import Clock, ObjectStore, Prober
@@ -142,10 +143,8 @@ def open_station(
         with station.transaction() as session:
             station.record(
                 session,
-                CustodyEvent(
-                    type="key.created",
-                    subject_kind="station",
-                    subject_id=settings.station_id,
+                EventType.KEY_CREATED.event(
+                    settings.station_id,
                     actor=station.actor,
                     reason="first start of the station: its custody log signing key was made",
                     data={"verifier_key": signer.verifier.key_string()},

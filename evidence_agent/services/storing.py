@@ -37,6 +37,8 @@ from sqlmodel import col, select
 
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
+from evidence_agent.custody.vocabulary import EventType
+from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
 from evidence_agent.io.spool import Spool, check_digest
 from evidence_agent.ports import LegalHolding, LockExtending, StoredObject
@@ -206,7 +208,7 @@ def store_clip(station: Station, sha256: str) -> str | None:
     clip = _load(station, sha256)
     if clip is None:
         return None
-    if clip.state != "spooled":
+    if clip.state != ClipState.SPOOLED:
         _reclaim_if_stored(station, clip)
         return None
     if clip.station_id != station.settings.station_id:
@@ -216,7 +218,7 @@ def store_clip(station: Station, sha256: str) -> str | None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         clip = _load(station, sha256)
-        if clip is None or clip.state != "spooled":
+        if clip is None or clip.state != ClipState.SPOOLED:
             return None  # stored and reclaimed by another worker just now
         raise IntegrityError(
             f"clip {clip.id} is catalogued as spooled but its copy {path} is missing",
@@ -233,7 +235,7 @@ def store_clip(station: Station, sha256: str) -> str | None:
             log.debug("clip %s is being uploaded by another worker", clip.id)
             return None
         clip = _load(station, sha256)  # the other worker may have finished meanwhile
-        if clip is None or clip.state != "spooled":
+        if clip is None or clip.state != ClipState.SPOOLED:
             return None
         return _upload_and_mark(station, clip, path)
 
@@ -253,10 +255,10 @@ def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str | None:
     now = station.clock.now()
     with station.transaction() as session:
         row = session.get(Clip, clip.id, with_for_update=True)
-        if row is None or row.state != "spooled":
+        if row is None or row.state != ClipState.SPOOLED:
             return None  # changed meanwhile by something that does not take the spool lock
         lock = _lock_in_step(station, row, clip.retention_until)
-        row.state = "stored"
+        row.state = ClipState.STORED
         row.stored_at = now
         session.add(row)
         station.record(session, _stored_event(station, row, stored, now, how, lock))
@@ -297,10 +299,8 @@ def _stored_event(
     checked_by: str,
     lock: list[str],
 ) -> CustodyEvent:
-    return CustodyEvent(
-        type="clip.stored",
-        subject_kind="clip",
-        subject_id=clip.id,
+    return EventType.CLIP_STORED.event(
+        clip.id,
         actor=station.actor,
         reason="written once to the object store and verified: its SHA-256 equals the ingest hash",
         sha256=clip.sha256,
@@ -319,7 +319,7 @@ def _stored_event(
 def _reclaim_if_stored(station: Station, clip: Clip) -> bool:
     """A spool copy of a clip already stored (a re-dock, a duplicate docked at another station,
     a crash after the catalog was updated): removed once the stored object verifies."""
-    if clip.state != "stored":
+    if clip.state != ClipState.STORED:
         return False
     path = station.spool.path_of(clip.sha256)
     if not path.exists():
@@ -348,7 +348,7 @@ def store_pending(station: Station, *, concurrency: int = STORE_CONCURRENCY) -> 
         spooled = list(
             session.exec(
                 select(Clip.sha256, Clip.station_id)
-                .where(Clip.state == "spooled")
+                .where(Clip.state == ClipState.SPOOLED)
                 .order_by(col(Clip.size).desc(), col(Clip.ingested_at), col(Clip.id))
             )
         )
@@ -422,7 +422,7 @@ def _reclaim_leftovers(station: Station, candidates: set[str], report: StoreRepo
     before its row was written) is never touched: it is evidence the catalog does not know."""
     for sha256 in sorted(candidates):
         clip = _load(station, sha256)
-        if clip is None or clip.state != "stored":
+        if clip is None or clip.state != ClipState.STORED:
             continue
         try:
             if _reclaim_if_stored(station, clip):

@@ -23,6 +23,8 @@ from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
 from evidence_agent.config import Settings, build_settings
+from evidence_agent.custody import canonical
+from evidence_agent.custody import events as custody_events
 from evidence_agent.errors import ExitCode, InputError, StorageError
 from evidence_agent.io.copying import FileWriter
 from evidence_agent.io.spool import Spool
@@ -172,6 +174,24 @@ def test_same_content_under_another_name_is_a_duplicate_not_a_clip(
     assert [c.outcome for c in report.clips] == ["duplicate"]
     assert len(clips(station)) == 6
     assert "clip.seen_again" in event_types(station)
+
+
+def test_dock_events_are_encoded_by_the_fast_path(
+    station: Station, volume: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every event of a dock and its store (ingest, files not ingested, a duplicate, the store)
+    is written in plain strings: none falls back to the slower reference encoder."""
+
+    def reference(*args: Any) -> Any:
+        raise AssertionError("a custody event was encoded by the reference implementation")
+
+    monkeypatch.setattr(custody_events, "_document", reference)
+    monkeypatch.setattr(canonical, "_reference_canonical_json", reference)
+    shutil.copy(next((volume / "DCIM" / "100MEDIA").glob("*_0001.MP4")), volume / "again.MP4")
+    report = ingest_volume(station, volume)
+    store_pending(station)
+    assert {"new", "duplicate"} <= {c.outcome for c in report.clips}
+    assert {"file.not_ingested", "clip.seen_again", "clip.stored"} <= set(event_types(station))
 
 
 def test_zero_byte_symlink_fifo_and_device_are_reported_not_followed(

@@ -14,9 +14,23 @@ from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, Officer
 from evidence_agent.config import build_settings
+from evidence_agent.custody import canonical, events
 from evidence_agent.services.ingest import ingest_event
 from evidence_agent.services.station import Station, open_station
 from tests.unit.review.fakes import NOW, AddClip, FixedClock, MemoryStore, NoProber
+
+
+@pytest.fixture(autouse=True)
+def custody_events_take_the_fast_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event the review services log is made of plain strings, lists and dicts: an enum
+    member in one (a role, a ground, a state) would send its append to the slower reference
+    encoder, which these tests then fail on."""
+
+    def reference(*args: object) -> bytes:
+        raise AssertionError(f"a custody event left the fast encoder: {args!r:.400}")
+
+    monkeypatch.setattr(events, "_document", reference)
+    monkeypatch.setattr(canonical, "_reference_canonical_json", reference)
 
 
 @pytest.fixture
