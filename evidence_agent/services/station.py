@@ -82,7 +82,7 @@ class Station:
 
 def build_store(settings: Settings) -> ObjectStore:
     if settings.store.backend == "s3":
-        from evidence_agent.adapters.s3_store import S3ObjectStore  # boto3 is only loaded when used
+        from evidence_agent.adapters.s3.store import S3ObjectStore  # boto3 is only loaded when used
 
         return S3ObjectStore(settings.store)
     from evidence_agent.adapters.local_store import LocalObjectStore

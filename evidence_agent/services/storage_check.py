@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from evidence_agent.adapters.s3.errors import StoreUnavailableError
 from evidence_agent.errors import StorageError
 from evidence_agent.ports import StoredObject
 
@@ -308,10 +309,6 @@ def require_store_at_start(store: _Describes, data_dir: Path) -> StoreCheck | No
             "; ".join(result.limits[:2]),
         )
         return result
-    from evidence_agent.adapters.s3_store import (
-        StoreUnavailableError,
-    )  # boto3 only for the S3 backend
-
     try:
         result = _run_and_remember(store, data_dir)
     except StoreUnavailableError as e:

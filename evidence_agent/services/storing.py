@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 import weakref
@@ -35,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlmodel import col, select
 
+from evidence_agent.adapters.s3.errors import StoreUnavailableError
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
@@ -59,10 +59,7 @@ PUBLISHED_FILE = "published-checkpoints.json"  # in the data directory
 
 def _is_unavailable(e: EvidenceError) -> bool:
     """The store could not be reached (transient), as opposed to refusing or failing a check."""
-    # Only the S3 adapter raises it, and boto3 is loaded only for that backend: when the module
-    # was never imported, the error cannot be one.
-    s3_store = sys.modules.get("evidence_agent.adapters.s3_store")
-    return s3_store is not None and isinstance(e, s3_store.StoreUnavailableError)
+    return isinstance(e, StoreUnavailableError)
 
 
 class _Away:
