@@ -342,13 +342,14 @@ def require_checked_store(
 
 
 def _run_and_remember(station: Station, *, now: datetime | None = None) -> StoreCheck:
-    result = check_store(station.store, now=now)
+    store = station.store
+    result = check_store(store, now=now)
     if result.backend == "s3" and not result.ok:
         raise EvidenceBucketRefused(result.store, result.findings)
     if result.backend == "s3":
         moment = now or datetime.now(UTC)
-        station.self_test.remember(station.store, moment)
-        record_pass(station.store, station.settings.data_dir, now=moment)
+        station.self_test.remember(store, moment)
+        record_pass(store, station.settings.data_dir, now=moment)
     return result
 
 

@@ -110,10 +110,6 @@ class S3ObjectStore:
     def describe(self) -> str:
         return self.s3.describe()
 
-    def check_access(self) -> None:
-        """Prove once that the bucket exists and the key pair may list it."""
-        self.s3.check_access()
-
     def _now(self) -> datetime:
         now = self._clock.now() if self._clock is not None else datetime.now(UTC)
         if now.tzinfo is None:
