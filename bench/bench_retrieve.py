@@ -82,7 +82,7 @@ from s3_server import (
 )
 
 from evidence_agent.adapters.local_store import LocalObjectStore
-from evidence_agent.adapters.s3_store import S3ObjectStore
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip
 from evidence_agent.config import build_settings
 from evidence_agent.domain.media import MediaInfo

@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from sqlmodel import delete  # noqa: E402
 
-from evidence_agent.adapters.s3_store import S3Credentials, S3ObjectStore  # noqa: E402
+from evidence_agent.adapters.s3.credentials import S3Credentials  # noqa: E402
+from evidence_agent.adapters.s3.store import S3ObjectStore  # noqa: E402
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint  # noqa: E402
 from evidence_agent.config import build_settings  # noqa: E402
 from evidence_agent.domain.states import ClipState  # noqa: E402

@@ -174,7 +174,7 @@ class Daemon:
         # or stored with a wrong checksum (EvidenceBucketRefused). An unreachable store is not a
         # refusal: it is logged, docks go on into the spool, and the upload queue runs the
         # self-test before its first upload. A pass is remembered, so that queue need not.
-        storage_check.require_store_at_start(self.station.store, self.settings.data_dir)
+        storage_check.require_store_at_start(self.station)
         self._recover_interrupted()
         self.store_worker.start()
         self._reclaim_spool()

@@ -23,6 +23,7 @@ from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.errors import NotFoundError, StorageError
 from evidence_agent.io.spool import Spool
 from evidence_agent.ports import Clock, ObjectStore, Prober
+from evidence_agent.services.store_state import SelfTestPasses, StoreAvailability
 
 
 class SystemClock:
@@ -57,6 +58,14 @@ class Station:
     # the store worker) queue here, each woken as the last one commits; SQLite's own busy
     # handler, left for other processes, polls with sleeps of up to 100 ms instead.
     _writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # What this station learns of its store as it runs (services/storing.py, storage_check.py):
+    # its own, not the process's, so several stations can live in one process.
+    store_away: StoreAvailability = field(default_factory=StoreAvailability, repr=False)
+    self_test: SelfTestPasses = field(default_factory=SelfTestPasses, repr=False)
+    # One publication of this station's custody checkpoints at a time (storing.py). Another
+    # process, or station, on the same data directory may publish alongside: that only repeats
+    # an idempotent write and the best-effort record of what was published.
+    publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -83,7 +92,7 @@ class Station:
 
 def build_store(settings: Settings) -> ObjectStore:
     if settings.store.backend == "s3":
-        from evidence_agent.adapters.s3_store import S3ObjectStore  # boto3 is only loaded when used
+        from evidence_agent.adapters.s3.store import S3ObjectStore  # boto3 is only loaded when used
 
         return S3ObjectStore(settings.store)
     from evidence_agent.adapters.local_store import LocalObjectStore

@@ -19,15 +19,15 @@ import logging
 import os
 import secrets
 import tempfile
-import threading
-import weakref
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from evidence_agent.adapters.s3.errors import StoreUnavailableError
 from evidence_agent.errors import StorageError
 from evidence_agent.ports import StoredObject
+from evidence_agent.services.station import Station
 
 log = logging.getLogger(__name__)
 
@@ -96,33 +96,43 @@ def check_evidence_bucket(
     canary checks are reported as failed-not-run (a canary could not be locked)."""
     moment = now or datetime.now(UTC)
     until = moment + CANARY_RETENTION
-    where = store.describe()
-    findings: list[Finding] = []
-
     # 1. The bucket was created with Object Lock (a bucket cannot be given it afterwards on AWS).
-    if not store.object_lock_enabled():
-        findings.append(
-            Finding(
-                OBJECT_LOCK,
-                False,
-                f"the bucket behind {where} does not have Object Lock enabled, so evidence "
-                "could be deleted or replaced",
-                "create a bucket with Object Lock enabled (aws s3api create-bucket --bucket NAME "
-                "--object-lock-enabled-for-bucket; SeaweedFS and Ceph RGW accept the same call) "
-                "and set store.bucket to it",
-            )
-        )
-        findings.extend(
+    locked = _object_lock(store)
+    if not locked.ok:
+        return [locked] + [
             Finding(check, False, "not checked: needs a bucket with Object Lock", None)
             for check in CHECKS[1:]
-        )
-        return findings
-    findings.append(Finding(OBJECT_LOCK, True, "Object Lock is enabled on the bucket"))
-
+        ]
     stamp = moment.strftime("%Y%m%dT%H%M%SZ")
     canary = f"{CANARY_DIR}{stamp}-{secrets.token_hex(6)}"
+    # In this order: step 2 writes the canary that steps 3 and 5 work on.
+    return [
+        locked,
+        _compliance_retention(store, canary, stamp, until),
+        _delete_refused(store, canary),
+        _checksum_validated(store, f"{canary}-checksum", until),
+        _overwrite_refused(store, canary, until),
+    ]
 
-    # 2. A canary written the way evidence is written carries COMPLIANCE retention.
+
+def _object_lock(store: EvidenceBucketProbe) -> Finding:
+    if store.object_lock_enabled():
+        return Finding(OBJECT_LOCK, True, "Object Lock is enabled on the bucket")
+    return Finding(
+        OBJECT_LOCK,
+        False,
+        f"the bucket behind {store.describe()} does not have Object Lock enabled, so evidence "
+        "could be deleted or replaced",
+        "create a bucket with Object Lock enabled (aws s3api create-bucket --bucket NAME "
+        "--object-lock-enabled-for-bucket; SeaweedFS and Ceph RGW accept the same call) "
+        "and set store.bucket to it",
+    )
+
+
+def _compliance_retention(
+    store: EvidenceBucketProbe, canary: str, stamp: str, until: datetime
+) -> Finding:
+    """2. A canary written the way evidence is written carries COMPLIANCE retention."""
     store.put_bytes(canary, f"evidence-agent canary {stamp}\n".encode("ascii"), retain_until=until)
     mode, retained_until = store.retention_of(canary)
     if (
@@ -130,69 +140,58 @@ def check_evidence_bucket(
         and retained_until is not None
         and retained_until >= until - timedelta(seconds=1)
     ):
-        findings.append(Finding(RETENTION, True, "objects are written with COMPLIANCE retention"))
-    else:
-        findings.append(
-            Finding(
-                RETENTION,
-                False,
-                f"a canary written with COMPLIANCE retention until {until.isoformat()} reports "
-                f"mode {mode or 'none'} until {retained_until.isoformat() if retained_until else 'never'}",
-                "use a store that implements S3 Object Lock retention (SeaweedFS, Ceph RGW, AWS S3)",
-            )
-        )
+        return Finding(RETENTION, True, "objects are written with COMPLIANCE retention")
+    return Finding(
+        RETENTION,
+        False,
+        f"a canary written with COMPLIANCE retention until {until.isoformat()} reports "
+        f"mode {mode or 'none'} until {retained_until.isoformat() if retained_until else 'never'}",
+        "use a store that implements S3 Object Lock retention (SeaweedFS, Ceph RGW, AWS S3)",
+    )
 
-    # 3. Deleting the locked version, even with the governance bypass, is refused.
-    if store.probe_delete(canary):
-        findings.append(
-            Finding(
-                DELETE_REFUSED,
-                False,
-                "the store deleted a canary under COMPLIANCE retention (with "
-                "BypassGovernanceRetention): locked evidence could be deleted",
-                "use a store that enforces COMPLIANCE retention; check that the station's "
-                "identity is not a store superuser that bypasses Object Lock",
-            )
-        )
-    else:
-        findings.append(
-            Finding(DELETE_REFUSED, True, "deleting a locked version is refused, even with bypass")
-        )
 
-    # 4. A body that does not match its SHA-256 header is rejected (the server checks every byte).
-    if store.probe_wrong_checksum(f"{canary}-checksum", retain_until=until):
-        findings.append(
-            Finding(
-                CHECKSUM_VALIDATED,
-                False,
-                "the store accepted an object whose bytes do not match the checksum sent with "
-                "them: corruption in transit would go unnoticed",
-                "use a store that validates x-amz-checksum-sha256 (or Content-MD5 with "
-                "store.checksum_mode = 'when_required' for older Ceph RGW)",
-            )
+def _delete_refused(store: EvidenceBucketProbe, canary: str) -> Finding:
+    """3. Deleting the locked version, even with the governance bypass, is refused."""
+    if not store.probe_delete(canary):
+        return Finding(
+            DELETE_REFUSED, True, "deleting a locked version is refused, even with bypass"
         )
-    else:
-        findings.append(
-            Finding(CHECKSUM_VALIDATED, True, "a body with a wrong checksum is rejected")
-        )
+    return Finding(
+        DELETE_REFUSED,
+        False,
+        "the store deleted a canary under COMPLIANCE retention (with "
+        "BypassGovernanceRetention): locked evidence could be deleted",
+        "use a store that enforces COMPLIANCE retention; check that the station's "
+        "identity is not a store superuser that bypasses Object Lock",
+    )
 
-    # 5. A conditional write (If-None-Match: *) over an existing key is refused.
-    if store.probe_overwrite(canary, retain_until=until):
-        findings.append(
-            Finding(
-                OVERWRITE_REFUSED,
-                False,
-                "the store accepted a write with If-None-Match: * over an existing object: "
-                "a new version could hide the evidence",
-                "use a store that supports conditional writes (If-None-Match: *), such as "
-                "SeaweedFS 4.48 or AWS S3",
-            )
-        )
-    else:
-        findings.append(
-            Finding(OVERWRITE_REFUSED, True, "an overwrite of an existing object is refused")
-        )
-    return findings
+
+def _checksum_validated(store: EvidenceBucketProbe, canary: str, until: datetime) -> Finding:
+    """4. A body that does not match its SHA-256 header is rejected (the server checks every byte)."""
+    if not store.probe_wrong_checksum(canary, retain_until=until):
+        return Finding(CHECKSUM_VALIDATED, True, "a body with a wrong checksum is rejected")
+    return Finding(
+        CHECKSUM_VALIDATED,
+        False,
+        "the store accepted an object whose bytes do not match the checksum sent with "
+        "them: corruption in transit would go unnoticed",
+        "use a store that validates x-amz-checksum-sha256 (or Content-MD5 with "
+        "store.checksum_mode = 'when_required' for older Ceph RGW)",
+    )
+
+
+def _overwrite_refused(store: EvidenceBucketProbe, canary: str, until: datetime) -> Finding:
+    """5. A conditional write (If-None-Match: *) over an existing key is refused."""
+    if not store.probe_overwrite(canary, retain_until=until):
+        return Finding(OVERWRITE_REFUSED, True, "an overwrite of an existing object is refused")
+    return Finding(
+        OVERWRITE_REFUSED,
+        False,
+        "the store accepted a write with If-None-Match: * over an existing object: "
+        "a new version could hide the evidence",
+        "use a store that supports conditional writes (If-None-Match: *), such as "
+        "SeaweedFS 4.48 or AWS S3",
+    )
 
 
 def failures(findings: list[Finding]) -> list[Finding]:
@@ -287,19 +286,15 @@ def check_store(store: _Describes, *, now: datetime | None = None) -> StoreCheck
     )
 
 
-# Stores that passed in this process (weakly held: a closed station's store may go away).
-_passed: weakref.WeakKeyDictionary[Any, datetime] = weakref.WeakKeyDictionary()
-_passed_lock = threading.Lock()
-_gate_lock = threading.Lock()
-
-
-def require_store_at_start(store: _Describes, data_dir: Path) -> StoreCheck | None:
-    """The daemon's start hook: run the self-test now and refuse a store unfit for evidence.
+def require_store_at_start(station: Station) -> StoreCheck | None:
+    """The daemon's start hook: run the self-test of the station's store now and refuse a store
+    unfit for evidence.
 
     Raises EvidenceBucketRefused (exit 2) when an S3 bucket lacks Object Lock, checksum
     validation or conditional writes. When the store cannot be reached the station still starts
     (ingest goes on into the spool): the outage is logged, None is returned, and the upload
     queue runs the self-test before its first upload. The local store is logged as what it is."""
+    store = station.store
     if not isinstance(store, EvidenceBucketProbe):
         result = check_store(store)
         log.warning(
@@ -308,12 +303,8 @@ def require_store_at_start(store: _Describes, data_dir: Path) -> StoreCheck | No
             "; ".join(result.limits[:2]),
         )
         return result
-    from evidence_agent.adapters.s3_store import (
-        StoreUnavailableError,
-    )  # boto3 only for the S3 backend
-
     try:
-        result = _run_and_remember(store, data_dir)
+        result = _run_and_remember(station)
     except StoreUnavailableError as e:
         log.warning(
             "the object store self-test could not run: %s; clips are kept in the spool and the "
@@ -326,51 +317,46 @@ def require_store_at_start(store: _Describes, data_dir: Path) -> StoreCheck | No
 
 
 def require_checked_store(
-    store: _Describes,
-    data_dir: Path,
-    *,
-    now: datetime | None = None,
-    valid_for: timedelta = CHECK_VALID_FOR,
+    station: Station, *, now: datetime | None = None, valid_for: timedelta = CHECK_VALID_FOR
 ) -> None:
-    """The upload queue's gate: an S3 store must have passed the self-test (in this process,
-    or within `valid_for` as recorded in the data directory) before evidence goes to it.
+    """The upload queue's gate: the station's S3 store must have passed the self-test (for this
+    station in this process, or within `valid_for` as recorded in its data directory) before
+    evidence goes to it.
 
     Runs the self-test when it has not; raises EvidenceBucketRefused or the store's own
     StorageError (StoreUnavailableError when it cannot be reached)."""
+    store = station.store
     if not isinstance(store, EvidenceBucketProbe):
         return
     moment = now or datetime.now(UTC)
-    with _passed_lock:
-        if store in _passed:
+    passes = station.self_test
+    if passes.passed(store):
+        return
+    with passes.running:
+        if passes.passed(store):
             return
-    with _gate_lock:  # uploads starting together run one self-test, not one each
-        with _passed_lock:
-            if store in _passed:
-                return
-        if _cached_pass(data_dir, store.describe(), moment, valid_for):
-            with _passed_lock:
-                _passed[store] = moment
+        if _cached_pass(station.settings.data_dir, store.describe(), moment, valid_for):
+            passes.remember(store, moment)
             return
-        _run_and_remember(store, data_dir, now=moment)
+        _run_and_remember(station, now=moment)
 
 
-def _run_and_remember(
-    store: _Describes, data_dir: Path, *, now: datetime | None = None
-) -> StoreCheck:
+def _run_and_remember(station: Station, *, now: datetime | None = None) -> StoreCheck:
+    store = station.store
     result = check_store(store, now=now)
     if result.backend == "s3" and not result.ok:
         raise EvidenceBucketRefused(result.store, result.findings)
     if result.backend == "s3":
-        record_pass(store, data_dir, now=now)
+        moment = now or datetime.now(UTC)
+        station.self_test.remember(store, moment)
+        record_pass(store, station.settings.data_dir, now=moment)
     return result
 
 
 def record_pass(store: _Describes, data_dir: Path, *, now: datetime | None = None) -> None:
-    """Remember that `store` passed the self-test just now (this process and the data directory)."""
-    moment = now or datetime.now(UTC)
-    with _passed_lock:
-        _passed[store] = moment
-    _remember_pass(data_dir, store.describe(), moment)
+    """Record in the data directory that `store` passed the self-test just now: the upload queue
+    of any process of the station trusts it for CHECK_VALID_FOR."""
+    _remember_pass(data_dir, store.describe(), now or datetime.now(UTC))
 
 
 def _cached_pass(data_dir: Path, store: str, now: datetime, valid_for: timedelta) -> bool:

@@ -22,10 +22,7 @@ import json
 import logging
 import os
 import queue
-import sys
 import threading
-import time
-import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlmodel import col, select
 
+from evidence_agent.adapters.s3.errors import StoreUnavailableError
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.custody.vocabulary import EventType
@@ -48,7 +46,6 @@ from evidence_agent.services.storage_check import EvidenceBucketRefused, require
 log = logging.getLogger(__name__)
 
 STORE_CONCURRENCY = 2  # clips uploaded at once by the retry (each sends its parts in parallel)
-AWAY_SECONDS = 30.0  # after the store was unreachable, the worker leaves clips to the retry
 LOW_SPACE_FACTOR = 2  # "low" below this many times ingest.min_spool_free_bytes
 LOW_SPACE_SHARE = 0.10  # ... or below this share of the spool's file system
 CHECKPOINT_DIR = "checkpoints"
@@ -58,43 +55,9 @@ PUBLISHED_FILE = "published-checkpoints.json"  # in the data directory
 
 # --- the store being away -----------------------------------------------------------------------
 
-
-def _is_unavailable(e: EvidenceError) -> bool:
-    """The store could not be reached (transient), as opposed to refusing or failing a check."""
-    # Only the S3 adapter raises it, and boto3 is loaded only for that backend: when the module
-    # was never imported, the error cannot be one.
-    s3_store = sys.modules.get("evidence_agent.adapters.s3_store")
-    return s3_store is not None and isinstance(e, s3_store.StoreUnavailableError)
-
-
-class _Away:
-    """Per store: until when uploads are left to the retry because the store was unreachable."""
-
-    def __init__(self) -> None:
-        self._until: weakref.WeakKeyDictionary[Any, tuple[float, str]] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def mark(self, store: object, reason: str, seconds: float = AWAY_SECONDS) -> None:
-        with self._lock:
-            self._until[store] = (time.monotonic() + seconds, reason)
-
-    def clear(self, store: object) -> None:
-        with self._lock:
-            self._until.pop(store, None)
-
-    def reason(self, store: object) -> str | None:
-        """Why the store is away, or None when it is not (any more)."""
-        with self._lock:
-            entry = self._until.get(store)
-        if entry is None or time.monotonic() >= entry[0]:
-            return None
-        return entry[1]
-
-    def is_away(self, store: object) -> bool:
-        return self.reason(store) is not None
-
-
-_away = _Away()
+# The store could not be reached (transient), or its self-test refused it: no clip is tried
+# until the retry, as opposed to a refusal or a failed check of one clip.
+_STORE_AWAY = (StoreUnavailableError, EvidenceBucketRefused)
 
 
 def _kept_message(e: EvidenceError) -> str:
@@ -241,7 +204,7 @@ def store_clip(station: Station, sha256: str) -> str | None:
 
 
 def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str | None:
-    require_checked_store(station.store, station.settings.data_dir)
+    require_checked_store(station)
     stored = station.store.put(clip.sha256, path, clip.size, clip.retention_until)
     if stored.linked_to_source and station.spool.hashed_here(clip.sha256):
         # The stored object is the very file ingest wrote from the bytes it hashed (a hard link
@@ -365,7 +328,7 @@ def store_pending(station: Station, *, concurrency: int = STORE_CONCURRENCY) -> 
         try:
             return True, store_clip(station, sha256), None
         except EvidenceError as e:
-            if _is_unavailable(e) or isinstance(e, EvidenceBucketRefused):
+            if isinstance(e, _STORE_AWAY):
                 away.set()
             return True, None, e
 
@@ -382,19 +345,19 @@ def store_pending(station: Station, *, concurrency: int = STORE_CONCURRENCY) -> 
             report.stored.append(clip_id)
         elif error is None:
             continue  # nothing to do here (stored meanwhile, or another worker has it)
-        elif _is_unavailable(error) or isinstance(error, EvidenceBucketRefused):
+        elif isinstance(error, _STORE_AWAY):
             reason = reason or error
             not_started.append(sha256)
         else:
             _record_failure(report, sha256, error)
     if reason is not None:
-        _away.mark(station.store, str(reason))
+        station.store_away.mark(station.store, str(reason))
         report.unavailable = str(reason)
         kept = _kept_message(reason)
         report.failed.update(dict.fromkeys(not_started, kept))
         log.warning("%d clip(s) stay in the spool: %s", len(not_started), kept)
     elif mine:
-        _away.clear(station.store)
+        station.store_away.clear(station.store)
     report.waiting = len(report.failed) + len(report.integrity_failures)
     if report.stored:
         # The clip.stored events are signed now, as a dock's events are at its end.
@@ -434,9 +397,10 @@ def _reclaim_leftovers(station: Station, candidates: set[str], report: StoreRepo
 class StoreWorker:
     """A thread that stores clips as ingest catalogues them, so storing overlaps copying.
 
-    While the store is away (unreachable in the last AWAY_SECONDS) submitted clips are left in
-    the spool at once, with a message, instead of each waiting out the client's retries:
-    `store_pending` (the daemon's periodic retry, or `evidence-agent store`) uploads them."""
+    While the station's store is away (unreachable in the last AWAY_SECONDS, store_state.py)
+    submitted clips are left in the spool at once, with a message, instead of each waiting out
+    the client's retries: `store_pending` (the daemon's periodic retry, or `evidence-agent
+    store`) uploads them."""
 
     def __init__(self, station: Station) -> None:
         self.station = station
@@ -457,7 +421,7 @@ class StoreWorker:
 
     def _store(self, sha256: str) -> None:
         store = self.station.store
-        away = _away.reason(store)
+        away = self.station.store_away.reason(store)
         if away is not None:
             self.report.failed[sha256] = (
                 f"{away}; the clip stays in the spool and is uploaded when the store is back "
@@ -467,14 +431,14 @@ class StoreWorker:
         try:
             clip_id = store_clip(self.station, sha256)
         except EvidenceError as e:
-            if _is_unavailable(e) or isinstance(e, EvidenceBucketRefused):
-                _away.mark(store, str(e))
+            if isinstance(e, _STORE_AWAY):
+                self.station.store_away.mark(store, str(e))
                 self.report.failed[sha256] = _kept_message(e)
                 log.warning("clip %s stays in the spool: %s", sha256[:12], _kept_message(e))
                 return
             _record_failure(self.report, sha256, e)
             return
-        _away.clear(store)
+        self.station.store_away.clear(store)
         if clip_id is not None:
             self.report.stored.append(clip_id)
 
@@ -572,15 +536,6 @@ def verifier_key_name(station_id: str) -> str:
     return f"{CHECKPOINT_DIR}/{station_id}/station.vkey"
 
 
-_publish_locks: dict[str, threading.Lock] = {}
-_publish_locks_guard = threading.Lock()
-
-
-def _publish_lock(station: Station) -> threading.Lock:
-    with _publish_locks_guard:
-        return _publish_locks.setdefault(str(station.settings.data_dir), threading.Lock())
-
-
 def publish_checkpoints(station: Station, *, force: bool = False) -> PublishReport:
     """Put the station's signed checkpoints that are not in the bucket yet, with COMPLIANCE
     retention, at `<prefix>checkpoints/<station>/<size>.note` (and its verifier key beside them).
@@ -594,13 +549,13 @@ def publish_checkpoints(station: Station, *, force: bool = False) -> PublishRepo
     store = station.store
     if not isinstance(store, ArtefactStore):
         return report
-    away = _away.reason(store)
+    away = station.store_away.reason(store)
     if not force and away is not None:
         report.failed = f"{away}; published later"
         return report
     sid = station.settings.station_id
     marker_path = station.settings.data_dir / PUBLISHED_FILE
-    with _publish_lock(station):
+    with station.publish_lock:
         published = _published_size(marker_path, store.describe(), sid)
         with station.reading() as session:
             rows = list(
@@ -632,8 +587,8 @@ def publish_checkpoints(station: Station, *, force: bool = False) -> PublishRepo
             report.integrity_failure = e.message
             log.error("INTEGRITY: custody checkpoint of %s not published: %s", sid, e.message)
         except EvidenceError as e:
-            if _is_unavailable(e):
-                _away.mark(store, str(e))
+            if isinstance(e, StoreUnavailableError):
+                station.store_away.mark(store, str(e))
             report.failed = str(e)
             log.warning(
                 "custody checkpoint(s) of %s stay in the catalog, published later: %s", sid, e

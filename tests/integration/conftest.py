@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from evidence_agent.adapters.s3_store import MIN_PART_SIZE, S3Credentials, S3ObjectStore
+from evidence_agent.adapters.s3.credentials import S3Credentials
+from evidence_agent.adapters.s3.multipart import MIN_PART_SIZE
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.config import Settings, StoreSettings, build_settings
 from evidence_agent.services.demo_recorder import DemoVolume, make_demo_recorder
 from tests.services.postgres import Database, PostgresServer, find_pg_bin, missing_reason

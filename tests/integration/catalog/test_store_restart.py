@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from evidence_agent.adapters.s3_store import PartProgress, S3Credentials, S3ObjectStore
+from evidence_agent.adapters.s3.credentials import S3Credentials
+from evidence_agent.adapters.s3.multipart import PartProgress
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, CustodyEntry
 from evidence_agent.services.demo_recorder import DemoVolume, generate_clip
 from evidence_agent.services.ingest import ingest_volume

@@ -14,7 +14,7 @@ import pytest
 from blake3 import blake3
 from sqlmodel import select
 
-from evidence_agent.adapters.s3_store import S3ObjectStore
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, Officer
 from evidence_agent.domain.media import MediaInfo
 from evidence_agent.services.ingest import ingest_event

@@ -18,7 +18,8 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlmodel import col, select
 
-from evidence_agent.adapters.s3_store import PERMANENT_RETAIN_UNTIL, S3ObjectStore
+from evidence_agent.adapters.s3.locks import PERMANENT_RETAIN_UNTIL
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, CustodyEntry, RetentionRequest
 from evidence_agent.domain.roles import Caller, Identity, Role
 from evidence_agent.errors import StorageError

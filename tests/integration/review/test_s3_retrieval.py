@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from evidence_agent.adapters.s3_store import S3ObjectStore
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import CustodyEntry
 from evidence_agent.domain.roles import Caller, Identity, Role
 from evidence_agent.errors import ExitCode

@@ -17,7 +17,7 @@ import pytest
 from sqlmodel import select
 
 from evidence_agent.adapters.folder_source import FolderDockSource
-from evidence_agent.adapters.s3_store import S3ObjectStore
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.config import build_settings
 from evidence_agent.services.daemon import Daemon

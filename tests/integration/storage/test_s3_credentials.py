@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evidence_agent.adapters.s3_store import resolve_credentials
+from evidence_agent.adapters.s3.credentials import resolve_credentials
 from evidence_agent.errors import ConfigError
 
 

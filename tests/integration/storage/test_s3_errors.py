@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from evidence_agent.adapters.s3_store import S3Credentials, S3ObjectStore, StoreUnavailableError
+from evidence_agent.adapters.s3.credentials import S3Credentials
+from evidence_agent.adapters.s3.errors import StoreUnavailableError
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.errors import ConfigError, ExitCode, StorageError
 from tests.integration.storage.conftest import TEST_PART_SIZE, StoreFactory, store_settings_for
 from tests.services.flaky_proxy import FlakyProxy

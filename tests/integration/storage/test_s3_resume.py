@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from evidence_agent.adapters.s3_store import PartProgress, S3Credentials, StoreUnavailableError
+from evidence_agent.adapters.s3.credentials import S3Credentials
+from evidence_agent.adapters.s3.errors import StoreUnavailableError
+from evidence_agent.adapters.s3.multipart import PartProgress
 from tests.integration.storage.conftest import (
     TEST_PART_SIZE,
     StoreFactory,

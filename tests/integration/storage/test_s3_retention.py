@@ -13,11 +13,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from evidence_agent.adapters.s3_store import (
-    PERMANENT_RETAIN_UNTIL,
-    ObjectLockedError,
-    S3ObjectStore,
-)
+from evidence_agent.adapters.s3.errors import ObjectLockedError
+from evidence_agent.adapters.s3.locks import PERMANENT_RETAIN_UNTIL
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.errors import ExitCode, NotFoundError, StorageError
 from evidence_agent.ports import LegalHolding, LockExtending, ObjectDeleting
 from tests.integration.storage.conftest import StoreFactory

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from evidence_agent.adapters.s3_store import S3ObjectStore, composite_sha256
+from evidence_agent.adapters.s3.checksums import composite_sha256
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.errors import ExitCode, IntegrityError, NotFoundError
 from evidence_agent.ports import ObjectStore, StoredObject
 from tests.integration.storage.conftest import TEST_PART_SIZE, StoreFactory

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from evidence_agent.adapters.s3_store import S3ObjectStore
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from tests.integration.conftest import TEST_PART_SIZE, StoreFactory
 
 pytestmark = pytest.mark.s3
@@ -23,7 +23,7 @@ def count_reads(store: S3ObjectStore) -> list[str]:
     def note(params: dict[str, Any], **_: Any) -> None:
         reads.append(str(params.get("Key")))
 
-    store._client.meta.events.register("provide-client-params.s3.GetObject", note)
+    store.s3.client.meta.events.register("provide-client-params.s3.GetObject", note)
     return reads
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from evidence_agent.adapters.s3_store import S3ObjectStore
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.errors import StorageError
 from evidence_agent.ports import StoredObject
 from evidence_agent.services.storage_check import (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from evidence_agent.adapters.s3_store import S3ObjectStore
+from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint, CustodyEntry
 from evidence_agent.custody.checkpoint import open_checkpoint
 from evidence_agent.io.spool import Spool
