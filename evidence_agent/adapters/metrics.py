@@ -56,8 +56,9 @@ def create_metrics(registry: CollectorRegistry | None = None) -> AgentMetrics:
         ),
         clips_over_deadline=Gauge(
             "clips_over_deadline",
-            "Clips recorded longer ago than the upload deadline (deadline.limit_hours, "
-            "24 h by default) and not yet stored.",
+            "Clips catalogued more than deadline.limit_hours (24 h by default) after their "
+            "recording ended: the 24-hour rule's breaches, as `evidence-agent status` counts "
+            "them (`clips list --late` lists them with their cause).",
             namespace=NAMESPACE,
             registry=reg,
         ),

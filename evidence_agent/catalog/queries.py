@@ -22,7 +22,7 @@ from evidence_agent.catalog.models import (
 )
 from evidence_agent.custody.events import format_time
 from evidence_agent.domain.case_file import case_file_clock
-from evidence_agent.domain.deadline import DeadlineRule, DeadlineState, deadline_state
+from evidence_agent.domain.deadline import DeadlineRule, DeadlineState, deadline_state, late_cause
 from evidence_agent.domain.flags import Flag
 from evidence_agent.domain.states import ClipState, DockState
 
@@ -35,6 +35,7 @@ class ClipView:
     officer_name: str | None
     unit: str | None
     limit_hours: int = 24  # deadline.limit_hours, for the lateness of late clips
+    docked_at: datetime | None = None  # when the dock that brought the clip in started
 
     def to_json(self) -> dict[str, Any]:
         c = self.clip
@@ -76,6 +77,12 @@ class ClipView:
             # how far past the limit that was.
             "ingested_after_seconds": after,
             "late_by_seconds": late_by,
+            "late_cause": late_cause(
+                c.recorded_end,
+                _aware(self.docked_at),
+                c.ingested_at,
+                DeadlineRule(limit=timedelta(hours=self.limit_hours)),
+            ),
             "retention_class": c.retention_class,
             "retention_until": _t(c.retention_until),
             "station": c.station_id,
@@ -99,8 +106,10 @@ def clip_views(
     clip_ids: list[str] | None = None,
     limit: int | None = None,
     limit_hours: int = 24,
+    late: bool | None = None,
 ) -> list[ClipView]:
-    """Clips with their recorder, officer and unit, newest recording first."""
+    """Clips with their recorder, officer and unit, newest recording first; `late`: only the
+    clips that broke the 24-hour rule (flagged late when catalogued), or only the others."""
     rec, off, un = aliased(Recorder), aliased(Officer), aliased(Unit)
     query = (
         select(Clip, rec, off, un)
@@ -108,6 +117,9 @@ def clip_views(
         .outerjoin(off, col(Clip.officer_id) == off.id)
         .outerjoin(un, col(Clip.unit_id) == un.id)
     )
+    if late is not None:
+        flagged = col(Clip.flags).contains(f'"{Flag.LATE.value}"')
+        query = query.where(flagged if late else ~flagged)
     if officer is not None:
         query = query.where(off.badge == officer)
     if recorder is not None:
@@ -127,6 +139,24 @@ def clip_views(
     query = query.order_by(col(Clip.recorded_start).desc(), col(Clip.id))
     if limit is not None:
         query = query.limit(limit)
+    rows = list(session.exec(query))
+    # When each late clip's dock started, which says whose delay it was (late_cause).
+    docks = sorted(
+        {
+            c.dock_session_id
+            for c, _, _, _ in rows
+            if c.dock_session_id is not None and Flag.LATE.value in c.flags
+        }
+    )
+    docked_at: dict[str, datetime] = {}
+    for first in range(0, len(docks), 500):  # within any database's limit of bound values
+        docked_at.update(
+            session.exec(
+                select(DockSession.id, DockSession.started_at).where(
+                    col(DockSession.id).in_(docks[first : first + 500])
+                )
+            ).all()
+        )
     return [
         ClipView(
             c,
@@ -135,8 +165,9 @@ def clip_views(
             o.name if o else None,
             u.code if u else None,
             limit_hours,
+            docked_at.get(c.dock_session_id) if c.dock_session_id else None,
         )
-        for c, r, o, u in session.exec(query)
+        for c, r, o, u in rows
     ]
 
 

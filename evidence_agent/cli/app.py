@@ -227,6 +227,12 @@ def clips_list(
     unit: Annotated[str | None, typer.Option(help="Unit code.")] = None,
     state: Annotated[str | None, typer.Option(help="spooled or stored.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many clips.")] = None,
+    late: Annotated[
+        bool,
+        typer.Option(
+            "--late", help="Only clips that broke the 24-hour rule, each with its late_cause."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """List clips with their hash, source, recorder, officer, unit, times, state and flags."""
@@ -242,6 +248,7 @@ def clips_list(
             state=state,
             limit=limit,
             limit_hours=settings.deadline.limit_hours,
+            late=True if late else None,
         )
     if as_json:
         emit_json([v.to_json() for v in views])

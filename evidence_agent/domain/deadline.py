@@ -16,6 +16,13 @@ class DeadlineState(StrEnum):
     UNKNOWN = "unknown"  # no recording time: a supervisor must look
 
 
+class LateCause(StrEnum):
+    """Why a clip missed the 24-hour rule: where the time went."""
+
+    DOCKED_LATE = "docked_late"  # the recorder was docked after the limit: the officer's delay
+    STATION_BACKLOG = "station_backlog"  # docked in time, catalogued late: the station's delay
+
+
 @dataclass(frozen=True)
 class DeadlineRule:
     limit: timedelta = timedelta(hours=24)
@@ -53,3 +60,18 @@ def deadline_state(
     if now >= recorded_end + rule.warn:
         return DeadlineState.APPROACHING
     return DeadlineState.PENDING
+
+
+def late_cause(
+    recorded_end: datetime | None,
+    docked_at: datetime | None,
+    catalogued_at: datetime,
+    rule: DeadlineRule,
+) -> LateCause | None:
+    """The cause of a breach, or None for a clip catalogued in time (or untimed). Without the
+    dock's start (a clip catalogued before docks were recorded) the dock counts as late."""
+    if lateness(recorded_end, catalogued_at, rule) is None or recorded_end is None:
+        return None
+    if docked_at is not None and docked_at <= recorded_end + rule.limit:
+        return LateCause.STATION_BACKLOG
+    return LateCause.DOCKED_LATE

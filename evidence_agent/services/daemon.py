@@ -34,6 +34,7 @@ from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.catalog.queries import undocked_recorders
 from evidence_agent.config import Settings
 from evidence_agent.custody.vocabulary import EventType, Subject
+from evidence_agent.domain.flags import Flag
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, parse_identity
 from evidence_agent.domain.states import ClipState, DockState
 from evidence_agent.domain.usb_allowlist import normalize_serial
@@ -690,17 +691,15 @@ class Daemon:
         self.notifier.status(self._status_line())
 
     def _refresh_metrics(self) -> None:
-        limit = timedelta(hours=self.settings.deadline.limit_hours)
-        now = self.station.clock.now()
         with self.station.reading() as session:
             backlog = session.exec(
                 select(func.count()).select_from(Clip).where(Clip.state == ClipState.SPOOLED)
             ).one()
+            # The breaches `status` counts: clips catalogued past the limit (flagged late).
             over = session.exec(
                 select(func.count())
                 .select_from(Clip)
-                .where(Clip.state == ClipState.SPOOLED)
-                .where(col(Clip.recorded_end) < now - limit)
+                .where(col(Clip.flags).contains(f'"{Flag.LATE.value}"'))
             ).one()
             last = session.exec(select(func.max(Clip.stored_at))).one()
         self.metrics.backlog_clips.set(backlog)
