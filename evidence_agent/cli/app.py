@@ -126,7 +126,7 @@ def ingest(
         )
     if recorder is not None:
         check_serial(recorder, what="--recorder")
-    with open_station(ctx) as station:
+    with open_station(ctx, sign_acts=False) as station:
         worker = StoreWorker(station).start()
         show_bar = sys.stderr.isatty() and not as_json
         try:
@@ -200,7 +200,7 @@ def store(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Store every clip still waiting in the spool, verifying each against its ingest hash."""
     from evidence_agent.services.storing import store_pending
 
-    with open_station(ctx) as station:
+    with open_station(ctx, sign_acts=False) as station:
         report = store_pending(station)
     if as_json:
         emit_json(report.to_json())

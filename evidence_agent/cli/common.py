@@ -48,14 +48,14 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 @contextmanager
 def open_station(
-    ctx: typer.Context, *, actor: str | None = None, create: bool = True
+    ctx: typer.Context, *, actor: str | None = None, create: bool = True, sign_acts: bool = True
 ) -> Iterator[Station]:
     """The configured station for one command, closed when the command ends. Commands that only
     read pass `create=False`: run with the wrong data directory they must say there is no
     station there, not quietly make a new one (and a new signing key)."""
     from evidence_agent.services.station import open_station as open_configured
 
-    station = open_configured(settings_of(ctx), actor=actor, create=create)
+    station = open_configured(settings_of(ctx), actor=actor, create=create, sign_acts=sign_acts)
     # Modules, ORM mappings and the station live as long as the command: leave them out of
     # the collector's scans (a full scan of them costs tens of ms, every few seconds of ingest).
     gc.freeze()

@@ -54,6 +54,10 @@ class Station:
     clock: Clock
     custody: SqlCustodyLog
     actor: str
+    # A person's acts (a review command, an enrolment) each end with a signed checkpoint that
+    # covers them, so nobody with the database alone can cut or forge one against an auditor
+    # who holds the newest checkpoint. Docks sign in batches instead (storing, publish).
+    sign_acts: bool = False
     # SQLite has one writer at a time. Threads of this process (docks, their catalogue stages,
     # the store worker) queue here, each woken as the last one commits; SQLite's own busy
     # handler, left for other processes, polls with sleeps of up to 100 ms instead.
@@ -76,6 +80,8 @@ class Station:
             session.begin(),
         ):
             yield session
+            if self.sign_acts:
+                self.custody.checkpoint(session)  # nothing when no entry was appended
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -108,6 +114,7 @@ def open_station(
     prober: Prober | None = None,
     clock: Clock | None = None,
     create: bool = True,
+    sign_acts: bool = False,
 ) -> Station:
     """Open (and on first start create) the station's data directory, catalog, spool and key.
 
@@ -147,6 +154,7 @@ def open_station(
         clock=clock,
         custody=SqlCustodyLog(settings.station_id, signer, clock),
         actor=actor or user_actor(),
+        sign_acts=sign_acts,
     )
     if created:
         with station.transaction() as session:
