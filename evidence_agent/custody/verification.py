@@ -27,14 +27,15 @@ from evidence_agent.custody.proof_plan import ProofPlan
 from evidence_agent.custody.signed_note import Ed25519Verifier
 from evidence_agent.errors import InputError, IntegrityError
 
-Signed = list[tuple["CheckpointInput", Checkpoint]]  # each checkpoint whose signature verified
-
 
 @dataclass(frozen=True)
 class CheckpointInput:
     label: str  # how the report names it: a file path or "checkpoint <size>"
     declared_size: int  # the size its file name or catalog row gives
     note: str | None  # None when unreadable (the reader already named it)
+
+
+Signed = list[tuple[CheckpointInput, Checkpoint]]  # each checkpoint whose signature verified
 
 
 @dataclass
@@ -62,9 +63,9 @@ class RebuiltTree:
 def verify_log(report: AuditReport, log: LogInput) -> tuple[LogSummary, LogFacts]:
     """Steps 1, 2 and 5 for one log, and the facts steps 3-4 need.
 
-    Both signatures are checked before the pass over the entries, the trusted checkpoint's too:
-    the pass must know at which sizes to keep the tree's root, and which nodes make step 5's
-    consistency proof.
+    The signatures of the checkpoints, the trusted one's too, are checked before the pass over
+    the entries: the pass must know at which sizes to keep the tree's root, and which nodes
+    make step 5's consistency proof.
     """
     sid = log.station_id
     summary = LogSummary(sid, log_origin(sid), key=log.key.key_string() if log.key else None)
