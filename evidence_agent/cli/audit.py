@@ -16,7 +16,7 @@ from evidence_agent.cli.display import text_lines
 from evidence_agent.errors import ExitCode, StorageError
 
 if TYPE_CHECKING:
-    from evidence_agent.services.audit import AuditReport
+    from evidence_agent.custody.audit_report import AuditReport
 
 audit_app = typer.Typer(
     help="Audit bundles: everything an outside verifier needs.", no_args_is_help=True
@@ -57,7 +57,7 @@ def export_command(
     as_json: JsonOption = False,
 ) -> None:
     """Export the custody log, every checkpoint, the public key and the catalog rows for an auditor."""
-    from evidence_agent.services.audit import export_bundle
+    from evidence_agent.services.audit.export import export_bundle
 
     with open_station(ctx, create=False) as station:
         summary = export_bundle(station, directory)
@@ -102,13 +102,16 @@ def verify_command(
     as_json: JsonOption = False,
 ) -> None:
     """Verify the custody chain: log, checkpoints, objects and catalog (exit 3 on any failure)."""
-    from evidence_agent.services.audit import verify_bundle, verify_station
-
+    # Imported in each branch: a bundle is verified without loading the database layer.
     if bundle is not None:
+        from evidence_agent.services.audit.verify_bundle import verify_bundle
+
         report = verify_bundle(
             bundle, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
         )
     else:
+        from evidence_agent.services.audit.verify_station import verify_station
+
         with open_station(ctx, create=False) as station:
             report = verify_station(
                 station, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
@@ -167,7 +170,7 @@ def prove_command(
     as_json: JsonOption = False,
 ) -> None:
     """Inclusion proofs of a clip's custody events against the latest signed checkpoint."""
-    from evidence_agent.services.audit import prove
+    from evidence_agent.services.audit.proofs import prove
 
     with open_station(ctx, create=False) as station:
         proof = prove(station, clip)
@@ -196,7 +199,7 @@ def verify_proof_command(
     as_json: JsonOption = False,
 ) -> None:
     """Check a clip's inclusion proof offline: no database, no station (exit 3 if it fails)."""
-    from evidence_agent.services.audit import verify_proof_file
+    from evidence_agent.services.audit.proofs import verify_proof_file
 
     result = verify_proof_file(file, trusted_key=trusted_key)
     if as_json:
@@ -225,7 +228,7 @@ def verify_proof_command(
 @custody_app.command("checkpoint")
 def checkpoint_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Sign a checkpoint of the custody log now, if any event is not covered by one yet."""
-    from evidence_agent.services.audit import make_checkpoint
+    from evidence_agent.services.audit.export import make_checkpoint
 
     with open_station(ctx) as station:
         result = make_checkpoint(station)

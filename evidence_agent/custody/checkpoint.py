@@ -23,6 +23,11 @@ _TREE_SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
+def log_origin(station_id: str) -> str:
+    """The checkpoint origin line of a station's log: catalog.custody_log's, which signs it."""
+    return f"evidence-agent/{station_id}"
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A tree head: the log's origin, its number of leaves and its RFC 9162 root hash."""

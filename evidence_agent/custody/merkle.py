@@ -251,6 +251,16 @@ def verify_consistency(
             f"tree size went down from {old_size} to {new_size}: "
             "the log was truncated or rolled back"
         )
+    if old_size == new_size or old_size == 0:
+        _verify_consistency_edge(old_size, new_size, old_root, new_root, proof)
+    else:
+        _verify_consistency_rfc9162(old_size, new_size, old_root, new_root, proof)
+
+
+def _verify_consistency_edge(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """The cases RFC 9162 leaves to the caller: two trees of one size, growth from the empty tree."""
     if old_size == new_size:
         if proof:
             raise IntegrityError(
@@ -261,13 +271,16 @@ def verify_consistency(
                 f"two different roots for tree size {old_size}: the log has forked"
             )
         return
-    if old_size == 0:
-        if proof:
-            raise IntegrityError("consistency proof from the empty tree must be empty")
-        if not compare_digest(old_root, EMPTY_ROOT):
-            raise IntegrityError("root hash given for tree size 0 is not the empty-tree hash")
-        return
+    if proof:
+        raise IntegrityError("consistency proof from the empty tree must be empty")
+    if not compare_digest(old_root, EMPTY_ROOT):
+        raise IntegrityError("root hash given for tree size 0 is not the empty-tree hash")
 
+
+def _verify_consistency_rfc9162(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """RFC 9162 section 2.1.4.2 for 0 < old_size < new_size, its steps numbered as in the RFC."""
     # 1.
     if not proof:
         raise IntegrityError(f"consistency proof from tree size {old_size} to {new_size} is empty")

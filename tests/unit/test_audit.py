@@ -1,4 +1,4 @@
-"""Tests of the audit service on synthetic logs: bundle verification and offline proofs."""
+"""Tests of the audit on synthetic logs: bundle verification and offline proofs."""
 
 from __future__ import annotations
 
@@ -12,19 +12,20 @@ from typing import Any
 
 import pytest
 
+from evidence_agent.custody import audit_report
+from evidence_agent.custody.audit_report import AuditReport
 from evidence_agent.custody.bundle import StationExport, write_bundle
 from evidence_agent.custody.checkpoint import Checkpoint, sign_checkpoint
 from evidence_agent.custody.events import CustodyEvent, encode_entry, format_time
 from evidence_agent.custody.merkle import (
     MerkleAccumulator,
-    consistency_proof,
-    leaf_hash,
     verify_consistency,
 )
+from evidence_agent.custody.proof_document import proof_document, verify_proof
 from evidence_agent.custody.signed_note import Ed25519Signer
 from evidence_agent.errors import ExitCode, InputError, IntegrityError
-from evidence_agent.services import audit
-from evidence_agent.services.audit import AuditReport, proof_document, verify_bundle, verify_proof
+from evidence_agent.services.audit.proofs import verify_proof_file
+from evidence_agent.services.audit.verify_bundle import verify_bundle
 
 SID = "st-1"
 ORIGIN = "evidence-agent/st-1"
@@ -404,7 +405,7 @@ def test_catalog_rows_with_other_fields_are_malformed(tmp_path: Path) -> None:
 
 
 def test_findings_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit, "MAX_FINDINGS", 2)
+    monkeypatch.setattr(audit_report, "MAX_FINDINGS", 2)
     log = Log(clips=[clip_row(1, SHA_A, officer="x", unit="y", recorder="z"), clip_row(2, SHA_B)])
     report = verify_bundle(log.write(tmp_path / "b"))
     assert len(report.findings) == 2 and report.findings_dropped == 1
@@ -540,77 +541,19 @@ def test_proof_file_that_is_not_json(tmp_path: Path) -> None:
     path = tmp_path / "proof.json"
     path.write_bytes(b"\x00\xff")
     with pytest.raises(InputError, match="not JSON"):
-        audit.verify_proof_file(path)
+        verify_proof_file(path)
     path.write_text('{"a": NaN}')
     with pytest.raises(InputError, match="not JSON"):
-        audit.verify_proof_file(path)
+        verify_proof_file(path)
     with pytest.raises(InputError, match="cannot read"):
-        audit.verify_proof_file(tmp_path / "missing.json")
+        verify_proof_file(tmp_path / "missing.json")
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def test_origin_is_the_logs() -> None:
-    from evidence_agent.catalog.custody_log import log_origin
+    from evidence_agent.catalog.custody_log import log_origin as signing_origin
+    from evidence_agent.custody.checkpoint import log_origin
 
-    assert audit.log_origin("vm") == log_origin("vm")
-
-
-@pytest.mark.parametrize(
-    ("text", "canonical"),
-    [
-        (b'{"a":1,"b":[true,null,"x"]}', True),
-        (b'{"b":1,"a":2}', False),
-        (b'{"a":4.5}', True),
-        (b'{"a":4.0}', False),
-        (b'{"a":1e+16}', False),
-        (b'{"a":1e+21}', True),
-        (b'{"a":1e-7}', True),
-        (b'{"a":-0.0}', False),
-        (b'{"a":9007199254740993}', False),
-        (b'{"a":"\\u00e9"}', False),
-        ('{"a":"\u00e9"}'.encode(), True),
-        (b'{"a":"\\n"}', True),
-    ],
-)
-def test_canonical_form_check(text: bytes, canonical: bool) -> None:
-    assert audit._is_canonical(text, json.loads(text)) is canonical
-
-
-def test_seq_and_type_are_read_without_parsing() -> None:
-    entry = encode(standard_events())[1]
-    assert audit._seq_at(entry, entry.rfind(b',"seq":')) == 1
-    assert audit._seq_at(b'{"seq":x}', 0) is None
-
-
-def gather(plan: audit.ProofPlan, entries: list[bytes]) -> list[bytes]:
-    """What the audit's pass does for a plan: peaks at its stops, leaf hashes it asks for."""
-    acc = MerkleAccumulator()
-    if 0 in plan.stops:
-        plan.peaks[0] = ()
-    for i, entry in enumerate(entries):
-        acc.extend_entries([entry])
-        if acc.size in plan.stops:
-            plan.peaks[acc.size] = acc.peaks
-        if i in plan.leaves_wanted:
-            plan.leaves[i] = leaf_hash(entry)
-    return plan.proof()
-
-
-def test_proof_plan_matches_the_rfc_algorithm() -> None:
-    entries = [b"entry %d" % i for i in range(70)]
-    leaves = [leaf_hash(e) for e in entries]
-    for n in range(1, 70):
-        for m in range(0, n + 1):
-            expected = consistency_proof(leaves[:n], m)
-            assert gather(audit.ProofPlan(m, n), entries[:n]) == expected, (m, n)
-
-
-def test_proof_plan_on_a_large_tree() -> None:
-    entries = [b"%d" % i for i in range(5000)]
-    leaves = [leaf_hash(e) for e in entries]
-    for m, n in ((1, 5000), (4096, 5000), (2500, 4999), (1023, 1024), (3000, 4096)):
-        assert gather(audit.ProofPlan(m, n), entries[:n]) == consistency_proof(leaves[:n], m)
-    with pytest.raises(InputError):
-        audit.ProofPlan(5, 4)
+    assert log_origin("vm") == signing_origin("vm")

@@ -270,7 +270,7 @@ def test_verify_checks_every_station_log_in_a_shared_catalog(
     second_template: DemoVolume,
     tmp_path: Path,
 ) -> None:
-    from evidence_agent.services.audit import verify_station
+    from evidence_agent.services.audit.verify_station import verify_station
 
     a, b = stations
     for station, template in ((a, recorder_template), (b, second_template)):

@@ -1,0 +1,207 @@
+"""Step 4 of verification: the catalog's rows, as plain values, against what the log says."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from hmac import compare_digest
+from operator import itemgetter
+from typing import Any
+
+from evidence_agent.custody.audit_report import AuditReport
+from evidence_agent.custody.log_facts import ClipFacts, LogFacts
+from evidence_agent.errors import InputError
+
+# The clip row as the cross-check sees it (and as a bundle carries it): catalog values in the
+# ingest event's spelling. Each of these is fixed by the clip.ingested event.
+INGEST_FIELDS = (
+    "size",
+    "blake3",
+    "sm3",
+    "media_kind",
+    "source_path",
+    "source_path_hex",
+    "recorded_start",
+    "recorded_end",
+    "time_source",
+    "duration_seconds",
+    "ingested_at",
+    "recorder",
+    "officer",
+    "unit",
+    "important",
+    "flags",
+    "dock_session",
+)
+CLIP_ROW_FIELDS = ("id", "sha256", "station", "state", "stored_at", *INGEST_FIELDS)
+CASE_CLIP_ROW_FIELDS = ("case", "clip")
+# Fields a bundle's row may lack: bundles exported before the catalog had them. The cross-check
+# reads a missing field as null, which is what the ingest events of that time say too.
+ROW_FIELDS_ADDED_SINCE = frozenset({"blake3"})
+
+
+@dataclass
+class CatalogSnapshot:
+    """Catalog rows to cross-check; None for a table the source does not have."""
+
+    clips: list[dict[str, Any]] | None = None
+    case_clips: list[dict[str, Any]] | None = None
+
+
+CatalogCheck = Callable[[LogFacts, CatalogSnapshot], Iterator[tuple[str, str]]]
+
+
+def step4_catalog_rows_against_log(
+    report: AuditReport, facts: LogFacts, catalog: CatalogSnapshot
+) -> None:
+    """Step 4: what the log's events say of clips and case links against the catalog's rows,
+    after the problems found while folding the events."""
+    t0 = time.perf_counter()
+    for item, message in facts.problems:
+        report.add(4, item, message, station=facts.station_id)
+    for check in CATALOG_CHECKS:
+        for item, message in check(facts, catalog):
+            report.add(4, item, message, station=facts.station_id)
+    report.steps[4].seconds += time.perf_counter() - t0
+
+
+def check_row_shapes(catalog: CatalogSnapshot, station_id: str) -> None:
+    """Raise InputError for a bundle's row without the fields of its table."""
+    for name, rows, fields in (
+        ("clips", catalog.clips, CLIP_ROW_FIELDS),
+        ("case_clips", catalog.case_clips, CASE_CLIP_ROW_FIELDS),
+    ):
+        required = set(fields) - ROW_FIELDS_ADDED_SINCE
+        for number, row in enumerate(rows or (), start=1):
+            if not required <= set(row) <= set(fields):
+                raise InputError(
+                    f"malformed bundle: stations/{station_id}/catalog/{name}.jsonl line {number} "
+                    f"does not have the fields {sorted(fields)}"
+                )
+
+
+def _check_clips(facts: LogFacts, catalog: CatalogSnapshot) -> Iterator[tuple[str, str]]:
+    if catalog.clips is None:
+        return
+    seen: set[str] = set()
+    for row in catalog.clips:
+        clip_id = str(row.get("id"))
+        seen.add(clip_id)
+        clip = facts.clips.get(clip_id)
+        if clip is None:
+            yield (
+                f"clip {clip_id}",
+                "catalog row has no clip.ingested event in the log: added behind its back",
+            )
+            continue
+        yield from clip_row_differences(facts, clip, row)
+    for clip_id, clip in facts.clips.items():
+        if clip_id not in seen:
+            yield (
+                f"clip {clip_id}",
+                f"ingested in the log (entry {clip.ingest_seq}) but the catalog has no row for it",
+            )
+
+
+# Row fields compared on the fast path, in this order; _expected_row gives the log's values.
+_ROW_CHECKED = ("sha256", "station", "state", "stored_at", *INGEST_FIELDS)
+_row_fields = itemgetter(*_ROW_CHECKED)
+_ingest_values = itemgetter(*INGEST_FIELDS)
+
+
+def clip_row_differences(
+    facts: LogFacts, clip: ClipFacts, row: dict[str, Any]
+) -> Iterator[tuple[str, str]]:
+    """``clip_row_differences_reference``, with a fast path for a row that agrees."""
+    expected = clip.expected_row
+    if expected is None:
+        expected = clip.expected_row = _expected_row(facts, clip)
+    # == on tuples treats 4.0 as 4 (as _same does) but also True as 1, so the one boolean field
+    # is compared by type too; any difference takes the reference, which names each field.
+    try:
+        if _row_fields(row) == expected and type(row["important"]) is bool:
+            return iter(())
+    except KeyError:  # a row of an older bundle, without a field added since
+        pass
+    return clip_row_differences_reference(facts, clip, row)
+
+
+def clip_row_differences_reference(
+    facts: LogFacts, clip: ClipFacts, row: dict[str, Any]
+) -> Iterator[tuple[str, str]]:
+    """Each field of a clip's catalog row that differs from what the log says, named."""
+    item = f"clip {clip.clip_id}"
+    at = f"the ingest event (entry {clip.ingest_seq})"
+    sha = row.get("sha256")
+    if not isinstance(sha, str) or not compare_digest(sha.encode(), clip.sha256.encode()):
+        yield item, f"catalog sha256 is {sha}, {at} says {clip.sha256}"
+    if row.get("station") != facts.station_id:
+        yield (
+            item,
+            f"catalog station is {row.get('station')!r}, the log's is {facts.station_id!r}",
+        )
+    ingest = clip.ingest
+    for name in INGEST_FIELDS:
+        if not _same(row.get(name), ingest.get(name)):
+            yield item, f"catalog {name} is {row.get(name)!r}, {at} says {ingest.get(name)!r}"
+    state, told = _clip_state(clip)
+    if row.get("state") != state:
+        yield item, f"catalog state is {row.get('state')!r}, but in the log {told}"
+    if clip.stored is not None and row.get("stored_at") != clip.stored.get("stored_at"):
+        yield (
+            item,
+            f"catalog stored_at is {row.get('stored_at')!r}, "
+            f"the store event (entry {clip.stored_seq}) says {clip.stored.get('stored_at')!r}",
+        )
+
+
+def _clip_state(clip: ClipFacts) -> tuple[str, str]:
+    if clip.deleted_seq is not None:
+        return "deleted", f"entry {clip.deleted_seq} deleted it"
+    if clip.stored is not None:
+        return "stored", f"entry {clip.stored_seq} stored it"
+    return "spooled", "it has no store event"
+
+
+def _expected_row(facts: LogFacts, clip: ClipFacts) -> tuple[Any, ...]:
+    stored_at = clip.stored.get("stored_at") if clip.stored is not None else None
+    try:
+        ingest = _ingest_values(clip.ingest)
+    except KeyError:  # an event without some field: the row must say None (null) there
+        ingest = tuple(clip.ingest.get(f) for f in INGEST_FIELDS)
+    return (clip.sha256, facts.station_id, _clip_state(clip)[0], stored_at, *ingest)
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    # 4.0 in the catalog is 4 in canonical JSON; bool is an int in Python but not here.
+    numbers = (int, float)
+    if (
+        isinstance(actual, numbers)
+        and isinstance(expected, numbers)
+        and not isinstance(actual, bool)
+        and not isinstance(expected, bool)
+    ):
+        return math.isclose(float(actual), float(expected), rel_tol=0.0, abs_tol=0.0)
+    return bool(actual == expected) and type(actual) is type(expected)
+
+
+def _check_case_links(facts: LogFacts, catalog: CatalogSnapshot) -> Iterator[tuple[str, str]]:
+    if catalog.case_clips is None:
+        return
+    rows = {(str(r.get("case")), str(r.get("clip"))) for r in catalog.case_clips}
+    for case, clip in sorted(rows - set(facts.links)):
+        yield (
+            f"link case {case} - clip {clip}",
+            "in the catalog, but no custody event links them: added behind the log's back",
+        )
+    for case, clip in sorted(set(facts.links) - rows):
+        yield (
+            f"link case {case} - clip {clip}",
+            f"linked in the log (entry {facts.links[(case, clip)]}) but missing from the catalog",
+        )
+
+
+# Each check names the rows of one table that disagree with the facts (log_facts.EVENT_REDUCERS).
+CATALOG_CHECKS: tuple[CatalogCheck, ...] = (_check_clips, _check_case_links)
