@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evidence_agent.cli.common import JsonOption, emit_json, open_station
+from evidence_agent.cli.common import JsonOption, emit_json, open_station, settings_of
 from evidence_agent.cli.display import text_lines
 from evidence_agent.errors import ExitCode, StorageError
 
@@ -72,7 +72,11 @@ def export_command(
             f"latest size {s.latest_checkpoint}\n"
         )
     out.write(
-        f"check it anywhere with: evidence-agent verify --bundle {summary.path}\n"
+        f"check it anywhere with: evidence-agent verify --bundle {summary.path} "
+        "--trusted-key station.vkey\n"
+        f"  (station.vkey: this station's public key, {settings_of(ctx).key_dir}/station.vkey, "
+        "handed to the auditor apart from the bundle; without --trusted-key the bundle's own "
+        "key is used, and a bundle re-signed with another key passes too)\n"
         "keep the latest checkpoint file: the next audit's --trusted-checkpoint\n"
     )
 
@@ -142,6 +146,13 @@ def report_text(report: AuditReport) -> str:
         lines.append(f"  [{status:>7}] {step.number} {step.title}{detail}")
     for note in report.notes:
         lines.append(f"  note: {note}")
+    if report.intact and report.key_from_bundle:
+        lines.append(
+            "INTACT, with the key the bundle carries itself: this proves the bundle whole, not "
+            "who signed it (a bundle re-signed with another key passes too); give "
+            "--trusted-key with the station's station.vkey, obtained apart from the bundle"
+        )
+        return text_lines(lines)
     if report.intact:
         lines.append("INTACT")
         return text_lines(lines)

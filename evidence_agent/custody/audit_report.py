@@ -128,6 +128,9 @@ class AuditReport:
     notes: list[str] = field(default_factory=list)
     findings_dropped: int = 0
     seconds: float = 0.0
+    # A bundle checked with the key it carries itself (no --trusted-key): it proves the bundle
+    # is whole, not that the station signed it; a bundle re-signed with another key passes.
+    key_from_bundle: bool = False
 
     def add(
         self, step: int, item: str, message: str, *, station: str | None, kind: str = "integrity"
@@ -168,6 +171,7 @@ class AuditReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "intact": self.intact,
+            "key_from_bundle": self.key_from_bundle,
             "exit_code": int(self.exit_code),
             "source": self.source,
             "location": self.location,

@@ -35,10 +35,13 @@ def read_entries(
     collect_facts: bool,
     root_sizes: set[int],
     plan: ProofPlan | None,
+    facts_until: int | None = None,
 ) -> EntriesRead:
     """Step 1's pass: rebuild the tree (its root at ``root_sizes``, the nodes ``plan`` needs),
     check every entry's position, and parse the entries that are read in full: those steps 3-4
-    fold (when ``collect_facts``), key events, and a sample of the others."""
+    fold (when ``collect_facts``), key events, and a sample of the others. Entries from position
+    ``facts_until`` on (those no signed checkpoint covers, in a bundle) are checked but never
+    folded: what no signature vouches for must not vouch for a catalog row."""
     sid = facts.station_id
     tree = _TreeBuilder(root_sizes, plan)
     parse_tails, key_tails = _tails(collect_facts)
@@ -51,6 +54,8 @@ def read_entries(
         for item, message in problems:
             report.add(1, item, message, station=sid)
         use, check = _entries_to_read(chunk, n, anomalous, parse_tails, key_tails)
+        if facts_until is not None and n + len(chunk) > facts_until:
+            use = {j for j in use if n + j < facts_until}
         t0 = perf_counter()
         _read_in_full(report, facts, summary, chunk, n, use, check)
         parse_s += perf_counter() - t0

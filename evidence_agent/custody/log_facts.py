@@ -32,6 +32,9 @@ class LogFacts:
     clips: dict[str, ClipFacts] = field(default_factory=dict)
     by_sha256: dict[str, str] = field(default_factory=dict)  # content -> clip id
     links: dict[tuple[str, str], int] = field(default_factory=dict)  # (case, clip) -> seq
+    # Case documents stored by content, as case.document_added recorded them: sha256 -> "case
+    # C-1 document 3". They are evidence of the case file, not clips, and are in the store.
+    documents: dict[str, str] = field(default_factory=dict)
     keys: list[tuple[int, str]] = field(default_factory=list)  # (seq, verifier key string)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (item, message)
 
@@ -99,6 +102,13 @@ def _on_case_link(facts: LogFacts, e: ParsedEntry) -> None:
         facts.links.pop((case, e.subject_id), None)
 
 
+def _on_document_added(facts: LogFacts, e: ParsedEntry) -> None:
+    if e.sha256 is None:
+        facts.problems.append((f"entry {e.seq}", f"{e.type} event without the document's hash"))
+        return
+    facts.documents[e.sha256] = f"case {e.subject_id} document {e.data.get('document')}"
+
+
 # The extension point of steps 3-4: an event type that changes what the catalog must hold gets a
 # reducer here and, if it touches a new table or column, a check in catalog_rows.CATALOG_CHECKS.
 # Links are review.cases' events: subject {kind: clip, id}, data {"case": case number}.
@@ -110,6 +120,7 @@ EVENT_REDUCERS: dict[str, Reducer] = {
     EventType.CLIP_OBJECT_REMOVED: _on_clip_deleted,
     EventType.CASE_CLIP_LINKED: _on_case_link,
     EventType.CASE_CLIP_UNLINKED: _on_case_link,
+    EventType.CASE_DOCUMENT_ADDED: _on_document_added,
 }
 KEY_EVENTS = frozenset({EventType.KEY_CREATED, EventType.KEY_ROTATED})
 

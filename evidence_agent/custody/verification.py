@@ -47,6 +47,9 @@ class LogInput:
     collect_facts: bool
     trusted_note: str | None = None
     trusted_label: str = "trusted checkpoint"
+    # A bundle: its export ended on a checkpoint covering every entry, so an entry past the
+    # newest signed checkpoint was added later, or the newest checkpoint was taken away.
+    all_signed: bool = False
 
 
 @dataclass
@@ -171,6 +174,7 @@ def step1_entries_and_checkpoints(
         collect_facts=log.collect_facts,
         root_sizes=root_sizes,
         plan=plan,
+        facts_until=newest if log.all_signed else None,
     )
     matched = _match_checkpoints(report, log.station_id, signed, read.roots, read.size)
     good = [(cp, c) for cp, c in signed if matched.get(c.size)]
@@ -185,6 +189,15 @@ def step1_entries_and_checkpoints(
             report.add(
                 1, "checkpoints", "no signed checkpoint matches the log", station=log.station_id
             )
+    if log.all_signed and summary.unsigned_entries:
+        report.add(
+            1,
+            "checkpoints",
+            f"{summary.unsigned_entries} entr(ies) after the newest signed checkpoint (size "
+            f"{summary.latest_size or 0}): an export ends on a checkpoint covering every entry, "
+            "so entries were added to the bundle or its newest checkpoint was removed",
+            station=log.station_id,
+        )
     _check_key_recorded(report, log, facts)
     return RebuiltTree(read.size, read.roots, matched, plan, read.parse_seconds)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from evidence_agent.custody.canonical import canonical_json
 from evidence_agent.custody.signed_note import Ed25519Signer
 from tests.support import service_missing
 
@@ -178,7 +179,9 @@ def test_stored_objects_are_rehashed_both_ways(station: Path) -> None:
     assert code == INTEGRITY
     assert named(report, f"object {flipped}", f"clip {flipped_id}", step=3), failures(report)
     assert named(report, f"object {missing}", "missing", step=3)
-    assert named(report, f"object {extra_sha}", "no clip.ingested event", step=3)
+    assert named(
+        report, f"object {extra_sha}", "no clip.ingested or case.document_added event", step=3
+    )
 
 
 def test_catalog_rows_edited_behind_the_log(station: Path) -> None:
@@ -580,3 +583,72 @@ def test_custody_checkpoint_and_export_refuses_a_used_directory(
     (used / "file").write_text("x")
     proc = agent(station, "audit", "export", str(used))
     assert proc.returncode == ERROR and "not an empty directory" in proc.stderr
+
+
+def _append_forged_clip(bundle: Path) -> None:
+    """An entry appended after the last checkpoint, as a forger with the bundle alone can: a
+    clip.ingested copied from a real one with a new id and hash, its catalog row beside it,
+    SHA256SUMS redone."""
+    path = _entries(bundle)
+    lines = path.read_bytes().splitlines(keepends=True)
+    ingested = next(json.loads(line) for line in lines if b'"clip.ingested"' in line)
+    forged = {**ingested, "seq": len(lines), "sha256": "ab" * 32}
+    forged["subject"] = {**ingested["subject"], "id": "00000000-0000-4000-8000-000000000000"}
+    path.write_bytes(b"".join(lines) + canonical_json(forged) + b"\n")
+    rows_path = station_dir(bundle) / "catalog" / "clips.jsonl"
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    rows.append({**rows[0], "id": forged["subject"]["id"], "sha256": forged["sha256"]})
+    rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    resum(bundle)
+
+
+def _remove_newest_checkpoint(bundle: Path) -> None:
+    latest_checkpoint(bundle).unlink()
+    resum(bundle)
+
+
+@pytest.mark.parametrize("forge", [_append_forged_clip, _remove_newest_checkpoint])
+def test_a_bundle_is_signed_to_its_last_entry(
+    exported: tuple[Path, Path], bundle: Path, tmp_path: Path, forge: Callable[[Path], None]
+) -> None:
+    """An export ends on a checkpoint covering every entry: an unsigned entry in a bundle, or
+    a missing newest checkpoint, is an integrity failure even for an auditor who holds the
+    station's key and an older checkpoint; and no unsigned entry vouches for a catalog row."""
+    trusted = tmp_path / "trusted-checkpoint"
+    shutil.copy(
+        min((station_dir(bundle) / "checkpoints").iterdir(), key=lambda p: int(p.name)), trusted
+    )
+    key = tmp_path / "station.vkey"
+    shutil.copy(station_dir(bundle) / "station.vkey", key)
+    forge(bundle)
+    code, report = verify(
+        tmp_path / "no-station",
+        "--bundle",
+        str(bundle),
+        "--trusted-key",
+        str(key),
+        "--trusted-checkpoint",
+        str(trusted),
+    )
+    assert code == INTEGRITY, failures(report)
+    assert named(report, "checkpoints", "after the newest signed checkpoint", step=1)
+    if forge is _append_forged_clip:
+        assert named(report, "clip 00000000", step=4), failures(report)
+
+
+def test_without_a_trusted_key_the_report_says_whose_key_it_used(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """A bundle re-signed with an attacker's key is whole; without --trusted-key that is all
+    verify can say, and it says so instead of a bare INTACT."""
+    code, report = verify(tmp_path / "no-station", "--bundle", str(bundle))
+    assert code == 0 and report["key_from_bundle"] is True
+    text = agent(tmp_path / "no-station", "verify", "--bundle", str(bundle)).stdout
+    assert "INTACT, with the key the bundle carries itself" in text
+    assert "--trusted-key" in text
+    key = tmp_path / "station.vkey"
+    shutil.copy(station_dir(bundle) / "station.vkey", key)
+    pinned = agent(
+        tmp_path / "no-station", "verify", "--bundle", str(bundle), "--trusted-key", str(key)
+    )
+    assert pinned.stdout.rstrip().endswith("INTACT")

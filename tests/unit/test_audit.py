@@ -168,10 +168,13 @@ def test_intact_bundle(tmp_path: Path) -> None:
     report.raise_for_failures()
 
 
-def test_unsigned_tail_is_reported_not_failed(tmp_path: Path) -> None:
+def test_an_unsigned_tail_fails_a_bundle(tmp_path: Path) -> None:
+    """An export ends on a checkpoint covering every entry (the station's own tail, beyond its
+    newest checkpoint, is only allowed on the live station)."""
     report = verify_bundle(Log(sizes=[1, 4]).write(tmp_path / "b"))
-    assert report.intact, findings(report)
+    assert not report.intact
     assert report.logs[0].unsigned_entries == 2
+    assert has(report, 1, "checkpoints", "2 entr(ies) after the newest signed checkpoint")
 
 
 def test_trusted_checkpoint_extended_by_the_log(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def verify_bundle(
     the bundle carries; step 3 cannot run, a bundle carries no evidence."""
     started = time.perf_counter()
     report = AuditReport("bundle", str(path), datetime.now(UTC))
+    report.key_from_bundle = trusted_key is None
     trusted_note = read_trusted_checkpoint(trusted_checkpoint)
     pinned = read_trusted_key(trusted_key)
     b = bundle_format.open_bundle(path)
@@ -65,6 +66,7 @@ def verify_bundle(
             collect_facts=has_catalog,
             trusted_note=routed.get(sid),
             trusted_label=str(trusted_checkpoint) if trusted_checkpoint else "trusted checkpoint",
+            all_signed=True,
         )
         _, facts = verify_log(report, log)
         if has_catalog:

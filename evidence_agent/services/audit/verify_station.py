@@ -68,14 +68,14 @@ def verify_station(
             log.facts,
             store_keys,
             local=log.facts.station_id == sid,
-            report_orphans=False,
         )
-        known.update(log.facts.by_sha256)
+        known.update(log.facts.by_sha256, log.facts.documents)
     for sha in sorted(set(store_keys) - known):
         report.add(
             3,
             f"object {sha}",
-            "is in the object store but no clip.ingested event of any station's log has this hash",
+            "is in the object store but no clip.ingested or case.document_added event of any "
+            "station's log has this hash",
             station=sid,
         )
     _describe(report, audited, checked, len(store_keys))
@@ -178,11 +178,11 @@ def step3_objects_against_ingest_events(
     store_keys: Iterable[str],
     *,
     local: bool = True,
-    report_orphans: bool = True,
 ) -> int:
     """Step 3: every clip's bytes against its ingest hash (a stored clip through the store's
-    verify, a spooled one in the spool when the spool is this station's), and every stored
-    object against the log. Returns how many clips were re-hashed."""
+    verify, a spooled one in the spool when the spool is this station's), and every case
+    document the log recorded. Returns how many objects were re-hashed. (Objects in the store
+    that no log knows are named by the caller, once every station's log was read.)"""
     sid = facts.station_id
     t0 = time.perf_counter()
     checked = 0
@@ -213,13 +213,16 @@ def step3_objects_against_ingest_events(
             report.add(
                 3, item, f"clip {clip.clip_id} could not be read: {e}", station=sid, kind="error"
             )
-    for sha in sorted(in_store - set(facts.by_sha256)) if report_orphans else ():
-        report.add(
-            3,
-            f"object {sha}",
-            "is in the object store but no clip.ingested event has this hash",
-            station=sid,
-        )
+    for sha, document in sorted(facts.documents.items()):
+        try:
+            station.store.verify(sha)
+            checked += 1
+        except IntegrityError as e:
+            report.add(3, f"object {sha}", f"{document}: {e.message}", station=sid)
+        except (EvidenceError, OSError, ValueError) as e:
+            report.add(
+                3, f"object {sha}", f"{document} could not be read: {e}", station=sid, kind="error"
+            )
     report.steps[3].seconds += time.perf_counter() - t0
     return checked
 
