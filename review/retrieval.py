@@ -49,8 +49,9 @@ from evidence_agent.errors import (
     NotFoundError,
     StorageError,
 )
+from evidence_agent.io.atomic import fsync_dir
 from evidence_agent.io.copying import FileReader, FileWriter, pump
-from evidence_agent.io.spool import check_digest, fsync_dir
+from evidence_agent.io.hashing import check_digest
 from evidence_agent.services.guard import record_refusal, require, role_names
 from evidence_agent.services.station import Station
 from review.lookup import get_case, get_clip, linked_clip_ids

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from evidence_agent.adapters.local_store import LocalObjectStore
 from evidence_agent.errors import StorageError
-from evidence_agent.io.spool import fsync_dir
+from evidence_agent.io.atomic import fsync_dir
 from evidence_agent.ports import LockExtending, ObjectDeleting, ObjectStore
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from evidence_agent.errors import IntegrityError, NotFoundError, StorageError
-from evidence_agent.io.spool import check_digest, fsync_dir, hash_file
+from evidence_agent.io.atomic import fsync_dir
+from evidence_agent.io.hashing import check_digest, hash_file
 from evidence_agent.ports import StoredObject
 
 
