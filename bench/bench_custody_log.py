@@ -34,7 +34,6 @@ from sqlmodel import Session
 
 from evidence_agent.catalog.custody_log import SqlCustodyLog, log_origin
 from evidence_agent.catalog.database import migrate, open_engine
-from evidence_agent.custody.bundle import StationExport, write_bundle
 from evidence_agent.custody.canonical import canonical_json
 from evidence_agent.custody.catalog_rows import INGEST_FIELDS
 from evidence_agent.custody.checkpoint import Checkpoint, sign_checkpoint
@@ -44,6 +43,7 @@ from evidence_agent.custody.signed_note import Ed25519Signer
 from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.states import ClipState, DockState
 from evidence_agent.services.audit.verify_bundle import verify_bundle
+from evidence_agent.services.bundle_writer import StationExport, write_bundle
 
 STATION = "bench-7"
 TARGET_APPENDS_PER_S = 2_000

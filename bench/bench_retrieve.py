@@ -91,7 +91,6 @@ from evidence_agent.domain.states import ClipState
 from evidence_agent.services.ingest import ingest_event
 from evidence_agent.services.station import Station, open_station
 from review.retrieval import CHUNK_BYTES, RetrievalRequest, retrieve
-from review.store_retention import local_object_path
 
 TARGET_RATIO = 0.90
 CACHES = ("cold", "warm")
@@ -368,7 +367,7 @@ def bench_local(args: argparse.Namespace, work: Path, size: int) -> dict[str, An
         log(f"making a {args.size_mib} MiB clip in {work}")
         clip = make_object(station, work, size)
         b3 = clip.blake3 or ""
-        obj = local_object_path(station.store, clip.sha256)
+        obj = station.store.path_of(clip.sha256)
         targets = retrieval_targets(args, work)
         disk = targets.get("disk")
 

@@ -65,8 +65,14 @@ class ObjectStore(Protocol):
         ...
 
 
+# What review's retention asks of a store (review/retention.py), each optional: a store offers
+# the methods it has, and review names what a store without one leaves to the catalog.
+
+
 @runtime_checkable
 class LockExtending(Protocol):
+    """An object store with locks (S3 Object Lock); without it, the catalog's retention guards."""
+
     def extend_retention(self, sha256: str, until: datetime | None) -> None:
         """Make the object's lock last at least until `until` (None: indefinitely); never shorten."""
         ...
@@ -74,6 +80,8 @@ class LockExtending(Protocol):
 
 @runtime_checkable
 class ObjectDeleting(Protocol):
+    """An object store that removes objects (the local store, S3); without it nothing is deleted."""
+
     def delete_object(self, sha256: str) -> None:
         """Remove the object once its lock allows it; the store refuses while it is locked."""
         ...
@@ -81,10 +89,8 @@ class ObjectDeleting(Protocol):
 
 @runtime_checkable
 class LegalHolding(Protocol):
-    """An object store that can put a stored object under legal hold (S3 PutObjectLegalHold).
-
-    Optional, beside `extend_retention` and `delete_object` (review/store_retention.py): a store
-    without it leaves the catalog's hold as the only guard, and says so in the custody log."""
+    """An object store that can put a stored object under legal hold (S3 PutObjectLegalHold);
+    without it the catalog's hold is the only guard, and the custody log says so."""
 
     def set_legal_hold(self, sha256: str, on: bool) -> None:
         """Hold the object (`on`: no deletion, whatever its retention) or lift the hold."""

@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 
 from sqlmodel import Session, col, func, select
 
-from evidence_agent.adapters.local_store import LocalObjectStore
 from evidence_agent.catalog.models import CaseClip, Clip, CustodyEntry, RetentionRequest
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.events import format_time
@@ -29,12 +28,11 @@ from evidence_agent.domain.retention import (
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, InputError, PermissionDeniedError, StorageError
-from evidence_agent.ports import LegalHolding, ObjectDeleting, ObjectStore
+from evidence_agent.ports import LegalHolding, LockExtending, ObjectDeleting, ObjectStore
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 from review.settings import ReviewSettings
-from review.store_retention import extend_lock, remove_object
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +89,7 @@ def apply_retention(
     elif clip.state != ClipState.STORED:
         lock = NOT_IN_STORE
     else:
-        lock = extend_lock(station.store, clip.sha256, new.until)
+        lock = _extend_in_store(station.store, clip.sha256, new.until)
     change = {
         "from": {"class": clip.retention_class, "until": _t(clip.retention_until)},
         "to": {"class": new.cls.value, "until": _t(new.until)},
@@ -477,12 +475,12 @@ def _record_removed(
 
 def _remove_stored_object(store: ObjectStore, sha256: str) -> None:
     """Have the store remove the object for good, or raise: a refusal is never a warning."""
-    if not isinstance(store, LocalObjectStore | ObjectDeleting):
+    if not isinstance(store, ObjectDeleting):
         raise StorageError(
             f"{store.describe()} offers no deletion: the clip stays in the catalog",
             remedy="use a store backend that deletes objects (local or s3)",
         )
-    remove_object(store, sha256)
+    store.delete_object(sha256)
     if store.exists(sha256):
         raise StorageError(
             f"{store.describe()} still shows the object {sha256} after removing it; "
@@ -492,6 +490,16 @@ def _remove_stored_object(store: ObjectStore, sha256: str) -> None:
 
 
 # ---------------------------------------------------------------- hold and grounds
+
+
+def _extend_in_store(store: ObjectStore, sha256: str, until: datetime | None) -> str:
+    """Bring the store's lock in step with a longer retention (`until` None: for good); says
+    what was done, for the log. A store without locks (the local one) leaves the guard to the
+    catalog's retention."""
+    if not isinstance(store, LockExtending):
+        return f"{store.describe()}: no lock; the catalog's retention is the guard"
+    store.extend_retention(sha256, until)
+    return "extended" if until is not None else "kept indefinitely"
 
 
 def _hold_in_store(station: Station, clip: Clip, *, on: bool) -> str:

@@ -14,43 +14,34 @@ Steps for each clip:
   4. the retrieval is logged (who, when, what, why), then the file is given its final,
      read-only name (never replacing a file) and the directory is synced;
   5. a receipt (RFC 8785 JSON) lists what was handed over; its hash is logged too.
+
+Steps 2 and 3, and the placing in 4, are the verified copy-out of services/copy_out.py.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import hmac
-import io
-import json
 import logging
-import os
-import shutil
-import stat
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
-from blake3 import blake3
-from sqlmodel import col, select
-
-from evidence_agent.catalog.models import Clip, CustodyEntry, Officer, Recorder, Unit
+from evidence_agent.catalog.models import Clip, Officer, Recorder, Unit
 from evidence_agent.custody.canonical import canonical_json
 from evidence_agent.custody.events import format_time
 from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
-from evidence_agent.errors import (
-    EvidenceError,
-    InputError,
-    IntegrityError,
-    NotFoundError,
-    StorageError,
+from evidence_agent.errors import EvidenceError, InputError, IntegrityError
+from evidence_agent.services.copy_out import (
+    CHUNK_BYTES,
+    copy_verified,
+    place,
+    prepare_target,
+    write_document,
 )
-from evidence_agent.io.copying import FileReader, FileWriter, pump
-from evidence_agent.io.spool import check_digest, fsync_dir
 from evidence_agent.services.guard import record_refusal, require, role_names
 from evidence_agent.services.station import Station
 from review.lookup import get_case, get_clip, linked_clip_ids
@@ -58,16 +49,7 @@ from review.lookup import get_case, get_clip, linked_clip_ids
 log = logging.getLogger(__name__)
 
 RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
-# Chunks in flight: memory is bounded by _BUFFERS * chunk_bytes. Room to read ahead while the
-# target is written and the hash catches up (a device's speed comes and goes, and a network
-# stream not read from stalls its sender), but no more. A local object's chunks are read by the
-# device straight into these buffers (huge pages: one request a chunk, copying.io_buffers);
-# with them, chunks of 512 KiB to 4 MiB copied and hashed a cold GiB here within the host's
-# noise of each other, and 1 MiB is a request the disk takes whole for little memory.
-_BUFFERS = 4
-CHUNK_BYTES = 1 << 20
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
-_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS})
 
 
 @dataclass(frozen=True)
@@ -196,7 +178,7 @@ def retrieve(
                 sha256=clip.sha256,
             )
     try:
-        target = _prepare_target(request.target, sum(c.size for c in clips))
+        target = prepare_target(request.target, sum(c.size for c in clips), spare=_RECEIPT_ROOM)
     except EvidenceError as e:
         raise refused(e) from None
 
@@ -287,227 +269,12 @@ def _resolve(
     return ordered, views
 
 
-def _prepare_target(target: Path, needed: int) -> Path:
-    """The target directory, made if absent, with room for every clip and the receipt."""
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as e:
-        raise InputError(f"the target {target} is not a directory") from e
-    except OSError as e:
-        raise StorageError(
-            f"cannot create the target directory {target}: {e.strerror}",
-            remedy="choose a directory you can write to with --to",
-        ) from e
-    if not target.is_dir():
-        raise InputError(f"the target {target} is not a directory")
-    probe = target / f".evidence-agent-{uuid.uuid4().hex}.probe"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        probe.unlink()
-    except OSError as e:
-        raise StorageError(
-            f"the target directory {target} is not writable: {e.strerror}",
-            remedy="choose a directory you can write to with --to",
-        ) from e
-    free = shutil.disk_usage(target).free
-    if free < needed + _RECEIPT_ROOM:
-        raise StorageError(
-            f"the target {target} is too full: the retrieval needs {needed} bytes, {free} are free",
-            remedy="free space there or retrieve to another disk",
-        )
-    return target.resolve()
-
-
-def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) -> tuple[Path, str]:
-    """2-3: copy the stored object to a temporary file in `target` while hashing it.
-
-    Returns the temporary file, complete, synced and verified, and the hash it was verified by;
-    on any failure it is gone."""
-    algorithm, expected = ingest_hash(station, clip)
-    tmp = target / f".evidence-agent-{uuid.uuid4().hex}.part"
-    try:
-        source = station.store.open(clip.sha256)
-    except NotFoundError as e:
-        raise IntegrityError(
-            f"the stored copy of clip {clip.id} is missing from {station.store.describe()}"
-        ) from e
-    try:
-        try:
-            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            raise _target_error(e, target) from e
-        try:
-            digest, size = copy_and_hash(
-                source, dst, chunk_bytes, lambda e: _target_error(e, target), algorithm
-            )
-            os.fchmod(dst, 0o444)  # a handed-over copy is read-only, like the original
-            try:
-                os.fsync(dst)
-            except OSError as e:
-                raise _target_error(e, target) from e
-        finally:
-            os.close(dst)
-        if size != clip.size:
-            raise IntegrityError(
-                f"the stored copy of clip {clip.id} has {size} bytes, the catalog says {clip.size}"
-            )
-        check_digest(expected, digest, f"stored copy of clip {clip.id}", _NAMES[algorithm])
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        source.close()
-    return tmp, algorithm
-
-
-def ingest_hash(station: Station, clip: Clip) -> tuple[str, str]:
-    """The hash a retrieval of `clip` checks, as (algorithm, hex digest), as the clip's ingest
-    event in the custody log fixes it: the BLAKE3 where the ingest recorded one, else the SHA-256.
-
-    The catalog row must say the same as the event. The bytes handed over are then those the
-    log says were ingested, and the SHA-256 on the receipt is theirs, even though only their
-    BLAKE3 was computed: a row edited behind the log's back (as `verify` would report it) hands
-    nothing over."""
-    with station.reading() as session:
-        row = session.exec(
-            select(CustodyEntry.seq, CustodyEntry.entry)
-            .where(CustodyEntry.station_id == clip.station_id)
-            .where(CustodyEntry.subject_id == clip.id)
-            .where(CustodyEntry.event_type == EventType.CLIP_INGESTED)
-            .order_by(col(CustodyEntry.seq))
-        ).first()
-    if row is None:
-        raise IntegrityError(
-            f"clip {clip.id} has no clip.ingested event in the custody log of station "
-            f"{clip.station_id}: its catalog row was not made by an ingest",
-            remedy="run `evidence-agent verify` and report the finding",
-        )
-    seq, entry = row
-    event = json.loads(entry)
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    logged_sha256, logged_blake3 = event.get("sha256"), data.get("blake3")
-    at = f"its ingest event (entry {seq})"
-    if not isinstance(logged_sha256, str) or not _same(logged_sha256, clip.sha256):
-        raise IntegrityError(
-            f"the catalog's SHA-256 of clip {clip.id} is {clip.sha256}, {at} says {logged_sha256}"
-        )
-    if logged_blake3 is None and clip.blake3 is None:
-        return "sha256", clip.sha256  # ingested before BLAKE3 was recorded
-    if not isinstance(logged_blake3, str) or not _same(logged_blake3, clip.blake3 or ""):
-        raise IntegrityError(
-            f"the catalog's BLAKE3 of clip {clip.id} is {clip.blake3}, {at} says {logged_blake3}"
-        )
-    return "blake3", logged_blake3
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
-_NAMES = {"blake3": "BLAKE3", "sha256": "SHA-256"}
-
-
-def copy_and_hash(
-    source: BinaryIO,
-    dst: int,
-    chunk_bytes: int,
-    write_error: Callable[[OSError], EvidenceError],
-    algorithm: str = "sha256",
-) -> tuple[str, int]:
-    """Copy `source` to the file descriptor `dst`; return the digest (`algorithm`: "sha256" or
-    "blake3") and size of what was written.
-
-    A reader thread reads ahead, a second thread hashes while the target is written
-    (copying.pump). A local object is read by its descriptor, directly where the file system
-    allows it; any other stream (an S3 body) by `read`, its bytes used as they come."""
-    try:
-        fd = source.fileno()
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        regular = False
-    read = FileReader(fd) if regular else _stream_reader(source)
-    writer = FileWriter(dst)
-
-    def write(view: memoryview) -> None:
-        try:
-            writer(view)
-        except OSError as e:
-            raise write_error(e) from e
-
-    hasher = blake3() if algorithm == "blake3" else hashlib.sha256()
-
-    def digest(view: memoryview) -> None:
-        hasher.update(view)
-
-    total = pump(
-        read, write, digest, chunk_bytes=chunk_bytes, buffers=_BUFFERS, read_error=_read_error
-    )
-    return hasher.hexdigest(), total
-
-
-def _stream_reader(source: BinaryIO) -> Callable[[memoryview], memoryview]:
-    """Reads a stream by `read`, not into the pump's buffer: the bytes a network response
-    makes are hashed and written as they come, with no copy into the buffer."""
-
-    def read(buf: memoryview) -> memoryview:
-        return memoryview(source.read(len(buf)))
-
-    return read
-
-
-def _read_error(e: OSError) -> StorageError:
-    return StorageError(f"cannot read the stored object: {e.strerror or e}")
-
-
-def place(tmp: Path, target: Path, name: str) -> Path:
-    """Give the verified file its final name, never replacing an existing file."""
-    stem, suffix = _split(name)
-    candidates = [name, *(f"{stem}-{n}{suffix}" for n in range(2, 1000))]
-    for candidate in candidates:
-        final = target / candidate
-        try:
-            os.link(tmp, final)  # fails when the name exists: never an overwrite
-        except FileExistsError:
-            continue
-        except OSError as e:
-            if e.errno not in _NO_HARD_LINKS:
-                raise _target_error(e, target) from e
-            # File systems without hard links (FAT on a USB stick): check, then rename.
-            if final.exists():
-                continue
-            try:
-                os.rename(tmp, final)
-            except OSError as e2:
-                raise _target_error(e2, target) from e2
-            fsync_dir(target)
-            return final
-        tmp.unlink()
-        fsync_dir(target)
-        return final
-    raise InputError(f"too many files named like {name} in {target}")
-
-
-def _split(name: str) -> tuple[str, str]:
-    dot = name.rfind(".")
-    return (name[:dot], name[dot:]) if dot > 0 else (name, "")
-
-
 def _file_name(clip: Clip) -> str:
     """The recorder's own file name, which carries serial, badge and time; else the clip id."""
     name = PurePosixPath(clip.source_path.replace("\\", "/")).name
     if not name or name.startswith(".") or any(ord(ch) < 32 for ch in name):
         return clip.id
     return name
-
-
-def _target_error(e: OSError, target: Path) -> StorageError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(
-            f"the target {target} is full; nothing unverified was left there",
-            remedy="free space there or retrieve to another disk",
-        )
-    return StorageError(f"cannot write to the target {target}: {e.strerror}")
 
 
 def _record_retrieval(
@@ -584,18 +351,9 @@ def _write_receipt(station: Station, caller: Caller, report: RetrievalReport) ->
     }
     data = canonical_json(document)
     path: Path | None = report.target / f"receipt-{report.retrieval_id}.json"
-    tmp = report.target / f".receipt-{report.retrieval_id}.part"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-        try:
-            os.write(fd, data + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, report.target / f"receipt-{report.retrieval_id}.json")
-        fsync_dir(report.target)
+        write_document(report.target / f"receipt-{report.retrieval_id}.json", data + b"\n")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         log.error("the receipt of retrieval %s could not be written: %s", report.retrieval_id, e)
         path = None
     digest = hashlib.sha256(data + b"\n").hexdigest()

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from evidence_agent.errors import IntegrityError, NotFoundError, StorageError
-from evidence_agent.io.spool import check_digest, fsync_dir, hash_file
+from evidence_agent.io.atomic import fsync_dir
+from evidence_agent.io.hashing import check_digest, hash_file
 from evidence_agent.ports import StoredObject
 
 
@@ -28,13 +29,14 @@ class LocalObjectStore:
     def describe(self) -> str:
         return f"local store {self.root}"
 
-    def _path(self, sha256: str) -> Path:
+    def path_of(self, sha256: str) -> Path:
+        """Where the object is (or would be) kept."""
         return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
 
     def put(
         self, sha256: str, source: Path, size: int, retain_until: datetime | None
     ) -> StoredObject:
-        final = self._path(sha256)
+        final = self.path_of(sha256)
         if final.exists():
             return StoredObject(
                 key=self._key(final),
@@ -80,7 +82,7 @@ class LocalObjectStore:
         return str(path.relative_to(self.root))
 
     def verify(self, sha256: str) -> StoredObject:
-        path = self._path(sha256)
+        path = self.path_of(sha256)
         try:
             size = path.stat().st_size
             actual = hash_file(path)
@@ -93,12 +95,27 @@ class LocalObjectStore:
 
     def open(self, sha256: str) -> BinaryIO:
         try:
-            return self._path(sha256).open("rb")
+            return self.path_of(sha256).open("rb")
         except FileNotFoundError as e:
             raise NotFoundError(f"stored object {sha256} is not in {self.root}") from e
 
     def exists(self, sha256: str) -> bool:
-        return self._path(sha256).exists()
+        return self.path_of(sha256).exists()
+
+    def delete_object(self, sha256: str) -> None:
+        """Remove the object for good (ports.ObjectDeleting); an absent one is fine. The local
+        store has no lock: the catalog's retention decides, and the file goes when asked."""
+        path = self.path_of(sha256)
+        try:
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
+        except FileNotFoundError:
+            pass  # the object's directory is gone too
+        except OSError as e:
+            raise StorageError(
+                f"cannot remove the stored object {path}: {e.strerror}",
+                remedy="fix the store's permissions and run the same `retention delete` again",
+            ) from e
 
     def iter_keys(self) -> Iterator[str]:
         base = self.root / "sha256"

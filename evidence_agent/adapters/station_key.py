@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from evidence_agent.custody.signed_note import Ed25519Signer
 from evidence_agent.errors import IntegrityError, StorageError
+from evidence_agent.io.atomic import write_atomically
 
 PRIVATE_KEY_FILE = "station.key"  # C2SP note signer key string (secret)
 VERIFIER_KEY_FILE = "station.vkey"  # C2SP note verifier key string (public)
@@ -26,7 +26,10 @@ def load_or_create_signer(key_dir: Path, name: str) -> tuple[Ed25519Signer, bool
         key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not private.exists():
             signer = Ed25519Signer.generate(name)
-            _write_new(private, signer.key_string().encode() + b"\n", 0o600)
+            # Linked into place whole: a crash never leaves a cut key, and never a second one.
+            write_atomically(
+                private, signer.key_string().encode() + b"\n", mode=0o600, replace=False
+            )
             created = True
         text = private.read_text(encoding="ascii").strip()
     except FileExistsError:
@@ -59,16 +62,4 @@ def _write_public(key_dir: Path, signer: Ed25519Signer) -> None:
     ):
         path = key_dir / file
         if not path.exists() or path.read_text(encoding="ascii") != text:
-            tmp = path.with_suffix(".tmp")
-            tmp.unlink(missing_ok=True)
-            _write_new(tmp, text.encode(), 0o644)
-            tmp.replace(path)
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            write_atomically(path, text.encode(), mode=0o644)

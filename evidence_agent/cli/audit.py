@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,6 +12,7 @@ import typer
 from evidence_agent.cli.common import JsonOption, emit_json, open_station, settings_of
 from evidence_agent.cli.display import text_lines
 from evidence_agent.errors import ExitCode, StorageError
+from evidence_agent.io.atomic import write_atomically
 
 if TYPE_CHECKING:
     from evidence_agent.custody.audit_report import AuditReport
@@ -186,7 +185,11 @@ def prove_command(
     with open_station(ctx, create=False) as station:
         proof = prove(station, clip)
     if out is not None:
-        _write_atomically(out, (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode())
+        document = (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode()
+        try:
+            write_atomically(out, document)
+        except OSError as e:
+            raise StorageError(f"cannot write {out}: {e.strerror}") from e
     if as_json:
         emit_json(proof)
         return
@@ -248,16 +251,3 @@ def checkpoint_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     verb = "signed" if result["made"] else "already signed"
     sys.stdout.write(f"checkpoint {verb}: size {result['size']}, root {result['root_hash']}\n")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with tmp.open("xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {e.strerror}") from e

@@ -1,4 +1,4 @@
-"""Audit bundles: a directory holding everything an outside verifier needs, and its strict reader.
+"""Audit bundles: the directory format holding all an outside verifier needs, and its strict reader.
 
 Layout (version 1)::
 
@@ -17,27 +17,24 @@ extra files, while the signed checkpoints are what an attacker cannot forge.
 
 Problems with the content of files (a missing or changed file, a broken line) are returned as
 ``FileProblem`` values for the auditor's report; only a directory that cannot be read as a
-bundle at all raises ``InputError``.
+bundle at all raises ``InputError``. Bundles are written by services/bundle_writer.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import shutil
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from hmac import compare_digest
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from evidence_agent.custody.events import format_time
-from evidence_agent.errors import InputError, IntegrityError, StorageError
+from evidence_agent.errors import InputError
 
 FORMAT = "evidence-agent/audit-bundle"
 VERSION = 1
@@ -89,206 +86,41 @@ def catalog_path(station_id: str, table: str) -> str:
     return f"{station_dir(station_id)}/{CATALOG_DIR}/{table}.jsonl"
 
 
-# ---------------------------------------------------------------- writing
+# ---------------------------------------------------------------- writing (services/bundle_writer.py)
 
 
-@dataclass(frozen=True)
-class StationExport:
-    """One station's log as the exporter hands it over; iterables are consumed once, in order."""
-
-    station_id: str
-    verifier_key: str
-    public_key_pem: str
-    entries: Iterable[bytes]
-    checkpoints: Iterable[tuple[int, str]]  # (tree size, signed note)
-    catalog: Mapping[str, Iterable[Mapping[str, Any]]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StationSummary:
-    station_id: str
-    entries: int
-    checkpoints: int
-    latest_checkpoint: int | None
-
-
-@dataclass(frozen=True)
-class BundleSummary:
-    path: Path
-    files: int
-    bytes: int
-    stations: tuple[StationSummary, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "files": self.files,
-            "bytes": self.bytes,
-            "stations": [
-                {
-                    "id": s.station_id,
-                    "entries": s.entries,
-                    "checkpoints": s.checkpoints,
-                    "latest_checkpoint": s.latest_checkpoint,
-                }
-                for s in self.stations
-            ],
-        }
-
-
-def write_bundle(
-    dest: Path,
-    stations: Sequence[StationExport],
-    *,
-    created_at: datetime,
-    created_by: str,
-) -> BundleSummary:
-    """Write a bundle at ``dest`` (absent or an empty directory), all or nothing.
-
-    The files are written into a hidden sibling directory, synced, and renamed into place, so
-    an interrupted export never leaves something that looks like a bundle.
-    """
-    ids = [s.station_id for s in stations]
+def check_station_ids(ids: Sequence[str]) -> None:
+    """Refuse station ids that cannot name a bundle directory, or a station given twice."""
     for sid in ids:
         if not STATION_ID.fullmatch(sid):
             raise InputError(f"station id {sid!r} cannot name a bundle directory")
     if len(set(ids)) != len(ids):
         raise InputError("a station appears twice in the bundle")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise InputError(
-            f"{dest} already exists and is not an empty directory",
-            remedy="give a new directory name; a bundle is never written over another",
-        )
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex}"
-        tmp.mkdir()
-    except OSError as e:
-        raise StorageError(f"cannot create the bundle directory {dest}: {e.strerror}") from e
-    try:
-        writer = _Writer(tmp)
-        summaries = tuple(_write_station(writer, s) for s in stations)
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "created_at": format_time(created_at),
-            "created_by": created_by,
-            "stations": ids,
-        }
-        writer.write(MANIFEST_FILE, _json_line(manifest))
-        sums = "".join(f"{digest}  {path}\n" for path, digest in sorted(writer.digests.items()))
-        writer.write(SUMS_FILE, sums.encode("ascii"), record=False)
-        writer.sync_dirs()
-        if dest.exists():
-            dest.rmdir()
-        tmp.rename(dest)
-        _fsync_dir(dest.parent)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise StorageError(f"cannot write the bundle at {dest}: {e.strerror or e}") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return BundleSummary(dest, len(writer.digests) + 1, writer.bytes, summaries)
 
 
-def _write_station(writer: _Writer, station: StationExport) -> StationSummary:
-    sid = station.station_id
-    writer.write(verifier_key_path(sid), (station.verifier_key.strip() + "\n").encode("utf-8"))
-    writer.write(public_pem_path(sid), station.public_key_pem.encode("ascii"))
-    count = 0
-    with writer.open(entries_path(sid)) as out:
-        for entry in station.entries:
-            if b"\n" in entry:
-                raise IntegrityError(
-                    f"custody entry {count} of station {sid} contains a newline byte: it is not "
-                    "canonical JSON, so the log was altered",
-                    remedy="run `evidence-agent verify` on the station",
-                )
-            out.write(entry)
-            out.write(b"\n")
-            count += 1
-    sizes: list[int] = []
-    writer.mkdir(checkpoints_path(sid))
-    for size, note in station.checkpoints:
-        if size in sizes:
-            raise InputError(f"two checkpoints of size {size} for station {sid}")
-        sizes.append(size)
-        writer.write(checkpoint_path(sid, size), note.encode("utf-8"))
-    for table, rows in station.catalog.items():
-        if table not in CATALOG_TABLES:
-            raise InputError(f"unknown catalog table {table!r} for a bundle")
-        with writer.open(catalog_path(sid, table)) as out:
-            for row in rows:
-                out.write(_json_line(row))
-    return StationSummary(sid, count, len(sizes), max(sizes) if sizes else None)
+def manifest_line(station_ids: Sequence[str], created_at: datetime, created_by: str) -> bytes:
+    """The manifest file's bytes."""
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created_at": format_time(created_at),
+        "created_by": created_by,
+        "stations": list(station_ids),
+    }
+    return json_line(manifest)
 
 
-def _json_line(value: Any) -> bytes:
+def sums_text(digests: Mapping[str, str]) -> bytes:
+    """SHA256SUMS for files by relative path: one `<sha256>  <path>` line each, sorted."""
+    return "".join(f"{digest}  {path}\n" for path, digest in sorted(digests.items())).encode(
+        "ascii"
+    )
+
+
+def json_line(value: Any) -> bytes:
     # Deterministic, one line, UTF-8; these files are checked by SHA256SUMS, not signed.
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8") + b"\n"
-
-
-class _HashingFile:
-    def __init__(self, f: BinaryIO) -> None:
-        self._f = f
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self._f.write(data)
-        self.sha.update(data)
-        self.size += len(data)
-
-
-class _Writer:
-    """Creates files under a root, hashing what it writes and syncing every file and directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.digests: dict[str, str] = {}
-        self.bytes = 0
-        self._dirs: set[Path] = {root}
-
-    def mkdir(self, rel: str) -> Path:
-        path = self.root / rel
-        path.mkdir(parents=True, exist_ok=True)
-        p = path
-        while p != self.root:
-            self._dirs.add(p)
-            p = p.parent
-        return path
-
-    @contextlib.contextmanager
-    def open(self, rel: str, *, record: bool = True) -> Iterator[_HashingFile]:
-        parent = rel.rpartition("/")[0]
-        if parent:
-            self.mkdir(parent)
-        with (self.root / rel).open("xb") as f:
-            hashing = _HashingFile(f)
-            yield hashing
-            f.flush()
-            os.fsync(f.fileno())
-        self.bytes += hashing.size
-        if record:
-            self.digests[rel] = hashing.sha.hexdigest()
-
-    def write(self, rel: str, data: bytes, *, record: bool = True) -> None:
-        with self.open(rel, record=record) as out:
-            out.write(data)
-
-    def sync_dirs(self) -> None:
-        for path in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------- reading
@@ -521,7 +353,9 @@ class Bundle:
                     )
                 if self.mark_read(rel):
                     try:
-                        self.check_digest(rel, _hash_file(self.root / rel))
+                        with (self.root / rel).open("rb") as f:
+                            digest = hashlib.file_digest(f, "sha256").hexdigest()
+                        self.check_digest(rel, digest)
                     except OSError as e:
                         self.problem(rel, f"cannot be read: {e.strerror}")
         for rel in _walk(self.root):
@@ -641,14 +475,6 @@ def _in_layout(rel: str, stations: Sequence[str]) -> bool:
     if len(tail) == 2 and tail[0] == CATALOG_DIR:
         return tail[1] in {f"{t}.jsonl" for t in CATALOG_TABLES}
     return False
-
-
-def _hash_file(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(READ_CHUNK):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def _walk(root: Path) -> Iterator[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import hmac
 import os
 import shutil
 import uuid
@@ -13,7 +12,8 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from evidence_agent.errors import IntegrityError, StorageError
+from evidence_agent.errors import StorageError
+from evidence_agent.io.atomic import fsync_dir
 from evidence_agent.io.copying import FileReader, FileWriter, pump
 from evidence_agent.io.volume_reader import DEVICE_GONE_ERRNOS, VolumeGoneError, open_volume_file
 
@@ -254,26 +254,3 @@ def _spool_error(e: OSError, root: Path) -> StorageError:
             "the recorder still holds every file",
         )
     return StorageError(f"cannot write to the spool at {root}: {e.strerror}")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def hash_file(path: Path, chunk_bytes: int = 4 << 20) -> str:
-    """SHA-256 of a local file, streamed."""
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(chunk_bytes):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def check_digest(expected: str, actual: str, what: str, algorithm: str = "SHA-256") -> None:
-    """Constant-time comparison; a mismatch is an integrity failure, never a warning."""
-    if not hmac.compare_digest(expected.encode(), actual.encode()):
-        raise IntegrityError(f"{what}: {algorithm} is {actual}, expected {expected}")

@@ -13,12 +13,9 @@ nothing to enforce WORM with); `require_store_at_start` is the daemon's start ho
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from evidence_agent.adapters.s3.errors import StoreUnavailableError
 from evidence_agent.errors import StorageError
+from evidence_agent.io.atomic import write_atomically
 from evidence_agent.ports import StoredObject
 from evidence_agent.services.station import Station
 
@@ -375,14 +373,8 @@ def _remember_pass(data_dir: Path, store: str, when: datetime) -> None:
     text = json.dumps({"store": store, "passed_at": when.isoformat()}) + "\n"
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{CHECK_CACHE_FILE}.", dir=data_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, data_dir / CHECK_CACHE_FILE)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(
+            data_dir / CHECK_CACHE_FILE, text.encode("utf-8"), mode=0o600, durable=False
+        )
     except OSError as e:
         log.debug("cannot record the self-test result in %s: %s", data_dir, e)

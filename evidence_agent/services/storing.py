@@ -38,7 +38,9 @@ from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
-from evidence_agent.io.spool import Spool, check_digest
+from evidence_agent.io.atomic import write_atomically
+from evidence_agent.io.hashing import check_digest
+from evidence_agent.io.spool import Spool
 from evidence_agent.ports import LegalHolding, LockExtending, StoredObject
 from evidence_agent.services.station import Station
 from evidence_agent.services.storage_check import EvidenceBucketRefused, require_checked_store
@@ -614,12 +616,8 @@ def _published_size(path: Path, store: str, station_id: str) -> int:
 
 def _remember_published(path: Path, store: str, station_id: str, size: int) -> None:
     """Best effort: a lost record only makes the next call publish (idempotently) again."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    record = json.dumps({"store": store, "station": station_id, "size": size}) + "\n"
     try:
-        tmp.write_text(
-            json.dumps({"store": store, "station": station_id, "size": size}) + "\n",
-            encoding="utf-8",
-        )
-        os.replace(tmp, path)
+        write_atomically(path, record.encode("utf-8"), durable=False)
     except OSError as e:
         log.warning("cannot record published checkpoints in %s: %s", path, e.strerror)

@@ -14,7 +14,6 @@ import pytest
 
 from evidence_agent.custody import audit_report
 from evidence_agent.custody.audit_report import AuditReport
-from evidence_agent.custody.bundle import StationExport, write_bundle
 from evidence_agent.custody.checkpoint import Checkpoint, sign_checkpoint
 from evidence_agent.custody.events import CustodyEvent, encode_entry, format_time
 from evidence_agent.custody.merkle import (
@@ -26,6 +25,7 @@ from evidence_agent.custody.signed_note import Ed25519Signer
 from evidence_agent.errors import ExitCode, InputError, IntegrityError
 from evidence_agent.services.audit.proofs import verify_proof_file
 from evidence_agent.services.audit.verify_bundle import verify_bundle
+from evidence_agent.services.bundle_writer import StationExport, write_bundle
 
 SID = "st-1"
 ORIGIN = "evidence-agent/st-1"

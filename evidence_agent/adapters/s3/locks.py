@@ -58,7 +58,7 @@ def extend_current_retention(
 
 
 class ObjectLocks:
-    """Retention kept in step with the catalog, legal holds, and deletion (review/store_retention.py).
+    """Retention kept in step with the catalog, legal holds, and deletion (review/retention.py).
 
     Every version under a clip's key counts, not only the current one: a delete marker hides a
     version's bytes without removing them. `now` is the station's clock."""

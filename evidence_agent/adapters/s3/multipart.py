@@ -9,9 +9,7 @@ import hmac
 import json
 import logging
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, MutableMapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -39,6 +37,7 @@ from evidence_agent.adapters.s3.errors import StoreUnavailableError
 from evidence_agent.adapters.s3.upload import stored_by_someone_else, unreadable_spool
 from evidence_agent.adapters.s3.verify import verify_object
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
+from evidence_agent.io.atomic import write_atomically
 from evidence_agent.ports import StoredObject
 
 log = logging.getLogger(__name__)
@@ -112,22 +111,6 @@ class UploadState:
                 int(n): (str(p["etag"]), str(p["checksum_sha256"])) for n, p in raw["parts"].items()
             },
         )
-
-
-def write_atomically(path: Path, text: str, *, durable: bool = True) -> None:
-    """Replace `path` atomically; `durable` also fsyncs it (a crash may otherwise leave the old one)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def reusable(
@@ -338,7 +321,9 @@ class MultipartUploader:
 
     def _save_state(self, state_file: Path, state: UploadState, *, durable: bool = True) -> None:
         try:
-            write_atomically(state_file, state.to_json(), durable=durable)
+            write_atomically(
+                state_file, state.to_json().encode("utf-8"), mode=0o600, durable=durable
+            )
         except OSError as e:
             raise StorageError(
                 f"cannot write upload state {state_file}: {e.strerror}",

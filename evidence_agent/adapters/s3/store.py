@@ -249,7 +249,7 @@ class S3ObjectStore:
         full_key = self.artefact_key(key)
         return self._probes.overwrite(full_key, self._retain_until(retain_until))
 
-    # -- retention kept in step with the catalog, and deletion (review/store_retention.py) -------
+    # -- retention kept in step with the catalog, and deletion (review/retention.py) -------------
 
     def extend_retention(self, sha256: str, until: datetime | None) -> None:
         """Make the stored clip's COMPLIANCE lock last at least until `until` (None: kept for

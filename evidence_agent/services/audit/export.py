@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evidence_agent.custody import bundle as bundle_format
 from evidence_agent.custody.audit_report import b64
-from evidence_agent.custody.bundle import BundleSummary, StationExport
 from evidence_agent.custody.checkpoint import open_checkpoint
 from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.errors import InputError, NotFoundError
 from evidence_agent.services.audit import live_catalog
+from evidence_agent.services.bundle_writer import BundleSummary, StationExport, write_bundle
 
 if TYPE_CHECKING:
     from evidence_agent.services.station import Station
@@ -56,7 +55,7 @@ def export_bundle(station: Station, dest: Path) -> BundleSummary:
             checkpoints=checkpoints,
             catalog={"clips": catalog.clips or [], "case_clips": catalog.case_clips or []},
         )
-        return bundle_format.write_bundle(
+        return write_bundle(
             dest, [export], created_at=station.clock.now(), created_by=station.actor
         )
 

@@ -25,7 +25,7 @@ from evidence_agent.custody.verification import (
     verify_log,
 )
 from evidence_agent.errors import EvidenceError, InputError, IntegrityError
-from evidence_agent.io.spool import hash_file
+from evidence_agent.io.hashing import hash_file
 from evidence_agent.services.audit import live_catalog
 from evidence_agent.services.audit.trusted_files import read_trusted_checkpoint, read_trusted_key
 

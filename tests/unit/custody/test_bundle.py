@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from evidence_agent.custody import bundle as fmt
-from evidence_agent.custody.bundle import StationExport, open_bundle, write_bundle
+from evidence_agent.custody.bundle import open_bundle
 from evidence_agent.errors import InputError, IntegrityError
+from evidence_agent.services.bundle_writer import StationExport, write_bundle
 from tests.support import service_missing
 
 NOW = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)

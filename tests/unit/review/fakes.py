@@ -53,7 +53,7 @@ class MemoryStore:
     def describe(self) -> str:
         return "memory store"
 
-    def delete_object(self, sha256: str) -> None:  # the deletion hook of review.store_retention
+    def delete_object(self, sha256: str) -> None:  # ports.ObjectDeleting
         self.objects.pop(sha256, None)
 
 
