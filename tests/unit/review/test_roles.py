@@ -185,3 +185,15 @@ def test_roles_file_location() -> None:
     assert roles_file_path(data, {"EVIDENCE_AGENT_ROLES_FILE": "/etc/ea/roles.toml"}) == Path(
         "/etc/ea/roles.toml"
     )
+
+
+def test_the_roles_file_example_in_the_docs_is_valid() -> None:
+    import re
+    import tomllib
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "review.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## The roles file") :]
+    block = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    settings = build_review_settings(tomllib.loads(block.group(1)))
+    assert settings.deletion_approval is DeletionApproval.TWO_PERSON
