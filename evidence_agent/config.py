@@ -1,81 +1,48 @@
-"""Station configuration: read once at the entry point from TOML and the environment, validated whole."""
+"""Station configuration: read once at the entry point from TOML and the environment, validated whole.
+
+Every key is declared once, in config_keys.KEYS; validation, the Settings values,
+`evidence-agent config show` and the example file (`evidence-agent config example`, committed
+as config/evidence-agent.toml) follow from that table."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import textwrap
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from evidence_agent.domain.usb_allowlist import AllowlistEntry, parse_allowlist
+from evidence_agent.config_keys import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_MOUNT_ROOT,
+    EXAMPLE_FILE,
+    INTEGER,
+    KEYS,
+    MOVED,
+    NUMBER,
+    SECTIONS,
+    TEXT,
+    TEXTS,
+    Key,
+)
+from evidence_agent.domain.retention import RetentionPolicy
+from evidence_agent.domain.usb_allowlist import AllowlistEntry
 from evidence_agent.errors import ConfigError
 
 ENV_CONFIG = "EVIDENCE_AGENT_CONFIG"
 ENV_DATA_DIR = "EVIDENCE_AGENT_DATA_DIR"
 ENV_PREFIX = "EVIDENCE_AGENT__"  # EVIDENCE_AGENT__SECTION__KEY=value overrides one key
-DEFAULT_DATA_DIR = Path("/var/lib/evidence-agent")
-DEFAULT_MOUNT_ROOT = Path("/run/evidence-agent/mnt")
 ENV_RUNTIME_DIRECTORY = "RUNTIME_DIRECTORY"  # set by systemd's RuntimeDirectory=
-DEFAULT_METRICS_PORT = 9464
 
-DEFAULT_FILENAME_PATTERN = (
-    r"^(?P<serial>[A-Za-z0-9]{7})_(?P<badge>[0-9]{6})_(?P<start>[0-9]{14})_(?P<seq>[0-9]{1,6})"
-    r"(?P<important>_IMP)?\.[A-Za-z0-9]+$"
-)
+_BY_ID = {(k.section, k.name): k for k in KEYS}
 
-# (section, key) -> (type, default). None as default means "derived" or "unset".
-_SCHEMA: dict[tuple[str, str], tuple[type | tuple[type, ...], Any]] = {
-    ("station", "id"): (str, None),
-    ("station", "timezone"): (str, "local"),
-    ("paths", "data_dir"): (str, None),
-    ("paths", "spool_dir"): (str, None),
-    ("paths", "dock_dir"): (str, None),
-    ("paths", "key_dir"): (str, None),
-    ("catalog", "url"): (str, None),
-    ("store", "backend"): (str, "local"),
-    ("store", "local_dir"): (str, None),
-    ("store", "bucket"): (str, None),
-    ("store", "endpoint"): (str, None),
-    ("store", "region"): (str, "us-east-1"),
-    ("store", "addressing_style"): (str, "path"),
-    ("store", "ca_bundle"): (str, None),
-    ("store", "checksum_mode"): (str, "when_supported"),
-    ("store", "prefix"): (str, "evidence/"),
-    ("store", "default_retention_days"): (int, 183),
-    ("ingest", "video_patterns"): (
-        list,
-        ["*.mp4", "*.mov", "*.avi", "*.mkv", "*.ts", "*.asf", "*.3gp"],
-    ),
-    ("ingest", "photo_patterns"): (list, ["*.jpg", "*.jpeg", "*.png", "*.heic"]),
-    ("ingest", "audio_patterns"): (list, ["*.wav", "*.mp3", "*.aac", "*.amr", "*.m4a"]),
-    ("ingest", "filename_patterns"): (list, [DEFAULT_FILENAME_PATTERN]),
-    ("ingest", "identity_file"): (str, "RECORDER.JSON"),
-    ("ingest", "sm3"): (bool, False),
-    ("ingest", "chunk_bytes"): (int, 2 * 1024 * 1024),
-    ("ingest", "min_spool_free_bytes"): (int, 1024 * 1024 * 1024),
-    ("deadline", "limit_hours"): (int, 24),
-    ("deadline", "warn_hours"): (int, 20),
-    ("deadline", "undocked_warn_hours"): (int, 20),
-    ("dock", "sources"): (list, ["folder", "usb"]),
-    ("dock", "settle_seconds"): ((int, float), 2.0),
-    ("dock", "max_concurrent"): (int, 8),
-    ("dock", "clock_skew_warn_seconds"): (int, 60),
-    ("dock", "clear_recorder"): (bool, False),
-    ("dock", "usb_allowlist"): (list, []),
-    ("dock", "mount_root"): (str, None),
-    ("dock", "metrics_port"): (int, DEFAULT_METRICS_PORT),
-    ("custody", "checkpoint_interval_seconds"): (int, 300),
-    ("log", "level"): (str, "INFO"),
-}
-
-_BACKENDS = ("local", "s3")
-_CHECKSUM_MODES = ("when_supported", "when_required")
-_SOURCES = ("folder", "usb")
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# ---------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True)
@@ -89,7 +56,6 @@ class StoreSettings:
     ca_bundle: Path | None
     checksum_mode: str
     prefix: str
-    default_retention_days: int
 
 
 @dataclass(frozen=True)
@@ -118,9 +84,33 @@ class DockSettings:
     max_concurrent: int
     clock_skew_warn_seconds: int
     clear_recorder: bool
-    usb_allowlist: tuple[AllowlistEntry, ...] = ()
-    mount_root: Path = DEFAULT_MOUNT_ROOT
-    metrics_port: int = DEFAULT_METRICS_PORT  # 0: no metrics endpoint
+    usb_allowlist: tuple[AllowlistEntry, ...]
+    mount_root: Path
+    metrics_port: int  # 0: no metrics endpoint
+
+
+@dataclass(frozen=True)
+class ReviewRules:
+    full_recording_types: tuple[str, ...]
+    other_enforcement_types: tuple[str, ...]
+    gap_tolerance_seconds: float
+    suggest_margin_minutes: float
+    case_file_days: int  # the case file is due this many days after the end of the action
+
+    @property
+    def enforcement_types(self) -> tuple[str, ...]:
+        return (*self.full_recording_types, *self.other_enforcement_types)
+
+    def requires_full_recording(self, enforcement_type: str) -> bool:
+        return enforcement_type in self.full_recording_types
+
+    @property
+    def gap_tolerance(self) -> timedelta:
+        return timedelta(seconds=self.gap_tolerance_seconds)
+
+    @property
+    def suggest_margin(self) -> timedelta:
+        return timedelta(minutes=self.suggest_margin_minutes)
 
 
 @dataclass(frozen=True)
@@ -133,11 +123,15 @@ class Settings:
     key_dir: Path
     catalog_url: str
     store: StoreSettings
+    retention: RetentionPolicy
     ingest: IngestSettings
     deadline: DeadlineSettings
     dock: DockSettings
+    review: ReviewRules
     checkpoint_interval_seconds: int
     log_level: str
+    # Every key's effective value, by section, as `config show` prints them.
+    values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -150,6 +144,9 @@ def resolve_timezone(name: str) -> Any:
     if name == "local":
         return None  # datetime.astimezone(None) uses the system's local zone
     return ZoneInfo(name)
+
+
+# ---------------------------------------------------------------- loading
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -173,6 +170,63 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     return build_settings(raw, env, source=path)
 
 
+def build_settings(
+    raw: Mapping[str, Any], environ: Mapping[str, str], *, source: Path | None = None
+) -> Settings:
+    """Validate every key at once; a ConfigError names all the bad ones."""
+    problems: list[str] = []
+    given = _given_values(raw, environ, problems)
+    values: dict[tuple[str, str], Any] = {}
+    for (section, name), value in given.items():
+        key = _BY_ID.get((section, name))
+        if key is None:
+            problems.append(f"{section}.{name}: {MOVED.get((section, name), 'unknown key')}")
+            continue
+        if key.normalize is not None and _is_kind(value, key):
+            value = key.normalize(value)
+        found = _key_problems(key, value)
+        problems.extend(f"{key.path}: {p}" for p in found)
+        if not found:
+            values[(section, name)] = value
+    effective = {k.path: values.get((k.section, k.name), k.default) for k in KEYS}
+    problems.extend(_cross_problems(effective))
+    if problems:
+        where = f" in {source}" if source else ""
+        raise ConfigError(
+            f"{len(problems)} bad configuration key(s){where}: " + "; ".join(problems),
+            remedy=f"see {EXAMPLE_FILE} (or `evidence-agent config example`) for every key",
+        )
+    _derive(effective, environ)
+    return _settings(effective, source)
+
+
+def _given_values(
+    raw: Mapping[str, Any], environ: Mapping[str, str], problems: list[str]
+) -> dict[tuple[str, str], Any]:
+    """The file's values, then the environment's over them."""
+    given: dict[tuple[str, str], Any] = {}
+    for section, body in raw.items():
+        if not isinstance(body, dict):
+            problems.append(f"[{section}]: expected a table, got {type(body).__name__}")
+            continue
+        for name, value in body.items():
+            given[(section, name)] = value
+    for variable, text in environ.items():
+        if variable.startswith(ENV_PREFIX):
+            parts = variable[len(ENV_PREFIX) :].lower().split("__")
+            if len(parts) != 2:
+                problems.append(f"{variable}: expected {ENV_PREFIX}SECTION__KEY")
+                continue
+            key = _BY_ID.get((parts[0], parts[1]))
+            # Text keys keep the raw string (a bucket named 2024 stays "2024").
+            given[(parts[0], parts[1])] = (
+                text if key is not None and key.kind is TEXT else _parse_env_value(text)
+            )
+    if environ.get(ENV_DATA_DIR):
+        given[("paths", "data_dir")] = environ[ENV_DATA_DIR]
+    return given
+
+
 def _parse_env_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -180,194 +234,113 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
-def build_settings(
-    raw: Mapping[str, Any], environ: Mapping[str, str], *, source: Path | None = None
-) -> Settings:
-    """Validate every key at once; a ConfigError names all the bad ones."""
-    problems: list[str] = []
-    values: dict[tuple[str, str], Any] = {}
-    for section, body in raw.items():
-        if not isinstance(body, dict):
-            problems.append(f"[{section}]: expected a table, got {type(body).__name__}")
-            continue
-        for key, value in body.items():
-            values[(section, key)] = value
-    for name, text in environ.items():
-        if name.startswith(ENV_PREFIX):
-            parts = name[len(ENV_PREFIX) :].lower().split("__")
-            if len(parts) != 2:
-                problems.append(f"{name}: expected {ENV_PREFIX}SECTION__KEY")
-                continue
-            key = (parts[0], parts[1])
-            spec = _SCHEMA.get(key)
-            # Text keys keep the raw string (a bucket named 2024 stays "2024").
-            values[key] = text if spec is not None and spec[0] is str else _parse_env_value(text)
-    if environ.get(ENV_DATA_DIR):
-        values[("paths", "data_dir")] = environ[ENV_DATA_DIR]
+def _key_problems(key: Key, value: Any) -> list[str]:
+    """What is wrong with one key's value, by its row in the table."""
+    if isinstance(value, bool) and key.kind in (INTEGER, NUMBER):
+        return ["expected a number, got a boolean"]
+    if not _is_kind(value, key):
+        return [f"expected {key.kind.label}, got {type(value).__name__}"]
+    items: list[Any] = value if key.kind.item is not None else [value]
+    if key.kind.item is not None and not all(isinstance(v, key.kind.item) for v in items):
+        return [f"every item must be a {'string' if key.kind.item is str else 'table'}"]
+    if key.choices:
+        wrong = [v for v in items if v not in key.choices]
+        if wrong:
+            return [f"{v!r} is not one of {', '.join(key.choices)}" for v in wrong]
+    if key.low is not None and float(value) < key.low:
+        low = int(key.low) if float(key.low).is_integer() else key.low
+        return ["must not be negative" if low == 0 else f"must be at least {low}{key.why_low}"]
+    return key.check(value) if key.check is not None else []
 
-    resolved: dict[tuple[str, str], Any] = {}
-    for (section, key), value in values.items():
-        spec = _SCHEMA.get((section, key))
-        if spec is None:
-            problems.append(f"{section}.{key}: unknown key")
-            continue
-        expected, _ = spec
-        if isinstance(value, bool) and expected in (int, (int, float)):
-            problems.append(f"{section}.{key}: expected a number, got a boolean")
-            continue
-        if not isinstance(value, expected):
-            want = expected.__name__ if isinstance(expected, type) else "number"
-            problems.append(f"{section}.{key}: expected {want}, got {type(value).__name__}")
-            continue
-        resolved[(section, key)] = value
 
-    def get(section: str, key: str) -> Any:
-        return resolved.get((section, key), _SCHEMA[(section, key)][1])
+def _is_kind(value: Any, key: Key) -> bool:
+    return isinstance(value, key.kind.types)
 
-    _check_choice(problems, "store", "backend", get("store", "backend"), _BACKENDS)
-    _check_choice(
-        problems, "store", "checksum_mode", get("store", "checksum_mode"), _CHECKSUM_MODES
-    )
-    _check_choice(
-        problems,
-        "store",
-        "addressing_style",
-        get("store", "addressing_style"),
-        ("path", "virtual", "auto"),
-    )
-    _check_choice(problems, "log", "level", str(get("log", "level")).upper(), _LEVELS)
-    for src in get("dock", "sources"):
-        _check_choice(problems, "dock", "sources", src, _SOURCES)
-    for section, key in (
-        ("ingest", "video_patterns"),
-        ("ingest", "photo_patterns"),
-        ("ingest", "audio_patterns"),
-        ("ingest", "filename_patterns"),
-        ("dock", "sources"),
-    ):
-        if not all(isinstance(item, str) for item in get(section, key)):
-            problems.append(f"{section}.{key}: every item must be a string")
-    for pattern in get("ingest", "filename_patterns"):
-        if isinstance(pattern, str):
-            try:
-                compiled = re.compile(pattern)
-            except re.error as e:
-                problems.append(f"ingest.filename_patterns: {pattern!r} is not a valid regex: {e}")
-                continue
-            if "start" not in compiled.groupindex and "serial" not in compiled.groupindex:
-                problems.append(
-                    f"ingest.filename_patterns: {pattern!r} needs a named group 'start' or 'serial'"
-                )
-    for section, key, low in (
-        ("ingest", "chunk_bytes", 64 * 1024),
-        ("ingest", "min_spool_free_bytes", 0),
-        ("deadline", "limit_hours", 1),
-        ("deadline", "warn_hours", 1),
-        ("deadline", "undocked_warn_hours", 1),
-        ("dock", "max_concurrent", 1),
-        ("dock", "clock_skew_warn_seconds", 0),
-        ("custody", "checkpoint_interval_seconds", 1),
-        ("store", "default_retention_days", 183),
-    ):
-        if get(section, key) < low:
-            problems.append(f"{section}.{key}: must be at least {low}")
-    if get("deadline", "warn_hours") >= get("deadline", "limit_hours"):
+
+def _cross_problems(effective: Mapping[str, Any]) -> list[str]:
+    """Rules between keys (each key is valid alone)."""
+    problems = []
+    if effective["deadline.warn_hours"] >= effective["deadline.limit_hours"]:
         problems.append("deadline.warn_hours: must be less than deadline.limit_hours")
-    if get("dock", "settle_seconds") < 0:
-        problems.append("dock.settle_seconds: must not be negative")
-    allowlist: tuple[AllowlistEntry, ...] = ()
-    try:
-        allowlist = parse_allowlist(get("dock", "usb_allowlist"))
-    except ConfigError as e:
-        problems.append(f"dock.usb_allowlist: {e.message}")
-    if not 0 <= get("dock", "metrics_port") <= 65535:
-        problems.append("dock.metrics_port: must be 0 (off) or a TCP port up to 65535")
-    tz_name = get("station", "timezone")
-    if tz_name != "local":
-        try:
-            ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(
-                f"station.timezone: {tz_name!r} is not a known time zone (e.g. Asia/Shanghai)"
-            )
-    station_id = get("station", "id") or _default_station_id()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", station_id):
-        problems.append(f"station.id: {station_id!r} must be 1-63 letters, digits, '.', '_' or '-'")
-    if get("store", "backend") == "s3" and not get("store", "bucket"):
+    if effective["store.backend"] == "s3" and not effective["store.bucket"]:
         problems.append("store.bucket: required when store.backend = 's3'")
-
-    if problems:
-        where = f" in {source}" if source else ""
-        raise ConfigError(
-            f"{len(problems)} bad configuration key(s){where}: " + "; ".join(problems),
-            remedy="see config/evidence-agent.toml for every key with an example",
+    if effective["retention.important_days"] < effective["retention.standard_days"]:
+        problems.append("retention.important_days: must not be less than retention.standard_days")
+    both = set(effective["review.full_recording_types"]) & set(
+        effective["review.other_enforcement_types"]
+    )
+    for name in sorted(both):
+        problems.append(
+            f"review.other_enforcement_types: {name!r} is also in review.full_recording_types"
         )
+    return problems
 
-    data_dir = Path(get("paths", "data_dir") or DEFAULT_DATA_DIR).expanduser()
 
-    def path_or(key: str, default: Path) -> Path:
-        value = get("paths", key)
-        return Path(value).expanduser() if value else default
+def _derive(effective: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Fill in the keys whose default follows from others (the data directory, the host)."""
+    effective["station.id"] = effective["station.id"] or _default_station_id()
+    data_dir = Path(effective["paths.data_dir"] or DEFAULT_DATA_DIR).expanduser()
+    effective["paths.data_dir"] = str(data_dir)
+    for key, below in (
+        ("paths.spool_dir", "spool"),
+        ("paths.dock_dir", "dock"),
+        ("paths.key_dir", "keys"),
+        ("store.local_dir", "objects"),
+    ):
+        effective[key] = str(
+            Path(effective[key]).expanduser() if effective[key] else data_dir / below
+        )
+    effective["catalog.url"] = (
+        effective["catalog.url"] or f"sqlite:///{data_dir / 'catalog.sqlite3'}"
+    )
+    effective["dock.mount_root"] = str(_mount_root(effective["dock.mount_root"], environ))
 
-    catalog_url = get("catalog", "url") or f"sqlite:///{data_dir / 'catalog.sqlite3'}"
-    local_dir = get("store", "local_dir")
-    ca_bundle = get("store", "ca_bundle")
+
+_Section = TypeVar("_Section")
+
+
+def _section(cls: Callable[..., _Section], section: str, effective: Mapping[str, Any]) -> _Section:
+    """A section's settings, whose fields are the section's keys."""
+    fields = {}
+    for key in KEYS:
+        if key.section == section:
+            value = effective[key.path]
+            if key.convert is not None:
+                value = key.convert(value)
+            elif key.kind is TEXTS:
+                value = tuple(value)
+            elif key.kind is NUMBER:
+                value = float(value)
+            fields[key.name] = value
+    return cls(**fields)
+
+
+def _settings(effective: Mapping[str, Any], source: Path | None) -> Settings:
+    by_section: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for key in KEYS:
+        by_section[key.section][key.name] = effective[key.path]
     return Settings(
-        station_id=station_id,
-        timezone=tz_name,
-        data_dir=data_dir,
-        spool_dir=path_or("spool_dir", data_dir / "spool"),
-        dock_dir=path_or("dock_dir", data_dir / "dock"),
-        key_dir=path_or("key_dir", data_dir / "keys"),
-        catalog_url=catalog_url,
-        store=StoreSettings(
-            backend=get("store", "backend"),
-            local_dir=Path(local_dir).expanduser() if local_dir else data_dir / "objects",
-            bucket=get("store", "bucket"),
-            endpoint=get("store", "endpoint"),
-            region=get("store", "region"),
-            addressing_style=get("store", "addressing_style"),
-            ca_bundle=Path(ca_bundle) if ca_bundle else None,
-            checksum_mode=get("store", "checksum_mode"),
-            prefix=get("store", "prefix"),
-            default_retention_days=get("store", "default_retention_days"),
+        station_id=effective["station.id"],
+        timezone=effective["station.timezone"],
+        data_dir=Path(effective["paths.data_dir"]),
+        spool_dir=Path(effective["paths.spool_dir"]),
+        dock_dir=Path(effective["paths.dock_dir"]),
+        key_dir=Path(effective["paths.key_dir"]),
+        catalog_url=effective["catalog.url"],
+        store=_section(StoreSettings, "store", effective),
+        retention=RetentionPolicy(
+            standard=timedelta(days=effective["retention.standard_days"]),
+            important=timedelta(days=effective["retention.important_days"]),
         ),
-        ingest=IngestSettings(
-            video_patterns=tuple(get("ingest", "video_patterns")),
-            photo_patterns=tuple(get("ingest", "photo_patterns")),
-            audio_patterns=tuple(get("ingest", "audio_patterns")),
-            filename_patterns=tuple(get("ingest", "filename_patterns")),
-            identity_file=get("ingest", "identity_file"),
-            sm3=get("ingest", "sm3"),
-            chunk_bytes=get("ingest", "chunk_bytes"),
-            min_spool_free_bytes=get("ingest", "min_spool_free_bytes"),
-        ),
-        deadline=DeadlineSettings(
-            limit_hours=get("deadline", "limit_hours"),
-            warn_hours=get("deadline", "warn_hours"),
-            undocked_warn_hours=get("deadline", "undocked_warn_hours"),
-        ),
-        dock=DockSettings(
-            sources=tuple(get("dock", "sources")),
-            settle_seconds=float(get("dock", "settle_seconds")),
-            max_concurrent=get("dock", "max_concurrent"),
-            clock_skew_warn_seconds=get("dock", "clock_skew_warn_seconds"),
-            clear_recorder=get("dock", "clear_recorder"),
-            usb_allowlist=allowlist,
-            mount_root=_mount_root(get("dock", "mount_root"), environ),
-            metrics_port=get("dock", "metrics_port"),
-        ),
-        checkpoint_interval_seconds=get("custody", "checkpoint_interval_seconds"),
-        log_level=str(get("log", "level")).upper(),
+        ingest=_section(IngestSettings, "ingest", effective),
+        deadline=_section(DeadlineSettings, "deadline", effective),
+        dock=_section(DockSettings, "dock", effective),
+        review=_section(ReviewRules, "review", effective),
+        checkpoint_interval_seconds=effective["custody.checkpoint_interval_seconds"],
+        log_level=effective["log.level"],
+        values=by_section,
         source=source,
     )
-
-
-def _check_choice(
-    problems: list[str], section: str, key: str, value: Any, choices: tuple[str, ...]
-) -> None:
-    if value not in choices:
-        problems.append(f"{section}.{key}: {value!r} is not one of {', '.join(choices)}")
 
 
 def _mount_root(value: str | None, environ: Mapping[str, str]) -> Path:
@@ -384,3 +357,72 @@ def _mount_root(value: str | None, environ: Mapping[str, str]) -> Path:
 def _default_station_id() -> str:
     name = os.uname().nodename.split(".")[0] or "station"
     return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:63]
+
+
+# ---------------------------------------------------------------- the example file
+
+_HEADER = """\
+# Evidence agent configuration: every key, with its default and an example.
+# Written from the table in evidence_agent/config_keys.py by `evidence-agent config example`.
+# Use it with `evidence-agent --config FILE ...` or EVIDENCE_AGENT_CONFIG=FILE.
+# Any single key can be overridden from the environment as EVIDENCE_AGENT__SECTION__KEY,
+# e.g. EVIDENCE_AGENT__STORE__BACKEND=s3; EVIDENCE_AGENT_DATA_DIR moves the whole data directory.
+# Check a file with `evidence-agent --config FILE config validate`.
+# Secrets (S3 keys, database passwords) never go here: see README, "Credentials".
+"""
+_WIDTH = 100
+_SHORT = 24  # a longer default value is not repeated in the comment
+
+
+def example_file() -> str:
+    """The documented example configuration: every key of the table, its documentation, its
+    default, and its default or an example value."""
+    lines = [_HEADER.rstrip("\n")]
+    for section, doc in SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        if doc:
+            lines += [*_comment(doc), ""]
+        for key in KEYS:
+            if key.section != section:
+                continue
+            shown = key.default if key.example is None else key.example
+            lines += _comment(f"{key.doc} Default: {_default_words(key)}.")
+            lines.append(f"{key.name} = {_toml(shown, multiline=True)}")
+    return "\n".join(lines) + "\n"
+
+
+def _default_words(key: Key) -> str:
+    if key.default_doc:
+        return key.default_doc
+    words = _toml(key.default)
+    if key.example is None and len(words) > _SHORT:
+        return "as shown"
+    return words
+
+
+def _comment(text: str) -> list[str]:
+    """`text` as comment lines; each line of it starts a paragraph."""
+    return [
+        line
+        for paragraph in text.splitlines()
+        for line in textwrap.wrap(paragraph, _WIDTH, initial_indent="# ", subsequent_indent="# ")
+    ]
+
+
+def _toml(value: Any, *, multiline: bool = False) -> str:
+    """A TOML value as a person would write it (lists one item a line when long)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        if "\\" in value and "'" not in value:
+            return f"'{value}'"  # a literal string: regular expressions stay readable
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    items = [_toml(v) for v in value]
+    one_line = "[" + ", ".join(items) + "]"
+    if not multiline or len(one_line) <= _WIDTH - 24:
+        return one_line
+    return "[\n" + "".join(f"    {item},\n" for item in items) + "]"

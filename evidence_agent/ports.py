@@ -41,7 +41,9 @@ class ObjectStore(Protocol):
     ) -> StoredObject:
         """Store the spool file under its hash, never overwriting; idempotent for equal content.
 
-        What is stored is relied on only after `verify` has checked it against the ingest hash."""
+        A store with locks locks the object until `retain_until`, the clip's retention date in
+        the catalog (None: kept for good); it never picks a date of its own. What is stored is
+        relied on only after `verify` has checked it against the ingest hash."""
         ...
 
     def verify(self, sha256: str) -> StoredObject:

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from evidence_agent.catalog.models import Case, CaseClip, CaseDocument, Clip, Officer, Unit
 from evidence_agent.catalog.queries import ClipView, clip_views
+from evidence_agent.config import ReviewRules
 from evidence_agent.custody.events import format_time
 from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.case_file import case_file_clock, case_file_due
@@ -29,7 +30,6 @@ from evidence_agent.services.station import Station
 from review.completeness import CoverageReport, Footage, Span, coverage
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 from review.retention import apply_retention
-from review.settings import ReviewSettings
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,17 @@ def _t(value: datetime | None) -> str | None:
     return format_time(value) if value is not None else None
 
 
-def case_json(session: Session, case: Case, review: ReviewSettings) -> dict[str, Any]:
+def case_json(session: Session, case: Case, rules: ReviewRules) -> dict[str, Any]:
     unit = session.get(Unit, case.unit_id) if case.unit_id else None
     assert case.id is not None
-    due = case_file_due(case.action_end, review.case_file_days)
+    due = case_file_due(case.action_end, rules.case_file_days)
     return {
         "number": case.number,
         "title": case.title,
         "parties": json_list(case.parties),
         "cause_of_action": case.cause_of_action,
         "enforcement_type": case.enforcement_type,
-        "full_recording_required": review.requires_full_recording(case.enforcement_type),
+        "full_recording_required": rules.requires_full_recording(case.enforcement_type),
         "unit": unit.code if unit else None,
         "handling_officers": json_list(case.handling_officers),
         "action_start": _t(case.action_start),
@@ -104,9 +104,9 @@ def _need_reason(station: Station, caller: Caller, what: str, ref: str, reason: 
 
 
 def create_case(
-    station: Station, caller: Caller, review: ReviewSettings, data: CaseInput, reason: str | None
+    station: Station, caller: Caller, data: CaseInput, reason: str | None
 ) -> dict[str, Any]:
-    """Open a case; the enforcement type must be one the review file knows."""
+    """Open a case; the enforcement type must be one the station configuration knows."""
     require(
         station,
         caller,
@@ -120,10 +120,10 @@ def create_case(
     number = data.number.strip()
     if not number or len(number) > 64:
         problems.append("the case number must be 1 to 64 characters")
-    if data.enforcement_type not in review.enforcement_types:
+    if data.enforcement_type not in station.settings.review.enforcement_types:
         problems.append(
             f"enforcement type {data.enforcement_type!r} is not known; one of "
-            + ", ".join(review.enforcement_types)
+            + ", ".join(station.settings.review.enforcement_types)
         )
     if data.action_start and data.action_end and data.action_end < data.action_start:
         problems.append("the action ends before it starts")
@@ -175,7 +175,7 @@ def create_case(
         )
         session.add(case)
         session.flush()
-        document = case_json(session, case, review)
+        document = case_json(session, case, station.settings.review)
         station.record(
             session,
             EventType.CASE_CREATED.event(
@@ -188,21 +188,18 @@ def create_case(
     return document
 
 
-def list_cases(
-    station: Station, caller: Caller, review: ReviewSettings, state: str | None = None
-) -> list[dict[str, Any]]:
+def list_cases(station: Station, caller: Caller, state: str | None = None) -> list[dict[str, Any]]:
     require(station, caller, Action.CASE_READ)
     with station.reading() as session:
         query = select(Case).order_by(col(Case.created_at).desc(), col(Case.number))
         if state is not None:
             query = query.where(Case.state == state)
-        return [case_json(session, c, review) for c in session.exec(query)]
+        return [case_json(session, c, station.settings.review) for c in session.exec(query)]
 
 
 def close_case(
     station: Station,
     caller: Caller,
-    review: ReviewSettings,
     ref: str,
     reason: str | None,
     *,
@@ -221,7 +218,7 @@ def close_case(
     )
     text = _need_reason(station, caller, "case_close", ref, reason)
     case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
-    coverage_now, _ = _completeness(station, review, case)
+    coverage_now, _ = _completeness(station, case)
     incomplete = bool(coverage_now.get("full_recording_required")) and not coverage_now["complete"]
     if incomplete and not override_incomplete:
         refuse(
@@ -253,7 +250,7 @@ def close_case(
         row.state = "closed"
         row.closed_at = now
         session.add(row)
-        document = case_json(session, row, review)
+        document = case_json(session, row, station.settings.review)
         station.record(
             session,
             EventType.CASE_CLOSED.event(
@@ -272,30 +269,27 @@ def close_case(
 def link_clips(
     station: Station,
     caller: Caller,
-    review: ReviewSettings,
     ref: str,
     clip_refs: Sequence[str],
     reason: str | None,
 ) -> dict[str, Any]:
     """Link clips to a case (who, when, why); linked footage is evidence, kept permanently."""
-    return _change_links(station, caller, review, ref, clip_refs, reason, link=True)
+    return _change_links(station, caller, ref, clip_refs, reason, link=True)
 
 
 def unlink_clips(
     station: Station,
     caller: Caller,
-    review: ReviewSettings,
     ref: str,
     clip_refs: Sequence[str],
     reason: str | None,
 ) -> dict[str, Any]:
-    return _change_links(station, caller, review, ref, clip_refs, reason, link=False)
+    return _change_links(station, caller, ref, clip_refs, reason, link=False)
 
 
 def _change_links(
     station: Station,
     caller: Caller,
-    review: ReviewSettings,
     ref: str,
     clip_refs: Sequence[str],
     reason: str | None,
@@ -384,7 +378,6 @@ def _change_links(
                 station,
                 session,
                 row,
-                review.retention,
                 actor=caller.actor,
                 reason=text,
                 cause=f"{'linked to' if link else 'unlinked from'} case {case.number}",
@@ -402,14 +395,13 @@ def _change_links(
 def suggest(
     station: Station,
     caller: Caller,
-    review: ReviewSettings,
     ref: str,
     margin: timedelta | None = None,
 ) -> list[dict[str, Any]]:
     """Clips of the handling officers around the action window that are not linked yet."""
     require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
-    margin = review.suggest_margin if margin is None else margin
+    margin = station.settings.review.suggest_margin if margin is None else margin
     officers = json_list(case.handling_officers)
     if case.action_start is None or not officers:
         refuse(
@@ -451,14 +443,14 @@ def suggest(
 # ---------------------------------------------------------------- show and timeline
 
 
-def show_case(station: Station, caller: Caller, review: ReviewSettings, ref: str) -> dict[str, Any]:
+def show_case(station: Station, caller: Caller, ref: str) -> dict[str, Any]:
     """The case, its footage and documents, and a timeline of both."""
     require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
     now = station.clock.now()
     with station.reading() as session:
         assert case.id is not None
-        document = case_json(session, case, review)
+        document = case_json(session, case, station.settings.review)
         links = {
             link.clip_id: link
             for link in session.exec(select(CaseClip).where(CaseClip.case_id == case.id))
@@ -494,7 +486,7 @@ def show_case(station: Station, caller: Caller, review: ReviewSettings, ref: str
         }
         for d in docs
     ]
-    clock = case_file_clock(case.action_end, now, review.case_file_days)
+    clock = case_file_clock(case.action_end, now, station.settings.review.case_file_days)
     document["case_file_days_left"] = (
         clock.days_left if clock is not None and case.state != "closed" else None
     )
@@ -557,7 +549,6 @@ def timeline(
 def attach_document(
     station: Station,
     caller: Caller,
-    review: ReviewSettings,
     ref: str,
     path: Path,
     reason: str | None,
@@ -645,9 +636,7 @@ def attach_document(
 # ---------------------------------------------------------------- completeness
 
 
-def _completeness(
-    station: Station, review: ReviewSettings, case: Case
-) -> tuple[dict[str, Any], CoverageReport | None]:
+def _completeness(station: Station, case: Case) -> tuple[dict[str, Any], CoverageReport | None]:
     """What `case check` reports: the action window's coverage by the case's footage."""
     settings = station.settings
     rule = DeadlineRule(
@@ -655,7 +644,7 @@ def _completeness(
         warn=timedelta(hours=settings.deadline.warn_hours),
     )
     officers = json_list(case.handling_officers)
-    required = review.requires_full_recording(case.enforcement_type)
+    required = station.settings.review.requires_full_recording(case.enforcement_type)
     result: dict[str, Any] = {"case": case.number, "enforcement_type": case.enforcement_type}
     if case.action_start is None or case.action_end is None:
         result.update(
@@ -706,7 +695,7 @@ def _completeness(
             footage,
             handling_officers=officers,
             required=required,
-            tolerance=review.gap_tolerance,
+            tolerance=station.settings.review.gap_tolerance,
         )
         result.update(report.to_json())
         if untimed:
@@ -722,12 +711,12 @@ def _completeness(
 
 
 def check_case(
-    station: Station, caller: Caller, review: ReviewSettings, ref: str
+    station: Station, caller: Caller, ref: str
 ) -> tuple[dict[str, Any], CoverageReport | None]:
     """The coverage of the case's action window by its footage, for a legal reviewer."""
     require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
-    result, report = _completeness(station, review, case)
+    result, report = _completeness(station, case)
     record_view(
         station,
         caller,

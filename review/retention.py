@@ -19,7 +19,6 @@ from evidence_agent.domain.retention import (
     ClipFacts,
     Ground,
     RetentionClass,
-    RetentionPolicy,
     approval_blocker,
     deletion_blockers,
     parse_grounds,
@@ -66,17 +65,17 @@ def apply_retention(
     station: Station,
     session: Session,
     clip: Clip,
-    policy: RetentionPolicy,
     *,
     actor: str,
     reason: str,
     cause: str,
 ) -> dict[str, Any] | None:
-    """Bring a clip's class and keep-until time in step with the rules, in the caller's
-    transaction; a longer retention extends the store's lock first (a store that cannot is an
-    error, and the caller's transaction rolls back). Returns the change."""
+    """Bring a clip's class and keep-until time in step with the station's retention policy, in
+    the caller's transaction; a longer retention extends the store's lock first, to the very
+    date the catalog gets (a store that cannot is an error, and the caller's transaction rolls
+    back). Returns the change."""
     session.flush()  # the link or ground that caused this must be counted
-    new = retention_for(clip_facts(session, clip), policy)
+    new = retention_for(clip_facts(session, clip), station.settings.retention)
     if clip.retention_class == new.cls.value and clip.retention_until == new.until:
         return None
     longer = new.cls is RetentionClass.PERMANENT or (
@@ -116,7 +115,7 @@ def apply_retention(
 # ---------------------------------------------------------------- due
 
 
-def due(station: Station, caller: Caller, review: ReviewSettings) -> list[dict[str, Any]]:
+def due(station: Station, caller: Caller) -> list[dict[str, Any]]:
     """Clips past retention that may be deleted with approval, oldest first, with requests."""
     require(station, caller, Action.RETENTION_READ)
     now = station.clock.now()
@@ -132,7 +131,7 @@ def due(station: Station, caller: Caller, review: ReviewSettings) -> list[dict[s
         due_ids = [
             c.id
             for c in candidates
-            if not deletion_blockers(clip_facts(session, c), review.retention, now)
+            if not deletion_blockers(clip_facts(session, c), station.settings.retention, now)
         ]
         views = {v.clip.id: v for v in clip_views(session, clip_ids=due_ids)} if due_ids else {}
         requests: dict[str, list[RetentionRequest]] = {}
@@ -208,7 +207,7 @@ def _clip_or_refuse(
 
 
 def request_deletion(
-    station: Station, caller: Caller, review: ReviewSettings, clip_ref: str, reason: str | None
+    station: Station, caller: Caller, clip_ref: str, reason: str | None
 ) -> dict[str, Any]:
     """Ask for a clip past retention to be deleted; a supervisor approves (or not) later."""
     require(
@@ -223,7 +222,7 @@ def request_deletion(
     clip = _clip_or_refuse(station, caller, Action.RETENTION_REQUEST, clip_ref, text)
     now = station.clock.now()
     with station.reading() as session:
-        blockers = deletion_blockers(clip_facts(session, clip), review.retention, now)
+        blockers = deletion_blockers(clip_facts(session, clip), station.settings.retention, now)
     if blockers:
         refuse(
             station,
@@ -320,7 +319,7 @@ def approve_deletion(
             _store_refused(station, caller, clip, text, e)
     now = station.clock.now()
     with station.reading() as session:
-        blockers = deletion_blockers(clip_facts(session, clip), review.retention, now)
+        blockers = deletion_blockers(clip_facts(session, clip), station.settings.retention, now)
         pending = _pending_request(session, clip.id)
     if blockers:
         refuse(
@@ -393,7 +392,7 @@ def _delete(
         row = session.get(Clip, clip.id)
         assert row is not None
         # Checked again inside the transaction: a link or hold may have arrived meanwhile.
-        late_blockers = deletion_blockers(clip_facts(session, row), review.retention, now)
+        late_blockers = deletion_blockers(clip_facts(session, row), station.settings.retention, now)
         if late_blockers:
             raise _Blocked(f"clip {clip.id} may not be deleted: " + "; ".join(late_blockers))
         request = _pending_request(session, clip.id)
@@ -581,7 +580,6 @@ def set_hold(
 def mark_ground(
     station: Station,
     caller: Caller,
-    review: ReviewSettings,
     clip_ref: str,
     ground: str,
     reason: str | None,
@@ -639,7 +637,6 @@ def mark_ground(
             station,
             session,
             row,
-            review.retention,
             actor=caller.actor,
             reason=text,
             cause=f"ground {ground}",

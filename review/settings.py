@@ -1,4 +1,4 @@
-"""The review file: roles by OS user and group, and review rules; read once at the entry point."""
+"""The roles file: who may do what (roles by OS user and group, deletion approval); read once."""
 
 from __future__ import annotations
 
@@ -7,67 +7,37 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from evidence_agent.domain.retention import DeletionApproval, RetentionPolicy
+from evidence_agent.domain.retention import DeletionApproval
 from evidence_agent.domain.roles import DEFAULT_GROUPS, Role, RoleMap, parse_roles
 from evidence_agent.errors import ConfigError
 
 ENV_ROLES_FILE = "EVIDENCE_AGENT_ROLES_FILE"
 ROLES_FILE_NAME = "roles.toml"
 
-# Actions that need full-process audio/video recording under the rules (seizure, forced
-# demolition and the like), and those that need it as circumstances require.
-DEFAULT_FULL_RECORDING_TYPES = (
-    "seizure",
-    "sealing",
-    "forced_demolition",
-    "compulsory_execution",
-    "administrative_detention",
-)
-DEFAULT_OTHER_TYPES = (
-    "on_site_inspection",
-    "evidence_collection",
-    "hearing",
-    "service_of_documents",
-    "administrative_penalty",
-    "licensing",
-    "other",
-)
-
-_REVIEW_KEYS: dict[str, type | tuple[type, ...]] = {
-    "full_recording_types": list,
-    "other_enforcement_types": list,
-    "deletion_approval": str,
-    "gap_tolerance_seconds": (int, float),
-    "suggest_margin_minutes": (int, float),
-    "standard_retention_days": int,
-    "important_retention_days": int,
-    "case_file_days": int,
-}
 _ROLES_KEYS = ("users", "groups", "officers", "default_groups")
+# Station policy that earlier releases read from this file: refused with where it is now, so
+# that no period or rule is set in two places that could disagree.
+_MOVED = {
+    "full_recording_types": "review.full_recording_types",
+    "other_enforcement_types": "review.other_enforcement_types",
+    "gap_tolerance_seconds": "review.gap_tolerance_seconds",
+    "suggest_margin_minutes": "review.suggest_margin_minutes",
+    "case_file_days": "review.case_file_days",
+    "standard_retention_days": "retention.standard_days",
+    "important_retention_days": "retention.important_days",
+}
 
 
 @dataclass(frozen=True)
 class ReviewSettings:
+    """The people's side of review; the station's rules are in its configuration (Settings)."""
+
     roles: RoleMap = field(default_factory=RoleMap)
-    full_recording_types: tuple[str, ...] = DEFAULT_FULL_RECORDING_TYPES
-    other_enforcement_types: tuple[str, ...] = DEFAULT_OTHER_TYPES
     deletion_approval: DeletionApproval = DeletionApproval.TWO_PERSON
-    gap_tolerance: timedelta = timedelta(seconds=2)
-    suggest_margin: timedelta = timedelta(minutes=30)
-    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
-    case_file_days: int = 30  # case file within 30 days of the end of the action
     source: Path | None = None
-
-    @property
-    def enforcement_types(self) -> tuple[str, ...]:
-        return (*self.full_recording_types, *self.other_enforcement_types)
-
-    def requires_full_recording(self, enforcement_type: str) -> bool:
-        return enforcement_type in self.full_recording_types
 
 
 def roles_file_path(data_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
@@ -127,51 +97,22 @@ def build_review_settings(raw: Mapping[str, Any], *, source: Path | None = None)
         else:
             problems.append(f"roles.officers.{user}: expected a badge number as a string")
 
+    approval = DeletionApproval.TWO_PERSON
     for key, value in review_raw.items():
-        expected = _REVIEW_KEYS.get(key)
-        if expected is None:
+        if key in _MOVED:
+            problems.append(
+                f"review.{key}: moved to the station configuration as {_MOVED[key]} "
+                "(see config/evidence-agent.toml); remove it here"
+            )
+        elif key != "deletion_approval":
             problems.append(f"review.{key}: unknown key")
-        elif isinstance(value, bool) or not isinstance(value, expected):
-            problems.append(f"review.{key}: expected {_type_name(expected)}")
-    valid = _valid(review_raw)
-
-    def get(key: str, default: Any) -> Any:
-        return review_raw[key] if key in valid else default
-
-    full = _names(
-        get("full_recording_types", DEFAULT_FULL_RECORDING_TYPES), "full_recording_types", problems
-    )
-    other = _names(
-        get("other_enforcement_types", DEFAULT_OTHER_TYPES), "other_enforcement_types", problems
-    )
-    for name in sorted(set(full) & set(other)):
-        problems.append(f"review: {name!r} is listed both as full-recording and as other type")
-    approval_text = get("deletion_approval", DeletionApproval.TWO_PERSON.value)
-    try:
-        approval = DeletionApproval(approval_text)
-    except ValueError:
-        problems.append(
-            f"review.deletion_approval: {approval_text!r} is not one of "
-            + ", ".join(m.value for m in DeletionApproval)
-        )
-        approval = DeletionApproval.TWO_PERSON
-    tolerance = float(get("gap_tolerance_seconds", 2))
-    margin = float(get("suggest_margin_minutes", 30))
-    if tolerance < 0:
-        problems.append("review.gap_tolerance_seconds: must not be negative")
-    if margin < 0:
-        problems.append("review.suggest_margin_minutes: must not be negative")
-    case_file_days = int(get("case_file_days", 30))
-    if case_file_days < 1:
-        problems.append("review.case_file_days: must be at least 1")
-    policy = RetentionPolicy()
-    try:
-        policy = RetentionPolicy(
-            standard=timedelta(days=int(get("standard_retention_days", policy.standard.days))),
-            important=timedelta(days=int(get("important_retention_days", policy.important.days))),
-        )
-    except ValueError as e:
-        problems.append(f"review: {e}")
+        elif not isinstance(value, str) or value not in {m.value for m in DeletionApproval}:
+            problems.append(
+                f"review.deletion_approval: {value!r} is not one of "
+                + ", ".join(m.value for m in DeletionApproval)
+            )
+        else:
+            approval = DeletionApproval(value)
 
     if problems:
         where = f" in {source}" if source else ""
@@ -184,33 +125,9 @@ def build_review_settings(raw: Mapping[str, Any], *, source: Path | None = None)
         role_groups[group] = role_groups.get(group, frozenset()) | roles
     return ReviewSettings(
         roles=RoleMap(users=users, groups=role_groups, badges=officers),
-        full_recording_types=tuple(full),
-        other_enforcement_types=tuple(other),
         deletion_approval=approval,
-        gap_tolerance=timedelta(seconds=tolerance),
-        suggest_margin=timedelta(minutes=margin),
-        retention=policy,
-        case_file_days=case_file_days,
         source=source,
     )
-
-
-def _valid(review_raw: Mapping[str, Any]) -> set[str]:
-    return {
-        key
-        for key, value in review_raw.items()
-        if key in _REVIEW_KEYS
-        and not isinstance(value, bool)
-        and isinstance(value, _REVIEW_KEYS[key])
-    }
-
-
-def _type_name(expected: type | tuple[type, ...]) -> str:
-    if expected is list:
-        return "a list"
-    if expected is str:
-        return "a string"
-    return "a number"
 
 
 def _table(
@@ -237,10 +154,3 @@ def _role_table(
         except ValueError as e:
             problems.append(str(e))
     return result
-
-
-def _names(value: Any, key: str, problems: list[str]) -> list[str]:
-    if not all(isinstance(v, str) and v for v in value):
-        problems.append(f"review.{key}: every item must be a non-empty string")
-        return [v for v in value if isinstance(v, str) and v]
-    return list(value)

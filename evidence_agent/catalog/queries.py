@@ -249,7 +249,7 @@ def station_status(
     undocked_warn_hours: float | None = None,
     case_file_days: int | None = None,
 ) -> StatusView:
-    """The station at `now`. `case_file_days` (the review file's) adds the case-file clock of every
+    """The station at `now`. `case_file_days` (review.case_file_days) adds the case-file clock of every
     open case whose action has ended; without it `case_files` is None."""
     spooled = session.exec(
         select(

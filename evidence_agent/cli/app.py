@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -264,23 +263,12 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     case-file clock of open cases whose action has ended."""
     from evidence_agent.catalog.queries import station_status
     from evidence_agent.domain.deadline import DeadlineRule
-    from evidence_agent.errors import ConfigError
-    from review.settings import load_review_settings, roles_file_path
 
     settings = root_context(ctx).settings
     rule = DeadlineRule(
         limit=timedelta(hours=settings.deadline.limit_hours),
         warn=timedelta(hours=settings.deadline.warn_hours),
     )
-    warnings: list[str] = []
-    # The case-file period is a review rule (review.case_file_days in the roles file). A bad
-    # roles file must not take the 24-hour watch down with it: the clock is left out, and why.
-    case_file_days: int | None = None
-    try:
-        review = load_review_settings(roles_file_path(settings.data_dir))
-        case_file_days = review.case_file_days
-    except ConfigError as e:
-        warnings.append(f"case-file clock not shown: {e}")
     with open_station(ctx, create=False) as station, station.reading() as session:
         view = station_status(
             session,
@@ -288,12 +276,11 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             rule,
             clock_skew_warn_seconds=settings.dock.clock_skew_warn_seconds,
             undocked_warn_hours=settings.deadline.undocked_warn_hours,
-            case_file_days=case_file_days,
+            case_file_days=settings.review.case_file_days,
         )
     data = view.to_json()
     data["station"] = settings.station_id
     data["store"] = station.store.describe()
-    data["warnings"] = warnings
     if as_json:
         emit_json(data)
         return
@@ -370,10 +357,16 @@ def config_validate(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
-    """Print the effective settings as JSON (no secrets are ever in them)."""
-    from dataclasses import asdict
+    """Print the effective value of every key, by section, as JSON (no secrets are in them)."""
+    emit_json(root_context(ctx).settings.values)
 
-    emit_json(json.loads(json.dumps(asdict(root_context(ctx).settings), default=str)))
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print the documented example configuration: every key, its default, an example value."""
+    from evidence_agent.config import example_file
+
+    sys.stdout.write(example_file())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -144,8 +144,6 @@ def status_text(data: dict[str, Any], settings: Settings) -> str:
         lines.append(f"clips {title}: {sum(r['clips'] for r in rows)}")
         for r in rows:
             lines.append(f"  unit {r['unit']}  officer {r['officer']}: {r['clips']}")
-    for extra in data.get("warnings", []):
-        lines.append(f"warning: {extra}")
     return text_lines(lines)
 
 

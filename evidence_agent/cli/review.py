@@ -119,8 +119,8 @@ def case_create(
         action_start=parse_time(start, tz),
         action_end=parse_time(end, tz),
     )
-    with _review(ctx) as (station, caller, review):
-        case = create_case(station, caller, review, data, reason)
+    with _review(ctx) as (station, caller, _):
+        case = create_case(station, caller, data, reason)
     _out(as_json, case, case_rows([case], tz))
 
 
@@ -134,8 +134,8 @@ def case_list(
     from evidence_agent.cli.review_tables import case_rows
     from review.cases import list_cases
 
-    with _review(ctx, create=False) as (station, caller, review):
-        cases = list_cases(station, caller, review, state)
+    with _review(ctx, create=False) as (station, caller, _):
+        cases = list_cases(station, caller, state)
     _out(as_json, cases, case_rows(cases, _tz(ctx)))
 
 
@@ -149,8 +149,8 @@ def case_show(
     from evidence_agent.cli.review_tables import case_text, clip_rows
     from review.cases import show_case
 
-    with _review(ctx, create=False) as (station, caller, review):
-        case = show_case(station, caller, review, number)
+    with _review(ctx, create=False) as (station, caller, _):
+        case = show_case(station, caller, number)
     tz = _tz(ctx)
     _out(as_json, case, case_text(case, tz) + "footage:\n" + clip_rows(case["footage"], tz))
 
@@ -174,10 +174,8 @@ def case_close(
     from evidence_agent.cli.review_tables import case_rows
     from review.cases import close_case
 
-    with _review(ctx) as (station, caller, review):
-        case = close_case(
-            station, caller, review, number, reason, override_incomplete=override_incomplete
-        )
+    with _review(ctx) as (station, caller, _):
+        case = close_case(station, caller, number, reason, override_incomplete=override_incomplete)
     _out(as_json, case, case_rows([case], _tz(ctx)))
 
 
@@ -204,8 +202,8 @@ def case_link(
     """Link clips to a case (who, when and why are logged); linked footage is kept permanently."""
     from review.cases import link_clips
 
-    with _review(ctx) as (station, caller, review):
-        result = link_clips(station, caller, review, number, clips, reason)
+    with _review(ctx) as (station, caller, _):
+        result = link_clips(station, caller, number, clips, reason)
     _out(as_json, result, _link_text(result, "linked"))
 
 
@@ -220,8 +218,8 @@ def case_unlink(
     """Unlink clips from a case (logged); their retention follows from their remaining links."""
     from review.cases import unlink_clips
 
-    with _review(ctx) as (station, caller, review):
-        result = unlink_clips(station, caller, review, number, clips, reason)
+    with _review(ctx) as (station, caller, _):
+        result = unlink_clips(station, caller, number, clips, reason)
     _out(as_json, result, _link_text(result, "unlinked"))
 
 
@@ -240,17 +238,16 @@ def case_suggest(
     from evidence_agent.cli.review_tables import clip_rows
     from review.cases import link_clips, suggest
 
-    with _review(ctx, create=False) as (station, caller, review):
+    with _review(ctx, create=False) as (station, caller, _):
         rows = suggest(
             station,
             caller,
-            review,
             number,
             timedelta(minutes=margin) if margin is not None else None,
         )
         linked = None
         if link and rows:
-            linked = link_clips(station, caller, review, number, [r["id"] for r in rows], reason)
+            linked = link_clips(station, caller, number, [r["id"] for r in rows], reason)
     if as_json:
         emit_json({"suggested": rows, "linked": linked})
         return
@@ -271,8 +268,8 @@ def case_check(
     from evidence_agent.cli.review_tables import check_text
     from review.cases import check_case
 
-    with _review(ctx, create=False) as (station, caller, review):
-        result, _ = check_case(station, caller, review, number)
+    with _review(ctx, create=False) as (station, caller, _):
+        result, _ = check_case(station, caller, number)
     _out(as_json, result, check_text(result, _tz(ctx)))
     if not result["complete"] and result.get("full_recording_required"):
         raise IncompleteError(f"case {number}: the recording of the action is not complete")
@@ -292,10 +289,8 @@ def case_attach(
     """Keep a case document in the store (by its SHA-256) and put it on the case's timeline."""
     from review.cases import attach_document
 
-    with _review(ctx) as (station, caller, review):
-        result = attach_document(
-            station, caller, review, number, file, reason, parse_time(time, _tz(ctx))
-        )
+    with _review(ctx) as (station, caller, _):
+        result = attach_document(station, caller, number, file, reason, parse_time(time, _tz(ctx)))
     _out(as_json, result, f"document {result['name']} kept as {result['sha256']}\n")
 
 
@@ -418,8 +413,8 @@ def retention_due(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from evidence_agent.cli.review_tables import due_rows
     from review.retention import due
 
-    with _review(ctx, create=False) as (station, caller, review):
-        rows = due(station, caller, review)
+    with _review(ctx, create=False) as (station, caller, _):
+        rows = due(station, caller)
     _out(as_json, rows, due_rows(rows, _tz(ctx)))
 
 
@@ -433,8 +428,8 @@ def retention_request(
     """Ask for the deletion of a clip past retention; a supervisor approves with `retention delete`."""
     from review.retention import request_deletion
 
-    with _review(ctx) as (station, caller, review):
-        result = request_deletion(station, caller, review, clip, reason)
+    with _review(ctx) as (station, caller, _):
+        result = request_deletion(station, caller, clip, reason)
     r = result["request"]
     _out(
         as_json,
@@ -500,8 +495,8 @@ def retention_mark(
     """Record why a clip is kept permanently (obstruction, major emergency, mass incident, ...)."""
     from review.retention import mark_ground
 
-    with _review(ctx) as (station, caller, review):
-        result = mark_ground(station, caller, review, clip, ground, reason)
+    with _review(ctx) as (station, caller, _):
+        result = mark_ground(station, caller, clip, ground, reason)
     _out(
         as_json,
         result,

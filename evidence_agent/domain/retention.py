@@ -9,13 +9,15 @@ from enum import StrEnum
 
 from evidence_agent.domain.states import ClipState
 
-# National rule: enforcement recordings are kept at least six months.
-MINIMUM_RETENTION = timedelta(days=183)
+# National rule: enforcement recordings are kept at least six months. A station may keep them
+# longer (retention.standard_days, retention.important_days), never shorter.
+NATIONAL_MINIMUM = timedelta(days=183)
+DEFAULT_IMPORTANT = timedelta(days=3 * 365)
 
 
 class RetentionClass(StrEnum):
-    STANDARD = "standard"  # at least 183 days from the end of the recording
-    IMPORTANT = "important"  # marked important on the recorder: kept longer
+    STANDARD = "standard"  # the station's standard period, at least the national minimum
+    IMPORTANT = "important"  # marked important on the recorder: the station's longer period
     PERMANENT = "permanent"  # kept for good: never due, never deleted
 
 
@@ -39,14 +41,24 @@ class DeletionApproval(StrEnum):
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    standard: timedelta = MINIMUM_RETENTION
-    important: timedelta = timedelta(days=3 * 365)
+    """The station's retention: one period per dated class; every ground keeps a clip for good.
+
+    The grounds are the national rules' and not the station's to choose: a configuration edit
+    must never end the permanent keeping of evidence."""
+
+    standard: timedelta = NATIONAL_MINIMUM
+    important: timedelta = DEFAULT_IMPORTANT
 
     def __post_init__(self) -> None:
-        if self.standard < MINIMUM_RETENTION:
-            raise ValueError(f"standard retention must be at least {MINIMUM_RETENTION.days} days")
+        if self.standard < NATIONAL_MINIMUM:
+            raise ValueError(f"standard retention must be at least {NATIONAL_MINIMUM.days} days")
         if self.important < self.standard:
             raise ValueError("important retention must not be shorter than standard retention")
+
+    @property
+    def longest(self) -> timedelta:
+        """The longest dated class: what artefacts that vouch for clips (checkpoints) are kept."""
+        return max(self.standard, self.important)
 
 
 @dataclass(frozen=True)
@@ -74,20 +86,53 @@ class Retention:
 
 
 def retention_for(facts: ClipFacts, policy: RetentionPolicy) -> Retention:
-    """The class and keep-until time that the rules give a clip.
+    """The class and keep-until time that the rules give a clip: the catalog's `retention_until`
+    and the store's lock alike.
 
-    Counted from the end of the recording (from cataloguing when the recording time is
-    unknown). Permanent as soon as any ground holds; case links are a ground of their own."""
+    Permanent as soon as any ground holds; case links are a ground of their own. A dated class
+    counts from the later of the end of the recording and the clip's cataloguing, so that a
+    clip recorded long before it was docked (a recorder's clock reset, old footage found on a
+    card) never arrives already expired. Dates are rounded up to the whole second: what an
+    object store keeps (S3 Object Lock dates are whole seconds) is then the catalog's date."""
     grounds = set(facts.grounds) - {Ground.CASE_EVIDENCE}
     if facts.linked_cases > 0:
         grounds.add(Ground.CASE_EVIDENCE)
     ordered = tuple(sorted(grounds))
     if grounds:
         return Retention(RetentionClass.PERMANENT, None, ordered)
-    base = facts.recorded_end or facts.ingested_at
+    start = max(facts.ingested_at, facts.recorded_end or facts.ingested_at)
     if facts.important:
-        return Retention(RetentionClass.IMPORTANT, base + policy.important, ordered)
-    return Retention(RetentionClass.STANDARD, base + policy.standard, ordered)
+        return Retention(RetentionClass.IMPORTANT, whole_second(start + policy.important), ordered)
+    return Retention(RetentionClass.STANDARD, whole_second(start + policy.standard), ordered)
+
+
+def retention_at_cataloguing(
+    recorded_end: datetime | None, catalogued_at: datetime, important: bool, policy: RetentionPolicy
+) -> Retention:
+    """A new clip's retention: no case links, grounds or hold yet."""
+    facts = ClipFacts(
+        recorded_end=recorded_end,
+        ingested_at=catalogued_at,
+        important=important,
+        linked_cases=0,
+        grounds=frozenset(),
+        legal_hold=False,
+        state=ClipState.SPOOLED,
+    )
+    return retention_for(facts, policy)
+
+
+def artefact_retain_until(policy: RetentionPolicy, now: datetime) -> datetime:
+    """How long an artefact written now (a signed checkpoint, its verifier key) stays locked:
+    the longest dated class, so that it outlives every dated clip it vouches for."""
+    return whole_second(now + policy.longest)
+
+
+def whole_second(moment: datetime) -> datetime:
+    """`moment` rounded up to the whole second (never earlier)."""
+    if moment.microsecond == 0:
+        return moment
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
 def deletion_blockers(facts: ClipFacts, policy: RetentionPolicy, now: datetime) -> list[str]:

@@ -38,6 +38,7 @@ from evidence_agent.domain.identity import (
     parse_identity,
 )
 from evidence_agent.domain.media import MediaInfo, media_kind
+from evidence_agent.domain.retention import retention_at_cataloguing
 from evidence_agent.domain.states import ClipOutcome, ClipState, DockState
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
 from evidence_agent.io.spool import CopiedFile, SpooledFile
@@ -57,8 +58,6 @@ log = logging.getLogger(__name__)
 
 _Row = TypeVar("_Row", Unit, Officer, Recorder)
 
-STANDARD_RETENTION = timedelta(days=183)
-IMPORTANT_RETENTION = timedelta(days=3 * 365)
 FUTURE_TOLERANCE = timedelta(minutes=5)
 NAME_CONTAINER_TOLERANCE = timedelta(seconds=60)
 # Reasons that are facts about the volume rather than problems: listed, but no warning.
@@ -719,13 +718,6 @@ def _attribute(
     return officer
 
 
-def _initial_retention(important: bool, end: datetime) -> tuple[str, datetime]:
-    """The retention class and keep-until time a clip is catalogued with."""
-    retention_class = "important" if important else "standard"
-    retention_until = end + (IMPORTANT_RETENTION if important else STANDARD_RETENTION)
-    return retention_class, retention_until
-
-
 def _clip_row(
     clip_id: str,
     station: Station,
@@ -739,7 +731,7 @@ def _clip_row(
     officer: Officer | None,
 ) -> Clip:
     media = seen.media
-    retention_class, retention_until = _initial_retention(facts.important, seen.end)
+    retention = retention_at_cataloguing(seen.end, now, facts.important, station.settings.retention)
     return Clip(
         id=clip_id,
         sha256=spooled.sha256,
@@ -769,8 +761,8 @@ def _clip_row(
         ingested_at=now,
         state=ClipState.SPOOLED,
         flags=json.dumps(sorted(seen.flags)),
-        retention_class=retention_class,
-        retention_until=retention_until,
+        retention_class=retention.cls.value,
+        retention_until=retention.until,
     )
 
 

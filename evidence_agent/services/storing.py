@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +36,7 @@ from evidence_agent.adapters.s3.errors import StoreUnavailableError
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.custody.vocabulary import EventType
+from evidence_agent.domain.retention import artefact_retain_until
 from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
 from evidence_agent.io.atomic import write_atomically
@@ -51,7 +52,6 @@ STORE_CONCURRENCY = 2  # clips uploaded at once by the retry (each sends its par
 LOW_SPACE_FACTOR = 2  # "low" below this many times ingest.min_spool_free_bytes
 LOW_SPACE_SHARE = 0.10  # ... or below this share of the spool's file system
 CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_RETENTION = timedelta(days=3 * 365)  # the longest retention class (important clips)
 PUBLISHED_FILE = "published-checkpoints.json"  # in the data directory
 
 
@@ -236,7 +236,7 @@ def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str | None:
 def _lock_in_step(station: Station, row: Clip, uploaded_until: datetime | None) -> list[str]:
     """The store's lock, for a clip whose retention grew while it waited in the spool.
 
-    put() locked the object until `uploaded_until` (None: the store's default). A clip linked to
+    put() locked the object until `uploaded_until` (None: for good). A clip linked to
     a case, made permanent or put on hold meanwhile had no object to lock then (review leaves
     that to the upload): it is locked now, inside the transaction that marks it stored, so the
     clip never counts as stored with a shorter lock than the catalog says."""
@@ -539,8 +539,9 @@ def verifier_key_name(station_id: str) -> str:
 
 
 def publish_checkpoints(station: Station, *, force: bool = False) -> PublishReport:
-    """Put the station's signed checkpoints that are not in the bucket yet, with COMPLIANCE
-    retention, at `<prefix>checkpoints/<station>/<size>.note` (and its verifier key beside them).
+    """Put the station's signed checkpoints that are not in the bucket yet, at
+    `<prefix>checkpoints/<station>/<size>.note` (and its verifier key beside them), with
+    COMPLIANCE retention for the longest dated class of the station's retention policy.
 
     Call it after a transaction that made a checkpoint has committed. Never raises for the
     store being away: the checkpoints stay in the catalog and go with the next call (the upload
@@ -570,10 +571,7 @@ def publish_checkpoints(station: Station, *, force: bool = False) -> PublishRepo
             )
         if not rows:
             return report
-        retain_until = station.clock.now() + max(
-            CHECKPOINT_RETENTION,
-            timedelta(days=station.settings.store.default_retention_days),
-        )
+        retain_until = artefact_retain_until(station.settings.retention, station.clock.now())
         done = published
         try:
             if published == 0:

@@ -291,8 +291,9 @@ def test_deletion_past_retention_needs_a_supervisor_and_no_hold(
     past = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%d %H:%M:%S.%f")
     for clip_id in (old["id"], held["id"]):
         station.sql(
-            "UPDATE clips SET recorded_start = ?, recorded_end = ?, retention_until = ? WHERE id = ?",
-            past, past, past, clip_id,
+            "UPDATE clips SET recorded_start = ?, recorded_end = ?, ingested_at = ?,"
+            " retention_until = ? WHERE id = ?",
+            past, past, past, past, clip_id,
         )  # fmt: skip
     due = station.json("retention", "due", roles=["supervisor"])
     assert {c["id"] for c in due} == {old["id"], held["id"]}

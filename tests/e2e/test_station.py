@@ -140,25 +140,22 @@ def test_bad_input_gets_a_message_and_exit_code_not_a_traceback(tmp_path: Path) 
     assert agent(data, "--config", str(example), "config", "validate").returncode == 0
 
 
-def test_example_config_documents_every_key() -> None:
-    from evidence_agent.config import _SCHEMA
+def test_config_example_writes_the_example_file_and_show_prints_every_key(tmp_path: Path) -> None:
+    from evidence_agent.config_keys import KEYS
 
     example = Path(__file__).resolve().parents[2] / "config" / "evidence-agent.toml"
-    import tomllib
+    written = agent(tmp_path / "data", "config", "example")
+    assert written.returncode == 0
+    assert written.stdout == example.read_text(encoding="utf-8")
 
-    doc = tomllib.loads(example.read_text())
-    present = {(section, key) for section, body in doc.items() for key in body}
-    assert present == set(_SCHEMA)
-    text = example.read_text()
-    for _, key in _SCHEMA:
-        line = next(
-            i
-            for i, ln in enumerate(text.splitlines())
-            if ln.startswith(f"{key} =") or ln.startswith(f"{key}=")
-        )
-        assert text.splitlines()[line - 1].startswith("#") or "[" in text.splitlines()[line - 1], (
-            key
-        )
+    shown = agent(tmp_path / "data", "--config", str(example), "config", "show")
+    assert shown.returncode == 0, shown.stderr
+    values = json.loads(shown.stdout)
+    assert {(s, k) for s, body in values.items() for k in body} == {
+        (k.section, k.name) for k in KEYS
+    }
+    assert values["retention"] == {"standard_days": 183, "important_days": 1095}
+    assert values["paths"]["data_dir"] == str(tmp_path / "data")  # the variable wins
 
 
 def test_two_stations_side_by_side_by_data_dir(demo: Path, tmp_path: Path) -> None:

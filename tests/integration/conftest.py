@@ -93,7 +93,6 @@ def store_settings_for(
         ca_bundle=None,
         checksum_mode=checksum_mode,
         prefix="evidence/",
-        default_retention_days=183,
     )
 
 

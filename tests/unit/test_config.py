@@ -1,20 +1,25 @@
-"""build_settings: defaults, validation of every key at once, environment overrides."""
+"""The configuration table: defaults, validation of every key at once, environment overrides,
+the retention policy and its floor, the example file."""
 
 from __future__ import annotations
 
 import re
+import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from evidence_agent.config import (
+from evidence_agent.config import ENV_DATA_DIR, build_settings, example_file, load_settings
+from evidence_agent.config_keys import (
     DEFAULT_DATA_DIR,
     DEFAULT_FILENAME_PATTERN,
-    ENV_DATA_DIR,
-    build_settings,
-    load_settings,
+    EXAMPLE_FILE,
+    KEYS,
+    SECTIONS,
 )
+from evidence_agent.domain.retention import RetentionPolicy
 from evidence_agent.errors import ConfigError, ExitCode
 
 
@@ -38,7 +43,10 @@ def test_defaults() -> None:
     assert s.store.backend == "local"
     assert s.store.local_dir == DEFAULT_DATA_DIR / "objects"
     assert s.store.bucket is None
-    assert s.store.default_retention_days == 183
+    assert s.retention == RetentionPolicy(
+        standard=timedelta(days=183), important=timedelta(days=1095)
+    )
+    assert s.review.case_file_days == 30 and s.review.requires_full_recording("seizure")
     assert s.store.checksum_mode == "when_supported"
     assert s.ingest.filename_patterns == (DEFAULT_FILENAME_PATTERN,)
     assert s.ingest.identity_file == "RECORDER.JSON"
@@ -55,7 +63,8 @@ def test_file_values_are_used() -> None:
     s = build_settings(
         {
             "station": {"id": "hz-station-01", "timezone": "Asia/Shanghai"},
-            "store": {"backend": "s3", "bucket": "evidence", "default_retention_days": 365},
+            "store": {"backend": "s3", "bucket": "evidence"},
+            "retention": {"standard_days": 365, "important_days": 1825},
             "dock": {"settle_seconds": 1, "sources": ["folder"]},
             "log": {"level": "debug"},
         },
@@ -63,11 +72,8 @@ def test_file_values_are_used() -> None:
     )
     assert s.station_id == "hz-station-01"
     assert str(s.tz) == "Asia/Shanghai"
-    assert (s.store.backend, s.store.bucket, s.store.default_retention_days) == (
-        "s3",
-        "evidence",
-        365,
-    )
+    assert (s.store.backend, s.store.bucket) == ("s3", "evidence")
+    assert (s.retention.standard.days, s.retention.important.days) == (365, 1825)
     assert s.dock.settle_seconds == 1.0
     assert isinstance(s.dock.settle_seconds, float)
     assert s.dock.sources == ("folder",)
@@ -77,7 +83,8 @@ def test_file_values_are_used() -> None:
 def test_every_bad_key_is_named_in_one_error() -> None:
     raw = {
         "station": {"id": "bad id!", "timezone": "Mars/Olympus", "colour": "red"},
-        "store": {"backend": "tape", "default_retention_days": 30, "checksum_mode": "never"},
+        "store": {"backend": "tape", "checksum_mode": "never"},
+        "retention": {"standard_days": 30},
         "ingest": {"chunk_bytes": "big", "filename_patterns": ["(", "^[0-9]+$"], "sm3": 1},
         "deadline": {"limit_hours": True},
         "dock": {"sources": ["folder", "bluetooth"], "settle_seconds": -1},
@@ -90,8 +97,8 @@ def test_every_bad_key_is_named_in_one_error() -> None:
         "station.timezone",
         "station.colour: unknown key",
         "store.backend",
-        "store.default_retention_days: must be at least 183",
         "store.checksum_mode",
+        "retention.standard_days: must be at least 183 (the national minimum: 6 months)",
         "ingest.chunk_bytes: expected int",
         "ingest.filename_patterns: '(' is not a valid regex",
         "ingest.filename_patterns: '^[0-9]+$' needs a named group",
@@ -253,3 +260,106 @@ def test_bad_allowlist_entries_join_the_one_error() -> None:
     ):
         assert part in error.message, part
     assert error.message.startswith("3 bad configuration key(s)")
+
+
+def test_retention_below_the_national_minimum_names_the_key_and_the_floor() -> None:
+    error = _error({"retention": {"standard_days": 90, "important_days": 100}})
+    for part in (
+        "retention.standard_days: must be at least 183 (the national minimum: 6 months)",
+        "retention.important_days: must be at least 183 (the national minimum: 6 months)",
+    ):
+        assert part in error.message, part
+    env = {"EVIDENCE_AGENT__RETENTION__STANDARD_DAYS": "182"}
+    assert "retention.standard_days: must be at least 183" in _error({}, env).message
+
+
+def test_important_retention_is_never_shorter_than_standard() -> None:
+    error = _error({"retention": {"standard_days": 400, "important_days": 300}})
+    assert "retention.important_days: must not be less than retention.standard_days" in (
+        error.message
+    )
+
+
+def test_retention_from_the_environment() -> None:
+    s = build_settings({}, {"EVIDENCE_AGENT__RETENTION__STANDARD_DAYS": "400"})
+    assert s.retention.standard == timedelta(days=400)
+
+
+def test_the_store_default_retention_key_is_refused_with_its_replacement() -> None:
+    error = _error({"store": {"default_retention_days": 400}})
+    assert "store.default_retention_days: replaced by retention.standard_days" in error.message
+
+
+def test_review_rules_are_station_configuration() -> None:
+    s = build_settings(
+        {
+            "review": {
+                "full_recording_types": ["seizure"],
+                "other_enforcement_types": ["inspection"],
+                "gap_tolerance_seconds": 1.5,
+                "case_file_days": 60,
+            }
+        },
+        {},
+    )
+    assert s.review.enforcement_types == ("seizure", "inspection")
+    assert s.review.gap_tolerance == timedelta(seconds=1.5)
+    assert s.review.case_file_days == 60
+    error = _error(
+        {
+            "review": {
+                "full_recording_types": ["seizure", ""],
+                "other_enforcement_types": ["seizure"],
+            }
+        }
+    )
+    assert "review.full_recording_types: every item must be a non-empty string" in error.message
+    assert "review.other_enforcement_types: 'seizure' is also in" in error.message
+
+
+def test_every_key_reaches_the_settings_and_config_show() -> None:
+    s = build_settings({}, {ENV_DATA_DIR: "/srv/evidence"})
+    shown = {(section, key) for section, body in s.values.items() for key in body}
+    assert shown == {(k.section, k.name) for k in KEYS}
+    assert s.values["store"]["local_dir"] == "/srv/evidence/objects"
+    assert s.values["retention"] == {"standard_days": 183, "important_days": 1095}
+
+
+def test_every_key_is_documented_with_a_default() -> None:
+    assert {k.section for k in KEYS} == set(SECTIONS)
+    assert len({(k.section, k.name) for k in KEYS}) == len(KEYS)
+    for key in KEYS:
+        assert key.doc.strip(), key.path
+        if key.default is None:
+            # Unset or derived: the file shows an example, and says what the default is.
+            assert key.default_doc and key.example is not None, key.path
+
+
+def test_the_example_file_is_the_table() -> None:
+    """config/evidence-agent.toml is what `evidence-agent config example` writes."""
+    example = Path(__file__).resolve().parents[2] / EXAMPLE_FILE
+    assert example.read_text(encoding="utf-8") == example_file(), (
+        "regenerate it: evidence-agent config example > config/evidence-agent.toml"
+    )
+    document = tomllib.loads(example_file())
+    present = {(section, key) for section, body in document.items() for key in body}
+    assert present == {(k.section, k.name) for k in KEYS}
+    for key in KEYS:
+        assert document[key.section][key.name] == (
+            key.default if key.example is None else key.example
+        ) or list(document[key.section][key.name]) == list(key.default), key.path
+    build_settings(document, {})  # and it is valid
+
+
+def test_every_key_has_its_documentation_above_it() -> None:
+    lines = example_file().splitlines()
+    for key in KEYS:
+        at = lines.index(next(ln for ln in lines if ln.startswith(f"{key.name} = ")))
+        comment = []
+        for line in reversed(lines[:at]):
+            if not line.startswith("# "):
+                break
+            comment.insert(0, line[2:])
+        text = " ".join(comment)
+        assert " ".join(key.doc.split()) in text, key.path
+        assert "Default: " in text, key.path

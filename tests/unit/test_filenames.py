@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from evidence_agent.config import DEFAULT_FILENAME_PATTERN
+from evidence_agent.config_keys import DEFAULT_FILENAME_PATTERN
 from evidence_agent.domain.filenames import FilenameFacts, compile_patterns, parse_filename
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

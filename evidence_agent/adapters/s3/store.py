@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -14,7 +14,7 @@ from evidence_agent.adapters.s3 import upload
 from evidence_agent.adapters.s3.checksums import SHA256_HEX, MiB, digest_of
 from evidence_agent.adapters.s3.client import BucketClient, ServerSaid
 from evidence_agent.adapters.s3.credentials import S3Credentials
-from evidence_agent.adapters.s3.locks import ObjectLocks
+from evidence_agent.adapters.s3.locks import PERMANENT_RETAIN_UNTIL, ObjectLocks
 from evidence_agent.adapters.s3.multipart import (
     DEFAULT_PART_SIZE,
     MIN_PART_SIZE,
@@ -117,11 +117,12 @@ class S3ObjectStore:
         return now
 
     def _retain_until(self, retain_until: datetime | None) -> datetime:
-        """The COMPLIANCE date a new object (clip or artefact) is written with: the caller's, or
-        store.default_retention_days from now when the caller gives none."""
+        """The COMPLIANCE date a new object (clip or artefact) is written with: the caller's (the
+        catalog's, for a clip), or PERMANENT_RETAIN_UNTIL when None (kept for good). The store
+        never picks a period of its own: retention is the station's policy."""
         now = self._now()
         if retain_until is None:
-            return now + timedelta(days=self.settings.default_retention_days)
+            return PERMANENT_RETAIN_UNTIL
         if retain_until.tzinfo is None:
             raise InputError("retain_until must be timezone-aware")
         if retain_until <= now:

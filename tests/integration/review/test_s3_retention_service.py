@@ -83,9 +83,9 @@ def test_a_case_link_locks_the_object_for_good_and_a_hold_is_an_s3_legal_hold(
     key = store.key_for(clip.sha256)
     start, end = clip.recorded_start, clip.recorded_end
     case = CaseInput("C-9", "t", ["李四"], "cause", "seizure", None, ["100231"], start, end)
-    create_case(station, CLERK, REVIEW, case, None)
+    create_case(station, CLERK, case, None)
 
-    link_clips(station, CLERK, REVIEW, "C-9", [clip.id], "evidence")
+    link_clips(station, CLERK, "C-9", [clip.id], "evidence")
     assert lock_of(s3_admin, evidence_bucket, key) == (PERMANENT_RETAIN_UNTIL, "none")
     changed = [d for t, d in events(station, clip.id) if t == "clip.retention_changed"]
     assert changed[-1]["to"]["class"] == "permanent"
@@ -99,7 +99,7 @@ def test_a_case_link_locks_the_object_for_good_and_a_hold_is_an_s3_legal_hold(
     assert lock_of(s3_admin, evidence_bucket, key) == (PERMANENT_RETAIN_UNTIL, "OFF")
 
     # Unlinked, the clip is back to its class in the catalog; the store's lock is never cut.
-    unlink_clips(station, CLERK, REVIEW, "C-9", [clip.id], "linked by mistake")
+    unlink_clips(station, CLERK, "C-9", [clip.id], "linked by mistake")
     changed = [d for t, d in events(station, clip.id) if t == "clip.retention_changed"]
     assert changed[-1]["to"]["class"] == "standard"
     assert changed[-1]["store_lock"] == "unchanged: locks are only extended"
@@ -112,7 +112,7 @@ def test_a_deletion_the_store_refuses_changes_nothing_then_goes_once_the_lock_pa
     until = datetime.now(UTC) + SHORT
     clip = add_stored_clip(station, store, tmp_path, until, days_ago=200)  # past 183 days
     key = store.key_for(clip.sha256)
-    request_deletion(station, CLERK, REVIEW, clip.id, "past retention, no case")
+    request_deletion(station, CLERK, clip.id, "past retention, no case")
 
     with pytest.raises(StorageError) as refused:
         approve_deletion(station, BOSS, REVIEW, clip.id, "approved")
@@ -248,8 +248,8 @@ def test_a_clip_linked_and_held_while_spooled_is_locked_for_good_when_uploaded(
     case = CaseInput(
         "C-10", "t", ["李四"], "cause", "seizure", None, ["100231"], clip.recorded_start, None
     )
-    create_case(station, CLERK, REVIEW, case, None)
-    link_clips(station, CLERK, REVIEW, "C-10", [clip.id], "evidence")
+    create_case(station, CLERK, case, None)
+    link_clips(station, CLERK, "C-10", [clip.id], "evidence")
     set_hold(station, BOSS, [clip.id], None, "litigation")
 
     report = store_pending(station)

@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from evidence_agent.adapters.s3.checksums import composite_sha256
+from evidence_agent.adapters.s3.locks import PERMANENT_RETAIN_UNTIL
 from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.errors import ExitCode, IntegrityError, NotFoundError
 from evidence_agent.ports import ObjectStore, StoredObject
@@ -70,14 +71,15 @@ def test_small_upload_is_locked_checksummed_and_verified(
         assert hashlib.sha256(stream.read()).hexdigest() == sha
 
 
-def test_default_retention_applies_when_none_given(
+def test_no_date_means_kept_for_good_never_a_default_period(
     s3_store: S3ObjectStore, s3_admin: Any, evidence_bucket: str, tmp_path: Path
 ) -> None:
+    # The store never picks a period of its own: the caller gives the catalog's date, and a
+    # clip kept for good (no date in the catalog) is locked until the far-future date.
     source, sha = spool_file(tmp_path, 1000)
     stored = s3_store.put(sha, source, 1000, None)
     head = s3_admin.head_object(Bucket=evidence_bucket, Key=stored.key)
-    expected = datetime.now(UTC) + timedelta(days=183)
-    assert abs(head["ObjectLockRetainUntilDate"] - expected) < timedelta(minutes=5)
+    assert head["ObjectLockRetainUntilDate"] == PERMANENT_RETAIN_UNTIL
 
 
 def test_multipart_upload_matches_the_local_composite_and_verifies(

@@ -90,7 +90,7 @@ def add_clip(station: Station, store: MemoryStore) -> AddClip:
                 ingested_at=end + timedelta(minutes=5),
                 stored_at=end + timedelta(minutes=6),
                 state=state,
-                retention_until=retention_until or end + timedelta(days=183),
+                retention_until=retention_until or end + timedelta(minutes=5, days=183),
             )
             session.add(clip)
             session.flush()

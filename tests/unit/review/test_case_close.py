@@ -14,11 +14,9 @@ from evidence_agent.domain.roles import Role
 from evidence_agent.errors import ExitCode, IncompleteError
 from evidence_agent.services.station import Station
 from review.cases import CaseInput, close_case, create_case, link_clips
-from review.settings import ReviewSettings
 from tests.unit.review.fakes import NOW, AddClip, caller
 
 CLERK = caller(Role.CLERK, user="clerk")
-REVIEW = ReviewSettings()
 
 
 def _seizure(station: Station, number: str, minutes: int) -> None:
@@ -26,7 +24,6 @@ def _seizure(station: Station, number: str, minutes: int) -> None:
     create_case(
         station,
         CLERK,
-        REVIEW,
         CaseInput(
             number,
             "t",
@@ -52,9 +49,9 @@ def _events(station: Station, kind: str) -> list[dict[str, object]]:
 def test_an_incomplete_full_recording_case_stays_open(station: Station, add_clip: AddClip) -> None:
     clip = add_clip(start=NOW - timedelta(hours=2), seconds=60)
     _seizure(station, "C-1", minutes=10)  # 10 minutes of action, 1 minute of footage
-    link_clips(station, CLERK, REVIEW, "C-1", [clip.id], "evidence")
+    link_clips(station, CLERK, "C-1", [clip.id], "evidence")
     with pytest.raises(IncompleteError, match="does not cover the action window") as refused:
-        close_case(station, CLERK, REVIEW, "C-1", "done")
+        close_case(station, CLERK, "C-1", "done")
     assert refused.value.exit_code == ExitCode.INCOMPLETE
     with station.reading() as session:
         assert session.exec(select(Case).where(Case.number == "C-1")).one().state == "open"
@@ -63,9 +60,7 @@ def test_an_incomplete_full_recording_case_stays_open(station: Station, add_clip
 
 def test_an_override_closes_it_and_logs_the_gaps(station: Station, add_clip: AddClip) -> None:
     _seizure(station, "C-2", minutes=10)
-    closed = close_case(
-        station, CLERK, REVIEW, "C-2", "the recorder failed", override_incomplete=True
-    )
+    closed = close_case(station, CLERK, "C-2", "the recorder failed", override_incomplete=True)
     assert closed["state"] == "closed"
     event = _events(station, "case.closed")[-1]
     assert event["reason"] == "the recorder failed"
@@ -75,6 +70,6 @@ def test_an_override_closes_it_and_logs_the_gaps(station: Station, add_clip: Add
 def test_a_complete_case_closes_without_an_override(station: Station, add_clip: AddClip) -> None:
     clip = add_clip(start=NOW - timedelta(hours=2), seconds=600)
     _seizure(station, "C-3", minutes=10)
-    link_clips(station, CLERK, REVIEW, "C-3", [clip.id], "evidence")
-    assert close_case(station, CLERK, REVIEW, "C-3", "complete")["state"] == "closed"
+    link_clips(station, CLERK, "C-3", [clip.id], "evidence")
+    assert close_case(station, CLERK, "C-3", "complete")["state"] == "closed"
     assert "incomplete_override" not in _events(station, "case.closed")[-1]["data"]  # type: ignore[operator]

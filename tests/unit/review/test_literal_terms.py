@@ -9,7 +9,6 @@ from evidence_agent.domain.roles import Role
 from evidence_agent.services.station import Station
 from review.cases import CaseInput, create_case, link_clips
 from review.search import ClipQuery, search_clips
-from review.settings import ReviewSettings
 from tests.unit.review.fakes import AddClip, caller
 
 CLERK = caller(Role.CLERK, user="clerk")
@@ -34,7 +33,6 @@ def test_a_cause_of_wildcards_matches_no_case(
     create_case(
         station,
         CLERK,
-        ReviewSettings(),
         CaseInput(
             "C-1",
             "t",
@@ -48,6 +46,6 @@ def test_a_cause_of_wildcards_matches_no_case(
         ),
         None,
     )
-    link_clips(station, CLERK, ReviewSettings(), "C-1", [clip.id], "evidence")
+    link_clips(station, CLERK, "C-1", [clip.id], "evidence")
     assert search_clips(station, CLERK, ClipQuery(cause=term)) == []
     assert [r["id"] for r in search_clips(station, CLERK, ClipQuery(cause="aus"))] == [clip.id]

@@ -50,7 +50,6 @@ def new_case(
     create_case(
         station,
         CLERK,
-        REVIEW,
         CaseInput(number, "t", ["李四"], "cause", kind, None, ["100231"], start, end),  # type: ignore[arg-type]
         None,
     )
@@ -61,15 +60,15 @@ def test_linking_makes_footage_permanent_and_unlinking_gives_it_back_its_class(
 ) -> None:
     clip = add_clip()
     new_case(station, "C-1", clip.recorded_start, clip.recorded_end)
-    result = link_clips(station, CLERK, REVIEW, "C-1", [clip.id], "evidence")
+    result = link_clips(station, CLERK, "C-1", [clip.id], "evidence")
     assert result["linked"] == [clip.id]
     assert clip_row(station, clip.id).retention_class == "permanent"
     assert clip_row(station, clip.id).retention_until is None
-    unlink_clips(station, CLERK, REVIEW, "C-1", [clip.id], "linked by mistake")
+    unlink_clips(station, CLERK, "C-1", [clip.id], "linked by mistake")
     row = clip_row(station, clip.id)
     assert row.retention_class == "standard"
-    assert clip.recorded_end is not None
-    assert row.retention_until == clip.recorded_end + timedelta(days=183)
+    # Counted again from the later of the recording's end and its cataloguing.
+    assert row.retention_until == clip.ingested_at + timedelta(days=183)
     assert types(station)[-4:] == [
         "case.clip_linked",
         "clip.retention_changed",
@@ -82,11 +81,11 @@ def test_a_link_needs_a_reason_and_an_existing_clip(station: Station, add_clip: 
     clip = add_clip()
     new_case(station, "C-2", clip.recorded_start, clip.recorded_end)
     with pytest.raises(InputError, match="reason"):
-        link_clips(station, CLERK, REVIEW, "C-2", [clip.id], " ")
+        link_clips(station, CLERK, "C-2", [clip.id], " ")
     with pytest.raises(NotFoundError, match="no clip"):
-        link_clips(station, CLERK, REVIEW, "C-2", ["nope-nope"], "x")
+        link_clips(station, CLERK, "C-2", ["nope-nope"], "x")
     with pytest.raises(PermissionDeniedError):
-        link_clips(station, caller(Role.AUDITOR), REVIEW, "C-2", [clip.id], "x")
+        link_clips(station, caller(Role.AUDITOR), "C-2", [clip.id], "x")
     assert types(station).count("access.refused") == 3
 
 
@@ -98,12 +97,12 @@ def test_case_check_finds_the_gap_between_two_linked_clips(
     add_clip(b"b", start=start + timedelta(seconds=60), seconds=60)
     c = add_clip(b"c", start=start + timedelta(seconds=120), seconds=60)
     new_case(station, "C-3", start, start + timedelta(seconds=180))
-    link_clips(station, CLERK, REVIEW, "C-3", [a.id, c.id], "footage")
-    result, report = check_case(station, CLERK, REVIEW, "C-3")
+    link_clips(station, CLERK, "C-3", [a.id, c.id], "footage")
+    result, report = check_case(station, CLERK, "C-3")
     assert report is not None and not report.complete
     assert [g["seconds"] for g in result["gaps"]] == [60.0]
     assert len(result["unlinked_in_window"]) == 1
-    shown = show_case(station, CLERK, REVIEW, "C-3")
+    shown = show_case(station, CLERK, "C-3")
     assert [e["kind"] for e in shown["timeline"]].count("video") == 2
 
 
@@ -117,10 +116,10 @@ def test_two_person_deletion(
 ) -> None:
     clip = add_clip()
     clock.time = NOW + timedelta(days=200)
-    assert [r["id"] for r in due(station, CLERK, REVIEW)] == [clip.id]
+    assert [r["id"] for r in due(station, CLERK)] == [clip.id]
     with pytest.raises(PermissionDeniedError, match="request by another person"):
         approve_deletion(station, BOSS, REVIEW, clip.id, "tidy")
-    request_deletion(station, BOSS, REVIEW, clip.id, "past retention")
+    request_deletion(station, BOSS, clip.id, "past retention")
     with pytest.raises(PermissionDeniedError, match="two-person"):
         approve_deletion(station, BOSS, REVIEW, clip.id, "approve my own")
     result = approve_deletion(station, OTHER_BOSS, REVIEW, clip.id, "approved")
@@ -128,7 +127,7 @@ def test_two_person_deletion(
     assert result.request["requested_by"] == "user:boss"
     assert clip_row(station, clip.id).state == "deleted"
     assert types(station)[-2:] == ["clip.deleted", "clip.object_removed"]
-    assert due(station, CLERK, REVIEW) == []
+    assert due(station, CLERK) == []
 
 
 def test_no_deletion_before_retention_ends_or_under_hold(
@@ -136,25 +135,25 @@ def test_no_deletion_before_retention_ends_or_under_hold(
 ) -> None:
     clip = add_clip()
     with pytest.raises(InputError, match="kept until"):
-        request_deletion(station, CLERK, REVIEW, clip.id, "early")
+        request_deletion(station, CLERK, clip.id, "early")
     clock.time = NOW + timedelta(days=200)
     set_hold(station, BOSS, [clip.id], None, "litigation")
     with pytest.raises(InputError, match="legal hold"):
-        request_deletion(station, CLERK, REVIEW, clip.id, "due")
-    assert due(station, CLERK, REVIEW) == []
+        request_deletion(station, CLERK, clip.id, "due")
+    assert due(station, CLERK) == []
     set_hold(station, BOSS, [clip.id], None, "litigation over", release=True)
-    assert [r["id"] for r in due(station, CLERK, REVIEW)] == [clip.id]
+    assert [r["id"] for r in due(station, CLERK)] == [clip.id]
 
 
 def test_a_ground_for_permanent_keeping(station: Station, add_clip: AddClip) -> None:
     clip = add_clip()
-    result = mark_ground(station, BOSS, REVIEW, clip.id, "obstruction", "officer obstructed")
+    result = mark_ground(station, BOSS, clip.id, "obstruction", "officer obstructed")
     assert result["retention_class"] == "permanent"
     assert json.loads(clip_row(station, clip.id).retention_grounds) == ["obstruction"]
     with pytest.raises(InputError, match="not a ground"):
-        mark_ground(station, BOSS, REVIEW, clip.id, "case_evidence", "x")
+        mark_ground(station, BOSS, clip.id, "case_evidence", "x")
     with pytest.raises(PermissionDeniedError):
-        mark_ground(station, CLERK, REVIEW, clip.id, "obstruction", "x")
+        mark_ground(station, CLERK, clip.id, "obstruction", "x")
 
 
 def test_a_document_is_kept_by_hash_and_put_on_the_timeline(
@@ -165,10 +164,10 @@ def test_a_document_is_kept_by_hash_and_put_on_the_timeline(
     decision = tmp_path / "decision.pdf"
     decision.write_bytes(b"%PDF- decision")
     result = attach_document(
-        station, CLERK, REVIEW, "C-5", decision, "penalty decision", NOW - timedelta(hours=1)
+        station, CLERK, "C-5", decision, "penalty decision", NOW - timedelta(hours=1)
     )
     assert store.objects[result["sha256"]] == b"%PDF- decision"
-    shown = show_case(station, CLERK, REVIEW, "C-5")
+    shown = show_case(station, CLERK, "C-5")
     assert [d["name"] for d in shown["documents"]] == ["decision.pdf"]
     assert "document" in [e["kind"] for e in shown["timeline"]]
     assert list(station.settings.data_dir.glob(".document-*")) == []

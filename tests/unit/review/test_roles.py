@@ -20,7 +20,6 @@ from evidence_agent.domain.roles import (
 )
 from evidence_agent.errors import ConfigError
 from review.settings import (
-    DEFAULT_FULL_RECORDING_TYPES,
     build_review_settings,
     load_review_settings,
     roles_file_path,
@@ -111,9 +110,6 @@ def test_a_clerk_searches_anyone() -> None:
 
 def test_roles_file_defaults() -> None:
     settings = build_review_settings({})
-    assert settings.full_recording_types == DEFAULT_FULL_RECORDING_TYPES
-    assert settings.requires_full_recording("seizure")
-    assert not settings.requires_full_recording("hearing")
     assert settings.deletion_approval is DeletionApproval.TWO_PERSON
     assert settings.roles.groups["evidence-clerk"] == {Role.CLERK}
 
@@ -127,21 +123,13 @@ def test_roles_file_full_example() -> None:
                 "officers": {"zhang": "100231"},
                 "default_groups": False,
             },
-            "review": {
-                "full_recording_types": ["seizure", "demolition"],
-                "other_enforcement_types": ["inspection"],
-                "deletion_approval": "supervisor",
-                "gap_tolerance_seconds": 1.5,
-                "standard_retention_days": 365,
-            },
+            "review": {"deletion_approval": "supervisor"},
         }
     )
     assert settings.roles.users["bob"] == {Role.SUPERVISOR, Role.AUDITOR}
     assert settings.roles.groups == {"records": frozenset({Role.CLERK})}
     assert settings.roles.badges == {"zhang": "100231"}
-    assert settings.enforcement_types == ("seizure", "demolition", "inspection")
     assert settings.deletion_approval is DeletionApproval.SUPERVISOR
-    assert settings.retention.standard.days == 365
 
 
 def test_roles_file_errors_are_all_named_at_once() -> None:
@@ -149,13 +137,32 @@ def test_roles_file_errors_are_all_named_at_once() -> None:
         build_review_settings(
             {
                 "roles": {"users": {"alice": ["janitor"]}, "colour": "blue"},
-                "review": {"deletion_approval": "nobody", "standard_retention_days": 30},
+                "review": {"deletion_approval": "nobody", "surprise": 1},
                 "extra": {},
             }
         )
     message = caught.value.message
-    for words in ("janitor", "roles.colour", "nobody", "183 days", "[extra]"):
+    for words in ("janitor", "roles.colour", "nobody", "review.surprise: unknown key", "[extra]"):
         assert words in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("standard_retention_days", "retention.standard_days"),
+        ("important_retention_days", "retention.important_days"),
+        ("case_file_days", "review.case_file_days"),
+        ("full_recording_types", "review.full_recording_types"),
+        ("gap_tolerance_seconds", "review.gap_tolerance_seconds"),
+    ],
+)
+def test_station_policy_in_the_roles_file_is_refused_with_its_new_place(old: str, new: str) -> None:
+    # Retention periods and case rules are the station's configuration now: one place only, so
+    # that two files can never disagree on how long evidence is kept.
+    with pytest.raises(ConfigError) as caught:
+        build_review_settings({"review": {old: 400}})
+    assert f"review.{old}: moved to the station configuration as {new}" in caught.value.message
+    assert caught.value.exit_code == 4
 
 
 def test_a_roles_file_others_may_write_is_refused(tmp_path: Path) -> None:
@@ -178,3 +185,15 @@ def test_roles_file_location() -> None:
     assert roles_file_path(data, {"EVIDENCE_AGENT_ROLES_FILE": "/etc/ea/roles.toml"}) == Path(
         "/etc/ea/roles.toml"
     )
+
+
+def test_the_roles_file_example_in_the_docs_is_valid() -> None:
+    import re
+    import tomllib
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "review.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## The roles file") :]
+    block = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    settings = build_review_settings(tomllib.loads(block.group(1)))
+    assert settings.deletion_approval is DeletionApproval.TWO_PERSON
