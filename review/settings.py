@@ -14,8 +14,9 @@ from evidence_agent.domain.retention import DeletionApproval
 from evidence_agent.domain.roles import DEFAULT_GROUPS, Role, RoleMap, parse_roles
 from evidence_agent.errors import ConfigError
 
-ENV_ROLES_FILE = "EVIDENCE_AGENT_ROLES_FILE"
 ROLES_FILE_NAME = "roles.toml"
+# Read by earlier releases, which let any caller name their own roles file: now refused.
+FORMER_ENV_ROLES_FILE = "EVIDENCE_AGENT_ROLES_FILE"
 
 _ROLES_KEYS = ("users", "groups", "officers", "default_groups")
 # Station policy that earlier releases read from this file: refused with where it is now, so
@@ -40,23 +41,41 @@ class ReviewSettings:
     source: Path | None = None
 
 
-def roles_file_path(data_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
+def load_station_roles(data_dir: Path, environ: Mapping[str, str] | None = None) -> ReviewSettings:
+    """Who may do what at the station of `data_dir`: its `roles.toml`, from nowhere a caller
+    chooses (no environment variable, no option), and only when root or the station's own
+    account owns it and nobody else may write it."""
     env = os.environ if environ is None else environ
-    given = env.get(ENV_ROLES_FILE)
-    return Path(given) if given else data_dir / ROLES_FILE_NAME
+    if env.get(FORMER_ENV_ROLES_FILE):
+        raise ConfigError(
+            f"${FORMER_ENV_ROLES_FILE} is not read: a caller must not choose who has which role",
+            remedy=f"unset it; roles are in {data_dir / ROLES_FILE_NAME} (kept by root or the "
+            "station's account) and the evidence-* groups",
+        )
+    try:
+        station_owner = data_dir.stat().st_uid
+    except OSError:
+        station_owner = 0  # no station there yet: only root's file counts
+    return load_review_settings(data_dir / ROLES_FILE_NAME, trusted_owners={0, station_owner})
 
 
-def load_review_settings(path: Path) -> ReviewSettings:
+def load_review_settings(path: Path, *, trusted_owners: set[int]) -> ReviewSettings:
     """Read the file at `path`; a missing file means the defaults (roles from OS groups only).
 
-    The file decides who may see and hand over evidence, so one that others than its owner
-    may write is refused."""
+    The file decides who may see and hand over evidence, so one owned by anybody but
+    `trusted_owners`, or that others than its owner may write, is refused."""
     try:
         info = path.stat()
     except FileNotFoundError:
         return ReviewSettings()
     except OSError as e:
         raise ConfigError(f"cannot read the roles file {path}: {e.strerror}") from e
+    if info.st_uid not in trusted_owners:
+        raise ConfigError(
+            f"the roles file {path} belongs to uid {info.st_uid}, not to root or the station's "
+            f"account (uid {', '.join(str(u) for u in sorted(trusted_owners))}): refused",
+            remedy=f"an administrator keeps it: chown root {path}",
+        )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ConfigError(
             f"the roles file {path} may be written by others (mode {info.st_mode & 0o777:o})",

@@ -15,7 +15,7 @@ from evidence_agent.cli.common import JsonOption, emit_json, open_station, root_
 from evidence_agent.cli.display import text_lines
 from evidence_agent.domain.roles import Caller, caller_for
 from evidence_agent.errors import ExitCode, IncompleteError, InputError
-from review.settings import ReviewSettings, load_review_settings, roles_file_path
+from review.settings import ReviewSettings, load_station_roles
 
 if TYPE_CHECKING:
     from evidence_agent.services.station import (
@@ -42,7 +42,7 @@ def _review(
     from evidence_agent.adapters.os_accounts import current_identity
 
     settings = root_context(ctx).settings
-    review = load_review_settings(roles_file_path(settings.data_dir))
+    review = load_station_roles(settings.data_dir)
     caller = caller_for(current_identity(), review.roles)
     with open_station(ctx, actor=caller.actor, create=create) as station:
         yield station, caller, review

@@ -22,11 +22,11 @@ FORGED = "A123456_100231_20261120100000_0009\n2026-12-05 12:00  user:boss  retri
 
 
 def agent(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    roles = data.parent / "roles.toml"
+    data.mkdir(mode=0o700, exist_ok=True)
+    roles = data / "roles.toml"
     roles.write_text(f'[roles.users]\n{USER} = ["clerk", "supervisor"]\n')
     roles.chmod(0o644)
     env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data)}
-    env["EVIDENCE_AGENT_ROLES_FILE"] = str(roles)
     env.pop("EVIDENCE_AGENT_CONFIG", None)
     proc = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr

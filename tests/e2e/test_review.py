@@ -1,7 +1,7 @@
 """End to end: clerks, supervisors, auditors and officers using the review commands of `evidence-agent`.
 
 One demo recorder is docked once per module; each test works on its own copy of that station.
-Roles are given to the OS user running the tests through a roles file (EVIDENCE_AGENT_ROLES_FILE),
+Roles are given to the OS user running the tests through the station's roles file (<data_dir>/roles.toml),
 rewritten before each command to act as one role or another."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def ffmpeg() -> None:
 class Station:
     def __init__(self, data: Path) -> None:
         self.data = data
-        self.roles_file = data.parent / "roles.toml"
+        self.roles_file = data / "roles.toml"
 
     def run(
         self,
@@ -53,12 +53,12 @@ class Station:
             text += f'[roles.officers]\n{USER} = "{badge}"\n'
         if review:
             text += f"[review]\n{review}\n"
+        self.data.mkdir(mode=0o700, exist_ok=True)
         self.roles_file.write_text(text)
         self.roles_file.chmod(0o644)
         env = {
             **os.environ,
             "EVIDENCE_AGENT_DATA_DIR": str(self.data),
-            "EVIDENCE_AGENT_ROLES_FILE": str(self.roles_file),
             "EVIDENCE_AGENT__STATION__TIMEZONE": "Asia/Shanghai",
         }
         env.pop("EVIDENCE_AGENT_CONFIG", None)

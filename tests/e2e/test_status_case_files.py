@@ -19,12 +19,12 @@ def agent(
     data_dir: Path, roles_file: Path, *args: str, case_file_days: int | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run `evidence-agent` as the test user, a clerk by the roles file."""
+    data_dir.mkdir(mode=0o700, exist_ok=True)
     roles_file.write_text(f'[roles.users]\n{USER} = ["clerk"]\n')
     roles_file.chmod(0o644)
     env = {
         **os.environ,
         "EVIDENCE_AGENT_DATA_DIR": str(data_dir),
-        "EVIDENCE_AGENT_ROLES_FILE": str(roles_file),
         "EVIDENCE_AGENT__STATION__TIMEZONE": "Asia/Shanghai",
     }
     if case_file_days is not None:
@@ -43,7 +43,8 @@ def create_case(data: Path, roles: Path, number: str, end: datetime | None) -> N
 
 
 def test_status_json_counts_down_to_each_case_file_and_names_the_overdue(tmp_path: Path) -> None:
-    data, roles = tmp_path / "data", tmp_path / "roles.toml"
+    data = tmp_path / "data"
+    roles = data / "roles.toml"
     now = datetime.now(UTC)
     create_case(data, roles, "2026-0001", now - timedelta(days=40))  # due 10 days ago
     create_case(data, roles, "2026-0002", now - timedelta(days=10, hours=-1))  # 20 days left
@@ -91,13 +92,13 @@ def test_status_json_counts_down_to_each_case_file_and_names_the_overdue(tmp_pat
 def test_status_does_not_depend_on_the_roles_file(tmp_path: Path) -> None:
     # The case-file period is station configuration: a roles file that is refused (writable by
     # others) takes neither the 24-hour watch nor the case-file clock down with it.
-    data, roles = tmp_path / "data", tmp_path / "roles.toml"
+    data = tmp_path / "data"
+    roles = data / "roles.toml"
     create_case(data, roles, "2026-0001", datetime.now(UTC) - timedelta(days=40))
     roles.chmod(0o666)  # writable by others: refused
     env = {
         **os.environ,
         "EVIDENCE_AGENT_DATA_DIR": str(data),
-        "EVIDENCE_AGENT_ROLES_FILE": str(roles),
     }
     env.pop("EVIDENCE_AGENT_CONFIG", None)
 

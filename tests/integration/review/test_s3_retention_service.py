@@ -154,11 +154,10 @@ def test_retention_delete_on_s3_from_the_command_line(
     )
     soon = datetime.now(UTC) + SHORT
     expiring = add_stored_clip(station, store, tmp_path, soon, days_ago=200)
-    roles_file = tmp_path / "roles.toml"
+    roles_file = station.settings.data_dir / "roles.toml"
     env = {
         **os.environ,
         "EVIDENCE_AGENT_DATA_DIR": str(station.settings.data_dir),
-        "EVIDENCE_AGENT_ROLES_FILE": str(roles_file),
         "EVIDENCE_AGENT__STATION__ID": station.settings.station_id,
         "EVIDENCE_AGENT__STORE__BACKEND": "s3",
         "EVIDENCE_AGENT__STORE__BUCKET": evidence_bucket,

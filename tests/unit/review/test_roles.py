@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from evidence_agent.errors import ConfigError
 from review.settings import (
     build_review_settings,
     load_review_settings,
-    roles_file_path,
+    load_station_roles,
 )
 
 ALICE = Identity("alice", 1001, frozenset({"alice", "records"}))
@@ -170,21 +171,31 @@ def test_a_roles_file_others_may_write_is_refused(tmp_path: Path) -> None:
     path.write_text('[roles.users]\nalice = ["supervisor"]\n')
     path.chmod(0o666)
     with pytest.raises(ConfigError, match="written by others"):
-        load_review_settings(path)
+        load_review_settings(path, trusted_owners={os.getuid()})
     path.chmod(0o644)
-    assert load_review_settings(path).roles.users["alice"] == {Role.SUPERVISOR}
+    roles = load_review_settings(path, trusted_owners={os.getuid()}).roles
+    assert roles.users["alice"] == {Role.SUPERVISOR}
 
 
 def test_a_missing_roles_file_means_the_defaults(tmp_path: Path) -> None:
-    assert load_review_settings(tmp_path / "none.toml").source is None
+    assert load_review_settings(tmp_path / "none.toml", trusted_owners={0}).source is None
 
 
-def test_roles_file_location() -> None:
-    data = Path("/var/lib/evidence-agent")
-    assert roles_file_path(data, {}) == data / "roles.toml"
-    assert roles_file_path(data, {"EVIDENCE_AGENT_ROLES_FILE": "/etc/ea/roles.toml"}) == Path(
-        "/etc/ea/roles.toml"
-    )
+def test_the_roles_are_the_stations_own_file(tmp_path: Path) -> None:
+    """Who may do what comes from <data_dir>/roles.toml only: a caller's environment cannot
+    name another file, and a file owned by anybody but root or the station's account is
+    refused (a role-less account cannot make itself supervisor)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "roles.toml").write_text('[roles.users]\nalice = ["supervisor"]\n')
+    assert load_station_roles(data, {}).roles.users["alice"] == {Role.SUPERVISOR}
+    own = tmp_path / "mine.toml"
+    own.write_text('[roles.users]\nmallory = ["supervisor"]\n')
+    with pytest.raises(ConfigError, match="EVIDENCE_AGENT_ROLES_FILE is not read"):
+        load_station_roles(data, {"EVIDENCE_AGENT_ROLES_FILE": str(own)})
+    os.chown(data / "roles.toml", 54321, -1)  # the tests run as root, as a station's admin
+    with pytest.raises(ConfigError, match="belongs to uid 54321"):
+        load_station_roles(data, {})
 
 
 def test_the_roles_file_example_in_the_docs_is_valid() -> None:
