@@ -38,7 +38,8 @@ from evidence_agent.domain.flags import Flag
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, parse_identity
 from evidence_agent.domain.states import ClipState, DockState
 from evidence_agent.domain.usb_allowlist import normalize_serial
-from evidence_agent.errors import EvidenceError
+from evidence_agent.errors import EvidenceError, StorageError
+from evidence_agent.io.locks import FileLock, read_note, try_lock
 from evidence_agent.io.volume_reader import VolumeGoneError, read_small_file, volume_text
 from evidence_agent.ports import DockEvent, DockSource
 from evidence_agent.services import storage_check
@@ -65,6 +66,34 @@ DEVICE_KEYS = (
     "ID_FS_TYPE",
 )
 SUPERVISOR_COMMAND = "evidence-agent ingest MOUNTPOINT --recorder SERIAL"
+DAEMON_LOCK = "daemon.lock"  # in the data directory, locked for as long as a daemon runs there
+
+
+class DaemonRunningError(EvidenceError):
+    """Another daemon works on this data directory: two would read every recorder twice."""
+
+
+def lock_data_dir(settings: Settings) -> FileLock:
+    """The data directory's daemon lock, held until released or this process ends.
+
+    The file is never removed: a daemon starting as another stops must lock the same file."""
+    path = settings.data_dir / DAEMON_LOCK
+    try:
+        lock = try_lock(path)
+    except OSError as e:
+        raise StorageError(
+            f"cannot lock the data directory {settings.data_dir}: {e.strerror}",
+            remedy="check that the data directory is writable by the station's user",
+        ) from e
+    if lock is None:
+        holder = read_note(path)
+        raise DaemonRunningError(
+            f"another evidence-agent daemon ({holder or 'process unknown'}) is already running "
+            f"on the data directory {settings.data_dir}",
+            remedy="stop it first (systemctl stop evidence-agent), or give this one a data "
+            "directory of its own (paths.data_dir)",
+        )
+    return lock
 
 
 def volume_signature(root: Path) -> tuple[int, int, int]:
@@ -164,6 +193,7 @@ class Daemon:
         self._lock = threading.RLock()
         self._metrics_server: MetricsServer | None = None
         self._unhealthy_logged = False
+        self._data_lock: FileLock | None = None
 
     # -- sources ------------------------------------------------------------------------------
 
@@ -171,6 +201,18 @@ class Daemon:
         self.events.put(event)
 
     def start(self) -> None:
+        """Lock the data directory, recover what the last stop left, start every source.
+
+        Refused (DaemonRunningError) while another daemon runs on the same data directory."""
+        self._data_lock = lock_data_dir(self.settings)
+        try:
+            self._start()
+        except BaseException:
+            self._data_lock.release()
+            self._data_lock = None
+            raise
+
+    def _start(self) -> None:
         # Evidence mode: refuse to run on a bucket that would let footage be deleted, overwritten
         # or stored with a wrong checksum (EvidenceBucketRefused). An unreachable store is not a
         # refusal: it is logged, docks go on into the spool, and the upload queue runs the
@@ -785,6 +827,9 @@ class Daemon:
             self._metrics_server.close()
             self._metrics_server = None
         self.notifier.close()
+        if self._data_lock is not None:
+            self._data_lock.release()
+            self._data_lock = None
 
 
 def _log_report(report: IngestReport, volume: Path) -> None:

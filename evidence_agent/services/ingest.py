@@ -40,7 +40,7 @@ from evidence_agent.domain.identity import (
 from evidence_agent.domain.media import MediaInfo, media_kind
 from evidence_agent.domain.retention import retention_at_cataloguing
 from evidence_agent.domain.states import ClipOutcome, ClipState, DockState
-from evidence_agent.errors import EvidenceError, ExitCode, InputError
+from evidence_agent.errors import EvidenceError, ExitCode, InputError, StorageError
 from evidence_agent.io.spool import CopiedFile, SpooledFile
 from evidence_agent.io.volume_reader import (
     VolumeFile,
@@ -207,10 +207,12 @@ def ingest_volume(
         report.warnings.append(f"{e.message}: finished files are kept; dock it again to resume")
         _finish_dock(station, dock, report, finishing, error=e.message)
         raise
-    except EvidenceError as e:
+    except Exception as e:
+        # Whatever ended it, the dock's row says so: a row left `running` stays in `status`.
         cataloguer.collect(report, raise_errors=False)
         report.state = DockState.FAILED
-        _finish_dock(station, dock, report, finishing, error=e.message)
+        error = e.message if isinstance(e, EvidenceError) else f"{type(e).__name__}: {e}"
+        _finish_dock(station, dock, report, finishing, error=error)
         raise
     finally:
         cataloguer.shutdown()
@@ -316,6 +318,9 @@ def _not_to_read(file: VolumeFile, identity_rel: bytes, kind: str | None) -> Not
     return None
 
 
+# Tries at cataloguing one file: each lost race with another dock leaves rows the next finds.
+_CATALOG_ATTEMPTS = 3
+
 # Copies read but not yet through stage two, each holding an open partial file: at most this
 # many, so a volume of thousands of small files cannot run the process out of descriptors.
 _MAX_WAITING = 8
@@ -357,14 +362,14 @@ class _Cataloguer:
     def collect(self, report: IngestReport, *, raise_errors: bool = True) -> None:
         """Add the results so far to the report, in volume order, once each is done; then raise
         the first error a file's cataloguing raised (unless told not to)."""
-        first_error: EvidenceError | None = None
+        first_error: Exception | None = None
         for result in self._results:
             if isinstance(result, ClipResult):
                 report.clips.append(result)
                 continue
             try:
                 report.clips.append(result.result())
-            except EvidenceError as e:
+            except Exception as e:  # noqa: BLE001 - kept, and raised below (or by the caller's own)
                 first_error = first_error or e
         self._results.clear()
         if first_error is not None and raise_errors:
@@ -590,30 +595,37 @@ def _catalog_file(
     """Stage two: probe, tag and catalogue with its custody event, in one transaction."""
     seen = _examine(station, dock, file, facts, now, spooled)
     clip_id = str(uuid.uuid4())
-    try:
-        with station.transaction() as session:
-            existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
-            if existing is not None:
-                return _known(station, session, dock, existing, file)
-            officer = _attribute(session, dock, facts, seen)
-            clip = _clip_row(clip_id, station, dock, file, kind, facts, now, spooled, seen, officer)
-            session.add(clip)
-            session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
-            session.flush()
-            unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
-            station.record(
-                session,
-                ingest_event(
-                    clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error
-                ),
-            )
-    except sa_exc.IntegrityError:
-        # Another dock catalogued the same content in the meantime: it is a known clip now.
-        with station.transaction() as session:
-            existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
-            if existing is None:
-                raise
-            return _known(station, session, dock, existing, file)
+    for _ in range(_CATALOG_ATTEMPTS):
+        try:
+            with station.transaction() as session:
+                existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
+                if existing is not None:
+                    return _known(station, session, dock, existing, file)
+                officer = _attribute(session, dock, facts, seen)
+                clip = _clip_row(
+                    clip_id, station, dock, file, kind, facts, now, spooled, seen, officer
+                )
+                session.add(clip)
+                session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
+                session.flush()
+                unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
+                station.record(
+                    session,
+                    ingest_event(
+                        clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error
+                    ),
+                )
+            break
+        except sa_exc.IntegrityError as e:
+            # Another dock (of this recorder, or with the same content) catalogued it in the
+            # meantime: the next attempt finds its rows and takes the clip as known.
+            conflict = e
+    else:
+        raise StorageError(
+            f"cannot catalogue {file.display}: the catalog refused it {_CATALOG_ATTEMPTS} "
+            f"times ({conflict.orig})",
+            remedy="dock the recorder again; the file stays on it",
+        ) from conflict
     log.info("clip %s %s from %s", clip_id, spooled.sha256[:12], file.display)
     return ClipResult(
         clip_id,
@@ -831,25 +843,37 @@ def _source_row(
 def _known(
     station: Station, session: Session, dock: _Dock, clip: Clip, file: VolumeFile
 ) -> ClipResult:
-    """Content already catalogued: no second clip; the sighting is remembered and recorded."""
-    session.add(_source_row(clip.id, dock.recorder.id, file, dock.session_id, station.clock.now()))
-    station.record(
-        session,
-        EventType.CLIP_SEEN_AGAIN.event(
-            clip.id,
-            actor=station.actor,
-            reason="the same content was found on a docked recorder; no second clip was made",
-            sha256=clip.sha256,
-            data={
-                "recorder": dock.recorder.serial,
-                "source_path": file.display,
-                "dock_session": dock.session_id,
-            },
-        ),
-    )
+    """Content already catalogued: no second clip; the sighting is remembered and recorded,
+    unless another dock of this recorder took this very file while this one read it."""
+    taken = session.exec(
+        select(ClipSource.id)
+        .where(ClipSource.recorder_id == dock.recorder.id)
+        .where(ClipSource.source_path_bytes == file.rel)
+        .where(ClipSource.size == file.size)
+        .where(ClipSource.mtime_ns == file.mtime_ns)
+    ).first()
+    outcome = ClipOutcome.ALREADY_INGESTED if taken is not None else ClipOutcome.DUPLICATE
+    if taken is None:
+        session.add(
+            _source_row(clip.id, dock.recorder.id, file, dock.session_id, station.clock.now())
+        )
+        station.record(
+            session,
+            EventType.CLIP_SEEN_AGAIN.event(
+                clip.id,
+                actor=station.actor,
+                reason="the same content was found on a docked recorder; no second clip was made",
+                sha256=clip.sha256,
+                data={
+                    "recorder": dock.recorder.serial,
+                    "source_path": file.display,
+                    "dock_session": dock.session_id,
+                },
+            ),
+        )
     if clip.state == ClipState.STORED:
         station.spool.remove(clip.sha256)  # the copy just read is not needed: the store has it
-    return _result(clip, file, ClipOutcome.DUPLICATE)
+    return _result(clip, file, outcome)
 
 
 def _result(clip: Clip, file: VolumeFile, outcome: ClipOutcome) -> ClipResult:

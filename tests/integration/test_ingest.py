@@ -21,7 +21,7 @@ import pytest
 from blake3 import blake3
 from sqlmodel import select
 
-from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
+from evidence_agent.catalog.models import Clip, ClipSource, CustodyEntry, DockSession
 from evidence_agent.config import Settings, build_settings
 from evidence_agent.custody import canonical
 from evidence_agent.custody import events as custody_events
@@ -29,9 +29,10 @@ from evidence_agent.errors import ExitCode, InputError, StorageError
 from evidence_agent.io.copying import FileWriter
 from evidence_agent.io.spool import Spool
 from evidence_agent.services.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
-from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.ingest import IngestReport, ingest_volume
 from evidence_agent.services.station import Station, open_station
 from evidence_agent.services.storing import store_pending
+from tests.docking_gates import gate_spool
 from tests.support import service_missing
 
 START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
@@ -499,3 +500,42 @@ def test_hashed_here_is_only_the_unchanged_file_this_spool_wrote(tmp_path: Path)
     with copied.path.open("ab") as f:
         f.write(b"!")
     assert not spool.hashed_here(copied.sha256)
+
+
+def test_two_docks_of_one_volume_at_once_both_finish_and_leave_nothing_behind(
+    station: Station, volume: Path
+) -> None:
+    """Two docks read the same recorder at once (two `ingest` runs, a dock folder renamed while
+    it is read): the first holds a file it has read while the second takes every file and the
+    store keeps them. The first then finds each file taken: no catalog error, both docks end,
+    and it leaves no spool copy of what is already stored."""
+    gate = gate_spool(station, hold_at=2, durable=True)
+    first: list[object] = []
+    reader = threading.Thread(target=lambda: first.append(_ingest_catching(station, volume)))
+    reader.start()
+    try:
+        assert gate.entered.wait(30)
+        second = ingest_volume(station, volume)
+        assert second.state == "finished"
+        assert store_pending(station).stored  # the store took the second dock's clips
+    finally:
+        gate.release.set()
+        reader.join(60)
+    (report,) = first
+    assert isinstance(report, IngestReport), report
+    assert report.state == "finished"
+    outcomes = [c.outcome for c in report.clips]
+    assert outcomes[0] == "new" and set(outcomes[1:]) == {"already_ingested"}
+    with station.reading() as session:
+        assert {d.state for d in session.exec(select(DockSession))} == {"finished"}
+        assert len(session.exec(select(ClipSource)).all()) == len(clips(station))
+    spooled = {c.sha256 for c in clips(station) if c.state == "spooled"}
+    assert set(station.spool.pending()) <= spooled
+    assert list(station.spool.incoming.iterdir()) == []
+
+
+def _ingest_catching(station: Station, volume: Path) -> object:
+    try:
+        return ingest_volume(station, volume)
+    except Exception as e:  # noqa: BLE001 - the test asserts on it
+        return e
