@@ -33,7 +33,7 @@ from evidence_agent.adapters.sd_notify import SystemdNotifier, watchdog_interval
 from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.catalog.queries import undocked_recorders
 from evidence_agent.config import Settings
-from evidence_agent.custody.vocabulary import EventType, Subject
+from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.flags import Flag
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, parse_identity
 from evidence_agent.domain.states import ClipState, DockState
@@ -44,7 +44,12 @@ from evidence_agent.io.volume_reader import VolumeGoneError, read_small_file, vo
 from evidence_agent.ports import DockEvent, DockSource
 from evidence_agent.services import storage_check
 from evidence_agent.services.clearing import ClearingSystemMounter, WritableMounter, clear_recorder
-from evidence_agent.services.ingest import IngestReport, ingest_volume, plan_bytes
+from evidence_agent.services.ingest import (
+    IngestReport,
+    ingest_volume,
+    plan_bytes,
+    recover_interrupted,
+)
 from evidence_agent.services.recorders import enrolled_devices, identity_disagreement, match_device
 from evidence_agent.services.station import Station, open_station, service_actor
 from evidence_agent.services.storing import StoreWorker, publish_checkpoints, store_pending
@@ -218,7 +223,12 @@ class Daemon:
         # refusal: it is logged, docks go on into the spool, and the upload queue runs the
         # self-test before its first upload. A pass is remembered, so that queue need not.
         storage_check.require_store_at_start(self.station)
-        self._recover_interrupted()
+        recovered = recover_interrupted(self.station)
+        if recovered:
+            log.warning(
+                "%d dock(s) were interrupted by the last stop; they resume when docked",
+                len(recovered),
+            )
         self.store_worker.start()
         self._reclaim_spool()
         self._store_spooled()  # clips a crash or an outage left in the spool are stored first
@@ -476,7 +486,7 @@ class Daemon:
                 recorder_serial=recorder_serial,
                 source=source,
                 progress=dock.count_read,
-                on_clip=self._store_new_clip,
+                on_clip=functools.partial(self._store_clip, dock),
                 should_stop=functools.partial(self._stop_reason, dock),
                 warnings=extra_warnings,
                 finishing=functools.partial(dock.fill_row, device_info=device_info),
@@ -508,11 +518,16 @@ class Daemon:
             return "the agent is stopping"
         return None
 
-    def _store_new_clip(self, sha256: str) -> None:
+    def _store_clip(self, dock: ActiveDock, sha256: str) -> None:
+        """A clip of the dock waits in the spool: to the store worker, and counted as copied
+        unless an earlier dock catalogued it (left in the spool by a stop)."""
         self.store_worker.submit(sha256)
         with self.station.reading() as session:
-            size = session.exec(select(Clip.size).where(Clip.sha256 == sha256)).first()
-        self.metrics.ingested_bytes.inc(size or 0)
+            row = session.exec(
+                select(Clip.size, Clip.ingested_at).where(Clip.sha256 == sha256)
+            ).first()
+        if row is not None and row[1] >= dock.started_at:
+            self.metrics.ingested_bytes.inc(row[0])
 
     def _check_identity(self, volume: Path, registry_serial: str | None) -> list[str]:
         """The identity file against the registry: a disagreement is flagged, never silent."""
@@ -666,47 +681,6 @@ class Daemon:
                     reason=reason,
                     data={"dock_session": row.id, "device": device, "usb": info},
                 ),
-            )
-
-    def _recover_interrupted(self) -> None:
-        """Docks this service left running (killed, crashed, power cut) are marked interrupted."""
-        now = self.station.clock.now()
-        with self.station.transaction() as session:
-            rows = list(
-                session.exec(
-                    select(DockSession)
-                    .where(DockSession.station_id == self.settings.station_id)
-                    .where(DockSession.state == DockState.RUNNING)
-                    .where(DockSession.actor == self.station.actor)
-                )
-            )
-            events = []
-            for row in rows:
-                row.state = DockState.INTERRUPTED
-                row.finished_at = now
-                row.error = (
-                    "the agent stopped during this dock; finished files are kept and the rest "
-                    "is read at the next dock"
-                )
-                session.add(row)
-                events.append(
-                    EventType.DOCK_FINISHED.event(
-                        row.id,
-                        subject_kind=Subject.DOCK,
-                        actor=self.station.actor,
-                        reason=row.error,
-                        data={
-                            "dock_session": row.id,
-                            "state": DockState.INTERRUPTED.value,
-                            "recovered": True,
-                        },
-                    )
-                )
-            if events:
-                self.station.custody.append_many(session, events)
-        if rows:
-            log.warning(
-                "%d dock(s) were interrupted by the last stop; they resume when docked", len(rows)
             )
 
     # -- timers -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from evidence_agent.catalog.models import (
@@ -27,7 +28,7 @@ from evidence_agent.catalog.models import (
 )
 from evidence_agent.config import resolve_timezone
 from evidence_agent.custody.events import CustodyEvent, format_time
-from evidence_agent.custody.vocabulary import EventType
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.filenames import FilenameFacts, compile_patterns, parse_filename
 from evidence_agent.domain.flags import Flag, SkipReason
@@ -41,6 +42,7 @@ from evidence_agent.domain.media import MediaInfo, media_kind
 from evidence_agent.domain.retention import retention_at_cataloguing
 from evidence_agent.domain.states import ClipOutcome, ClipState, DockState
 from evidence_agent.errors import EvidenceError, ExitCode, InputError, StorageError
+from evidence_agent.io.locks import FileLock, is_held, try_lock
 from evidence_agent.io.spool import CopiedFile, SpooledFile
 from evidence_agent.io.volume_reader import (
     VolumeFile,
@@ -60,6 +62,11 @@ _Row = TypeVar("_Row", Unit, Officer, Recorder)
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 NAME_CONTAINER_TOLERANCE = timedelta(seconds=60)
+RUNNING_DOCKS_DIR = "running-docks"  # in the data directory: a lock file per dock in progress
+_GONE_DOCK = (
+    "the process reading this dock stopped during it (killed, crashed, a power cut); finished "
+    "files are kept and the rest is read at the next dock"
+)
 # Reasons that are facts about the volume rather than problems: listed, but no warning.
 _QUIET_REASONS = frozenset({SkipReason.NOT_MEDIA, SkipReason.IDENTITY_FILE})
 
@@ -186,16 +193,46 @@ def ingest_volume(
     """Read every media file of the volume once, catalogue it with its custody event.
 
     A file already taken from this recorder on an earlier dock is not read again; content
-    already in the catalog makes no second clip. `on_clip` is told each new clip's SHA-256 so
-    a store worker can start on it while the next file is copied. `should_stop` is asked before
+    already in the catalog makes no second clip. `on_clip` is told the SHA-256 of each clip of
+    the dock still waiting in the spool (new, or left there by an earlier run) so a store
+    worker can start on it while the next file is copied. Docks of this station left `running`
+    by a process that is gone are marked interrupted first (`recover_interrupted`). `should_stop` is asked before
     each file; a reason ends the dock as interrupted (VolumeGoneError). `warnings` are the
     caller's own about this dock (the daemon's identity check): they go into the report and the
     dock's row with the ingest's. `finishing` is given the dock's row in the transaction that
     finishes it, for what the caller knows of the dock (progress, the device): whoever sees the
     dock finished sees all of it."""
     survey = _survey(station, volume, recorder_serial, list(warnings))
-    with station.transaction() as session:
-        dock = _start_dock(station, session, survey, volume, source)
+    for dock_id in recover_interrupted(station):
+        log.warning(
+            "dock %s was left running by a process that is gone: marked interrupted", dock_id
+        )
+    session_id = str(uuid.uuid4())
+    # Held until the dock's row says how it ended: a dock found `running` whose lock is free
+    # has no process left to finish it.
+    lock = _lock_dock(station, session_id)
+    try:
+        with station.transaction() as session:
+            dock = _start_dock(station, session, session_id, survey, volume, source)
+        report = _read_dock(
+            station, dock, volume, survey, progress, on_clip, should_stop, finishing
+        )
+    finally:
+        lock.release(remove=True)
+    return report
+
+
+def _read_dock(
+    station: Station,
+    dock: _Dock,
+    volume: Path,
+    survey: _Survey,
+    progress: ProgressCallback | None,
+    on_clip: ClipCallback | None,
+    should_stop: Callable[[], str | None] | None,
+    finishing: Callable[[DockSession], None] | None,
+) -> IngestReport:
+    """The dock's files read and catalogued, and its row finished however it ends."""
     report = _open_report(station, dock, volume, survey)
     cataloguer = _Cataloguer(station, dock, survey.now, on_clip)
     try:
@@ -218,6 +255,75 @@ def ingest_volume(
         cataloguer.shutdown()
     _finish_dock(station, dock, report, finishing)
     return report
+
+
+def _dock_lock_path(station: Station, session_id: str) -> Path:
+    return station.settings.data_dir / RUNNING_DOCKS_DIR / f"{session_id}.lock"
+
+
+def _lock_dock(station: Station, session_id: str) -> FileLock:
+    path = _dock_lock_path(station, session_id)
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        lock = try_lock(path)
+    except OSError as e:
+        raise StorageError(
+            f"cannot make the dock's lock in {path.parent}: {e.strerror}",
+            remedy="check that the data directory is writable by the station's user",
+        ) from e
+    if lock is None:  # a new dock's own file: only a copy of its id could hold it
+        raise StorageError(f"the lock of dock {session_id} is held by another process")
+    return lock
+
+
+def recover_interrupted(station: Station) -> list[str]:
+    """Docks of this station left `running` by a process that is gone (killed, crashed, a power
+    cut), each marked interrupted with its custody event; their ids.
+
+    A dock holds the lock on its file in the data directory until its row says how it ended,
+    so a running dock whose lock is free has no process left to finish it. The update is made
+    only while the row still says `running`: a dock that ends meanwhile keeps its own word."""
+    recovered: list[str] = []
+    with station.transaction() as session:
+        running = session.exec(
+            select(DockSession.id)
+            .where(DockSession.station_id == station.settings.station_id)
+            .where(DockSession.state == DockState.RUNNING)
+        ).all()
+        now = station.clock.now()
+        for dock_id in running:
+            if is_held(_dock_lock_path(station, dock_id)):
+                continue
+            marked = session.exec(
+                update(DockSession)
+                .where(col(DockSession.id) == dock_id)
+                .where(col(DockSession.state) == DockState.RUNNING)
+                .values(state=DockState.INTERRUPTED, finished_at=now, error=_GONE_DOCK)
+            )
+            if marked.rowcount == 1:
+                recovered.append(dock_id)
+        if not recovered:
+            return []
+        station.custody.append_many(
+            session,
+            [
+                EventType.DOCK_FINISHED.event(
+                    dock_id,
+                    subject_kind=Subject.DOCK,
+                    actor=station.actor,
+                    reason=_GONE_DOCK,
+                    data={
+                        "dock_session": dock_id,
+                        "state": DockState.INTERRUPTED.value,
+                        "recovered": True,
+                    },
+                )
+                for dock_id in recovered
+            ],
+        )
+    for dock_id in recovered:
+        _dock_lock_path(station, dock_id).unlink(missing_ok=True)
+    return recovered
 
 
 def _survey(
@@ -341,7 +447,11 @@ class _Cataloguer:
         self._results: list[ClipResult | Future[ClipResult]] = []
 
     def add(self, result: ClipResult) -> None:
+        """A file an earlier dock took: its clip, if still waiting in the spool (a stop between
+        the store's write and the catalog's), goes to the store as a new one would."""
         self._results.append(result)
+        if self._on_clip is not None and result.state == ClipState.SPOOLED:
+            self._on_clip(result.sha256)
 
     def submit(self, file: VolumeFile, kind: str, facts: FilenameFacts, copied: CopiedFile) -> None:
         self._results.append(self._pool.submit(self._catalog, file, kind, facts, copied))
@@ -414,7 +524,7 @@ def _recorder_serial(
 
 
 def _start_dock(
-    station: Station, session: Session, survey: _Survey, volume: Path, source: str
+    station: Station, session: Session, session_id: str, survey: _Survey, volume: Path, source: str
 ) -> _Dock:
     now = station.clock.now()
     serial, identity, skew = survey.serial, survey.identity, survey.skew
@@ -439,7 +549,7 @@ def _start_dock(
     recorder.last_docked_at = now
     session.add(recorder)
     dock = DockSession(
-        id=str(uuid.uuid4()),
+        id=session_id,
         station_id=station.settings.station_id,
         recorder_id=recorder.id,
         source=source,
