@@ -49,6 +49,7 @@ from evidence_agent.io.volume_reader import (
     VolumeGoneError,
     VolumeListing,
     display_path,
+    error_text,
     list_volume,
     read_small_file,
     volume_text,
@@ -673,7 +674,8 @@ def _copy_file(
             return NotIngested(
                 file.display, SkipReason.SYMLINK, "became a symbolic link; not followed"
             )
-        return NotIngested(file.display, SkipReason.UNREADABLE, e.strerror or str(e))
+        # One file the recorder cannot give (a bad sector, a damaged file): the rest is read.
+        return NotIngested(file.display, SkipReason.UNREADABLE, f"read error: {error_text(e)}")
     except InputError as e:
         if isinstance(e, VolumeGoneError):
             raise
