@@ -46,6 +46,7 @@ from evidence_agent.services import storage_check
 from evidence_agent.services.clearing import ClearingSystemMounter, WritableMounter, clear_recorder
 from evidence_agent.services.ingest import (
     IngestReport,
+    UnidentifiedVolumeError,
     ingest_volume,
     plan_bytes,
     recover_interrupted,
@@ -199,6 +200,9 @@ class Daemon:
         self._metrics_server: MetricsServer | None = None
         self._unhealthy_logged = False
         self._data_lock: FileLock | None = None
+        # Dock-folder volumes no recorder could be named for, by device: docked again once
+        # an identity file is on them.
+        self._unidentified: dict[str, DockEvent] = {}
 
     # -- sources ------------------------------------------------------------------------------
 
@@ -311,6 +315,7 @@ class Daemon:
             if now >= next_progress:
                 next_progress = now + PROGRESS_SECONDS
                 self._report_progress()
+                self._retry_unidentified()
             if now >= next_retry:
                 next_retry = now + RETRY_STORE_SECONDS
                 self._retry_store()
@@ -327,6 +332,7 @@ class Daemon:
             dock = self._docks.get(event.device_id)
             running = dock is not None and dock.future is not None and not dock.future.done()
             if event.kind == "removed":
+                self._unidentified.pop(event.device_id, None)
                 if dock is not None and running:
                     dock.gone.set()
                     log.warning(
@@ -394,7 +400,9 @@ class Daemon:
         if self.stopping.is_set() or dock.gone.is_set():
             return
         log.info("recorder volume docked at %s (%s)", volume, event.source)
-        self._ingest(dock, volume, recorder_serial=event.recorder_serial, source=event.source)
+        self._ingest(
+            dock, volume, recorder_serial=event.recorder_serial, source=event.source, retry=event
+        )
 
     def _dock_usb(self, dock: ActiveDock, event: DockEvent) -> None:
         attributes = event.attributes
@@ -469,8 +477,11 @@ class Daemon:
         recorder_serial: str | None,
         source: str,
         device_info: dict[str, Any] | None = None,
+        retry: DockEvent | None = None,
     ) -> IngestReport | None:
-        """Ingest one mounted volume; None when it stopped early (unplugged, stopping, failed)."""
+        """Ingest one mounted volume; None when it stopped early (unplugged, stopping, failed)
+        or when no recorder can be named for it: then it is kept as an unidentified dock, and
+        `retry` (a dock-folder volume's event) is docked again once an identity file is on it."""
         dock.volume = volume
         try:
             dock.bytes_total = plan_bytes(volume, self.station)
@@ -490,7 +501,26 @@ class Daemon:
                 should_stop=functools.partial(self._stop_reason, dock),
                 warnings=extra_warnings,
                 finishing=functools.partial(dock.fill_row, device_info=device_info),
+                hold_unidentified=True,
+                resume=self._unidentified_dock(volume) if retry is not None else None,
             )
+        except UnidentifiedVolumeError as e:
+            dock.session_id = e.dock_session_id
+            log.warning(
+                "no recorder can be named for the volume at %s (no identity file, no serial in "
+                "its file names, not enrolled): nothing read, its %d media file(s) wait in dock "
+                "%s. Put the recorder's identity file (%s) on it, or name it: `evidence-agent "
+                "dock identify %s --recorder SERIAL --reason ...`",
+                volume,
+                len(e.media),
+                e.dock_session_id,
+                self.settings.ingest.identity_file,
+                e.dock_session_id,
+            )
+            if retry is not None:
+                with self._lock:
+                    self._unidentified[retry.device_id] = retry
+            return None
         except VolumeGoneError as e:
             log.warning(
                 "dock of %s stopped cleanly: %s; %s of %s bytes read, finished files are kept "
@@ -509,6 +539,32 @@ class Daemon:
         dock.recorder = report.recorder_serial
         _log_report(report, volume)
         return report
+
+    def _unidentified_dock(self, volume: Path) -> str | None:
+        """The unidentified dock kept for this dock-folder volume, if one waits (from before a
+        restart, or before its identity file appeared): docking it again carries on that dock."""
+        with self.station.reading() as session:
+            return session.exec(
+                select(DockSession.id)
+                .where(DockSession.station_id == self.settings.station_id)
+                .where(DockSession.state == DockState.UNIDENTIFIED)
+                .where(DockSession.volume == volume_text(volume))
+                .order_by(col(DockSession.started_at).desc())
+            ).first()
+
+    def _retry_unidentified(self) -> None:
+        """Dock-folder volumes no recorder could be named for are docked again once the
+        recorder's identity file is on them."""
+        name = self.settings.ingest.identity_file
+        with self._lock:
+            waiting = list(self._unidentified.items())
+        for device_id, event in waiting:
+            if event.volume is None or not (event.volume / name).exists():
+                continue
+            with self._lock:
+                self._unidentified.pop(device_id, None)
+            log.info("an identity file is now on %s: docking it again", event.volume)
+            self.emit(event)
 
     def _stop_reason(self, dock: ActiveDock) -> str | None:
         """Why a dock should stop before its next file, if it should."""
@@ -718,7 +774,14 @@ class Daemon:
                 .where(col(Clip.flags).contains(f'"{Flag.LATE.value}"'))
             ).one()
             last = session.exec(select(func.max(Clip.stored_at))).one()
+            unidentified = session.exec(
+                select(func.count())
+                .select_from(DockSession)
+                .where(DockSession.station_id == self.settings.station_id)
+                .where(DockSession.state == DockState.UNIDENTIFIED)
+            ).one()
         self.metrics.backlog_clips.set(backlog)
+        self.metrics.unidentified_docks.set(unidentified)
         self.metrics.clips_over_deadline.set(over)
         # Aggregates bypass the column type on SQLite: naive UTC text or datetimes come back.
         if isinstance(last, str):

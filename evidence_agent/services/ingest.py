@@ -41,7 +41,14 @@ from evidence_agent.domain.identity import (
 from evidence_agent.domain.media import MediaInfo, media_kind
 from evidence_agent.domain.retention import retention_at_cataloguing
 from evidence_agent.domain.states import ClipOutcome, ClipState, DockState
-from evidence_agent.errors import EvidenceError, ExitCode, InputError, StorageError
+from evidence_agent.domain.text import check_plain_text
+from evidence_agent.errors import (
+    EvidenceError,
+    ExitCode,
+    InputError,
+    NotFoundError,
+    StorageError,
+)
 from evidence_agent.io.locks import FileLock, is_held, try_lock
 from evidence_agent.io.spool import CopiedFile, SpooledFile
 from evidence_agent.io.volume_reader import (
@@ -102,6 +109,21 @@ class NotIngested:
 
     def to_json(self) -> dict[str, Any]:
         return {"source_path": self.source_path, "reason": self.reason, "detail": self.detail}
+
+
+class UnidentifiedVolumeError(InputError):
+    """No recorder can be named for a volume: no identity file, no serial in its file names,
+    none given. Nothing of it is read."""
+
+    def __init__(self, media: list[VolumeFile], warnings: list[str]) -> None:
+        super().__init__(
+            "cannot tell which recorder this volume is from: no identity file and no serial "
+            "in the file names",
+            remedy="pass --recorder SERIAL (see docs/recorder-identity.md)",
+        )
+        self.media = media  # its media files, which count against the 24-hour rule meanwhile
+        self.warnings = warnings
+        self.dock_session_id: str | None = None  # the unidentified dock, when one is kept
 
 
 @dataclass
@@ -171,12 +193,7 @@ class _Survey:
 
 def plan_bytes(volume: Path, station: Station) -> int:
     """Bytes of media a volume holds, for a progress bar's total."""
-    ingest = station.settings.ingest
-    return sum(
-        f.size
-        for f in list_volume(volume).files
-        if media_kind(f.name, ingest.video_patterns, ingest.photo_patterns, ingest.audio_patterns)
-    )
+    return sum(f.size for f in list_volume(volume).files if _media_kind(station, f) is not None)
 
 
 def ingest_volume(
@@ -190,6 +207,8 @@ def ingest_volume(
     should_stop: Callable[[], str | None] | None = None,
     warnings: Sequence[str] = (),
     finishing: Callable[[DockSession], None] | None = None,
+    hold_unidentified: bool = False,
+    resume: str | None = None,
 ) -> IngestReport:
     """Read every media file of the volume once, catalogue it with its custody event.
 
@@ -197,18 +216,28 @@ def ingest_volume(
     already in the catalog makes no second clip. `on_clip` is told the SHA-256 of each clip of
     the dock still waiting in the spool (new, or left there by an earlier run) so a store
     worker can start on it while the next file is copied. Docks of this station left `running`
-    by a process that is gone are marked interrupted first (`recover_interrupted`). `should_stop` is asked before
-    each file; a reason ends the dock as interrupted (VolumeGoneError). `warnings` are the
-    caller's own about this dock (the daemon's identity check): they go into the report and the
-    dock's row with the ingest's. `finishing` is given the dock's row in the transaction that
-    finishes it, for what the caller knows of the dock (progress, the device): whoever sees the
-    dock finished sees all of it."""
-    survey = _survey(station, volume, recorder_serial, list(warnings))
+    by a process that is gone are marked interrupted first (`recover_interrupted`).
+    `should_stop` is asked before each file; a reason ends the dock as interrupted
+    (VolumeGoneError). `warnings` are the caller's own about this dock (the daemon's identity
+    check): they go into the report and the dock's row with the ingest's. `finishing` is given
+    the dock's row in the transaction that finishes it, for what the caller knows of the dock
+    (progress, the device): whoever sees the dock finished sees all of it.
+
+    A volume no recorder can be named for raises UnidentifiedVolumeError. With
+    `hold_unidentified` (the daemon) it is first kept as a dock in state `unidentified`, with
+    its custody event, or `resume`'s such dock is brought up to date. `resume` names an
+    unidentified dock of this volume: once the recorder is known, that dock is the one read."""
+    try:
+        survey = _survey(station, volume, recorder_serial, list(warnings))
+    except UnidentifiedVolumeError as e:
+        if hold_unidentified:
+            e.dock_session_id = _hold_unidentified(station, volume, source, e, finishing, resume)
+        raise
     for dock_id in recover_interrupted(station):
         log.warning(
             "dock %s was left running by a process that is gone: marked interrupted", dock_id
         )
-    session_id = str(uuid.uuid4())
+    session_id = resume or str(uuid.uuid4())
     # Held until the dock's row says how it ended: a dock found `running` whose lock is free
     # has no process left to finish it.
     lock = _lock_dock(station, session_id)
@@ -256,6 +285,137 @@ def _read_dock(
         cataloguer.shutdown()
     _finish_dock(station, dock, report, finishing)
     return report
+
+
+def _media_kind(station: Station, file: VolumeFile) -> str | None:
+    ingest = station.settings.ingest
+    return media_kind(
+        file.name, ingest.video_patterns, ingest.photo_patterns, ingest.audio_patterns
+    )
+
+
+def _hold_unidentified(
+    station: Station,
+    volume: Path,
+    source: str,
+    error: UnidentifiedVolumeError,
+    finishing: Callable[[DockSession], None] | None,
+    resume: str | None,
+) -> str:
+    """Keep a volume no recorder can be named for as a dock in state `unidentified`, with its
+    media files' count, bytes and oldest modification time; `resume`'s such dock is brought up
+    to date instead of a second one made. The dock's id."""
+    now = station.clock.now()
+    files = error.media
+    oldest = datetime.fromtimestamp(min(f.mtime_ns for f in files) / 1e9, UTC) if files else None
+    with station.transaction() as session:
+        row = session.get(DockSession, resume) if resume is not None else None
+        if row is not None and row.state == DockState.UNIDENTIFIED:
+            row.files_seen, row.bytes_total = len(files), sum(f.size for f in files)
+            row.oldest_file_at = oldest
+            row.warnings = json.dumps(error.warnings, ensure_ascii=False)
+            session.add(row)
+            return row.id
+        row = DockSession(
+            id=str(uuid.uuid4()),
+            station_id=station.settings.station_id,
+            source=source,
+            volume=volume_text(volume),
+            actor=station.actor,
+            started_at=now,
+            state=DockState.UNIDENTIFIED,
+            error=error.message,
+            files_seen=len(files),
+            bytes_total=sum(f.size for f in files),
+            oldest_file_at=oldest,
+            warnings=json.dumps(error.warnings, ensure_ascii=False),
+        )
+        if finishing is not None:
+            finishing(row)
+        session.add(row)
+        data: dict[str, Any] = {
+            "dock_session": row.id,
+            "volume": row.volume,
+            "source": source,
+            "files": row.files_seen,
+            "bytes": row.bytes_total,
+            "oldest_file_at": format_time(oldest) if oldest is not None else None,
+        }
+        device = json.loads(row.device_info)
+        if device:
+            data["usb"] = device
+        station.record(
+            session,
+            EventType.DOCK_UNIDENTIFIED.event(
+                row.id,
+                actor=station.actor,
+                reason="no recorder can be named for this volume (no identity file, no serial "
+                "in its file names, not enrolled): nothing was read; it waits for an identity "
+                "file or an operator",
+                data=data,
+            ),
+        )
+        return row.id
+
+
+def identify_dock(
+    station: Station,
+    dock_id: str,
+    recorder_serial: str,
+    reason: str,
+    *,
+    volume: Path | None = None,
+    progress: ProgressCallback | None = None,
+    on_clip: ClipCallback | None = None,
+) -> IngestReport:
+    """An operator names the recorder of an unidentified dock: the act is recorded
+    (`dock.identified`, with their reason), then the volume is ingested as that recorder's,
+    in that dock. `volume` is where it is mounted now, when not where it was docked (a USB
+    device the daemon has unmounted)."""
+    check_serial(recorder_serial, what="--recorder")
+    check_plain_text(dock_id, "dock")
+    if not check_plain_text(reason, "reason").strip():
+        raise InputError("a reason is required", remedy="say why this is that recorder's volume")
+    with station.reading() as session:
+        row = session.get(DockSession, dock_id)
+    if row is None or row.station_id != station.settings.station_id:
+        raise NotFoundError(
+            f"no dock {dock_id} at this station",
+            remedy="`evidence-agent status` lists the docks waiting for identification",
+        )
+    if row.state != DockState.UNIDENTIFIED:
+        raise InputError(f"dock {dock_id} is {row.state}, not waiting for identification")
+    path = volume if volume is not None else Path(row.volume)
+    if not path.is_dir():
+        raise InputError(
+            f"the volume of dock {dock_id} is not at {volume_text(path)}",
+            remedy="mount it read-only and give its mount point with --volume",
+        )
+    with station.transaction() as session:
+        station.record(
+            session,
+            EventType.DOCK_IDENTIFIED.event(
+                dock_id,
+                actor=station.actor,
+                reason=reason,
+                data={
+                    "dock_session": dock_id,
+                    "recorder": recorder_serial,
+                    "volume": volume_text(path),
+                },
+            ),
+        )
+        station.custody.checkpoint(session)  # a person's act: signed before anything follows
+    log.info("dock %s identified as recorder %s by %s", dock_id, recorder_serial, station.actor)
+    return ingest_volume(
+        station,
+        path,
+        recorder_serial=recorder_serial,
+        source=row.source,
+        progress=progress,
+        on_clip=on_clip,
+        resume=dock_id,
+    )
 
 
 def _dock_lock_path(station: Station, session_id: str) -> Path:
@@ -344,6 +504,9 @@ def _survey(
     now = station.clock.now()
     facts = {f.rel: parse_filename(f.name, patterns, recorder_tz) for f in listing.files}
     serial = _recorder_serial(recorder_serial, identity, facts.values(), warnings)
+    if serial is None:
+        media = [f for f in listing.files if _media_kind(station, f) is not None]
+        raise UnidentifiedVolumeError(media, warnings)
     skew = None
     if identity is not None and identity.device_time is not None:
         skew = identity.device_time - now
@@ -504,7 +667,8 @@ def _recorder_serial(
     identity: RecorderIdentity | None,
     facts: Iterable[FilenameFacts],
     warnings: list[str],
-) -> str:
+) -> str | None:
+    """The recorder's serial: as given, else the identity file's, else the file names'."""
     from_names = Counter(f.serial for f in facts if f.serial is not None)
     named = from_names.most_common(1)[0][0] if from_names else None
     if given is not None:
@@ -516,12 +680,7 @@ def _recorder_serial(
         return given
     if identity is not None:
         return identity.serial
-    if named is not None:
-        return named
-    raise InputError(
-        "cannot tell which recorder this volume is from: no identity file and no serial in the file names",
-        remedy="pass --recorder SERIAL (see docs/recorder-identity.md)",
-    )
+    return named
 
 
 def _start_dock(
@@ -549,16 +708,23 @@ def _start_dock(
         _officer(session, identity.badge, identity.officer_name or "", recorder.unit_id or unit_id)
     recorder.last_docked_at = now
     session.add(recorder)
-    dock = DockSession(
-        id=session_id,
-        station_id=station.settings.station_id,
-        recorder_id=recorder.id,
-        source=source,
-        volume=volume_text(volume),
-        actor=station.actor,
-        started_at=now,
-        clock_skew_seconds=skew.total_seconds() if skew is not None else None,
-    )
+    dock = session.get(DockSession, session_id)
+    if dock is None:
+        dock = DockSession(
+            id=session_id,
+            station_id=station.settings.station_id,
+            source=source,
+            volume=volume_text(volume),
+            started_at=now,
+        )
+    elif not _claim_unidentified(session, session_id):
+        raise InputError(f"dock {session_id} is {dock.state}, not waiting for identification")
+    # An unidentified dock, now read, keeps its start: the recorder came then.
+    dock.recorder_id = recorder.id
+    dock.actor = station.actor
+    dock.state = DockState.RUNNING
+    dock.error = None
+    dock.clock_skew_seconds = skew.total_seconds() if skew is not None else None
     session.add(dock)
     session.flush()
     station.record(
@@ -576,6 +742,18 @@ def _start_dock(
         ),
     )
     return _Dock(dock.id, recorder, identity, recorder.unit_id or unit_id, skew)
+
+
+def _claim_unidentified(session: Session, session_id: str) -> bool:
+    """Whether this dock takes the unidentified dock `session_id`: only one of several
+    (the daemon seeing an identity file, an operator) can, and only while it waits."""
+    claimed = session.exec(
+        update(DockSession)
+        .where(col(DockSession.id) == session_id)
+        .where(col(DockSession.state) == DockState.UNIDENTIFIED)
+        .values(state=DockState.RUNNING)
+    )
+    return claimed.rowcount == 1
 
 
 def _identity_json(identity: RecorderIdentity | None) -> dict[str, Any] | None:
