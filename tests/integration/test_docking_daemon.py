@@ -288,3 +288,38 @@ def custody_events(station: Station, event_type: str) -> list[dict[str, Any]]:
     with station.reading() as session:
         rows = session.exec(select(CustodyEntry).where(CustodyEntry.event_type == event_type))
         return [json.loads(row.entry) for row in rows]
+
+
+def test_a_dock_folder_renamed_while_it_is_read_ends_both_docks_cleanly(
+    tmp_path: Path, demo: DemoVolume
+) -> None:
+    """The first dock has read a file and holds it when its folder is renamed; the dock of the
+    new name takes every file and the store keeps them. The first then finds each file taken:
+    both docks end, no clip twice, no spool copy left of what is stored."""
+    station = make_station(tmp_path)
+    gate = gate_spool(station, hold_at=2, durable=True)
+    folder = station.settings.dock_dir
+    shutil.copytree(demo.root, tmp_path / "staged")
+    try:
+        with running(Daemon(station, [FolderDockSource(folder)])):
+            (tmp_path / "staged").rename(folder / "first-name")
+            assert gate.entered.wait(TIMEOUT)
+            (folder / "first-name").rename(folder / "second-name")
+            wait_for("the second dock", lambda: sessions(station, "finished"))
+            wait_for(
+                "the store",
+                lambda: (
+                    len(clips(station)) == len(demo.media)
+                    and all(c.state == "stored" for c in clips(station))
+                ),
+            )
+            gate.release.set()
+            wait_for("the first dock", lambda: not sessions(station, "running"))
+            with station.reading() as session:
+                docks = session.exec(select(DockSession)).all()
+            assert len(docks) == 2 and {d.state for d in docks} <= {"finished", "interrupted"}
+            assert len(clips(station)) == len(demo.media)
+            assert station.spool.pending() == []
+    finally:
+        gate.release.set()
+        station.close()
