@@ -25,6 +25,7 @@ class AgentMetrics:
     clips_over_deadline: Gauge
     last_successful_store: Gauge
     unknown_devices_seen: Counter
+    unidentified_docks: Gauge
 
     def mark_stored(self) -> None:
         """A clip reached the object store and was verified: now is the last success."""
@@ -71,6 +72,13 @@ def create_metrics(registry: CollectorRegistry | None = None) -> AgentMetrics:
         unknown_devices_seen=Counter(
             "unknown_devices_seen",
             "USB storage devices docked that are neither enrolled nor allowlisted (not ingested).",
+            namespace=NAMESPACE,
+            registry=reg,
+        ),
+        unidentified_docks=Gauge(
+            "unidentified_docks",
+            "Docked volumes no recorder can be named for, waiting for an identity file or "
+            "`evidence-agent dock identify` (nothing of them read).",
             namespace=NAMESPACE,
             registry=reg,
         ),

@@ -104,6 +104,9 @@ class DockSession(SQLModel, table=True):
     bytes_done: int = Field(default=0, sa_type=sa.BigInteger)
     device_info: str = "{}"
     warnings: str = "[]"
+    # An unidentified dock: the modification time of its oldest media file (the 24-hour rule's
+    # clock runs from it); its files and bytes are in files_seen and bytes_total.
+    oldest_file_at: datetime | None = _time(default=None)
 
 
 class Clip(SQLModel, table=True):

@@ -199,6 +199,7 @@ class StatusView:
     clips_total: int
     last_stored_at: datetime | None
     refused_devices: list[dict[str, Any]] = field(default_factory=list)
+    unidentified_docks: list[dict[str, Any]] = field(default_factory=list)
     clock_skew: list[dict[str, Any]] = field(default_factory=list)
     undocked: list[dict[str, Any]] = field(default_factory=list)
     # Open cases whose action has ended, soonest due first; None when not asked for.
@@ -222,6 +223,7 @@ class StatusView:
             "approaching_24_hours": rows(self.approaching),
             "last_stored_at": _t(self.last_stored_at),
             "refused_devices": self.refused_devices,
+            "unidentified_docks": self.unidentified_docks,
             "clock_skew": self.clock_skew,
             "undocked_recorders": self.undocked,
             "case_files": (
@@ -311,6 +313,7 @@ def station_status(
         clips_total=total,
         last_stored_at=_aware(last_stored),
         refused_devices=refused_devices(session, since=now - REFUSED_SHOWN_FOR),
+        unidentified_docks=unidentified_docks(session, now, rule),
         clock_skew=(
             []
             if clock_skew_warn_seconds is None
@@ -372,6 +375,36 @@ def refused_devices(session: Session, *, since: datetime) -> list[dict[str, Any]
             "device": d.volume,
             "at": _t(d.started_at),
             "reason": d.error,
+            "usb": json.loads(d.device_info or "{}"),
+        }
+        for d in rows
+    ]
+
+
+def unidentified_docks(session: Session, now: datetime, rule: DeadlineRule) -> list[dict[str, Any]]:
+    """Docked volumes no recorder could be named for, oldest file first: nothing of them is read,
+    and the 24-hour rule runs from their oldest media file's modification time (`deadline`:
+    pending, approaching, breached; unknown without media)."""
+    rows = session.exec(
+        select(DockSession)
+        .where(DockSession.state == DockState.UNIDENTIFIED)
+        .order_by(col(DockSession.oldest_file_at), col(DockSession.started_at))
+    )
+    return [
+        {
+            "dock_session": d.id,
+            "source": d.source,
+            "volume": d.volume,
+            "docked_at": _t(d.started_at),
+            "files": d.files_seen,
+            "bytes": d.bytes_total or 0,
+            "oldest_file_at": _t(d.oldest_file_at),
+            "hours_since_oldest_file": (
+                None
+                if d.oldest_file_at is None
+                else round((now - d.oldest_file_at).total_seconds() / 3600, 1)
+            ),
+            "deadline": deadline_state(d.oldest_file_at, None, None, now, rule).value,
             "usb": json.loads(d.device_info or "{}"),
         }
         for d in rows

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 
@@ -21,6 +22,10 @@ from evidence_agent.domain.text import shown
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
 from evidence_agent.io.volume_reader import volume_text
 
+if TYPE_CHECKING:
+    from evidence_agent.services.ingest import ClipCallback, IngestReport, ProgressCallback
+    from evidence_agent.services.station import Station
+
 app = typer.Typer(
     name="evidence-agent",
     help="Evidence ingestion for body-worn recorders: dock, hash, tag, store write-once, keep custody.",
@@ -30,8 +35,10 @@ app = typer.Typer(
 )
 clips_app = typer.Typer(help="Clips in the catalog.", no_args_is_help=True)
 config_app = typer.Typer(help="The station configuration.", no_args_is_help=True)
+dock_app = typer.Typer(help="Docks of recorder volumes.", no_args_is_help=True)
 app.add_typer(clips_app, name="clips")
 app.add_typer(config_app, name="config")
+app.add_typer(dock_app, name="dock")
 # The command groups besides the station's own commands below, each adding itself to the app.
 for group in (recorders, review, audit, storage):
     group.register(app)
@@ -109,8 +116,7 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Ingest a mounted recorder volume: copy once, hash, tag, catalogue, store, verify."""
-    from evidence_agent.services.ingest import ingest_volume, plan_bytes
-    from evidence_agent.services.storing import StoreWorker
+    from evidence_agent.services.ingest import ingest_volume
 
     if not volume:
         # Path("") is the current directory: an empty argument must not ingest wherever we are.
@@ -125,25 +131,44 @@ def ingest(
         )
     if recorder is not None:
         check_serial(recorder, what="--recorder")
-    with open_station(ctx, sign_acts=False) as station:
+
+    def run(
+        station: Station, progress: ProgressCallback | None, on_clip: ClipCallback
+    ) -> IngestReport:
+        return ingest_volume(
+            station, path, recorder_serial=recorder, progress=progress, on_clip=on_clip
+        )
+
+    _ingest_and_report(ctx, path, as_json, run)
+
+
+def _ingest_and_report(
+    ctx: typer.Context,
+    volume: Path | None,
+    as_json: bool,
+    ingest: Callable[[Station, ProgressCallback | None, ClipCallback], IngestReport],
+    *,
+    create: bool = True,
+) -> None:
+    """Run an ingest with a store worker beside it (and a progress bar on a terminal, when the
+    volume is known), then show its report; the exit code says what needs a person."""
+    from evidence_agent.services.ingest import plan_bytes
+    from evidence_agent.services.storing import StoreWorker
+
+    # Docks sign their checkpoints in batches (at each dock's end), not one per clip; an
+    # operator's act inside the ingest (`dock identify`) signs its own.
+    with open_station(ctx, create=create, sign_acts=False) as station:
         worker = StoreWorker(station).start()
-        show_bar = sys.stderr.isatty() and not as_json
+        show_bar = sys.stderr.isatty() and not as_json and volume is not None
         try:
             if show_bar:
+                assert volume is not None
                 with typer.progressbar(
-                    length=plan_bytes(path, station), label="ingesting", file=sys.stderr
+                    length=plan_bytes(volume, station), label="ingesting", file=sys.stderr
                 ) as bar:
-                    report = ingest_volume(
-                        station,
-                        path,
-                        recorder_serial=recorder,
-                        progress=bar.update,
-                        on_clip=worker.submit,
-                    )
+                    report = ingest(station, bar.update, worker.submit)
             else:
-                report = ingest_volume(
-                    station, path, recorder_serial=recorder, on_clip=worker.submit
-                )
+                report = ingest(station, None, worker.submit)
         finally:
             stored = worker.finish()
         stored_ids = set(stored.stored)
@@ -192,6 +217,40 @@ def _print_ingest(result: dict[str, Any], warnings: list[str]) -> None:
         write_line(out, f"  INTEGRITY FAILURE: {failure}")
     for warning in warnings:
         write_line(sys.stderr, f"warning: {warning}")
+
+
+@dock_app.command("identify")
+def dock_identify(
+    ctx: typer.Context,
+    dock_id: Annotated[str, typer.Argument(help="The unidentified dock (`status` lists them).")],
+    recorder: Annotated[str, typer.Option("--recorder", help="The recorder's serial.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why this is that recorder's volume (logged).")
+    ],
+    volume: Annotated[
+        Path | None,
+        typer.Option(
+            "--volume",
+            help="Where the volume is mounted now, when not where it was docked "
+            "(a USB recorder the daemon has unmounted).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Name the recorder of a dock no recorder could be named for, and ingest it as that
+    recorder's; the act and its reason go in the custody log."""
+    from evidence_agent.services.ingest import identify_dock
+
+    check_serial(recorder, what="--recorder")
+
+    def run(
+        station: Station, progress: ProgressCallback | None, on_clip: ClipCallback
+    ) -> IngestReport:
+        return identify_dock(
+            station, dock_id, recorder, reason, volume=volume, progress=progress, on_clip=on_clip
+        )
+
+    _ingest_and_report(ctx, volume, as_json, run, create=False)
 
 
 @app.command()

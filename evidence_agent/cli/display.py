@@ -124,6 +124,22 @@ def status_text(data: dict[str, Any], settings: Settings) -> str:
             lines.append(
                 f"  {local_time(item['at'], tz)}  {item['device']}  {ident or '-'}: {item['reason']}"
             )
+    unidentified = data.get("unidentified_docks", [])
+    if unidentified:
+        lines.append(
+            f"docks no recorder is named for (nothing read; `dock identify`): {len(unidentified)}"
+        )
+        for item in unidentified:
+            oldest = ""
+            if item["oldest_file_at"]:
+                oldest = (
+                    f", oldest file {local_time(item['oldest_file_at'], tz)} "
+                    f"({item['hours_since_oldest_file']:.1f} h ago: {item['deadline']})"
+                )
+            lines.append(
+                f"  {item['dock_session']}  {item['source']}: {item['volume']}  "
+                f"{item['files']} media file(s), {human_bytes(item['bytes'])}{oldest}"
+            )
     for item in data.get("clock_skew", []):
         lines.append(
             f"warning: recorder {item['recorder']} clock was off by "

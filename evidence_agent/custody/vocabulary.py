@@ -120,6 +120,13 @@ class EventType(StrEnum):
         ("dock_session", "state"),
         ("clips_new", "clips_known", "files_not_ingested", "recovered"),
     )
+    DOCK_UNIDENTIFIED = (
+        "dock.unidentified",
+        Subject.DOCK,
+        ("dock_session", "volume", "source", "files", "bytes", "oldest_file_at"),
+        ("usb",),
+    )
+    DOCK_IDENTIFIED = ("dock.identified", Subject.DOCK, ("dock_session", "recorder", "volume"))
     DOCK_REFUSED = ("dock.refused", Subject.DEVICE, _DEVICE_FIELDS)
     DOCK_FAILED = ("dock.failed", Subject.DEVICE, _DEVICE_FIELDS)
     RECORDER_IDENTITY_MISMATCH = (

@@ -21,6 +21,9 @@ class DockState(StrEnum):
     FAILED = "failed"  # an error ended it, or the volume could not be mounted
     INTERRUPTED = "interrupted"  # unplugged, or the agent stopped: the next dock resumes
     REFUSED = "refused"  # USB storage that is not a known recorder: never read
+    # No recorder could be named (no identity file, no serial in the file names, not enrolled):
+    # nothing read yet; it waits for an identity file or an operator (`dock identify`).
+    UNIDENTIFIED = "unidentified"
 
 
 class ClipOutcome(StrEnum):

@@ -15,7 +15,7 @@ from blake3 import blake3
 from evidence_agent.errors import StorageError
 from evidence_agent.io.atomic import fsync_dir
 from evidence_agent.io.copying import FileReader, FileWriter, pump
-from evidence_agent.io.volume_reader import DEVICE_GONE_ERRNOS, VolumeGoneError, open_volume_file
+from evidence_agent.io.volume_reader import VolumeGoneError, device_gone, open_volume_file
 
 _BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes per copy
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -104,8 +104,16 @@ class Spool:
     def read_in(self, volume_root: Path, rel: bytes) -> CopiedFile:
         """The first half of copy_in: read the original once, hash it, write it to a partial
         file. Finish with make_durable (or discard): the caller may read the next original
-        meanwhile, while the disk catches up with this one."""
-        src = open_volume_file(volume_root, rel)
+        meanwhile, while the disk catches up with this one.
+
+        An error reading the original is raised as VolumeGoneError when the recorder itself is
+        gone (`device_gone`), else as the OSError it is: one file that cannot be read."""
+        try:
+            src = open_volume_file(volume_root, rel)
+        except OSError as e:
+            if device_gone(volume_root, e):
+                raise _gone(e) from e
+            raise
         tmp = self.incoming / f"{os.getpid()}.{uuid.uuid4().hex}.part"
         try:
             dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -114,7 +122,7 @@ class Spool:
             raise _spool_error(e, self.root) from e
         try:
             before = os.fstat(src)
-            sha256, b3, sm3, copied = self._pump(src, dst)
+            sha256, b3, sm3, copied = self._pump(src, dst, volume_root)
             after = os.fstat(src)
         except BaseException:
             os.close(dst)
@@ -177,7 +185,7 @@ class Spool:
         except OSError:
             return False
 
-    def _pump(self, src: int, dst: int) -> tuple[str, str, str | None, int]:
+    def _pump(self, src: int, dst: int, volume_root: Path) -> tuple[str, str, str | None, int]:
         sha = hashlib.sha256()
         b3 = blake3()
         sm3 = hashlib.new("sm3") if self.sm3 else None
@@ -202,7 +210,7 @@ class Spool:
             digest,
             chunk_bytes=self.chunk_bytes,
             buffers=_BUFFERS,
-            read_error=_read_error,
+            read_error=lambda e: _gone(e) if device_gone(volume_root, e) else e,
         )
         return sha.hexdigest(), b3.hexdigest(), (sm3.hexdigest() if sm3 else None), total
 
@@ -240,10 +248,8 @@ def _owner_alive(name: str) -> bool:
     return True
 
 
-def _read_error(e: OSError) -> BaseException:
-    if e.errno in DEVICE_GONE_ERRNOS:
-        return VolumeGoneError(f"recorder vanished while reading: {e.strerror}")
-    return e
+def _gone(e: OSError) -> VolumeGoneError:
+    return VolumeGoneError(f"recorder vanished while reading: {e.strerror}")
 
 
 def _spool_error(e: OSError, root: Path) -> StorageError:

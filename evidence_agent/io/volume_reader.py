@@ -13,9 +13,8 @@ from evidence_agent.domain.flags import SkipReason
 from evidence_agent.errors import InputError
 
 # Errors that mean the device itself went away (unplugged, reset), not that one file is bad.
-DEVICE_GONE_ERRNOS = frozenset(
-    {errno.EIO, errno.ENODEV, errno.ENXIO, errno.ESHUTDOWN, errno.ENOMEDIUM}
-)
+# An I/O error (EIO) means either: `device_gone` tells them apart.
+DEVICE_GONE_ERRNOS = frozenset({errno.ENODEV, errno.ENXIO, errno.ESHUTDOWN, errno.ENOMEDIUM})
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -62,6 +61,34 @@ class VolumeListing:
     skipped: list[SkippedEntry] = field(default_factory=list)
 
 
+def device_gone(root: Path, error: OSError) -> bool:
+    """Whether an error reading the volume means the recorder itself is gone: an error that
+    says so, or an I/O error after which the volume's root cannot be read either. A bad
+    sector or a damaged file gives an I/O error too, and leaves the rest readable."""
+    if error.errno in DEVICE_GONE_ERRNOS:
+        return True
+    if error.errno != errno.EIO:
+        return False
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError:
+        return True
+    try:
+        os.listdir(fd)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def error_text(error: OSError) -> str:
+    """An OS error as a file's reason says it: the system's words and the error's name."""
+    name = errno.errorcode.get(error.errno or 0)
+    words = error.strerror or str(error)
+    return f"{words} ({name})" if name else words
+
+
 def display_path(raw: bytes) -> str:
     """A path as people read it: undecodable bytes shown as \\xNN escapes, never lost."""
     return raw.decode("utf-8", errors="backslashreplace")
@@ -88,18 +115,18 @@ def list_volume(root: Path) -> VolumeListing:
     listing = VolumeListing()
     try:
         root_dev = os.fstat(root_fd).st_dev
-        _walk(root_fd, root_dev, listing)
+        _walk(root, root_fd, root_dev, listing)
     finally:
         os.close(root_fd)
     listing.files.sort(key=lambda f: f.rel)
     return listing
 
 
-def _walk(root_fd: int, root_dev: int, listing: VolumeListing) -> None:
+def _walk(root: Path, root_fd: int, root_dev: int, listing: VolumeListing) -> None:
     """Depth first, in name order, with an explicit stack: a volume nested thousands deep is
     listed down to MAX_DEPTH and the rest reported, instead of exhausting Python's stack."""
     stack: list[tuple[int, bytes, Iterator[bytes]]] = []
-    entries = _list_dir(root_fd, b"", listing)
+    entries = _list_dir(root, root_fd, b"", listing)
     if entries is not None:
         stack.append((root_fd, b"", iter(entries)))
     try:
@@ -111,10 +138,10 @@ def _walk(root_fd: int, root_dev: int, listing: VolumeListing) -> None:
                 if dir_fd != root_fd:
                     os.close(dir_fd)
                 continue
-            child = _visit(dir_fd, prefix + name, name, root_dev, len(stack), listing)
+            child = _visit(root, dir_fd, prefix + name, name, root_dev, len(stack), listing)
             if child is not None:
                 rel = prefix + name + b"/"
-                child_entries = _list_dir(child, rel, listing)
+                child_entries = _list_dir(root, child, rel, listing)
                 if child_entries is None:
                     os.close(child)
                 else:
@@ -125,20 +152,24 @@ def _walk(root_fd: int, root_dev: int, listing: VolumeListing) -> None:
                 os.close(dir_fd)
 
 
-def _list_dir(dir_fd: int, prefix: bytes, listing: VolumeListing) -> list[bytes] | None:
+def _list_dir(root: Path, dir_fd: int, prefix: bytes, listing: VolumeListing) -> list[bytes] | None:
     try:
         return sorted(_scandir(dir_fd))
     except OSError as e:
-        if e.errno in DEVICE_GONE_ERRNOS:
+        if device_gone(root, e):
             raise VolumeGoneError(f"recorder vanished while listing: {e.strerror}") from e
-        listing.skipped.append(
-            SkippedEntry(prefix or b".", SkipReason.UNREADABLE, e.strerror or str(e))
-        )
+        listing.skipped.append(SkippedEntry(prefix or b".", SkipReason.UNREADABLE, error_text(e)))
         return None
 
 
 def _visit(
-    dir_fd: int, rel: bytes, name: bytes, root_dev: int, depth: int, listing: VolumeListing
+    root: Path,
+    dir_fd: int,
+    rel: bytes,
+    name: bytes,
+    root_dev: int,
+    depth: int,
+    listing: VolumeListing,
 ) -> int | None:
     """Record one entry; for a directory to descend into, return its open descriptor."""
     try:
@@ -147,9 +178,9 @@ def _visit(
         listing.skipped.append(SkippedEntry(rel, SkipReason.VANISHED, "gone while listing"))
         return None
     except OSError as e:
-        if e.errno in DEVICE_GONE_ERRNOS:
+        if device_gone(root, e):
             raise VolumeGoneError(f"recorder vanished while listing: {e.strerror}") from e
-        listing.skipped.append(SkippedEntry(rel, SkipReason.UNREADABLE, e.strerror or str(e)))
+        listing.skipped.append(SkippedEntry(rel, SkipReason.UNREADABLE, error_text(e)))
         return None
     mode = st.st_mode
     if stat.S_ISLNK(mode):
@@ -174,7 +205,9 @@ def _visit(
         try:
             return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError as e:
-            listing.skipped.append(SkippedEntry(rel, SkipReason.UNREADABLE, e.strerror or str(e)))
+            if device_gone(root, e):
+                raise VolumeGoneError(f"recorder vanished while listing: {e.strerror}") from e
+            listing.skipped.append(SkippedEntry(rel, SkipReason.UNREADABLE, error_text(e)))
     elif stat.S_ISREG(mode):
         listing.files.append(VolumeFile(rel, st.st_size, st.st_mtime_ns))
     else:

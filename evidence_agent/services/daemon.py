@@ -33,17 +33,24 @@ from evidence_agent.adapters.sd_notify import SystemdNotifier, watchdog_interval
 from evidence_agent.catalog.models import Clip, DockSession
 from evidence_agent.catalog.queries import undocked_recorders
 from evidence_agent.config import Settings
-from evidence_agent.custody.vocabulary import EventType, Subject
+from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.flags import Flag
 from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, parse_identity
 from evidence_agent.domain.states import ClipState, DockState
 from evidence_agent.domain.usb_allowlist import normalize_serial
-from evidence_agent.errors import EvidenceError
+from evidence_agent.errors import EvidenceError, StorageError
+from evidence_agent.io.locks import FileLock, read_note, try_lock
 from evidence_agent.io.volume_reader import VolumeGoneError, read_small_file, volume_text
 from evidence_agent.ports import DockEvent, DockSource
 from evidence_agent.services import storage_check
 from evidence_agent.services.clearing import ClearingSystemMounter, WritableMounter, clear_recorder
-from evidence_agent.services.ingest import IngestReport, ingest_volume, plan_bytes
+from evidence_agent.services.ingest import (
+    IngestReport,
+    UnidentifiedVolumeError,
+    ingest_volume,
+    plan_bytes,
+    recover_interrupted,
+)
 from evidence_agent.services.recorders import enrolled_devices, identity_disagreement, match_device
 from evidence_agent.services.station import Station, open_station, service_actor
 from evidence_agent.services.storing import StoreWorker, publish_checkpoints, store_pending
@@ -65,6 +72,34 @@ DEVICE_KEYS = (
     "ID_FS_TYPE",
 )
 SUPERVISOR_COMMAND = "evidence-agent ingest MOUNTPOINT --recorder SERIAL"
+DAEMON_LOCK = "daemon.lock"  # in the data directory, locked for as long as a daemon runs there
+
+
+class DaemonRunningError(EvidenceError):
+    """Another daemon works on this data directory: two would read every recorder twice."""
+
+
+def lock_data_dir(settings: Settings) -> FileLock:
+    """The data directory's daemon lock, held until released or this process ends.
+
+    The file is never removed: a daemon starting as another stops must lock the same file."""
+    path = settings.data_dir / DAEMON_LOCK
+    try:
+        lock = try_lock(path)
+    except OSError as e:
+        raise StorageError(
+            f"cannot lock the data directory {settings.data_dir}: {e.strerror}",
+            remedy="check that the data directory is writable by the station's user",
+        ) from e
+    if lock is None:
+        holder = read_note(path)
+        raise DaemonRunningError(
+            f"another evidence-agent daemon ({holder or 'process unknown'}) is already running "
+            f"on the data directory {settings.data_dir}",
+            remedy="stop it first (systemctl stop evidence-agent), or give this one a data "
+            "directory of its own (paths.data_dir)",
+        )
+    return lock
 
 
 def volume_signature(root: Path) -> tuple[int, int, int]:
@@ -164,6 +199,10 @@ class Daemon:
         self._lock = threading.RLock()
         self._metrics_server: MetricsServer | None = None
         self._unhealthy_logged = False
+        self._data_lock: FileLock | None = None
+        # Dock-folder volumes no recorder could be named for, by device: docked again once
+        # an identity file is on them.
+        self._unidentified: dict[str, DockEvent] = {}
 
     # -- sources ------------------------------------------------------------------------------
 
@@ -171,12 +210,29 @@ class Daemon:
         self.events.put(event)
 
     def start(self) -> None:
+        """Lock the data directory, recover what the last stop left, start every source.
+
+        Refused (DaemonRunningError) while another daemon runs on the same data directory."""
+        self._data_lock = lock_data_dir(self.settings)
+        try:
+            self._start()
+        except BaseException:
+            self._data_lock.release()
+            self._data_lock = None
+            raise
+
+    def _start(self) -> None:
         # Evidence mode: refuse to run on a bucket that would let footage be deleted, overwritten
         # or stored with a wrong checksum (EvidenceBucketRefused). An unreachable store is not a
         # refusal: it is logged, docks go on into the spool, and the upload queue runs the
         # self-test before its first upload. A pass is remembered, so that queue need not.
         storage_check.require_store_at_start(self.station)
-        self._recover_interrupted()
+        recovered = recover_interrupted(self.station)
+        if recovered:
+            log.warning(
+                "%d dock(s) were interrupted by the last stop; they resume when docked",
+                len(recovered),
+            )
         self.store_worker.start()
         self._reclaim_spool()
         self._store_spooled()  # clips a crash or an outage left in the spool are stored first
@@ -259,6 +315,7 @@ class Daemon:
             if now >= next_progress:
                 next_progress = now + PROGRESS_SECONDS
                 self._report_progress()
+                self._retry_unidentified()
             if now >= next_retry:
                 next_retry = now + RETRY_STORE_SECONDS
                 self._retry_store()
@@ -275,6 +332,7 @@ class Daemon:
             dock = self._docks.get(event.device_id)
             running = dock is not None and dock.future is not None and not dock.future.done()
             if event.kind == "removed":
+                self._unidentified.pop(event.device_id, None)
                 if dock is not None and running:
                     dock.gone.set()
                     log.warning(
@@ -342,7 +400,9 @@ class Daemon:
         if self.stopping.is_set() or dock.gone.is_set():
             return
         log.info("recorder volume docked at %s (%s)", volume, event.source)
-        self._ingest(dock, volume, recorder_serial=event.recorder_serial, source=event.source)
+        self._ingest(
+            dock, volume, recorder_serial=event.recorder_serial, source=event.source, retry=event
+        )
 
     def _dock_usb(self, dock: ActiveDock, event: DockEvent) -> None:
         attributes = event.attributes
@@ -417,8 +477,11 @@ class Daemon:
         recorder_serial: str | None,
         source: str,
         device_info: dict[str, Any] | None = None,
+        retry: DockEvent | None = None,
     ) -> IngestReport | None:
-        """Ingest one mounted volume; None when it stopped early (unplugged, stopping, failed)."""
+        """Ingest one mounted volume; None when it stopped early (unplugged, stopping, failed)
+        or when no recorder can be named for it: then it is kept as an unidentified dock, and
+        `retry` (a dock-folder volume's event) is docked again once an identity file is on it."""
         dock.volume = volume
         try:
             dock.bytes_total = plan_bytes(volume, self.station)
@@ -434,11 +497,30 @@ class Daemon:
                 recorder_serial=recorder_serial,
                 source=source,
                 progress=dock.count_read,
-                on_clip=self._store_new_clip,
+                on_clip=functools.partial(self._store_clip, dock),
                 should_stop=functools.partial(self._stop_reason, dock),
                 warnings=extra_warnings,
                 finishing=functools.partial(dock.fill_row, device_info=device_info),
+                hold_unidentified=True,
+                resume=self._unidentified_dock(volume) if retry is not None else None,
             )
+        except UnidentifiedVolumeError as e:
+            dock.session_id = e.dock_session_id
+            log.warning(
+                "no recorder can be named for the volume at %s (no identity file, no serial in "
+                "its file names, not enrolled): nothing read, its %d media file(s) wait in dock "
+                "%s. Put the recorder's identity file (%s) on it, or name it: `evidence-agent "
+                "dock identify %s --recorder SERIAL --reason ...`",
+                volume,
+                len(e.media),
+                e.dock_session_id,
+                self.settings.ingest.identity_file,
+                e.dock_session_id,
+            )
+            if retry is not None:
+                with self._lock:
+                    self._unidentified[retry.device_id] = retry
+            return None
         except VolumeGoneError as e:
             log.warning(
                 "dock of %s stopped cleanly: %s; %s of %s bytes read, finished files are kept "
@@ -458,6 +540,32 @@ class Daemon:
         _log_report(report, volume)
         return report
 
+    def _unidentified_dock(self, volume: Path) -> str | None:
+        """The unidentified dock kept for this dock-folder volume, if one waits (from before a
+        restart, or before its identity file appeared): docking it again carries on that dock."""
+        with self.station.reading() as session:
+            return session.exec(
+                select(DockSession.id)
+                .where(DockSession.station_id == self.settings.station_id)
+                .where(DockSession.state == DockState.UNIDENTIFIED)
+                .where(DockSession.volume == volume_text(volume))
+                .order_by(col(DockSession.started_at).desc())
+            ).first()
+
+    def _retry_unidentified(self) -> None:
+        """Dock-folder volumes no recorder could be named for are docked again once the
+        recorder's identity file is on them."""
+        name = self.settings.ingest.identity_file
+        with self._lock:
+            waiting = list(self._unidentified.items())
+        for device_id, event in waiting:
+            if event.volume is None or not (event.volume / name).exists():
+                continue
+            with self._lock:
+                self._unidentified.pop(device_id, None)
+            log.info("an identity file is now on %s: docking it again", event.volume)
+            self.emit(event)
+
     def _stop_reason(self, dock: ActiveDock) -> str | None:
         """Why a dock should stop before its next file, if it should."""
         if dock.gone.is_set():
@@ -466,11 +574,16 @@ class Daemon:
             return "the agent is stopping"
         return None
 
-    def _store_new_clip(self, sha256: str) -> None:
+    def _store_clip(self, dock: ActiveDock, sha256: str) -> None:
+        """A clip of the dock waits in the spool: to the store worker, and counted as copied
+        unless an earlier dock catalogued it (left in the spool by a stop)."""
         self.store_worker.submit(sha256)
         with self.station.reading() as session:
-            size = session.exec(select(Clip.size).where(Clip.sha256 == sha256)).first()
-        self.metrics.ingested_bytes.inc(size or 0)
+            row = session.exec(
+                select(Clip.size, Clip.ingested_at).where(Clip.sha256 == sha256)
+            ).first()
+        if row is not None and row[1] >= dock.started_at:
+            self.metrics.ingested_bytes.inc(row[0])
 
     def _check_identity(self, volume: Path, registry_serial: str | None) -> list[str]:
         """The identity file against the registry: a disagreement is flagged, never silent."""
@@ -626,47 +739,6 @@ class Daemon:
                 ),
             )
 
-    def _recover_interrupted(self) -> None:
-        """Docks this service left running (killed, crashed, power cut) are marked interrupted."""
-        now = self.station.clock.now()
-        with self.station.transaction() as session:
-            rows = list(
-                session.exec(
-                    select(DockSession)
-                    .where(DockSession.station_id == self.settings.station_id)
-                    .where(DockSession.state == DockState.RUNNING)
-                    .where(DockSession.actor == self.station.actor)
-                )
-            )
-            events = []
-            for row in rows:
-                row.state = DockState.INTERRUPTED
-                row.finished_at = now
-                row.error = (
-                    "the agent stopped during this dock; finished files are kept and the rest "
-                    "is read at the next dock"
-                )
-                session.add(row)
-                events.append(
-                    EventType.DOCK_FINISHED.event(
-                        row.id,
-                        subject_kind=Subject.DOCK,
-                        actor=self.station.actor,
-                        reason=row.error,
-                        data={
-                            "dock_session": row.id,
-                            "state": DockState.INTERRUPTED.value,
-                            "recovered": True,
-                        },
-                    )
-                )
-            if events:
-                self.station.custody.append_many(session, events)
-        if rows:
-            log.warning(
-                "%d dock(s) were interrupted by the last stop; they resume when docked", len(rows)
-            )
-
     # -- timers -------------------------------------------------------------------------------
 
     def _report_progress(self) -> None:
@@ -702,7 +774,14 @@ class Daemon:
                 .where(col(Clip.flags).contains(f'"{Flag.LATE.value}"'))
             ).one()
             last = session.exec(select(func.max(Clip.stored_at))).one()
+            unidentified = session.exec(
+                select(func.count())
+                .select_from(DockSession)
+                .where(DockSession.station_id == self.settings.station_id)
+                .where(DockSession.state == DockState.UNIDENTIFIED)
+            ).one()
         self.metrics.backlog_clips.set(backlog)
+        self.metrics.unidentified_docks.set(unidentified)
         self.metrics.clips_over_deadline.set(over)
         # Aggregates bypass the column type on SQLite: naive UTC text or datetimes come back.
         if isinstance(last, str):
@@ -785,6 +864,9 @@ class Daemon:
             self._metrics_server.close()
             self._metrics_server = None
         self.notifier.close()
+        if self._data_lock is not None:
+            self._data_lock.release()
+            self._data_lock = None
 
 
 def _log_report(report: IngestReport, volume: Path) -> None:

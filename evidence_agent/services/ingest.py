@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from evidence_agent.catalog.models import (
@@ -27,7 +28,7 @@ from evidence_agent.catalog.models import (
 )
 from evidence_agent.config import resolve_timezone
 from evidence_agent.custody.events import CustodyEvent, format_time
-from evidence_agent.custody.vocabulary import EventType
+from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.filenames import FilenameFacts, compile_patterns, parse_filename
 from evidence_agent.domain.flags import Flag, SkipReason
@@ -40,13 +41,22 @@ from evidence_agent.domain.identity import (
 from evidence_agent.domain.media import MediaInfo, media_kind
 from evidence_agent.domain.retention import retention_at_cataloguing
 from evidence_agent.domain.states import ClipOutcome, ClipState, DockState
-from evidence_agent.errors import EvidenceError, ExitCode, InputError
+from evidence_agent.domain.text import check_plain_text
+from evidence_agent.errors import (
+    EvidenceError,
+    ExitCode,
+    InputError,
+    NotFoundError,
+    StorageError,
+)
+from evidence_agent.io.locks import FileLock, is_held, try_lock
 from evidence_agent.io.spool import CopiedFile, SpooledFile
 from evidence_agent.io.volume_reader import (
     VolumeFile,
     VolumeGoneError,
     VolumeListing,
     display_path,
+    error_text,
     list_volume,
     read_small_file,
     volume_text,
@@ -60,6 +70,11 @@ _Row = TypeVar("_Row", Unit, Officer, Recorder)
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 NAME_CONTAINER_TOLERANCE = timedelta(seconds=60)
+RUNNING_DOCKS_DIR = "running-docks"  # in the data directory: a lock file per dock in progress
+_GONE_DOCK = (
+    "the process reading this dock stopped during it (killed, crashed, a power cut); finished "
+    "files are kept and the rest is read at the next dock"
+)
 # Reasons that are facts about the volume rather than problems: listed, but no warning.
 _QUIET_REASONS = frozenset({SkipReason.NOT_MEDIA, SkipReason.IDENTITY_FILE})
 
@@ -94,6 +109,21 @@ class NotIngested:
 
     def to_json(self) -> dict[str, Any]:
         return {"source_path": self.source_path, "reason": self.reason, "detail": self.detail}
+
+
+class UnidentifiedVolumeError(InputError):
+    """No recorder can be named for a volume: no identity file, no serial in its file names,
+    none given. Nothing of it is read."""
+
+    def __init__(self, media: list[VolumeFile], warnings: list[str]) -> None:
+        super().__init__(
+            "cannot tell which recorder this volume is from: no identity file and no serial "
+            "in the file names",
+            remedy="pass --recorder SERIAL (see docs/recorder-identity.md)",
+        )
+        self.media = media  # its media files, which count against the 24-hour rule meanwhile
+        self.warnings = warnings
+        self.dock_session_id: str | None = None  # the unidentified dock, when one is kept
 
 
 @dataclass
@@ -163,12 +193,7 @@ class _Survey:
 
 def plan_bytes(volume: Path, station: Station) -> int:
     """Bytes of media a volume holds, for a progress bar's total."""
-    ingest = station.settings.ingest
-    return sum(
-        f.size
-        for f in list_volume(volume).files
-        if media_kind(f.name, ingest.video_patterns, ingest.photo_patterns, ingest.audio_patterns)
-    )
+    return sum(f.size for f in list_volume(volume).files if _media_kind(station, f) is not None)
 
 
 def ingest_volume(
@@ -182,20 +207,62 @@ def ingest_volume(
     should_stop: Callable[[], str | None] | None = None,
     warnings: Sequence[str] = (),
     finishing: Callable[[DockSession], None] | None = None,
+    hold_unidentified: bool = False,
+    resume: str | None = None,
 ) -> IngestReport:
     """Read every media file of the volume once, catalogue it with its custody event.
 
     A file already taken from this recorder on an earlier dock is not read again; content
-    already in the catalog makes no second clip. `on_clip` is told each new clip's SHA-256 so
-    a store worker can start on it while the next file is copied. `should_stop` is asked before
-    each file; a reason ends the dock as interrupted (VolumeGoneError). `warnings` are the
-    caller's own about this dock (the daemon's identity check): they go into the report and the
-    dock's row with the ingest's. `finishing` is given the dock's row in the transaction that
-    finishes it, for what the caller knows of the dock (progress, the device): whoever sees the
-    dock finished sees all of it."""
-    survey = _survey(station, volume, recorder_serial, list(warnings))
-    with station.transaction() as session:
-        dock = _start_dock(station, session, survey, volume, source)
+    already in the catalog makes no second clip. `on_clip` is told the SHA-256 of each clip of
+    the dock still waiting in the spool (new, or left there by an earlier run) so a store
+    worker can start on it while the next file is copied. Docks of this station left `running`
+    by a process that is gone are marked interrupted first (`recover_interrupted`).
+    `should_stop` is asked before each file; a reason ends the dock as interrupted
+    (VolumeGoneError). `warnings` are the caller's own about this dock (the daemon's identity
+    check): they go into the report and the dock's row with the ingest's. `finishing` is given
+    the dock's row in the transaction that finishes it, for what the caller knows of the dock
+    (progress, the device): whoever sees the dock finished sees all of it.
+
+    A volume no recorder can be named for raises UnidentifiedVolumeError. With
+    `hold_unidentified` (the daemon) it is first kept as a dock in state `unidentified`, with
+    its custody event, or `resume`'s such dock is brought up to date. `resume` names an
+    unidentified dock of this volume: once the recorder is known, that dock is the one read."""
+    try:
+        survey = _survey(station, volume, recorder_serial, list(warnings))
+    except UnidentifiedVolumeError as e:
+        if hold_unidentified:
+            e.dock_session_id = _hold_unidentified(station, volume, source, e, finishing, resume)
+        raise
+    for dock_id in recover_interrupted(station):
+        log.warning(
+            "dock %s was left running by a process that is gone: marked interrupted", dock_id
+        )
+    session_id = resume or str(uuid.uuid4())
+    # Held until the dock's row says how it ended: a dock found `running` whose lock is free
+    # has no process left to finish it.
+    lock = _lock_dock(station, session_id)
+    try:
+        with station.transaction() as session:
+            dock = _start_dock(station, session, session_id, survey, volume, source)
+        report = _read_dock(
+            station, dock, volume, survey, progress, on_clip, should_stop, finishing
+        )
+    finally:
+        lock.release(remove=True)
+    return report
+
+
+def _read_dock(
+    station: Station,
+    dock: _Dock,
+    volume: Path,
+    survey: _Survey,
+    progress: ProgressCallback | None,
+    on_clip: ClipCallback | None,
+    should_stop: Callable[[], str | None] | None,
+    finishing: Callable[[DockSession], None] | None,
+) -> IngestReport:
+    """The dock's files read and catalogued, and its row finished however it ends."""
     report = _open_report(station, dock, volume, survey)
     cataloguer = _Cataloguer(station, dock, survey.now, on_clip)
     try:
@@ -207,15 +274,217 @@ def ingest_volume(
         report.warnings.append(f"{e.message}: finished files are kept; dock it again to resume")
         _finish_dock(station, dock, report, finishing, error=e.message)
         raise
-    except EvidenceError as e:
+    except Exception as e:
+        # Whatever ended it, the dock's row says so: a row left `running` stays in `status`.
         cataloguer.collect(report, raise_errors=False)
         report.state = DockState.FAILED
-        _finish_dock(station, dock, report, finishing, error=e.message)
+        error = e.message if isinstance(e, EvidenceError) else f"{type(e).__name__}: {e}"
+        _finish_dock(station, dock, report, finishing, error=error)
         raise
     finally:
         cataloguer.shutdown()
     _finish_dock(station, dock, report, finishing)
     return report
+
+
+def _media_kind(station: Station, file: VolumeFile) -> str | None:
+    ingest = station.settings.ingest
+    return media_kind(
+        file.name, ingest.video_patterns, ingest.photo_patterns, ingest.audio_patterns
+    )
+
+
+def _hold_unidentified(
+    station: Station,
+    volume: Path,
+    source: str,
+    error: UnidentifiedVolumeError,
+    finishing: Callable[[DockSession], None] | None,
+    resume: str | None,
+) -> str:
+    """Keep a volume no recorder can be named for as a dock in state `unidentified`, with its
+    media files' count, bytes and oldest modification time; `resume`'s such dock is brought up
+    to date instead of a second one made. The dock's id."""
+    now = station.clock.now()
+    files = error.media
+    oldest = datetime.fromtimestamp(min(f.mtime_ns for f in files) / 1e9, UTC) if files else None
+    with station.transaction() as session:
+        row = session.get(DockSession, resume) if resume is not None else None
+        if row is not None and row.state == DockState.UNIDENTIFIED:
+            row.files_seen, row.bytes_total = len(files), sum(f.size for f in files)
+            row.oldest_file_at = oldest
+            row.warnings = json.dumps(error.warnings, ensure_ascii=False)
+            session.add(row)
+            return row.id
+        row = DockSession(
+            id=str(uuid.uuid4()),
+            station_id=station.settings.station_id,
+            source=source,
+            volume=volume_text(volume),
+            actor=station.actor,
+            started_at=now,
+            state=DockState.UNIDENTIFIED,
+            error=error.message,
+            files_seen=len(files),
+            bytes_total=sum(f.size for f in files),
+            oldest_file_at=oldest,
+            warnings=json.dumps(error.warnings, ensure_ascii=False),
+        )
+        if finishing is not None:
+            finishing(row)
+        session.add(row)
+        data: dict[str, Any] = {
+            "dock_session": row.id,
+            "volume": row.volume,
+            "source": source,
+            "files": row.files_seen,
+            "bytes": row.bytes_total,
+            "oldest_file_at": format_time(oldest) if oldest is not None else None,
+        }
+        device = json.loads(row.device_info)
+        if device:
+            data["usb"] = device
+        station.record(
+            session,
+            EventType.DOCK_UNIDENTIFIED.event(
+                row.id,
+                actor=station.actor,
+                reason="no recorder can be named for this volume (no identity file, no serial "
+                "in its file names, not enrolled): nothing was read; it waits for an identity "
+                "file or an operator",
+                data=data,
+            ),
+        )
+        return row.id
+
+
+def identify_dock(
+    station: Station,
+    dock_id: str,
+    recorder_serial: str,
+    reason: str,
+    *,
+    volume: Path | None = None,
+    progress: ProgressCallback | None = None,
+    on_clip: ClipCallback | None = None,
+) -> IngestReport:
+    """An operator names the recorder of an unidentified dock: the act is recorded
+    (`dock.identified`, with their reason), then the volume is ingested as that recorder's,
+    in that dock. `volume` is where it is mounted now, when not where it was docked (a USB
+    device the daemon has unmounted)."""
+    check_serial(recorder_serial, what="--recorder")
+    check_plain_text(dock_id, "dock")
+    if not check_plain_text(reason, "reason").strip():
+        raise InputError("a reason is required", remedy="say why this is that recorder's volume")
+    with station.reading() as session:
+        row = session.get(DockSession, dock_id)
+    if row is None or row.station_id != station.settings.station_id:
+        raise NotFoundError(
+            f"no dock {dock_id} at this station",
+            remedy="`evidence-agent status` lists the docks waiting for identification",
+        )
+    if row.state != DockState.UNIDENTIFIED:
+        raise InputError(f"dock {dock_id} is {row.state}, not waiting for identification")
+    path = volume if volume is not None else Path(row.volume)
+    if not path.is_dir():
+        raise InputError(
+            f"the volume of dock {dock_id} is not at {volume_text(path)}",
+            remedy="mount it read-only and give its mount point with --volume",
+        )
+    with station.transaction() as session:
+        station.record(
+            session,
+            EventType.DOCK_IDENTIFIED.event(
+                dock_id,
+                actor=station.actor,
+                reason=reason,
+                data={
+                    "dock_session": dock_id,
+                    "recorder": recorder_serial,
+                    "volume": volume_text(path),
+                },
+            ),
+        )
+        station.custody.checkpoint(session)  # a person's act: signed before anything follows
+    log.info("dock %s identified as recorder %s by %s", dock_id, recorder_serial, station.actor)
+    return ingest_volume(
+        station,
+        path,
+        recorder_serial=recorder_serial,
+        source=row.source,
+        progress=progress,
+        on_clip=on_clip,
+        resume=dock_id,
+    )
+
+
+def _dock_lock_path(station: Station, session_id: str) -> Path:
+    return station.settings.data_dir / RUNNING_DOCKS_DIR / f"{session_id}.lock"
+
+
+def _lock_dock(station: Station, session_id: str) -> FileLock:
+    path = _dock_lock_path(station, session_id)
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        lock = try_lock(path)
+    except OSError as e:
+        raise StorageError(
+            f"cannot make the dock's lock in {path.parent}: {e.strerror}",
+            remedy="check that the data directory is writable by the station's user",
+        ) from e
+    if lock is None:  # a new dock's own file: only a copy of its id could hold it
+        raise StorageError(f"the lock of dock {session_id} is held by another process")
+    return lock
+
+
+def recover_interrupted(station: Station) -> list[str]:
+    """Docks of this station left `running` by a process that is gone (killed, crashed, a power
+    cut), each marked interrupted with its custody event; their ids.
+
+    A dock holds the lock on its file in the data directory until its row says how it ended,
+    so a running dock whose lock is free has no process left to finish it. The update is made
+    only while the row still says `running`: a dock that ends meanwhile keeps its own word."""
+    recovered: list[str] = []
+    with station.transaction() as session:
+        running = session.exec(
+            select(DockSession.id)
+            .where(DockSession.station_id == station.settings.station_id)
+            .where(DockSession.state == DockState.RUNNING)
+        ).all()
+        now = station.clock.now()
+        for dock_id in running:
+            if is_held(_dock_lock_path(station, dock_id)):
+                continue
+            marked = session.exec(
+                update(DockSession)
+                .where(col(DockSession.id) == dock_id)
+                .where(col(DockSession.state) == DockState.RUNNING)
+                .values(state=DockState.INTERRUPTED, finished_at=now, error=_GONE_DOCK)
+            )
+            if marked.rowcount == 1:
+                recovered.append(dock_id)
+        if not recovered:
+            return []
+        station.custody.append_many(
+            session,
+            [
+                EventType.DOCK_FINISHED.event(
+                    dock_id,
+                    subject_kind=Subject.DOCK,
+                    actor=station.actor,
+                    reason=_GONE_DOCK,
+                    data={
+                        "dock_session": dock_id,
+                        "state": DockState.INTERRUPTED.value,
+                        "recovered": True,
+                    },
+                )
+                for dock_id in recovered
+            ],
+        )
+    for dock_id in recovered:
+        _dock_lock_path(station, dock_id).unlink(missing_ok=True)
+    return recovered
 
 
 def _survey(
@@ -235,6 +504,9 @@ def _survey(
     now = station.clock.now()
     facts = {f.rel: parse_filename(f.name, patterns, recorder_tz) for f in listing.files}
     serial = _recorder_serial(recorder_serial, identity, facts.values(), warnings)
+    if serial is None:
+        media = [f for f in listing.files if _media_kind(station, f) is not None]
+        raise UnidentifiedVolumeError(media, warnings)
     skew = None
     if identity is not None and identity.device_time is not None:
         skew = identity.device_time - now
@@ -316,6 +588,9 @@ def _not_to_read(file: VolumeFile, identity_rel: bytes, kind: str | None) -> Not
     return None
 
 
+# Tries at cataloguing one file: each lost race with another dock leaves rows the next finds.
+_CATALOG_ATTEMPTS = 3
+
 # Copies read but not yet through stage two, each holding an open partial file: at most this
 # many, so a volume of thousands of small files cannot run the process out of descriptors.
 _MAX_WAITING = 8
@@ -336,7 +611,11 @@ class _Cataloguer:
         self._results: list[ClipResult | Future[ClipResult]] = []
 
     def add(self, result: ClipResult) -> None:
+        """A file an earlier dock took: its clip, if still waiting in the spool (a stop between
+        the store's write and the catalog's), goes to the store as a new one would."""
         self._results.append(result)
+        if self._on_clip is not None and result.state == ClipState.SPOOLED:
+            self._on_clip(result.sha256)
 
     def submit(self, file: VolumeFile, kind: str, facts: FilenameFacts, copied: CopiedFile) -> None:
         self._results.append(self._pool.submit(self._catalog, file, kind, facts, copied))
@@ -357,14 +636,14 @@ class _Cataloguer:
     def collect(self, report: IngestReport, *, raise_errors: bool = True) -> None:
         """Add the results so far to the report, in volume order, once each is done; then raise
         the first error a file's cataloguing raised (unless told not to)."""
-        first_error: EvidenceError | None = None
+        first_error: Exception | None = None
         for result in self._results:
             if isinstance(result, ClipResult):
                 report.clips.append(result)
                 continue
             try:
                 report.clips.append(result.result())
-            except EvidenceError as e:
+            except Exception as e:  # noqa: BLE001 - kept, and raised below (or by the caller's own)
                 first_error = first_error or e
         self._results.clear()
         if first_error is not None and raise_errors:
@@ -388,7 +667,8 @@ def _recorder_serial(
     identity: RecorderIdentity | None,
     facts: Iterable[FilenameFacts],
     warnings: list[str],
-) -> str:
+) -> str | None:
+    """The recorder's serial: as given, else the identity file's, else the file names'."""
     from_names = Counter(f.serial for f in facts if f.serial is not None)
     named = from_names.most_common(1)[0][0] if from_names else None
     if given is not None:
@@ -400,16 +680,11 @@ def _recorder_serial(
         return given
     if identity is not None:
         return identity.serial
-    if named is not None:
-        return named
-    raise InputError(
-        "cannot tell which recorder this volume is from: no identity file and no serial in the file names",
-        remedy="pass --recorder SERIAL (see docs/recorder-identity.md)",
-    )
+    return named
 
 
 def _start_dock(
-    station: Station, session: Session, survey: _Survey, volume: Path, source: str
+    station: Station, session: Session, session_id: str, survey: _Survey, volume: Path, source: str
 ) -> _Dock:
     now = station.clock.now()
     serial, identity, skew = survey.serial, survey.identity, survey.skew
@@ -433,16 +708,23 @@ def _start_dock(
         _officer(session, identity.badge, identity.officer_name or "", recorder.unit_id or unit_id)
     recorder.last_docked_at = now
     session.add(recorder)
-    dock = DockSession(
-        id=str(uuid.uuid4()),
-        station_id=station.settings.station_id,
-        recorder_id=recorder.id,
-        source=source,
-        volume=volume_text(volume),
-        actor=station.actor,
-        started_at=now,
-        clock_skew_seconds=skew.total_seconds() if skew is not None else None,
-    )
+    dock = session.get(DockSession, session_id)
+    if dock is None:
+        dock = DockSession(
+            id=session_id,
+            station_id=station.settings.station_id,
+            source=source,
+            volume=volume_text(volume),
+            started_at=now,
+        )
+    elif not _claim_unidentified(session, session_id):
+        raise InputError(f"dock {session_id} is {dock.state}, not waiting for identification")
+    # An unidentified dock, now read, keeps its start: the recorder came then.
+    dock.recorder_id = recorder.id
+    dock.actor = station.actor
+    dock.state = DockState.RUNNING
+    dock.error = None
+    dock.clock_skew_seconds = skew.total_seconds() if skew is not None else None
     session.add(dock)
     session.flush()
     station.record(
@@ -460,6 +742,18 @@ def _start_dock(
         ),
     )
     return _Dock(dock.id, recorder, identity, recorder.unit_id or unit_id, skew)
+
+
+def _claim_unidentified(session: Session, session_id: str) -> bool:
+    """Whether this dock takes the unidentified dock `session_id`: only one of several
+    (the daemon seeing an identity file, an operator) can, and only while it waits."""
+    claimed = session.exec(
+        update(DockSession)
+        .where(col(DockSession.id) == session_id)
+        .where(col(DockSession.state) == DockState.UNIDENTIFIED)
+        .values(state=DockState.RUNNING)
+    )
+    return claimed.rowcount == 1
 
 
 def _identity_json(identity: RecorderIdentity | None) -> dict[str, Any] | None:
@@ -558,7 +852,8 @@ def _copy_file(
             return NotIngested(
                 file.display, SkipReason.SYMLINK, "became a symbolic link; not followed"
             )
-        return NotIngested(file.display, SkipReason.UNREADABLE, e.strerror or str(e))
+        # One file the recorder cannot give (a bad sector, a damaged file): the rest is read.
+        return NotIngested(file.display, SkipReason.UNREADABLE, f"read error: {error_text(e)}")
     except InputError as e:
         if isinstance(e, VolumeGoneError):
             raise
@@ -590,30 +885,37 @@ def _catalog_file(
     """Stage two: probe, tag and catalogue with its custody event, in one transaction."""
     seen = _examine(station, dock, file, facts, now, spooled)
     clip_id = str(uuid.uuid4())
-    try:
-        with station.transaction() as session:
-            existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
-            if existing is not None:
-                return _known(station, session, dock, existing, file)
-            officer = _attribute(session, dock, facts, seen)
-            clip = _clip_row(clip_id, station, dock, file, kind, facts, now, spooled, seen, officer)
-            session.add(clip)
-            session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
-            session.flush()
-            unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
-            station.record(
-                session,
-                ingest_event(
-                    clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error
-                ),
-            )
-    except sa_exc.IntegrityError:
-        # Another dock catalogued the same content in the meantime: it is a known clip now.
-        with station.transaction() as session:
-            existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
-            if existing is None:
-                raise
-            return _known(station, session, dock, existing, file)
+    for _ in range(_CATALOG_ATTEMPTS):
+        try:
+            with station.transaction() as session:
+                existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
+                if existing is not None:
+                    return _known(station, session, dock, existing, file)
+                officer = _attribute(session, dock, facts, seen)
+                clip = _clip_row(
+                    clip_id, station, dock, file, kind, facts, now, spooled, seen, officer
+                )
+                session.add(clip)
+                session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
+                session.flush()
+                unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
+                station.record(
+                    session,
+                    ingest_event(
+                        clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error
+                    ),
+                )
+            break
+        except sa_exc.IntegrityError as e:
+            # Another dock (of this recorder, or with the same content) catalogued it in the
+            # meantime: the next attempt finds its rows and takes the clip as known.
+            conflict = e
+    else:
+        raise StorageError(
+            f"cannot catalogue {file.display}: the catalog refused it {_CATALOG_ATTEMPTS} "
+            f"times ({conflict.orig})",
+            remedy="dock the recorder again; the file stays on it",
+        ) from conflict
     log.info("clip %s %s from %s", clip_id, spooled.sha256[:12], file.display)
     return ClipResult(
         clip_id,
@@ -831,25 +1133,37 @@ def _source_row(
 def _known(
     station: Station, session: Session, dock: _Dock, clip: Clip, file: VolumeFile
 ) -> ClipResult:
-    """Content already catalogued: no second clip; the sighting is remembered and recorded."""
-    session.add(_source_row(clip.id, dock.recorder.id, file, dock.session_id, station.clock.now()))
-    station.record(
-        session,
-        EventType.CLIP_SEEN_AGAIN.event(
-            clip.id,
-            actor=station.actor,
-            reason="the same content was found on a docked recorder; no second clip was made",
-            sha256=clip.sha256,
-            data={
-                "recorder": dock.recorder.serial,
-                "source_path": file.display,
-                "dock_session": dock.session_id,
-            },
-        ),
-    )
+    """Content already catalogued: no second clip; the sighting is remembered and recorded,
+    unless another dock of this recorder took this very file while this one read it."""
+    taken = session.exec(
+        select(ClipSource.id)
+        .where(ClipSource.recorder_id == dock.recorder.id)
+        .where(ClipSource.source_path_bytes == file.rel)
+        .where(ClipSource.size == file.size)
+        .where(ClipSource.mtime_ns == file.mtime_ns)
+    ).first()
+    outcome = ClipOutcome.ALREADY_INGESTED if taken is not None else ClipOutcome.DUPLICATE
+    if taken is None:
+        session.add(
+            _source_row(clip.id, dock.recorder.id, file, dock.session_id, station.clock.now())
+        )
+        station.record(
+            session,
+            EventType.CLIP_SEEN_AGAIN.event(
+                clip.id,
+                actor=station.actor,
+                reason="the same content was found on a docked recorder; no second clip was made",
+                sha256=clip.sha256,
+                data={
+                    "recorder": dock.recorder.serial,
+                    "source_path": file.display,
+                    "dock_session": dock.session_id,
+                },
+            ),
+        )
     if clip.state == ClipState.STORED:
         station.spool.remove(clip.sha256)  # the copy just read is not needed: the store has it
-    return _result(clip, file, ClipOutcome.DUPLICATE)
+    return _result(clip, file, outcome)
 
 
 def _result(clip: Clip, file: VolumeFile, outcome: ClipOutcome) -> ClipResult:

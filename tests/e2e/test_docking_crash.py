@@ -1,4 +1,4 @@
-"""The docking daemon killed with SIGKILL in the middle of copying several recorders, then restarted.
+"""Docks killed with SIGKILL (the daemon copying several recorders, an `ingest` run), then run again.
 
 Every clip must end up catalogued and stored exactly once, the spool must hold no partial copy,
 and the custody log must verify.
@@ -7,6 +7,7 @@ and the custody log must verify.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -18,7 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlmodel import select
+
+from evidence_agent.catalog.models import Clip
+from evidence_agent.config import build_settings
 from evidence_agent.services.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
+from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.station import open_station
 from tests.support import service_missing
 
 START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
@@ -180,3 +187,86 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def cli_env(data: Path) -> dict[str, str]:
+    env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data)}
+    env.pop("EVIDENCE_AGENT_CONFIG", None)
+    return env
+
+
+def test_an_ingest_killed_mid_dock_is_marked_interrupted_by_the_next(tmp_path: Path) -> None:
+    if shutil.which("ffmpeg") is None:
+        service_missing("ffmpeg is not installed")
+    volume = tmp_path / "vol"
+    make_volume(volume, *RECORDERS[0], 0)
+    data = tmp_path / "data"
+    db = data / "catalog.sqlite3"
+    env = cli_env(data)
+    command = [*agent_command(), "ingest", str(volume), "--json"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not query(db, "SELECT 1 FROM clips"):
+            assert time.monotonic() < deadline, "the ingest never catalogued a clip"
+            assert first.poll() is None, "the ingest ended before it could be killed"
+            time.sleep(0.01)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait(30)
+    assert first.returncode == -signal.SIGKILL
+    ((killed,),) = query(db, "SELECT id FROM dock_sessions WHERE state = 'running'")
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode in (0, 1), second.stderr  # 1: the demo's flagged clips
+    assert json.loads(second.stdout)["state"] == "finished"
+    states = dict(query(db, "SELECT id, state FROM dock_sessions"))
+    assert states.pop(killed) == "interrupted"
+    assert set(states.values()) == {"finished"}
+    recovered = query(
+        db,
+        "SELECT entry FROM custody_entries WHERE event_type = 'dock.finished' "
+        f"AND subject_id = '{killed}'",
+    )
+    assert json.loads(bytes(recovered[0][0]))["data"]["recovered"] is True  # type: ignore[arg-type]
+    assert list((data / "running-docks").iterdir()) == []
+    status = subprocess.run(
+        [*agent_command(), "status", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(status.stdout)["docks_running"] == []
+
+
+def test_a_reingest_stores_the_clips_an_earlier_run_left_in_the_spool(tmp_path: Path) -> None:
+    """Killed between the store's write and the catalog's "stored": the clip waits in the spool,
+    and the next ingest of its recorder, which reads nothing new, still stores it."""
+    if shutil.which("ffmpeg") is None:
+        service_missing("ffmpeg is not installed")
+    volume = make_demo_recorder(tmp_path / "vol", start=START, clips=1).root
+    data = tmp_path / "data"
+    station = open_station(build_settings({}, {"EVIDENCE_AGENT_DATA_DIR": str(data)}))
+    try:
+        report = ingest_volume(station, volume)  # catalogued; the store never ran
+        clip = report.clips[0]
+        with station.reading() as session:
+            row = session.exec(select(Clip).where(Clip.id == clip.clip_id)).one()
+        station.store.put(
+            row.sha256, station.spool.path_of(row.sha256), row.size, row.retention_until
+        )
+    finally:
+        station.close()
+
+    again = subprocess.run(
+        [*agent_command(), "ingest", str(volume), "--json"],
+        env=cli_env(data),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert {c["outcome"] for c in result["clips"]} == {"already_ingested"}
+    assert {c["state"] for c in result["clips"]} == {"stored"}
+    assert len(result["store"]["stored"]) == len(result["clips"])
+    assert query(data / "catalog.sqlite3", "SELECT DISTINCT state FROM clips") == [("stored",)]
+    assert [p.name for p in (data / "spool").iterdir()] == [".incoming"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import threading
@@ -18,8 +20,10 @@ from sqlmodel import col, select
 
 from evidence_agent.adapters.folder_source import FolderDockSource
 from evidence_agent.adapters.sd_notify import SystemdNotifier
-from evidence_agent.catalog.models import Clip, DockSession
+from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
+from evidence_agent.catalog.queries import station_status
 from evidence_agent.config import build_settings
+from evidence_agent.domain.deadline import DeadlineRule
 from evidence_agent.errors import EvidenceError
 from evidence_agent.ports import DockEvent
 from evidence_agent.services.daemon import Daemon
@@ -207,4 +211,115 @@ def test_metrics_on_loopback_and_sd_notify_lines(tmp_path: Path) -> None:
         assert received[0].startswith("READY=1\nSTATUS=idle")
     finally:
         server.close()
+        station.close()
+
+
+def anonymous_copy(demo: DemoVolume, target: Path) -> bytes:
+    """The demo volume without its identity file and with no serial in its file names: no
+    recorder can be named for it. Returns the identity file's bytes, to put back later."""
+    shutil.copytree(demo.root, target)
+    identity = demo.identity_file.relative_to(demo.root)
+    saved = (target / identity).read_bytes()
+    (target / identity).unlink()
+    for index, media in enumerate(demo.media):
+        rel = media.path.relative_to(demo.root)
+        renamed = (target / rel).with_name(f"FILE{index:04d}{rel.suffix}")
+        (target / rel).rename(renamed)
+        written = int((START.timestamp() + 60 * index) * 1e9)  # as the recorder wrote them
+        os.utime(renamed, ns=(written, written))
+    return saved
+
+
+def test_a_volume_no_recorder_is_named_for_waits_in_view_until_its_identity_file_comes(
+    tmp_path: Path, demo: DemoVolume
+) -> None:
+    station = make_station(tmp_path)
+    settings = station.settings
+    staged = tmp_path / "staged"
+    identity = anonymous_copy(demo, staged)
+    daemon = Daemon(station, [FolderDockSource(settings.dock_dir)])
+    try:
+        with running(daemon):
+            volume = settings.dock_dir / "unlabelled"
+            staged.rename(volume)
+            (waiting,) = wait_for(
+                "the unidentified dock", lambda: sessions(station, "unidentified")
+            )
+            assert waiting.files_seen == len(demo.media) and waiting.recorder_id is None
+            assert waiting.bytes_total == sum(m.path.stat().st_size for m in demo.media)
+            assert waiting.oldest_file_at == START
+            assert clips(station) == []
+            (event,) = custody_events(station, "dock.unidentified")
+            assert event["subject"] == {"kind": "dock", "id": waiting.id}
+            assert event["data"]["files"] == len(demo.media)
+            wait_for(
+                "the metric",
+                lambda: (
+                    daemon.metrics.registry.get_sample_value("evidence_agent_unidentified_docks")
+                    == 1
+                ),
+            )
+            with station.reading() as session:
+                view = station_status(session, station.clock.now(), DeadlineRule()).to_json()
+            (shown,) = view["unidentified_docks"]
+            assert (shown["dock_session"], shown["files"]) == (waiting.id, len(demo.media))
+            assert shown["oldest_file_at"] == "2026-11-20T01:00:00.000000Z"
+            assert shown["deadline"] == "breached"  # over 24 hours since its oldest file
+
+            # The recorder's identity file is put on it: the same dock is read.
+            (volume / demo.identity_file.name).write_bytes(identity)
+            (finished,) = wait_for("the identified dock", lambda: sessions(station, "finished"))
+            assert finished.id == waiting.id and finished.started_at == waiting.started_at
+            assert finished.clips_new == len(demo.media) and finished.recorder_id is not None
+            wait_for(
+                "the metric",
+                lambda: (
+                    daemon.metrics.registry.get_sample_value("evidence_agent_unidentified_docks")
+                    == 0
+                ),
+            )
+        assert sessions(station, "unidentified") == []
+        assert len(clips(station)) == len(demo.media)
+    finally:
+        station.close()
+
+
+def custody_events(station: Station, event_type: str) -> list[dict[str, Any]]:
+    with station.reading() as session:
+        rows = session.exec(select(CustodyEntry).where(CustodyEntry.event_type == event_type))
+        return [json.loads(row.entry) for row in rows]
+
+
+def test_a_dock_folder_renamed_while_it_is_read_ends_both_docks_cleanly(
+    tmp_path: Path, demo: DemoVolume
+) -> None:
+    """The first dock has read a file and holds it when its folder is renamed; the dock of the
+    new name takes every file and the store keeps them. The first then finds each file taken:
+    both docks end, no clip twice, no spool copy left of what is stored."""
+    station = make_station(tmp_path)
+    gate = gate_spool(station, hold_at=2, durable=True)
+    folder = station.settings.dock_dir
+    shutil.copytree(demo.root, tmp_path / "staged")
+    try:
+        with running(Daemon(station, [FolderDockSource(folder)])):
+            (tmp_path / "staged").rename(folder / "first-name")
+            assert gate.entered.wait(TIMEOUT)
+            (folder / "first-name").rename(folder / "second-name")
+            wait_for("the second dock", lambda: sessions(station, "finished"))
+            wait_for(
+                "the store",
+                lambda: (
+                    len(clips(station)) == len(demo.media)
+                    and all(c.state == "stored" for c in clips(station))
+                ),
+            )
+            gate.release.set()
+            wait_for("the first dock", lambda: not sessions(station, "running"))
+            with station.reading() as session:
+                docks = session.exec(select(DockSession)).all()
+            assert len(docks) == 2 and {d.state for d in docks} <= {"finished", "interrupted"}
+            assert len(clips(station)) == len(demo.media)
+            assert station.spool.pending() == []
+    finally:
+        gate.release.set()
         station.close()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import stat
@@ -21,17 +23,19 @@ import pytest
 from blake3 import blake3
 from sqlmodel import select
 
-from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
+from evidence_agent.catalog.models import Clip, ClipSource, CustodyEntry, DockSession
 from evidence_agent.config import Settings, build_settings
 from evidence_agent.custody import canonical
 from evidence_agent.custody import events as custody_events
 from evidence_agent.errors import ExitCode, InputError, StorageError
 from evidence_agent.io.copying import FileWriter
 from evidence_agent.io.spool import Spool
+from evidence_agent.io.volume_reader import VolumeGoneError
 from evidence_agent.services.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
-from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.ingest import IngestReport, ingest_volume
 from evidence_agent.services.station import Station, open_station
 from evidence_agent.services.storing import store_pending
+from tests.docking_gates import gate_spool
 from tests.support import service_missing
 
 START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
@@ -499,3 +503,158 @@ def test_hashed_here_is_only_the_unchanged_file_this_spool_wrote(tmp_path: Path)
     with copied.path.open("ab") as f:
         f.write(b"!")
     assert not spool.hashed_here(copied.sha256)
+
+
+def test_two_docks_of_one_volume_at_once_both_finish_and_leave_nothing_behind(
+    station: Station, volume: Path
+) -> None:
+    """Two docks read the same recorder at once (two `ingest` runs, a dock folder renamed while
+    it is read): the first holds a file it has read while the second takes every file and the
+    store keeps them. The first then finds each file taken: no catalog error, both docks end,
+    and it leaves no spool copy of what is already stored."""
+    gate = gate_spool(station, hold_at=2, durable=True)
+    first: list[object] = []
+    reader = threading.Thread(target=lambda: first.append(_ingest_catching(station, volume)))
+    reader.start()
+    try:
+        assert gate.entered.wait(30)
+        second = ingest_volume(station, volume)
+        assert second.state == "finished"
+        assert store_pending(station).stored  # the store took the second dock's clips
+    finally:
+        gate.release.set()
+        reader.join(60)
+    (report,) = first
+    assert isinstance(report, IngestReport), report
+    assert report.state == "finished"
+    outcomes = [c.outcome for c in report.clips]
+    assert outcomes[0] == "new" and set(outcomes[1:]) == {"already_ingested"}
+    with station.reading() as session:
+        assert {d.state for d in session.exec(select(DockSession))} == {"finished"}
+        assert len(session.exec(select(ClipSource)).all()) == len(clips(station))
+    spooled = {c.sha256 for c in clips(station) if c.state == "spooled"}
+    assert set(station.spool.pending()) <= spooled
+    assert list(station.spool.incoming.iterdir()) == []
+
+
+def _ingest_catching(station: Station, volume: Path) -> object:
+    try:
+        return ingest_volume(station, volume)
+    except Exception as e:  # noqa: BLE001 - the test asserts on it
+        return e
+
+
+# --- a real disk that fails: ext2 on a loop device, its backing file cut short under it ----------
+
+VICTIM = "DCIM/100MEDIA/A123456_100231_20261120000000_0000.MP4"  # sorts before every demo clip
+
+
+def _run(*command: str) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def failing_disk(tmp_path: Path, template: DemoVolume) -> Iterator[tuple[Path, Path, str]]:
+    """The demo volume on a real 16 MiB ext2 file system on a loop device, plus one clip that
+    fills the rest of it, so that its blocks are the disk's last: (mount point, backing file,
+    loop device). Cutting the backing file short (`shrink`) then gives real I/O errors for
+    the blocks past the new end, from the block layer, as a failing card does."""
+    tools = ("losetup", "mkfs.ext2", "mount", "umount", "blockdev")
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
+        service_missing("a disk that fails needs root and util-linux, e2fsprogs (loop devices)")
+    image = tmp_path / "card.img"
+    image.write_bytes(b"")
+    os.truncate(image, 16 << 20)
+    _run("mkfs.ext2", "-q", "-F", "-b", "4096", "-m", "0", str(image))
+    loop = _run("losetup", "--find", "--show", str(image))
+    mount_point = tmp_path / "card"
+    mount_point.mkdir()
+    try:
+        _run("mount", "-o", "nosuid,nodev,noexec", loop, str(mount_point))
+        try:
+            shutil.copytree(template.root, mount_point, dirs_exist_ok=True)
+            with (
+                (mount_point / VICTIM).open("wb", buffering=0) as victim,
+                contextlib.suppress(OSError),  # ENOSPC: the disk is full
+            ):
+                while True:
+                    victim.write(os.urandom(1 << 20))
+            os.sync()
+            for path in mount_point.rglob("*"):
+                if path.is_file():  # read from the disk from now on, not from memory
+                    fd = os.open(path, os.O_RDONLY)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    os.close(fd)
+            yield mount_point, image, loop
+        finally:
+            subprocess.run(["umount", str(mount_point)], check=False)
+    finally:
+        subprocess.run(["losetup", "--detach", loop], check=False)
+
+
+def shrink(image: Path, loop: str, size: int) -> None:
+    """The disk is now `size` bytes: every block past it gives EIO."""
+    os.truncate(image, size)
+    _run("blockdev", "--flushbufs", loop)
+    _run("losetup", "--set-capacity", loop)
+
+
+def read_error(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        while os.readv(fd, [mmap.mmap(-1, 1 << 20)]):
+            pass
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
+    return None
+
+
+def test_one_unreadable_file_is_reported_and_the_rest_is_taken(
+    station: Station, tmp_path: Path, demo_template: DemoVolume
+) -> None:
+    with failing_disk(tmp_path, demo_template) as (volume, image, loop):
+        shrink(image, loop, 15 << 20)
+        assert read_error(volume / VICTIM) == errno.EIO  # the disk fails there, and only there
+        assert not any(
+            read_error(volume / m.path.relative_to(demo_template.root)) for m in demo_template.media
+        )
+
+        for dock in range(2):  # the re-dock does not stop at the same file either
+            report = ingest_volume(station, volume)
+            assert report.state == "finished"
+            unreadable = [n for n in report.not_ingested if n.source_path == VICTIM]
+            assert [n.reason for n in unreadable] == ["unreadable"]
+            assert "Input/output error (EIO)" in unreadable[0].detail
+            expected = "new" if dock == 0 else "already_ingested"
+            assert [c.outcome for c in report.clips] == [expected] * len(demo_template.media)
+            assert report.exit_code == ExitCode.WARNING
+    assert len(clips(station)) == len(demo_template.media)
+    assert [
+        e["reason"]
+        for e in events(station, "file.not_ingested")
+        if e["data"]["source_path"] == VICTIM
+    ] == ["unreadable"] * 2
+
+
+def test_an_io_error_with_the_whole_disk_gone_ends_the_dock(
+    station: Station, tmp_path: Path, demo_template: DemoVolume
+) -> None:
+    gate = gate_spool(station, hold_at=2)
+    with failing_disk(tmp_path, demo_template) as (volume, image, loop):
+        done: list[object] = []
+        reader = threading.Thread(target=lambda: done.append(_ingest_catching(station, volume)))
+        reader.start()
+        try:
+            assert gate.entered.wait(30)
+            shrink(image, loop, 0)  # nothing of it can be read now, its root neither
+        finally:
+            gate.release.set()
+            reader.join(60)
+    (error,) = done
+    assert isinstance(error, VolumeGoneError), error
+    assert "Input/output error" in error.message
+    with station.reading() as session:
+        (dock,) = session.exec(select(DockSession)).all()
+    assert dock.state == "interrupted" and dock.clips_new == 1
