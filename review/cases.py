@@ -6,28 +6,28 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlmodel import Session, col, select
 
-from evidence_agent.catalog.models import Case, CaseClip, CaseDocument, Clip, Officer, Unit
+from evidence_agent.catalog.models import Case, CaseClip, CaseDocument, Clip, Unit
 from evidence_agent.catalog.queries import ClipView, clip_views
 from evidence_agent.config import ReviewRules
 from evidence_agent.custody.events import format_time
 from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.case_file import case_file_clock, case_file_due
-from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
 from evidence_agent.domain.text import is_plain_text, shown
-from evidence_agent.errors import IncompleteError, InputError, StorageError
+from evidence_agent.errors import EvidenceError, IncompleteError, InputError, StorageError
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
-from review.completeness import CoverageReport, Footage, Span, coverage
+from review.case_coverage import case_coverage
+from review.completeness import CoverageReport
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 from review.retention import apply_retention
 
@@ -89,15 +89,49 @@ def _case_or_refuse(
 def _need_reason(station: Station, caller: Caller, what: str, ref: str, reason: str | None) -> str:
     text = (reason or "").strip()
     if not text:
-        refuse(
+        _refuse_on_case(
             station,
             caller,
             what,
             InputError(f"{what.replace('_', ' ')} needs a reason", remedy="give --reason TEXT"),
-            subject_kind=Subject.CASE,
-            subject_id=ref[:64],
+            ref[:64],
         )
     return text
+
+
+def _case_to_change(
+    station: Station, caller: Caller, what: str, ref: str, reason: str | None
+) -> tuple[Case, str]:
+    """The case a change names and the change's reason, once the caller's role allows it."""
+    require(
+        station,
+        caller,
+        Action.CASE_WRITE,
+        subject_kind=Subject.CASE,
+        subject_id=ref[:64],
+        reason=reason or "",
+    )
+    text = _need_reason(station, caller, what, ref, reason)
+    return _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text), text
+
+
+def _refuse_on_case(
+    station: Station,
+    caller: Caller,
+    what: str,
+    error: EvidenceError,
+    case_number: str,
+    reason: str = "",
+) -> NoReturn:
+    refuse(
+        station,
+        caller,
+        what,
+        error,
+        subject_kind=Subject.CASE,
+        subject_id=case_number,
+        reason=reason,
+    )
 
 
 # ---------------------------------------------------------------- create, list, close
@@ -116,57 +150,31 @@ def create_case(
         reason=reason or "",
     )
     text = (reason or "").strip() or "case opened"
-    problems = []
     number = data.number.strip()
-    if not number or len(number) > 64:
-        problems.append("the case number must be 1 to 64 characters")
-    if data.enforcement_type not in station.settings.review.enforcement_types:
-        problems.append(
-            f"enforcement type {data.enforcement_type!r} is not known; one of "
-            + ", ".join(station.settings.review.enforcement_types)
-        )
-    if data.action_start and data.action_end and data.action_end < data.action_start:
-        problems.append("the action ends before it starts")
-    for what, value in (
-        ("title", data.title),
-        ("cause of action", data.cause_of_action),
-        *(("party", party) for party in data.parties),
-        *(("officer", badge) for badge in data.officers),
-    ):
-        if not is_plain_text(value):
-            problems.append(f"the {what} holds control characters: {shown(value)}")
-    officers = [o.strip() for o in data.officers if o.strip()]
+    problems = _case_input_problems(data, number, station.settings.review.enforcement_types)
     if problems:
-        refuse(
+        _refuse_on_case(
             station,
             caller,
             Action.CASE_WRITE.value,
             InputError("cannot create the case: " + "; ".join(problems)),
-            subject_kind=Subject.CASE,
-            subject_id=number[:64] or "-",
-            reason=text,
+            number[:64] or "-",
+            text,
         )
+    officers = [o.strip() for o in data.officers if o.strip()]
     now = station.clock.now()
     with station.transaction() as session:
         if session.exec(select(Case).where(Case.number == number)).first() is not None:
             raise InputError(
                 f"case {number} exists already", remedy="`evidence-agent case show` it"
             )
-        unit_id = None
-        if data.unit:
-            unit = session.exec(select(Unit).where(Unit.code == data.unit)).first()
-            if unit is None:
-                unit = Unit(code=data.unit, name="")
-                session.add(unit)
-                session.flush()
-            unit_id = unit.id
         case = Case(
             number=number,
             title=data.title,
             parties=json.dumps(list(data.parties), ensure_ascii=False),
             cause_of_action=data.cause_of_action,
             enforcement_type=data.enforcement_type,
-            unit_id=unit_id,
+            unit_id=_unit_id(session, data.unit) if data.unit else None,
             handling_officers=json.dumps(officers, ensure_ascii=False),
             action_start=data.action_start,
             action_end=data.action_end,
@@ -186,6 +194,41 @@ def create_case(
             ),
         )
     return document
+
+
+def _case_input_problems(
+    data: CaseInput, number: str, enforcement_types: Sequence[str]
+) -> list[str]:
+    """What is wrong with a new case as typed, each in words for the person who typed it."""
+    problems = []
+    if not number or len(number) > 64:
+        problems.append("the case number must be 1 to 64 characters")
+    if data.enforcement_type not in enforcement_types:
+        problems.append(
+            f"enforcement type {data.enforcement_type!r} is not known; one of "
+            + ", ".join(enforcement_types)
+        )
+    if data.action_start and data.action_end and data.action_end < data.action_start:
+        problems.append("the action ends before it starts")
+    for what, value in (
+        ("title", data.title),
+        ("cause of action", data.cause_of_action),
+        *(("party", party) for party in data.parties),
+        *(("officer", badge) for badge in data.officers),
+    ):
+        if not is_plain_text(value):
+            problems.append(f"the {what} holds control characters: {shown(value)}")
+    return problems
+
+
+def _unit_id(session: Session, code: str) -> int | None:
+    """The catalog id of the unit with this code, entered (without a name) when it is new."""
+    unit = session.exec(select(Unit).where(Unit.code == code)).first()
+    if unit is None:
+        unit = Unit(code=code, name="")
+        session.add(unit)
+        session.flush()
+    return unit.id
 
 
 def list_cases(station: Station, caller: Caller, state: str | None = None) -> list[dict[str, Any]]:
@@ -208,20 +251,11 @@ def close_case(
     """Close a case. One that needs full recording and whose footage does not cover its action
     window (what `case check` reports) stays open unless the closer overrides, with a reason;
     the override and the gaps it closed over go into the custody log."""
-    require(
-        station,
-        caller,
-        Action.CASE_WRITE,
-        subject_kind=Subject.CASE,
-        subject_id=ref[:64],
-        reason=reason or "",
-    )
-    text = _need_reason(station, caller, "case_close", ref, reason)
-    case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
-    coverage_now, _ = _completeness(station, case)
+    case, text = _case_to_change(station, caller, "case_close", ref, reason)
+    coverage_now, _ = case_coverage(station, case)
     incomplete = bool(coverage_now.get("full_recording_required")) and not coverage_now["complete"]
     if incomplete and not override_incomplete:
-        refuse(
+        _refuse_on_case(
             station,
             caller,
             "case_close",
@@ -232,9 +266,8 @@ def close_case(
                 remedy="`evidence-agent case check` shows what is missing; link the footage, or "
                 "close it anyway with --override-incomplete and a --reason saying why",
             ),
-            subject_kind=Subject.CASE,
-            subject_id=case.number,
-            reason=text,
+            case.number,
+            text,
         )
     override = (
         {"incomplete_override": {k: coverage_now.get(k) for k in ("gaps", "problems")}}
@@ -297,25 +330,10 @@ def _change_links(
     link: bool,
 ) -> dict[str, Any]:
     what = "case_link" if link else "case_unlink"
-    require(
-        station,
-        caller,
-        Action.CASE_WRITE,
-        subject_kind=Subject.CASE,
-        subject_id=ref[:64],
-        reason=reason or "",
-    )
-    text = _need_reason(station, caller, what, ref, reason)
-    case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
+    case, text = _case_to_change(station, caller, what, ref, reason)
     if not clip_refs:
-        refuse(
-            station,
-            caller,
-            what,
-            InputError("name at least one clip"),
-            subject_kind=Subject.CASE,
-            subject_id=case.number,
-            reason=text,
+        _refuse_on_case(
+            station, caller, what, InputError("name at least one clip"), case.number, text
         )
     clips = read_or_refuse(
         station,
@@ -326,53 +344,17 @@ def _change_links(
         subject_id=case.number,
         reason=text,
     )
-    problem = None
-    if case.state == "closed":
-        problem = f"case {case.number} is closed: its file does not change"
-    elif link and (deleted := [c.id for c in clips.values() if c.state == ClipState.DELETED]):
-        problem = "deleted clips cannot be linked: " + ", ".join(deleted)
-    if problem:
-        refuse(
-            station,
-            caller,
-            what,
-            InputError(problem),
-            subject_kind=Subject.CASE,
-            subject_id=case.number,
-            reason=text,
-        )
+    if problem := _link_problem(case, clips.values(), link=link):
+        _refuse_on_case(station, caller, what, InputError(problem), case.number, text)
     now = station.clock.now()
     changed, unchanged, retention = [], [], []
     with station.transaction() as session:
         for clip in clips.values():
             row = session.get(Clip, clip.id)
-            assert row is not None and case.id is not None
-            existing = session.get(CaseClip, (case.id, row.id))
-            if (existing is not None) == link:
+            assert row is not None
+            if not _set_link(station, session, caller, case, row, text, now, link=link):
                 unchanged.append(row.id)
                 continue
-            if link:
-                session.add(
-                    CaseClip(
-                        case_id=case.id,
-                        clip_id=row.id,
-                        linked_at=now,
-                        actor=caller.actor,
-                        reason=text,
-                    )
-                )
-            else:
-                session.delete(existing)
-            station.record(
-                session,
-                (EventType.CASE_CLIP_LINKED if link else EventType.CASE_CLIP_UNLINKED).event(
-                    row.id,
-                    actor=caller.actor,
-                    reason=text,
-                    sha256=row.sha256,
-                    data={"case": case.number},
-                ),
-            )
             changed.append(row.id)
             change = apply_retention(
                 station,
@@ -392,6 +374,53 @@ def _change_links(
     }
 
 
+def _link_problem(case: Case, clips: Iterable[Clip], *, link: bool) -> str | None:
+    """Why these clips cannot be linked to, or unlinked from, the case; None when they can."""
+    if case.state == "closed":
+        return f"case {case.number} is closed: its file does not change"
+    if link and (deleted := [c.id for c in clips if c.state == ClipState.DELETED]):
+        return "deleted clips cannot be linked: " + ", ".join(deleted)
+    return None
+
+
+def _set_link(
+    station: Station,
+    session: Session,
+    caller: Caller,
+    case: Case,
+    clip: Clip,
+    reason: str,
+    now: datetime,
+    *,
+    link: bool,
+) -> bool:
+    """Link the clip to the case, or unlink it, with the change in the custody log; False when
+    it is so already."""
+    assert case.id is not None
+    existing = session.get(CaseClip, (case.id, clip.id))
+    if (existing is not None) == link:
+        return False
+    if link:
+        session.add(
+            CaseClip(
+                case_id=case.id, clip_id=clip.id, linked_at=now, actor=caller.actor, reason=reason
+            )
+        )
+    else:
+        session.delete(existing)
+    station.record(
+        session,
+        (EventType.CASE_CLIP_LINKED if link else EventType.CASE_CLIP_UNLINKED).event(
+            clip.id,
+            actor=caller.actor,
+            reason=reason,
+            sha256=clip.sha256,
+            data={"case": case.number},
+        ),
+    )
+    return True
+
+
 def suggest(
     station: Station,
     caller: Caller,
@@ -404,15 +433,14 @@ def suggest(
     margin = station.settings.review.suggest_margin if margin is None else margin
     officers = json_list(case.handling_officers)
     if case.action_start is None or not officers:
-        refuse(
+        _refuse_on_case(
             station,
             caller,
             Action.CASE_READ.value,
             InputError(
                 f"case {case.number} needs an action start and handling officers for suggestions"
             ),
-            subject_kind=Subject.CASE,
-            subject_id=case.number,
+            case.number,
         )
     start = case.action_start - margin
     end = (case.action_end or case.action_start) + margin
@@ -555,46 +583,12 @@ def attach_document(
     document_time: datetime | None = None,
 ) -> dict[str, Any]:
     """Keep a case document in the object store by its hash and list it in the case file."""
-    require(
-        station,
-        caller,
-        Action.CASE_WRITE,
-        subject_kind=Subject.CASE,
-        subject_id=ref[:64],
-        reason=reason or "",
-    )
-    text = _need_reason(station, caller, "case_attach", ref, reason)
-    case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
+    case, text = _case_to_change(station, caller, "case_attach", ref, reason)
     if not path.is_file():
-        refuse(
-            station,
-            caller,
-            "case_attach",
-            InputError(f"{path} is not a file"),
-            subject_kind=Subject.CASE,
-            subject_id=case.number,
-            reason=text,
+        _refuse_on_case(
+            station, caller, "case_attach", InputError(f"{path} is not a file"), case.number, text
         )
-    # A private copy, hashed on the way, is what the store takes: the caller's file may change.
-    # Not in the spool's incoming area: opening a station empties that.
-    tmp = station.settings.data_dir / f".document-{uuid.uuid4().hex}.part"
-    sha = hashlib.sha256()
-    size = 0
-    try:
-        with path.open("rb") as src, tmp.open("xb") as dst:
-            while chunk := src.read(1 << 20):
-                sha.update(chunk)
-                dst.write(chunk)
-                size += len(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        digest = sha.hexdigest()
-        station.store.put(digest, tmp, size, None)
-        station.store.verify(digest)
-    except OSError as e:
-        raise StorageError(f"cannot read or keep {path}: {e.strerror}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
+    digest, size = _keep_document(station, path)
     now = station.clock.now()
     with station.transaction() as session:
         row = CaseDocument(
@@ -633,81 +627,33 @@ def attach_document(
         }
 
 
-# ---------------------------------------------------------------- completeness
+def _keep_document(station: Station, path: Path) -> tuple[str, int]:
+    """Put the file in the object store under its SHA-256 and verify it there; its hash and size.
+
+    A private copy, hashed on the way, is what the store takes: the caller's file may change.
+    Not in the spool's incoming area: opening a station empties that."""
+    tmp = station.settings.data_dir / f".document-{uuid.uuid4().hex}.part"
+    sha = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("rb") as src, tmp.open("xb") as dst:
+            while chunk := src.read(1 << 20):
+                sha.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        digest = sha.hexdigest()
+        station.store.put(digest, tmp, size, None)
+        station.store.verify(digest)
+    except OSError as e:
+        raise StorageError(f"cannot read or keep {path}: {e.strerror}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest, size
 
 
-def _completeness(station: Station, case: Case) -> tuple[dict[str, Any], CoverageReport | None]:
-    """What `case check` reports: the action window's coverage by the case's footage."""
-    settings = station.settings
-    rule = DeadlineRule(
-        limit=timedelta(hours=settings.deadline.limit_hours),
-        warn=timedelta(hours=settings.deadline.warn_hours),
-    )
-    officers = json_list(case.handling_officers)
-    required = station.settings.review.requires_full_recording(case.enforcement_type)
-    result: dict[str, Any] = {"case": case.number, "enforcement_type": case.enforcement_type}
-    if case.action_start is None or case.action_end is None:
-        result.update(
-            {
-                "full_recording_required": required,
-                "complete": False,
-                "problems": ["the case has no action start and end: coverage cannot be checked"],
-            }
-        )
-        report = None
-    else:
-        with station.reading() as session:
-            assert case.id is not None
-            linked = set(linked_clip_ids(session, case.id))
-            rows: dict[str, tuple[Clip, str | None]] = {}
-            if linked:
-                for clip, badge in session.exec(
-                    select(Clip, Officer.badge)
-                    .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
-                    .where(col(Clip.id).in_(linked))
-                ):
-                    rows[clip.id] = (clip, badge)
-            for handling in officers:
-                for view in clip_views(
-                    session, officer=handling, since=case.action_start, until=case.action_end
-                ):
-                    rows.setdefault(view.clip.id, (view.clip, view.officer))
-        footage = []
-        untimed = []
-        for clip_id, (clip, officer) in sorted(rows.items()):
-            if clip.state == ClipState.DELETED and clip_id not in linked:
-                continue
-            if clip.recorded_start is None:
-                untimed.append(clip_id)
-                continue
-            footage.append(
-                Footage(
-                    clip_id=clip_id,
-                    officer=officer,
-                    start=clip.recorded_start,
-                    end=clip.recorded_end or clip.recorded_start,
-                    linked=clip_id in linked,
-                    late_by=lateness(clip.recorded_end, clip.ingested_at, rule),
-                )
-            )
-        report = coverage(
-            Span(case.action_start, case.action_end),
-            footage,
-            handling_officers=officers,
-            required=required,
-            tolerance=station.settings.review.gap_tolerance,
-        )
-        result.update(report.to_json())
-        if untimed:
-            result["problems"] = [
-                *result["problems"],
-                *(
-                    f"clip {c} has no recording time: it cannot be placed in the window"
-                    for c in untimed
-                ),
-            ]
-            result["complete"] = False
-    return result, report
+# ---------------------------------------------------------------- check
 
 
 def check_case(
@@ -716,7 +662,7 @@ def check_case(
     """The coverage of the case's action window by its footage, for a legal reviewer."""
     require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
-    result, report = _completeness(station, case)
+    result, report = case_coverage(station, case)
     record_view(
         station,
         caller,

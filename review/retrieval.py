@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 RECEIPT_TYPE = "evidence-agent.retrieval-receipt"
 _RECEIPT_ROOM = 1 << 20  # space kept free for the receipt
 
+_Attribution = tuple[str | None, str | None, str | None]  # a clip's officer, recorder and unit
+
 
 @dataclass(frozen=True)
 class RetrievalRequest:
@@ -122,36 +124,77 @@ def retrieve(
 
     Raises IntegrityError after the rest are handed over when any stored copy fails its hash."""
     reason = (request.reason or "").strip()
-    subject_kind, subject_id = (
-        (Subject.CASE, request.case) if request.case else (Subject.STATION, None)
-    )
-    what = {"target": str(request.target), "case": request.case, "clips": list(request.clips)}
+    refused = _Refusal(station, caller, request, reason)
+    clips, views, target = _checked_request(station, caller, request, refused)
+    report = RetrievalReport(uuid.uuid4().hex, target, reason, request.case)
+    chunk = chunk_bytes or CHUNK_BYTES
+    try:
+        for clip in clips:
+            _hand_over(station, caller, clip, views[clip.id], report, chunk, refused)
+    finally:
+        if report.handed_over or report.failed:
+            _write_receipt(station, caller, report)
+    if report.failed:
+        raise RetrievalIntegrityError(report)
+    return report
 
-    # 1. role, reason, clips, target
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Logs a refused retrieval, with what was asked, and gives back the error to raise."""
+
+    station: Station
+    caller: Caller
+    request: RetrievalRequest
+    reason: str
+
+    @property
+    def subject(self) -> tuple[Subject, str | None]:
+        """A retrieval by case is about the case; one by clips, about the station."""
+        if self.request.case:
+            return Subject.CASE, self.request.case
+        return Subject.STATION, None
+
+    def __call__(
+        self, error: EvidenceError, clip: Clip | None = None, **extra: Any
+    ) -> EvidenceError:
+        """`clip`, when the refusal is about one clip of the request; `extra` goes in its data."""
+        subject_kind, subject_id = (Subject.CLIP, clip.id) if clip else self.subject
+        request = self.request
+        record_refusal(
+            self.station,
+            self.caller,
+            Action.RETRIEVE.value,
+            error.message,
+            subject_kind=subject_kind,
+            subject_id=subject_id,
+            reason=self.reason,
+            sha256=clip.sha256 if clip else None,
+            data={
+                "target": str(request.target),
+                "case": request.case,
+                "clips": list(request.clips),
+                **extra,
+            },
+        )
+        return error
+
+
+def _checked_request(
+    station: Station, caller: Caller, request: RetrievalRequest, refused: _Refusal
+) -> tuple[list[Clip], dict[str, _Attribution], Path]:
+    """1: the caller's role, the reason, the clips (each in the store) and the target, checked;
+    the clips in recording order, who each is attributed to, and the target ready for them."""
+    subject_kind, subject_id = refused.subject
     require(
         station,
         caller,
         Action.RETRIEVE,
         subject_kind=subject_kind,
         subject_id=subject_id,
-        reason=reason,
+        reason=refused.reason,
     )
-
-    def refused(error: EvidenceError, **extra: Any) -> EvidenceError:
-        record_refusal(
-            station,
-            caller,
-            Action.RETRIEVE.value,
-            error.message,
-            subject_kind=extra.pop("subject_kind", subject_kind),
-            subject_id=extra.pop("subject_id", subject_id),
-            reason=reason,
-            sha256=extra.pop("sha256", None),
-            data={**what, **extra},
-        )
-        return error
-
-    if not reason:
+    if not refused.reason:
         raise refused(
             InputError(
                 "a retrieval needs a reason",
@@ -173,57 +216,50 @@ def retrieve(
                     if clip.state == ClipState.SPOOLED
                     else None,
                 ),
-                subject_kind=Subject.CLIP,
-                subject_id=clip.id,
-                sha256=clip.sha256,
+                clip,
             )
     try:
         target = prepare_target(request.target, sum(c.size for c in clips), spare=_RECEIPT_ROOM)
     except EvidenceError as e:
         raise refused(e) from None
+    return clips, views, target
 
-    report = RetrievalReport(uuid.uuid4().hex, target, reason, request.case)
-    chunk = chunk_bytes or CHUNK_BYTES
+
+def _hand_over(
+    station: Station,
+    caller: Caller,
+    clip: Clip,
+    attribution: _Attribution,
+    report: RetrievalReport,
+    chunk: int,
+    refused: _Refusal,
+) -> None:
+    """2-4 for one clip: copied out and verified, logged, then placed under its final name.
+
+    A copy that fails its hash is logged and noted in the report, and the next clip goes on."""
+    target = report.target
     try:
-        for clip in clips:
-            officer, recorder, unit = views[clip.id]
-            try:
-                tmp, verified = copy_verified(station, clip, target, chunk)
-            except IntegrityError as e:
-                report.failed[clip.id] = e.message
-                _record_integrity_failure(station, caller, clip, report, e)
-                continue
-            except EvidenceError as e:
-                raise refused(
-                    e, subject_kind=Subject.CLIP, subject_id=clip.id, sha256=clip.sha256
-                ) from None
-            try:
-                # 4. logged first: a file is never in the target without its retrieval event
-                seq = _record_retrieval(station, caller, clip, report, target, verified)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            try:
-                final = place(tmp, target, _file_name(clip))
-            except EvidenceError as e:
-                tmp.unlink(missing_ok=True)
-                raise refused(
-                    e,
-                    subject_kind=Subject.CLIP,
-                    subject_id=clip.id,
-                    sha256=clip.sha256,
-                    not_completed_seq=seq,  # the logged retrieval that did not hand over
-                ) from None
-            report.handed_over.append(
-                HandedOver(clip, final, seq, verified, officer, recorder, unit)
-            )
-            log.info("clip %s handed over as %s", clip.id, final)
-    finally:
-        if report.handed_over or report.failed:
-            _write_receipt(station, caller, report)
-    if report.failed:
-        raise RetrievalIntegrityError(report)
-    return report
+        tmp, verified = copy_verified(station, clip, target, chunk)
+    except IntegrityError as e:
+        report.failed[clip.id] = e.message
+        _record_integrity_failure(station, caller, clip, report, e)
+        return
+    except EvidenceError as e:
+        raise refused(e, clip) from None
+    try:
+        # 4. logged first: a file is never in the target without its retrieval event
+        seq = _record_retrieval(station, caller, clip, report, target, verified)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        final = place(tmp, target, _file_name(clip))
+    except EvidenceError as e:
+        tmp.unlink(missing_ok=True)
+        # not_completed_seq: the logged retrieval that did not hand over
+        raise refused(e, clip, not_completed_seq=seq) from None
+    report.handed_over.append(HandedOver(clip, final, seq, verified, *attribution))
+    log.info("clip %s handed over as %s", clip.id, final)
 
 
 class RetrievalIntegrityError(IntegrityError):
@@ -240,7 +276,7 @@ class RetrievalIntegrityError(IntegrityError):
 
 def _resolve(
     station: Station, request: RetrievalRequest
-) -> tuple[list[Clip], dict[str, tuple[str | None, str | None, str | None]]]:
+) -> tuple[list[Clip], dict[str, _Attribution]]:
     with station.reading() as session:
         ids: list[str] = []
         if request.case:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from evidence_agent.catalog.models import Case, CaseClip
 from evidence_agent.catalog.queries import clip_views
@@ -66,31 +66,7 @@ def search_clips(station: Station, caller: Caller, query: ClipQuery) -> list[dic
             subject_id=ref[:64],
         )
     with station.reading() as session:
-        clip_ids: set[str] | None = None
-        if query.case is not None or query.cause or query.party:
-            cases = select(Case)
-            if case_id is not None:
-                cases = cases.where(Case.id == case_id)
-            if query.cause:
-                cases = cases.where(
-                    col(Case.cause_of_action).contains(query.cause, autoescape=True)
-                )
-            wanted_party = query.party.casefold() if query.party else None
-            case_ids = [
-                c.id
-                for c in session.exec(cases)
-                if wanted_party is None
-                or any(wanted_party in p.casefold() for p in json_list(c.parties))
-            ]
-            clip_ids = (
-                set(
-                    session.exec(
-                        select(CaseClip.clip_id).where(col(CaseClip.case_id).in_(case_ids))
-                    )
-                )
-                if case_ids
-                else set()
-            )
+        clip_ids = _clips_of_cases(session, query, case_id)
         views = (
             []
             if clip_ids is not None and not clip_ids
@@ -107,15 +83,7 @@ def search_clips(station: Station, caller: Caller, query: ClipQuery) -> list[dic
                 limit=query.limit,
             )
         )
-        cases_of: dict[str, list[str]] = defaultdict(list)
-        if views:
-            for clip_id, number in session.exec(
-                select(CaseClip.clip_id, Case.number)
-                .join(Case, col(Case.id) == col(CaseClip.case_id))
-                .where(col(CaseClip.clip_id).in_([v.clip.id for v in views]))
-                .order_by(col(Case.number))
-            ):
-                cases_of[clip_id].append(number)
+        cases_of = _case_numbers(session, [v.clip.id for v in views])
     rows = []
     for view in views:
         row = view.to_json()
@@ -131,3 +99,38 @@ def search_clips(station: Station, caller: Caller, query: ClipQuery) -> list[dic
         data={"query": {**query.to_json(), "officer": officer}, "clips": [r["id"] for r in rows]},
     )
     return rows
+
+
+def _clips_of_cases(session: Session, query: ClipQuery, case_id: int | None) -> set[str] | None:
+    """The clips linked to the cases the query names (by case, cause or party); None when it
+    names no case, so that every clip may match."""
+    if query.case is None and not query.cause and not query.party:
+        return None
+    cases = select(Case)
+    if case_id is not None:
+        cases = cases.where(Case.id == case_id)
+    if query.cause:
+        cases = cases.where(col(Case.cause_of_action).contains(query.cause, autoescape=True))
+    wanted_party = query.party.casefold() if query.party else None
+    case_ids = [
+        c.id
+        for c in session.exec(cases)
+        if wanted_party is None or any(wanted_party in p.casefold() for p in json_list(c.parties))
+    ]
+    if not case_ids:
+        return set()
+    return set(session.exec(select(CaseClip.clip_id).where(col(CaseClip.case_id).in_(case_ids))))
+
+
+def _case_numbers(session: Session, clip_ids: list[str]) -> dict[str, list[str]]:
+    """The numbers of the cases each clip is linked to, in number order; unlinked clips absent."""
+    cases_of: dict[str, list[str]] = defaultdict(list)
+    if clip_ids:
+        for clip_id, number in session.exec(
+            select(CaseClip.clip_id, Case.number)
+            .join(Case, col(Case.id) == col(CaseClip.case_id))
+            .where(col(CaseClip.clip_id).in_(clip_ids))
+            .order_by(col(Case.number))
+        ):
+            cases_of[clip_id].append(number)
+    return cases_of

@@ -260,47 +260,9 @@ def station_status(
     ).one()
     total = session.exec(select(func.count()).select_from(Clip)).one()
     last_stored = session.exec(select(func.max(Clip.stored_at))).one()
-    docks = [
-        {
-            "dock_session": d.id,
-            "recorder": serial,
-            "volume": d.volume,
-            "source": d.source,
-            "started_at": _t(d.started_at),
-            "bytes_done": d.bytes_done,
-            "bytes_total": d.bytes_total,
-            "clock_skew_seconds": d.clock_skew_seconds,
-        }
-        for d, serial in session.exec(
-            select(DockSession, Recorder.serial)
-            .outerjoin(Recorder, col(DockSession.recorder_id) == Recorder.id)
-            .where(DockSession.state == DockState.RUNNING)
-            .order_by(col(DockSession.started_at))
-        )
-    ]
-    unit_alias = aliased(Unit)
-    late: dict[tuple[str, str], int] = defaultdict(int)
-    for badge, unit_code, count in session.exec(
-        select(Officer.badge, unit_alias.code, func.count())
-        .select_from(Clip)
-        .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
-        .outerjoin(unit_alias, col(Clip.unit_id) == unit_alias.id)
-        .where(col(Clip.flags).contains(f'"{Flag.LATE.value}"'))
-        .group_by(Officer.badge, unit_alias.code)
-    ):
-        late[(unit_code or "-", badge or "-")] += count
-    # Catalogued clips have met (or missed) the rule already; those still in the spool owe
-    # the store step, and are shown once they pass the warning time.
-    approaching: dict[tuple[str, str], int] = defaultdict(int)
-    for clip, badge, unit_code in session.exec(
-        select(Clip, Officer.badge, unit_alias.code)
-        .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
-        .outerjoin(unit_alias, col(Clip.unit_id) == unit_alias.id)
-        .where(Clip.state == ClipState.SPOOLED)
-    ):
-        state = deadline_state(clip.recorded_end, clip.ingested_at, clip.stored_at, now, rule)
-        if state is DeadlineState.APPROACHING:
-            approaching[(unit_code or "-", badge or "-")] += 1
+    docks = _running_docks(session)
+    late = _late_by_unit_and_officer(session)
+    approaching = _approaching_by_unit_and_officer(session, now, rule)
     _, _, oldest = spooled
     return StatusView(
         now=now,
@@ -308,8 +270,8 @@ def station_status(
         spooled_bytes=int(spooled[1]),
         oldest_spooled=_aware(oldest),
         running_docks=docks,
-        late=dict(late),
-        approaching=dict(approaching),
+        late=late,
+        approaching=approaching,
         clips_total=total,
         last_stored_at=_aware(last_stored),
         refused_devices=refused_devices(session, since=now - REFUSED_SHOWN_FOR),
@@ -329,6 +291,65 @@ def station_status(
         ),
         case_file_days=case_file_days,
     )
+
+
+def _running_docks(session: Session) -> list[dict[str, Any]]:
+    """The docks under way, oldest first, with how far each has come."""
+    return [
+        {
+            "dock_session": d.id,
+            "recorder": serial,
+            "volume": d.volume,
+            "source": d.source,
+            "started_at": _t(d.started_at),
+            "bytes_done": d.bytes_done,
+            "bytes_total": d.bytes_total,
+            "clock_skew_seconds": d.clock_skew_seconds,
+        }
+        for d, serial in session.exec(
+            select(DockSession, Recorder.serial)
+            .outerjoin(Recorder, col(DockSession.recorder_id) == Recorder.id)
+            .where(DockSession.state == DockState.RUNNING)
+            .order_by(col(DockSession.started_at))
+        )
+    ]
+
+
+def _late_by_unit_and_officer(session: Session) -> dict[tuple[str, str], int]:
+    """How many clips were catalogued late, by (unit code, badge); "-" where there is none."""
+    unit_alias = aliased(Unit)
+    late: dict[tuple[str, str], int] = defaultdict(int)
+    for badge, unit_code, count in session.exec(
+        select(Officer.badge, unit_alias.code, func.count())
+        .select_from(Clip)
+        .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
+        .outerjoin(unit_alias, col(Clip.unit_id) == unit_alias.id)
+        .where(col(Clip.flags).contains(f'"{Flag.LATE.value}"'))
+        .group_by(Officer.badge, unit_alias.code)
+    ):
+        late[(unit_code or "-", badge or "-")] += count
+    return dict(late)
+
+
+def _approaching_by_unit_and_officer(
+    session: Session, now: datetime, rule: DeadlineRule
+) -> dict[tuple[str, str], int]:
+    """How many spooled clips are past the rule's warning time at `now`, by (unit code, badge).
+
+    Catalogued clips have met (or missed) the rule already; those still in the spool owe the
+    store step, and are shown once they pass the warning time."""
+    unit_alias = aliased(Unit)
+    approaching: dict[tuple[str, str], int] = defaultdict(int)
+    for clip, badge, unit_code in session.exec(
+        select(Clip, Officer.badge, unit_alias.code)
+        .outerjoin(Officer, col(Clip.officer_id) == Officer.id)
+        .outerjoin(unit_alias, col(Clip.unit_id) == unit_alias.id)
+        .where(Clip.state == ClipState.SPOOLED)
+    ):
+        state = deadline_state(clip.recorded_end, clip.ingested_at, clip.stored_at, now, rule)
+        if state is DeadlineState.APPROACHING:
+            approaching[(unit_code or "-", badge or "-")] += 1
+    return dict(approaching)
 
 
 def case_file_clocks(session: Session, now: datetime, days: int) -> list[dict[str, Any]]:

@@ -112,51 +112,13 @@ def make_demo_recorder(
     first = first.replace(microsecond=0)
     _prepare_target(target)
 
-    media_dir = target / MEDIA_DIR
-    media_dir.mkdir(parents=True)
+    names = _MediaNames(target / MEDIA_DIR, serial, badge, recorder_tz)
+    names.directory.mkdir(parents=True)
     # Every volume's footage is its own, as two real recorders' is: without this, volumes made
     # within a second (or any two photos) are byte-identical, and the catalog rightly takes the
     # second recorder's files for the first's.
     tag = f"demo recorder {serial}, volume {secrets.token_hex(8)}"
-    files: list[DemoFile] = []
-    step = timedelta(seconds=seconds)
-
-    def name(seq: int, moment: datetime, ext: str, important: bool = False) -> Path:
-        local = moment.astimezone(recorder_tz).strftime("%Y%m%d%H%M%S")
-        marker = "_IMP" if important else ""
-        return media_dir / f"{serial}_{badge}_{local}_{seq:04d}{marker}.{ext}"
-
-    moment = first
-    seq = 1
-    for index in range(clips):
-        important = index == clips - 1
-        path = name(seq, moment, "MP4", important)
-        generate_clip(path, seconds=seconds, creation_time=moment, size=size, comment=tag)
-        files.append(DemoFile(path, "video", moment, seq, seconds, important=important))
-        moment, seq = moment + step, seq + 1
-
-    corrupt = name(seq, moment, "MP4")
-    # Cut off, it loses its index and so the comment: a mark in the picture keeps it unique.
-    generate_clip(
-        corrupt,
-        seconds=seconds,
-        creation_time=moment,
-        size=size,
-        comment=tag,
-        mark=secrets.randbelow(2**31),
-    )
-    _cut_off(corrupt)
-    files.append(DemoFile(corrupt, "video", moment, seq, seconds, corrupt=True))
-    moment, seq = moment + step, seq + 1
-
-    photo = name(seq, moment, "JPG")
-    _generate_photo(photo, size=size, seed=secrets.randbelow(2**31))
-    files.append(DemoFile(photo, "photo", moment, seq))
-    moment, seq = moment + timedelta(seconds=1), seq + 1
-
-    audio = name(seq, moment, "M4A")
-    generate_audio(audio, seconds=seconds, creation_time=moment, comment=tag)
-    files.append(DemoFile(audio, "audio", moment, seq, seconds))
+    files = _write_media(names, first, clips=clips, seconds=seconds, size=size, tag=tag)
 
     log = target / LOG_FILE
     log.parent.mkdir(parents=True)
@@ -178,6 +140,63 @@ def make_demo_recorder(
         json.dumps(identity, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
     return DemoVolume(target, identity_file, identity, tuple(files))
+
+
+@dataclass(frozen=True)
+class _MediaNames:
+    """Names media files as recorders do: <serial>_<badge>_<local time>_<seq>[_IMP].<EXT>."""
+
+    directory: Path
+    serial: str
+    badge: str
+    recorder_tz: tzinfo
+
+    def path(self, seq: int, moment: datetime, ext: str, important: bool = False) -> Path:
+        local = moment.astimezone(self.recorder_tz).strftime("%Y%m%d%H%M%S")
+        marker = "_IMP" if important else ""
+        return self.directory / f"{self.serial}_{self.badge}_{local}_{seq:04d}{marker}.{ext}"
+
+
+def _write_media(
+    names: _MediaNames, first: datetime, *, clips: int, seconds: float, size: str, tag: str
+) -> list[DemoFile]:
+    """The media files, back to back from `first`: the good clips (the last one marked
+    important), a cut-off clip, a photo and an audio note; `tag` is the clips' and the note's
+    comment."""
+    files: list[DemoFile] = []
+    step = timedelta(seconds=seconds)
+    moment = first
+    seq = 1
+    for index in range(clips):
+        important = index == clips - 1
+        path = names.path(seq, moment, "MP4", important)
+        generate_clip(path, seconds=seconds, creation_time=moment, size=size, comment=tag)
+        files.append(DemoFile(path, "video", moment, seq, seconds, important=important))
+        moment, seq = moment + step, seq + 1
+
+    corrupt = names.path(seq, moment, "MP4")
+    # Cut off, it loses its index and so the comment: a mark in the picture keeps it unique.
+    generate_clip(
+        corrupt,
+        seconds=seconds,
+        creation_time=moment,
+        size=size,
+        comment=tag,
+        mark=secrets.randbelow(2**31),
+    )
+    _cut_off(corrupt)
+    files.append(DemoFile(corrupt, "video", moment, seq, seconds, corrupt=True))
+    moment, seq = moment + step, seq + 1
+
+    photo = names.path(seq, moment, "JPG")
+    _generate_photo(photo, size=size, seed=secrets.randbelow(2**31))
+    files.append(DemoFile(photo, "photo", moment, seq))
+    moment, seq = moment + timedelta(seconds=1), seq + 1
+
+    audio = names.path(seq, moment, "M4A")
+    generate_audio(audio, seconds=seconds, creation_time=moment, comment=tag)
+    files.append(DemoFile(audio, "audio", moment, seq, seconds))
+    return files
 
 
 def generate_clip(

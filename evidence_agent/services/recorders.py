@@ -220,16 +220,7 @@ def enroll(
     unit: str | None = None,
 ) -> RecorderView:
     """Enrol a recorder (or one already seen on ingest); its USB serial must be nobody else's."""
-    problems = []
-    if not SERIAL_PATTERN.fullmatch(serial):
-        problems.append(f"serial {serial!r} must be 1-64 letters, digits or '-'")
-    if usb_serial is not None and not _USB_SERIAL.fullmatch(usb_serial):
-        problems.append(f"USB serial {usb_serial!r} must be printable ASCII without spaces")
-    for name, value in (("--vendor-id", usb_vendor_id), ("--model-id", usb_model_id)):
-        if value is not None and not _USB_ID.fullmatch(value):
-            problems.append(f"{name} {value!r} must be 4 hex digits (as `udevadm info` shows)")
-    if (usb_vendor_id or usb_model_id) and usb_serial is None:
-        problems.append("--vendor-id and --model-id need --usb-serial")
+    problems = _enrolment_problems(serial, usb_serial, usb_vendor_id, usb_model_id)
     _require_reason(reason, problems)
     if problems:
         raise InputError("cannot enrol: " + "; ".join(problems))
@@ -242,18 +233,7 @@ def enroll(
                 remedy=f"see it with `evidence-agent recorders show {serial}`",
             )
         if usb_serial is not None:
-            wanted = normalize_serial(usb_serial)
-            for other in session.exec(
-                select(Recorder).where(col(Recorder.usb_serial).is_not(None))
-            ):
-                if other.serial != serial and normalize_serial(other.usb_serial or "") == wanted:
-                    raise InputError(
-                        f"USB serial {usb_serial} is already enrolled for recorder {other.serial}: "
-                        "two recorders cannot claim the same serial",
-                        remedy="check the serial with `udevadm info --query=property /dev/sdX`; "
-                        "a recorder that really reports another's serial cannot be told apart and "
-                        "must be docked by hand (`evidence-agent ingest MOUNTPOINT --recorder SERIAL`)",
-                    )
+            _refuse_claimed_usb_serial(session, serial, usb_serial)
         unit_row = _unit(session, unit) if unit else None
         if recorder is None:
             recorder = Recorder(serial=serial)
@@ -290,6 +270,38 @@ def enroll(
         return _view(session, recorder, now)
 
 
+def _enrolment_problems(
+    serial: str, usb_serial: str | None, usb_vendor_id: str | None, usb_model_id: str | None
+) -> list[str]:
+    """What is wrong with a recorder's serial and USB identity as typed."""
+    problems = []
+    if not SERIAL_PATTERN.fullmatch(serial):
+        problems.append(f"serial {serial!r} must be 1-64 letters, digits or '-'")
+    if usb_serial is not None and not _USB_SERIAL.fullmatch(usb_serial):
+        problems.append(f"USB serial {usb_serial!r} must be printable ASCII without spaces")
+    for name, value in (("--vendor-id", usb_vendor_id), ("--model-id", usb_model_id)):
+        if value is not None and not _USB_ID.fullmatch(value):
+            problems.append(f"{name} {value!r} must be 4 hex digits (as `udevadm info` shows)")
+    if (usb_vendor_id or usb_model_id) and usb_serial is None:
+        problems.append("--vendor-id and --model-id need --usb-serial")
+    return problems
+
+
+def _refuse_claimed_usb_serial(session: Session, serial: str, usb_serial: str) -> None:
+    """Raise when another recorder in the registry has this USB serial: docking could not tell
+    the two apart."""
+    wanted = normalize_serial(usb_serial)
+    for other in session.exec(select(Recorder).where(col(Recorder.usb_serial).is_not(None))):
+        if other.serial != serial and normalize_serial(other.usb_serial or "") == wanted:
+            raise InputError(
+                f"USB serial {usb_serial} is already enrolled for recorder {other.serial}: "
+                "two recorders cannot claim the same serial",
+                remedy="check the serial with `udevadm info --query=property /dev/sdX`; "
+                "a recorder that really reports another's serial cannot be told apart and "
+                "must be docked by hand (`evidence-agent ingest MOUNTPOINT --recorder SERIAL`)",
+            )
+
+
 def assign(
     station: Station,
     serial: str,
@@ -314,41 +326,15 @@ def assign(
     with station.transaction() as session:
         recorder = _recorder(session, serial)
         current = _open_assignment(session, recorder)
-        officer = session.exec(select(Officer).where(Officer.badge == badge)).first()
-        if officer is None:
-            officer = Officer(badge=badge, name=officer_name or "", unit_id=recorder.unit_id)
-            session.add(officer)
-            session.flush()
-        elif officer_name and not officer.name:
-            officer.name = officer_name
-            session.add(officer)
+        officer = _officer(session, badge, officer_name, recorder.unit_id)
         assert recorder.id is not None and officer.id is not None
         previous = None
         if current is not None:
             if current.officer_id == officer.id:
                 raise InputError(f"recorder {serial} is already assigned to officer {badge}")
-            if when <= current.start:
-                raise InputError(
-                    f"the new assignment would start at {format_time(when)}, not after the current "
-                    f"one began ({format_time(current.start)})",
-                    remedy="give --at after the current assignment's start, or leave it out",
-                )
-            current.end = when
-            session.add(current)
-            held = session.get(Officer, current.officer_id)
-            previous = held.badge if held else None
+            previous = _end_for_successor(session, current, when)
         else:
-            last_end = session.exec(
-                select(RecorderAssignment.end)
-                .where(RecorderAssignment.recorder_id == recorder.id)
-                .order_by(col(RecorderAssignment.end).desc())
-            ).first()
-            if last_end is not None and when < last_end:
-                raise InputError(
-                    f"the new assignment would start at {format_time(when)}, before the last one "
-                    f"ended ({format_time(last_end)}): assignments never overlap",
-                    remedy="give --at after the last assignment's end, or leave it out",
-                )
+            _refuse_overlap_with_last(session, recorder, when)
         session.add(
             RecorderAssignment(
                 recorder_id=recorder.id,
@@ -369,6 +355,48 @@ def assign(
             ),
         )
         return _view(session, recorder, now)
+
+
+def _officer(session: Session, badge: str, name: str | None, unit_id: int | None) -> Officer:
+    """The officer with this badge, entered in `unit_id` when new; a name fills an empty one."""
+    officer = session.exec(select(Officer).where(Officer.badge == badge)).first()
+    if officer is None:
+        officer = Officer(badge=badge, name=name or "", unit_id=unit_id)
+        session.add(officer)
+        session.flush()
+    elif name and not officer.name:
+        officer.name = name
+        session.add(officer)
+    return officer
+
+
+def _end_for_successor(session: Session, current: RecorderAssignment, when: datetime) -> str | None:
+    """End the current assignment where the next one starts; the badge of who held it."""
+    if when <= current.start:
+        raise InputError(
+            f"the new assignment would start at {format_time(when)}, not after the current "
+            f"one began ({format_time(current.start)})",
+            remedy="give --at after the current assignment's start, or leave it out",
+        )
+    current.end = when
+    session.add(current)
+    held = session.get(Officer, current.officer_id)
+    return held.badge if held else None
+
+
+def _refuse_overlap_with_last(session: Session, recorder: Recorder, when: datetime) -> None:
+    """Raise when a new assignment from `when` would start before the recorder's last one ended."""
+    last_end = session.exec(
+        select(RecorderAssignment.end)
+        .where(RecorderAssignment.recorder_id == recorder.id)
+        .order_by(col(RecorderAssignment.end).desc())
+    ).first()
+    if last_end is not None and when < last_end:
+        raise InputError(
+            f"the new assignment would start at {format_time(when)}, before the last one "
+            f"ended ({format_time(last_end)}): assignments never overlap",
+            remedy="give --at after the last assignment's end, or leave it out",
+        )
 
 
 def unassign(

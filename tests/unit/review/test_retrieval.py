@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry
 from evidence_agent.domain.roles import Role
-from evidence_agent.errors import InputError, PermissionDeniedError, StorageError
+from evidence_agent.errors import InputError, NotFoundError, PermissionDeniedError, StorageError
 from evidence_agent.services.station import Station
 from review.retrieval import RetrievalIntegrityError, RetrievalRequest, retrieve
 from tests.unit.review.fakes import AddClip, MemoryStore, caller
@@ -174,3 +174,18 @@ def test_a_spooled_clip_is_not_retrieved(
     clip = add_clip(state="spooled")
     with pytest.raises(InputError, match="spooled"):
         retrieve(station, CLERK, RetrievalRequest([clip.id], None, tmp_path, "court"))
+    [refusal] = events(station, "access.refused")
+    assert refusal["subject"] == {"kind": "clip", "id": clip.id}
+    assert refusal["sha256"] == clip.sha256
+    assert refusal["data"]["clips"] == [clip.id]  # type: ignore[index]
+    assert refusal["data"]["target"] == str(tmp_path)  # type: ignore[index]
+
+
+def test_a_refusal_by_case_is_about_the_case(
+    station: Station, add_clip: AddClip, tmp_path: Path
+) -> None:
+    with pytest.raises(NotFoundError, match="no case"):
+        retrieve(station, CLERK, RetrievalRequest([], "C-404", tmp_path, "court"))
+    [refusal] = events(station, "access.refused")
+    assert refusal["subject"] == {"kind": "case", "id": "C-404"}
+    assert refusal["data"]["case"] == "C-404"  # type: ignore[index]

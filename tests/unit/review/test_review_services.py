@@ -11,12 +11,14 @@ from sqlmodel import col, select
 
 from evidence_agent.catalog.models import Clip, CustodyEntry
 from evidence_agent.domain.roles import Role
+from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import InputError, NotFoundError, PermissionDeniedError
 from evidence_agent.services.station import Station
 from review.cases import (
     CaseInput,
     attach_document,
     check_case,
+    close_case,
     create_case,
     link_clips,
     show_case,
@@ -171,3 +173,70 @@ def test_a_document_is_kept_by_hash_and_put_on_the_timeline(
     assert [d["name"] for d in shown["documents"]] == ["decision.pdf"]
     assert "document" in [e["kind"] for e in shown["timeline"]]
     assert list(station.settings.data_dir.glob(".document-*")) == []
+
+
+def _refusals(station: Station) -> list[dict[str, object]]:
+    with station.reading() as session:
+        rows = session.exec(
+            select(CustodyEntry)
+            .where(CustodyEntry.event_type == "access.refused")
+            .order_by(col(CustodyEntry.seq))
+        ).all()
+    return [json.loads(r.entry) for r in rows]
+
+
+def test_a_new_case_is_refused_for_what_was_typed_and_for_a_number_in_use(
+    station: Station,
+) -> None:
+    with pytest.raises(InputError, match="the title holds control characters"):
+        create_case(
+            station,
+            CLERK,
+            CaseInput("C-6", "t\nforged", [], "cause", "seizure", None, [], NOW, NOW),
+            None,
+        )
+    assert _refusals(station)[-1]["subject"] == {"kind": "case", "id": "C-6"}
+    new_case(station, "C-6", NOW, NOW)
+    with pytest.raises(InputError, match="exists already"):
+        new_case(station, "C-6", NOW, NOW)
+
+
+def test_links_already_so_are_unchanged(station: Station, add_clip: AddClip) -> None:
+    clip = add_clip()
+    new_case(station, "C-7", clip.recorded_start, clip.recorded_end)
+    link_clips(station, CLERK, "C-7", [clip.id], "evidence")
+    again = link_clips(station, CLERK, "C-7", [clip.id], "evidence")
+    assert (again["linked"], again["unchanged"]) == ([], [clip.id])
+    unlink_clips(station, CLERK, "C-7", [clip.id], "mistake")
+    again = unlink_clips(station, CLERK, "C-7", [clip.id], "mistake")
+    assert (again["unlinked"], again["unchanged"]) == ([], [clip.id])
+    assert types(station).count("case.clip_linked") == 1
+    assert types(station).count("case.clip_unlinked") == 1
+
+
+def test_deleted_footage_and_a_closed_case_refuse_links(
+    station: Station, add_clip: AddClip
+) -> None:
+    kept, gone = add_clip(b"kept"), add_clip(b"gone")
+    new_case(station, "C-8", kept.recorded_start, kept.recorded_end, kind="hearing")
+    with pytest.raises(InputError, match="name at least one clip"):
+        link_clips(station, CLERK, "C-8", [], "evidence")
+    with station.transaction() as session:
+        row = session.get(Clip, gone.id)
+        assert row is not None
+        row.state = ClipState.DELETED
+        session.add(row)
+    with pytest.raises(InputError, match=f"deleted clips cannot be linked: {gone.id}"):
+        link_clips(station, CLERK, "C-8", [kept.id, gone.id], "evidence")
+    close_case(station, CLERK, "C-8", "done", override_incomplete=True)
+    with pytest.raises(InputError, match="C-8 is closed"):
+        link_clips(station, CLERK, "C-8", [kept.id], "evidence")
+    assert [r["data"]["action"] for r in _refusals(station)] == ["case_link"] * 3  # type: ignore[index]
+    assert [r["subject"] for r in _refusals(station)] == [{"kind": "case", "id": "C-8"}] * 3
+
+
+def test_only_a_file_is_attached(station: Station, tmp_path: Path) -> None:
+    new_case(station, "C-9", NOW, NOW)
+    with pytest.raises(InputError, match="is not a file"):
+        attach_document(station, CLERK, "C-9", tmp_path, "decision")
+    assert _refusals(station)[-1]["data"]["action"] == "case_attach"  # type: ignore[index]
