@@ -109,7 +109,8 @@ def dock_all(agent: str, volumes: list[Path], data: Path, max_concurrent: int) -
         "EVIDENCE_AGENT__STATION__ID": "bench-station",
     }
     env.pop("EVIDENCE_AGENT_CONFIG", None)
-    subprocess.run([agent, "status"], env=env, check=True, capture_output=True)  # schema, key
+    # schema, key: a command that writes makes the station (read-only ones refuse a new one)
+    subprocess.run([agent, "custody", "checkpoint"], env=env, check=True, capture_output=True)
     staged = data / "staged"
     staged.mkdir()
     for volume in volumes:

@@ -141,7 +141,8 @@ def main() -> None:
 
     def fresh_station() -> None:
         shutil.rmtree(data, ignore_errors=True)
-        subprocess.run([agent, "status"], env=env, check=True, capture_output=True)  # key, schema
+        # key, schema: a command that writes makes the station (read-only ones refuse a new one)
+        subprocess.run([agent, "custody", "checkpoint"], env=env, check=True, capture_output=True)
 
     def run_cp() -> dict[str, float]:
         dst = work / "cp-dst"
