@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the evidence agent needs on a fresh Debian machine, then a virtualenv in .venv.
 #   scripts/setup.sh          runtime: ffmpeg and the agent
-#   scripts/setup.sh --dev    also the test services and tools (PostgreSQL, umockdev, SeaweedFS, linters)
+#   scripts/setup.sh --dev    also the test services and tools (PostgreSQL, umockdev, SeaweedFS,
+#                             Chromium for the pages' browser tests, linters)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 packages=(ffmpeg python3-venv openssl util-linux)
-[ "$dev" = 1 ] && packages+=(postgresql umockdev gir1.2-umockdev-1.0 systemd sqlite3)
+[ "$dev" = 1 ] && packages+=(postgresql umockdev gir1.2-umockdev-1.0 systemd sqlite3 chromium)
 
 missing=()
 for p in "${packages[@]}"; do
