@@ -499,3 +499,25 @@ def test_hashed_here_is_only_the_unchanged_file_this_spool_wrote(tmp_path: Path)
     with copied.path.open("ab") as f:
         f.write(b"!")
     assert not spool.hashed_here(copied.sha256)
+
+
+def test_reclaiming_a_copy_takes_its_upload_state_and_only_its_own(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "a.mp4").write_bytes(b"footage" * 1000)
+    (vol / "b.mp4").write_bytes(b"other footage" * 1000)
+    spool = Spool(tmp_path / "spool")
+    spool.prepare()
+    mine = spool.copy_in(vol, b"a.mp4").sha256
+    other = spool.copy_in(vol, b"b.mp4").sha256
+    made = []
+    for sha in (mine, other):
+        state = spool.root / f"{sha}.upload.json"
+        # a state file and the temporary files a crash may leave beside it (multipart.py)
+        for name in (state.name, f".{state.name}.k2x9_q1.tmp", f".{state.name}.a.tmp"):
+            (spool.root / name).write_text("{}", encoding="utf-8")
+            made.append(spool.root / name)
+    spool.remove(mine)
+    left = sorted(p.name for p in spool.root.iterdir() if p.is_file())
+    assert left == sorted([other] + [p.name for p in made if other in p.name])
+    assert spool.pending() == [other]
