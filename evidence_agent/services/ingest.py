@@ -280,6 +280,7 @@ def _read_files(
 ) -> None:
     """Stage one for each file in turn: read it into the spool, or say why it is not read."""
     ingest = station.settings.ingest
+    taken = _taken_before(station, dock)
     for file in survey.listing.files:
         # Between two files is the one clean place to stop (unplugged, agent stopping):
         # everything read so far is catalogued, the rest is read at the next dock.
@@ -293,7 +294,7 @@ def _read_files(
             report.not_ingested.append(skipped)
             continue
         assert kind is not None  # _not_to_read skips what is not media
-        copied = _copy_file(station, dock, volume, file)
+        copied = _copy_file(station, dock, volume, file, taken)
         if progress is not None:
             progress(file.size)
         if isinstance(copied, NotIngested):
@@ -593,26 +594,41 @@ def assigned_officer(session: Session, recorder_id: int, at: datetime) -> Office
     return session.get(Officer, row.officer_id) if row is not None else None
 
 
+def _taken_before(station: Station, dock: _Dock) -> dict[tuple[bytes, int, int], str]:
+    """The files earlier docks took from this recorder: (path, size, mtime) -> clip id.
+
+    Asked once for the dock, not once for each file: on a volume of small files that query was
+    a good part of each file's time."""
+    with station.reading() as session:
+        rows = session.exec(
+            select(
+                ClipSource.source_path_bytes,
+                ClipSource.size,
+                ClipSource.mtime_ns,
+                ClipSource.clip_id,
+            ).where(ClipSource.recorder_id == dock.recorder.id)
+        )
+        return {(rel, size, mtime): clip_id for rel, size, mtime, clip_id in rows}
+
+
 def _copy_file(
-    station: Station, dock: _Dock, volume: Path, file: VolumeFile
+    station: Station,
+    dock: _Dock,
+    volume: Path,
+    file: VolumeFile,
+    taken: dict[tuple[bytes, int, int], str],
 ) -> CopiedFile | ClipResult | NotIngested:
-    """Stage one: the file read once into the spool, unless an earlier dock already took it.
+    """Stage one: the file read once into the spool, unless an earlier dock already took it
+    (`taken`, from _taken_before).
 
     The copy is not yet durable: stage two makes it so before cataloguing it, while this stage
     reads the next file."""
-    recorder_id = dock.recorder.id
-    with station.reading() as session:
-        seen = session.exec(
-            select(ClipSource)
-            .where(ClipSource.recorder_id == recorder_id)
-            .where(ClipSource.source_path_bytes == file.rel)
-            .where(ClipSource.size == file.size)
-            .where(ClipSource.mtime_ns == file.mtime_ns)
-        ).first()
-        if seen is not None:
-            clip = session.get(Clip, seen.clip_id)
-            assert clip is not None  # a foreign key
-            return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
+    seen = taken.get((file.rel, file.size, file.mtime_ns))
+    if seen is not None:
+        with station.reading() as session:
+            clip = session.get(Clip, seen)
+        assert clip is not None  # a foreign key
+        return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
 
     try:
         copied = station.spool.read_in(volume, file.rel)
