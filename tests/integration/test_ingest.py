@@ -25,6 +25,7 @@ from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
 from evidence_agent.config import Settings, build_settings
 from evidence_agent.custody import canonical
 from evidence_agent.custody import events as custody_events
+from evidence_agent.domain.media import MediaInfo
 from evidence_agent.errors import ExitCode, InputError, StorageError
 from evidence_agent.io.copying import FileWriter
 from evidence_agent.io.spool import Spool
@@ -521,3 +522,84 @@ def test_reclaiming_a_copy_takes_its_upload_state_and_only_its_own(tmp_path: Pat
     left = sorted(p.name for p in spool.root.iterdir() if p.is_file())
     assert left == sorted([other] + [p.name for p in made if other in p.name])
     assert spool.pending() == [other]
+
+
+class _HoldFirstProbe:
+    """The station's prober, but the first probe waits until the files after it are read and
+    queued: they then reach stage two together, as on a volume of many small files."""
+
+    def __init__(self, station: Station, queued: int) -> None:
+        self._inner = station.prober
+        self._spool = station.spool
+        self._queued = queued
+        self._held = False
+
+    def probe(self, path: Path) -> MediaInfo:
+        if not self._held:
+            self._held = True
+            deadline = time.monotonic() + 30
+            while len(list(self._spool.incoming.iterdir())) < self._queued:
+                assert time.monotonic() < deadline, "the files after the first were not read"
+                time.sleep(0.01)
+        return self._inner.probe(path)
+
+
+def small_files(tmp_path: Path, count: int) -> Path:
+    vol = tmp_path / "small"
+    vol.mkdir()
+    for i in range(1, count + 1):
+        name = f"A123456_100231_202611201000{i:02d}_{i:04d}.JPG"
+        (vol / name).write_bytes(os.urandom(3000))  # not media: flagged, still catalogued
+    return vol
+
+
+def test_files_waiting_together_are_catalogued_together(
+    station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evidence_agent.services import ingest
+
+    vol = small_files(tmp_path, 6)
+    station.prober = _HoldFirstProbe(station, queued=5)
+    batches: list[int] = []
+    together = ingest._catalog_examined
+
+    def counted(*args: Any) -> Any:
+        batches.append(len(args[2]))
+        return together(*args)
+
+    monkeypatch.setattr(ingest, "_catalog_examined", counted)
+    report = ingest_volume(station, vol)
+    assert batches == [1, 5]  # the first alone, the five read meanwhile in one transaction
+    assert [c.source_path for c in report.clips] == sorted(p.name for p in vol.iterdir())
+    assert {c.outcome for c in report.clips} == {"new"}
+    assert all("unreadable_media" in c.flags for c in report.clips)
+    assert len(clips(station)) == 6
+    assert event_types(station).count("clip.ingested") == 6
+
+
+def test_a_file_that_cannot_be_catalogued_leaves_the_others_of_its_batch_catalogued(
+    station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evidence_agent.services import ingest
+
+    vol = small_files(tmp_path, 6)
+    station.prober = _HoldFirstProbe(station, queued=5)
+    bad = sorted(p.name for p in vol.iterdir())[3]
+    make_row = ingest._clip_row
+
+    def failing(*args: Any) -> Clip:
+        if args[3].display == bad:  # the VolumeFile
+            raise StorageError("the catalog refused this clip")
+        return make_row(*args)
+
+    monkeypatch.setattr(ingest, "_clip_row", failing)
+    with pytest.raises(StorageError, match="refused this clip"):
+        ingest_volume(station, vol)
+    catalogued = sorted(c.source_path for c in clips(station))
+    assert catalogued == sorted(p.name for p in vol.iterdir() if p.name != bad)
+    assert event_types(station).count("clip.ingested") == 5
+    with station.reading() as session:
+        dock = session.exec(select(DockSession)).one()
+    assert dock.state == "failed" and dock.error == "the catalog refused this clip"
+    # every copy made durable is in the spool, the one not catalogued too: nothing is lost
+    assert len(station.spool.pending()) == 6
