@@ -679,27 +679,64 @@ def _catalog_files(
     together: list[ClipResult | Exception] = []
     try:
         together.extend(_catalog_examined(station, dock, examined, now))
-    except Exception as e:  # noqa: BLE001 - the files' outcome, raised by the reader
-        if len(examined) == 1:
-            together = [e]
-        else:
-            for one in examined:
-                try:
-                    together.extend(_catalog_examined(station, dock, [one], now))
-                except Exception as each:  # noqa: BLE001 - as above, for one file
-                    together.append(each)
+    except Exception:  # noqa: BLE001 - each file is tried alone, and raises its own error
+        for one in examined:
+            try:
+                together.append(_catalog_alone(station, dock, one, now))
+            except Exception as e:  # noqa: BLE001 - the file's own outcome, raised by the reader
+                together.append(e)
     left = iter(together)
     return [outcomes[i] if i in outcomes else next(left) for i in range(len(entries))]
+
+
+def _catalog_alone(
+    station: Station, dock: _Dock, examined: tuple[_Entry, _Examined], now: datetime
+) -> ClipResult:
+    try:
+        [result] = _catalog_examined(station, dock, [examined], now)
+    except sa_exc.IntegrityError:
+        # Another dock catalogued the same content in the meantime: it is a known clip now.
+        (file, _, _, spooled), _ = examined
+        with station.transaction() as session:
+            existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
+            if existing is None:
+                raise
+            return _known(station, session, dock, existing, file)
+    return result
 
 
 def _catalog_examined(
     station: Station, dock: _Dock, examined: list[tuple[_Entry, _Examined]], now: datetime
 ) -> list[ClipResult]:
+    """Each file's clip and custody event (or, for content already catalogued, its sighting),
+    all in one transaction."""
     results: list[ClipResult] = []
     with station.transaction() as session:
+        hashes = [spooled.sha256 for (_, _, _, spooled), _ in examined]
+        known = {
+            clip.sha256: clip
+            for clip in session.exec(select(Clip).where(col(Clip.sha256).in_(hashes)))
+        }
+        officers: dict[str, Officer] = {}  # by badge, for this transaction
         for (file, kind, facts, spooled), seen in examined:
+            existing = known.get(spooled.sha256)
+            if existing is not None:  # catalogued before, or earlier in this batch
+                results.append(_known(station, session, dock, existing, file))
+                continue
+            clip = _new_clip(
+                station, session, dock, file, kind, facts, now, spooled, seen, officers
+            )
+            known[clip.sha256] = clip
             results.append(
-                _catalog_one(station, session, dock, file, kind, facts, now, spooled, seen)
+                ClipResult(
+                    clip.id,
+                    file.display,
+                    clip.sha256,
+                    clip.size,
+                    ClipState.SPOOLED,
+                    tuple(sorted(seen.flags)),
+                    ClipOutcome.NEW,
+                )
             )
     for result in results:
         if result.outcome == ClipOutcome.NEW:
@@ -707,7 +744,7 @@ def _catalog_examined(
     return results
 
 
-def _catalog_one(
+def _new_clip(
     station: Station,
     session: Session,
     dock: _Dock,
@@ -717,41 +754,21 @@ def _catalog_one(
     now: datetime,
     spooled: SpooledFile,
     seen: _Examined,
-) -> ClipResult:
-    """One file's clip and custody event, in the caller's transaction."""
+    officers: dict[str, Officer],
+) -> Clip:
+    """One file's clip row, its source row and its custody event, in the caller's transaction."""
     clip_id = str(uuid.uuid4())
-    try:
-        with session.begin_nested():
-            existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
-            if existing is not None:
-                return _known(station, session, dock, existing, file)
-            officer = _attribute(session, dock, facts, seen)
-            clip = _clip_row(clip_id, station, dock, file, kind, facts, now, spooled, seen, officer)
-            session.add(clip)
-            session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
-            session.flush()
-            unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
-            station.record(
-                session,
-                ingest_event(
-                    clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error
-                ),
-            )
-    except sa_exc.IntegrityError:
-        # Another dock catalogued the same content in the meantime: it is a known clip now.
-        existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
-        if existing is None:
-            raise
-        return _known(station, session, dock, existing, file)
-    return ClipResult(
-        clip_id,
-        file.display,
-        spooled.sha256,
-        spooled.size,
-        ClipState.SPOOLED,
-        tuple(sorted(seen.flags)),
-        ClipOutcome.NEW,
+    officer = _attribute(session, dock, facts, seen, officers)
+    clip = _clip_row(clip_id, station, dock, file, kind, facts, now, spooled, seen, officer)
+    session.add(clip)
+    session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
+    session.flush()
+    unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
+    station.record(
+        session,
+        ingest_event(clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error),
     )
+    return clip
 
 
 def _examine(
@@ -830,17 +847,24 @@ def _timing_flags(
 
 
 def _attribute(
-    session: Session, dock: _Dock, facts: FilenameFacts, seen: _Examined
+    session: Session,
+    dock: _Dock,
+    facts: FilenameFacts,
+    seen: _Examined,
+    officers: dict[str, Officer],
 ) -> Officer | None:
     """Whose footage it is: the recorder's assignment when it was recorded, else the badge in
-    the file name or identity file; a disagreement or no officer at all is flagged."""
+    the file name or identity file; a disagreement or no officer at all is flagged. `officers`
+    keeps those found by badge in this transaction."""
     recorder_id = dock.recorder.id
     officer = assigned_officer(session, recorder_id, seen.start) if recorder_id else None
     badge = facts.badge or (dock.identity.badge if dock.identity else None)
     if officer is not None and badge and officer.badge != badge:
         seen.flags.add(Flag.OFFICER_MISMATCH)
     if officer is None and badge:
-        officer = _officer(session, badge, "", dock.unit_id)
+        officer = officers.get(badge)
+        if officer is None:
+            officer = officers[badge] = _officer(session, badge, "", dock.unit_id)
     if officer is None:
         seen.flags.add(Flag.NO_OFFICER)
     return officer

@@ -293,32 +293,50 @@ def _put_and_check(station: Station, clip: Clip) -> _Checked:
 
 
 def _mark_stored(station: Station, checked: list[_Checked]) -> list[str | EvidenceError | None]:
-    """Clips put and checked, marked stored with their custody events in one transaction; each
-    in a savepoint of its own, so that one whose lock cannot be brought in step stays spooled
-    (its error is its outcome) while the others are marked."""
+    """Clips put and checked, marked stored with their custody events in one transaction; should
+    that fail (a lock that cannot be brought in step), each in a transaction of its own, so that
+    the clip it concerns stays spooled with its error while the others are marked."""
     if not checked:
         return []
+    try:
+        return _mark_together(station, checked)
+    except EvidenceError as e:
+        if len(checked) == 1:
+            return [e]
+    outcomes: list[str | EvidenceError | None] = []
+    for one in checked:
+        try:
+            outcomes.extend(_mark_together(station, [one]))
+        except EvidenceError as e:
+            outcomes.append(e)
+    return outcomes
+
+
+def _mark_together(station: Station, checked: list[_Checked]) -> list[str | EvidenceError | None]:
     outcomes: list[str | EvidenceError | None] = []
     now = station.clock.now()
     with station.transaction() as session:
+        ids = [done.clip.id for done in checked]
+        rows = {
+            row.id: row
+            for row in session.exec(
+                select(Clip).where(col(Clip.id).in_(ids)).order_by(col(Clip.id)).with_for_update()
+            )
+        }
         for done in checked:
             clip = done.clip
-            try:
-                with session.begin_nested():
-                    row = session.get(Clip, clip.id, with_for_update=True)
-                    if row is None or row.state != ClipState.SPOOLED:
-                        # changed meanwhile by something that does not take the spool lock
-                        outcomes.append(None)
-                        continue
-                    lock = _lock_in_step(station, row, clip.retention_until)
-                    row.state = ClipState.STORED
-                    row.stored_at = now
-                    session.add(row)
-                    event = _stored_event(station, row, done.stored, now, done.checked_by, lock)
-                    station.record(session, event)
-            except EvidenceError as e:
-                outcomes.append(e)
+            row = rows.get(clip.id)
+            if row is None or row.state != ClipState.SPOOLED:
+                # changed meanwhile by something that does not take the spool lock
+                outcomes.append(None)
                 continue
+            lock = _lock_in_step(station, row, clip.retention_until)
+            row.state = ClipState.STORED
+            row.stored_at = now
+            session.add(row)
+            station.record(
+                session, _stored_event(station, row, done.stored, now, done.checked_by, lock)
+            )
             outcomes.append(clip.id)
     return outcomes
 
