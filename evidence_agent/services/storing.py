@@ -8,7 +8,9 @@ there) and carries on while the store is away; this module uploads them when it 
   copy (and its multipart upload state).
 - `store_pending` is the retry: every clip of this station still in the spool, the spool copies
   of clips already stored, the custody checkpoints not yet published, and a spool-space check.
-- `StoreWorker` stores clips as ingest catalogues them, and backs off while the store is away.
+- `store_clips` does the same for several clips and marks them stored in one transaction.
+- `StoreWorker` stores clips as ingest catalogues them (those waiting together with
+  `store_clips`), and backs off while the store is away.
 - `publish_checkpoints` puts the station's signed checkpoints in the bucket under Object Lock.
 - `spool_space` / `watch_spool_space` warn before the spool fills.
 """
@@ -202,10 +204,14 @@ def store_clips(station: Station, sha256s: Sequence[str]) -> list[str | Evidence
     Once one finds the store away (StoreUnavailableError, a refused self-test), the clips after
     it are not tried: that same error is their outcome."""
     outcomes: dict[int, str | EvidenceError | None] = {}
+    away: EvidenceError | None = None
     with contextlib.ExitStack() as claims:
         before = _load(station, sha256s)
         claimed: list[int] = []
         for i, sha256 in enumerate(sha256s):
+            if away is not None:
+                outcomes[i] = away
+                continue
             try:
                 if _claim_copy(station, sha256, before.get(sha256), claims):
                     claimed.append(i)
@@ -213,10 +219,11 @@ def store_clips(station: Station, sha256s: Sequence[str]) -> list[str | Evidence
                     outcomes[i] = None
             except EvidenceError as e:
                 outcomes[i] = e
+                if isinstance(e, _STORE_AWAY):  # reclaiming a stored clip's copy asks the store
+                    away = e
         # the other worker may have finished meanwhile
         after = _load(station, [sha256s[i] for i in claimed])
         checked: list[tuple[int, _Checked]] = []
-        away: EvidenceError | None = None
         for i in claimed:
             clip = after.get(sha256s[i])
             if away is not None:
