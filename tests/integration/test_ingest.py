@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 from blake3 import blake3
 from sqlmodel import select
 
+from evidence_agent.adapters.pyav import PyAVProber
 from evidence_agent.catalog.models import Clip, CustodyEntry, DockSession
 from evidence_agent.config import Settings, build_settings
 from evidence_agent.custody import canonical
@@ -603,3 +605,43 @@ def test_a_file_that_cannot_be_catalogued_leaves_the_others_of_its_batch_catalog
     assert dock.state == "failed" and dock.error == "the catalog refused this clip"
     # every copy made durable is in the spool, the one not catalogued too: nothing is lost
     assert len(station.spool.pending()) == 6
+
+
+# A stand-in for the probe worker (adapters/pyav.py's protocol) that dies on a file whose bytes
+# start with CRASH, as a demuxer crashed by a hostile file would.
+_CRASHING_WORKER = """
+import json, os, signal, sys
+print(json.dumps({"ready": {}}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    with open(bytes.fromhex(request["path"]), "rb") as f:
+        if f.read(5) == b"CRASH":
+            os.kill(os.getpid(), signal.SIGSEGV)
+    probe = {"format": {"format_name": "mov", "duration": 1.0},
+             "streams": [{"codec_type": "video", "codec_name": "h264"}]}
+    print(json.dumps({"id": request["id"], "probe": probe}), flush=True)
+"""
+
+
+def test_a_file_that_kills_the_probe_worker_is_still_ingested_flagged(
+    station: Station, tmp_path: Path
+) -> None:
+    vol = tmp_path / "hostile"
+    vol.mkdir()
+    names = [f"A123456_100231_2026112010000{i}_000{i}.MP4" for i in (1, 2, 3)]
+    for name in names:
+        (vol / name).write_bytes(os.urandom(2000))
+    (vol / names[1]).write_bytes(b"CRASH" + os.urandom(2000))
+    prober = PyAVProber(timeout=10, worker=[sys.executable, "-c", _CRASHING_WORKER])
+    station.prober = prober
+    try:
+        report = ingest_volume(station, vol)
+    finally:
+        prober.close()
+    unreadable = {c.source_path: "unreadable_media" in c.flags for c in report.clips}
+    assert unreadable == {names[0]: False, names[1]: True, names[2]: False}
+    errors = {
+        e["data"]["source_path"]: e["data"]["probe_error"] for e in events(station, "clip.ingested")
+    }
+    assert errors[names[1]].endswith("not readable media: FFmpeg was killed by SIGSEGV reading it")
+    assert errors[names[0]] is None and errors[names[2]] is None  # the next worker read it
