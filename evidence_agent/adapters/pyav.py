@@ -40,6 +40,9 @@ _CONTAINER_OPTIONS = {
 _MAX_ANSWER_BYTES = 4 << 20
 
 _WORKER_MODULE = "evidence_agent.adapters.pyav"
+# Where this process found the package: the worker imports it from there, however the agent was
+# started (installed, or from a checkout on PYTHONPATH).
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _INSTALL_REMEDY = "reinstall evidence-agent with its dependencies (pip install av)"
 
 
@@ -183,9 +186,11 @@ class _Worker:
 
     @classmethod
     def start(cls, argv: Sequence[str]) -> _Worker:
+        search = [_PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
         try:
             process = subprocess.Popen(
                 argv,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(search)},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
