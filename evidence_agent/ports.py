@@ -23,6 +23,13 @@ class Prober(Protocol):
         ...
 
 
+@runtime_checkable
+class Closing(Protocol):
+    """An adapter holding something to release when its station closes (a worker process)."""
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str

@@ -1,4 +1,4 @@
-"""Media facts taken from ffprobe's JSON: duration, creation time, codecs, resolution."""
+"""Media facts in ffprobe's JSON shape: duration, creation time, codecs, resolution; whether readable."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+# Demuxers of single still images: a photo has no meaningful duration and is still readable.
+_STILL_IMAGE_FORMATS = ("image2",)
+
+# FFmpeg reads any text file as "video" in text-mode art codecs (tty demuxer): not media.
+_TEXT_ART_CODECS = ("ansi", "bintext", "xbin", "idf")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,21 @@ def parse_probe(probe: Mapping[str, Any]) -> MediaInfo:
         width=_int(video.get("width")) if video else None,
         height=_int(video.get("height")) if video else None,
     )
+
+
+def unreadable_reason(info: MediaInfo) -> str | None:
+    """Why a file FFmpeg opened is still not readable media (None when it is): no audio or
+    video stream, text taken for text art, or a recording without a duration."""
+    if info.video_codec is None and info.audio_codec is None:
+        return "no audio or video stream that FFmpeg can read"
+    if info.video_codec in _TEXT_ART_CODECS and info.audio_codec is None:
+        return f"text, not media (FFmpeg sees {info.video_codec} text art)"
+    still = info.format_name in _STILL_IMAGE_FORMATS or (
+        info.format_name is not None and info.format_name.endswith("_pipe")
+    )
+    if not still and not info.duration_seconds:
+        return "no duration; the recording is incomplete or damaged"
+    return None
 
 
 def _float(value: Any) -> float | None:

@@ -149,6 +149,7 @@ def pump(
     chunk_bytes: int,
     buffers: int = 4,
     read_error: Callable[[OSError], BaseException] = lambda e: e,
+    expected_bytes: int | None = None,
 ) -> int:
     """Copy until `read` returns nothing; the number of bytes copied.
 
@@ -158,7 +159,14 @@ def pump(
     one, a hasher thread runs `digest` on it meanwhile (in order; hashlib releases the GIL on large buffers).
     A buffer is read into again only once it is both written and hashed, so memory is bounded
     by `buffers * chunk_bytes` (rounded up to a huge page: io_buffers). An OSError of `read` is raised here as `read_error(e)`; errors
-    of `write` and `digest` are raised as they are."""
+    of `write` and `digest` are raised as they are.
+
+    A source of `expected_bytes` that fits one chunk (a photo, a short clip) is copied in this
+    thread alone, from one buffer of ordinary pages: there is nothing for the threads to overlap,
+    and starting them, and faulting in huge pages, would cost more than the copy itself. It is
+    still read until `read` returns nothing, should it have grown."""
+    if expected_bytes is not None and expected_bytes <= chunk_bytes:
+        return _pump_in_turn(read, write, digest, chunk_bytes, read_error)
     free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
     for buf in io_buffers(buffers, chunk_bytes):
         free.put(buf)
@@ -204,6 +212,31 @@ def pump(
             free.put(None)  # the reader stops at its next free buffer (or has stopped)
             reader.join()
     return total
+
+
+def _pump_in_turn(
+    read: Callable[[memoryview], memoryview],
+    write: Callable[[memoryview], None],
+    digest: Callable[[memoryview], None],
+    chunk_bytes: int,
+    read_error: Callable[[OSError], BaseException],
+) -> int:
+    """pump's copy without its threads: read, hash, write, one chunk after the other."""
+    # mmap's memory is page-aligned, as direct I/O wants it
+    buf = memoryview(mmap.mmap(-1, aligned(chunk_bytes), flags=mmap.MAP_PRIVATE))
+    total = 0
+    while True:
+        try:
+            view = read(buf)
+        except OSError as e:
+            if (error := read_error(e)) is not e:
+                raise error from e
+            raise
+        if not view:
+            return total
+        digest(view)
+        write(view)
+        total += len(view)
 
 
 def _set_direct(fd: int, on: bool) -> bool:

@@ -122,7 +122,7 @@ class Spool:
             raise _spool_error(e, self.root) from e
         try:
             before = os.fstat(src)
-            sha256, b3, sm3, copied = self._pump(src, dst, volume_root)
+            sha256, b3, sm3, copied = self._pump(src, dst, volume_root, before.st_size)
             after = os.fstat(src)
         except BaseException:
             os.close(dst)
@@ -137,10 +137,12 @@ class Spool:
         )
         return CopiedFile(tmp, dst, sha256, b3, sm3, copied, changed)
 
-    def make_durable(self, copied: CopiedFile) -> SpooledFile:
+    def make_durable(self, copied: CopiedFile, *, sync_dir: bool = True) -> SpooledFile:
         """The second half of copy_in: fsync, then the atomic rename to the file's hash.
 
-        On any failure the partial file is removed and nothing is returned."""
+        On any failure the partial file is removed and nothing is returned. With `sync_dir`
+        false the rename is durable only once `sync_dir()` returns: several copies made durable
+        together share that one directory fsync."""
         tmp = copied.tmp
         try:
             try:
@@ -157,7 +159,8 @@ class Spool:
             else:
                 os.chmod(tmp, 0o400)
                 os.rename(tmp, final)
-                fsync_dir(self.root)
+                if sync_dir:
+                    self.sync_dir()
                 self._written[copied.sha256] = _identity(written)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -170,6 +173,13 @@ class Spool:
             copied.size,
             copied.changed_during_copy,
         )
+
+    def sync_dir(self) -> None:
+        """Make the renames of earlier make_durable calls durable (an fsync of the spool)."""
+        try:
+            fsync_dir(self.root)
+        except OSError as e:
+            raise _spool_error(e, self.root) from e
 
     def hashed_here(self, sha256: str) -> bool:
         """Whether the spool copy of `sha256` is the very file this process wrote while hashing
@@ -185,7 +195,9 @@ class Spool:
         except OSError:
             return False
 
-    def _pump(self, src: int, dst: int, volume_root: Path) -> tuple[str, str, str | None, int]:
+    def _pump(
+        self, src: int, dst: int, volume_root: Path, size: int
+    ) -> tuple[str, str, str | None, int]:
         sha = hashlib.sha256()
         b3 = blake3()
         sm3 = hashlib.new("sm3") if self.sm3 else None
@@ -211,6 +223,7 @@ class Spool:
             chunk_bytes=self.chunk_bytes,
             buffers=_BUFFERS,
             read_error=lambda e: _gone(e) if device_gone(volume_root, e) else e,
+            expected_bytes=size,
         )
         return sha.hexdigest(), b3.hexdigest(), (sm3.hexdigest() if sm3 else None), total
 
@@ -223,8 +236,19 @@ class Spool:
         self._written.pop(sha256, None)
         state = path.with_name(f"{sha256}.upload.json")
         state.unlink(missing_ok=True)
-        for leftover in self.root.glob(f".{state.name}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+        # `.<state>.*.tmp`, matched by hand: a glob compiles a pattern for each name, which cost
+        # more than the rest of a small clip's storing
+        prefix = f".{state.name}."
+        with os.scandir(self.root) as entries:
+            leftovers = [
+                e.path
+                for e in entries
+                if e.name.startswith(prefix)
+                and e.name.endswith(".tmp")
+                and len(e.name) >= len(prefix) + 4
+            ]
+        for leftover in leftovers:
+            Path(leftover).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         # No fsync of the directory: should a crash undo the removal, the copy is back as a
         # leftover of a stored clip, which the upload queue verifies against the store and

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
+import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -548,6 +551,7 @@ def _read_files(
 ) -> None:
     """Stage one for each file in turn: read it into the spool, or say why it is not read."""
     ingest = station.settings.ingest
+    taken = _taken_before(station, dock)
     for file in survey.listing.files:
         # Between two files is the one clean place to stop (unplugged, agent stopping):
         # everything read so far is catalogued, the rest is read at the next dock.
@@ -561,7 +565,7 @@ def _read_files(
             report.not_ingested.append(skipped)
             continue
         assert kind is not None  # _not_to_read skips what is not media
-        copied = _copy_file(station, dock, volume, file)
+        copied = _copy_file(station, dock, volume, file, taken)
         if progress is not None:
             progress(file.size)
         if isinstance(copied, NotIngested):
@@ -596,9 +600,24 @@ _CATALOG_ATTEMPTS = 3
 _MAX_WAITING = 8
 
 
+@dataclass(frozen=True)
+class _Read:
+    """A file stage one read into the spool, on its way through stage two."""
+
+    file: VolumeFile
+    kind: str
+    facts: FilenameFacts
+    copied: CopiedFile
+    result: Future[ClipResult] = field(default_factory=Future)
+
+
 class _Cataloguer:
     """Stage two on a thread of its own, so that cataloguing a file overlaps reading the next;
-    its results, and those stage one gives at once, are kept in volume order."""
+    its results, and those stage one gives at once, are kept in volume order.
+
+    Stage two takes every file waiting for it together: their renames then wait for one fsync
+    of the spool directory, and their rows and custody events for one commit, instead of one
+    of each per file (on a volume of photos, those waits were most of a file's time)."""
 
     def __init__(
         self, station: Station, dock: _Dock, now: datetime, on_clip: ClipCallback | None
@@ -607,8 +626,11 @@ class _Cataloguer:
         self._dock = dock
         self._now = now
         self._on_clip = on_clip
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog")
+        self._queue: queue.SimpleQueue[_Read | None] = queue.SimpleQueue()
         self._results: list[ClipResult | Future[ClipResult]] = []
+        self._waiting: deque[Future[ClipResult]] = deque()
+        self._thread = threading.Thread(target=self._run, name="catalog", daemon=True)
+        self._thread.start()
 
     def add(self, result: ClipResult) -> None:
         """A file an earlier dock took: its clip, if still waiting in the spool (a stop between
@@ -618,20 +640,62 @@ class _Cataloguer:
             self._on_clip(result.sha256)
 
     def submit(self, file: VolumeFile, kind: str, facts: FilenameFacts, copied: CopiedFile) -> None:
-        self._results.append(self._pool.submit(self._catalog, file, kind, facts, copied))
-        waiting = [r for r in self._results if isinstance(r, Future) and not r.done()]
-        if len(waiting) > _MAX_WAITING:
-            wait(waiting[: len(waiting) - _MAX_WAITING])
+        read = _Read(file, kind, facts, copied)
+        self._results.append(read.result)
+        self._waiting.append(read.result)
+        self._queue.put(read)
+        # files are catalogued in order: the oldest is the first to wait for
+        while len(self._waiting) > _MAX_WAITING:
+            wait([self._waiting.popleft()])
 
-    def _catalog(
-        self, file: VolumeFile, kind: str, facts: FilenameFacts, copied: CopiedFile
-    ) -> ClipResult:
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch = [first]
+            last = False
+            with contextlib.suppress(queue.Empty):
+                while not last:
+                    read = self._queue.get_nowait()
+                    if read is None:
+                        last = True
+                    else:
+                        batch.append(read)
+            try:
+                self._catalog(batch)
+            except Exception as e:  # noqa: BLE001 - handed to the reading thread, which raises it
+                for read in batch:
+                    if not read.result.done():
+                        read.result.set_exception(e)
+            if last:
+                return
+
+    def _catalog(self, batch: list[_Read]) -> None:
+        """Stage two for the files in `batch`, each result (or error) handed to its future."""
         station = self._station
-        spooled = station.spool.make_durable(copied)  # fsync and rename before it is catalogued
-        result = _catalog_file(station, self._dock, file, kind, facts, self._now, spooled)
-        if self._on_clip is not None and result.state == ClipState.SPOOLED:
-            self._on_clip(result.sha256)
-        return result
+        durable: list[tuple[_Read, SpooledFile]] = []
+        for read in batch:
+            try:
+                # fsync and rename before it is catalogued
+                durable.append((read, station.spool.make_durable(read.copied, sync_dir=False)))
+            except Exception as e:  # noqa: BLE001 - handed to the reading thread, which raises it
+                read.result.set_exception(e)
+        if not durable:
+            return
+        try:
+            station.spool.sync_dir()  # every rename durable before any of them is catalogued
+        except Exception as e:  # noqa: BLE001 - handed to the reading thread, which raises it
+            for read, _ in durable:
+                read.result.set_exception(e)
+            return
+        outcomes = _catalog_files(
+            station, self._dock, [(r.file, r.kind, r.facts, s) for r, s in durable], self._now
+        )
+        for (read, _), outcome in zip(durable, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                read.result.set_exception(outcome)
+                continue
+            if self._on_clip is not None and outcome.state == ClipState.SPOOLED:
+                self._on_clip(outcome.sha256)
+            read.result.set_result(outcome)
 
     def collect(self, report: IngestReport, *, raise_errors: bool = True) -> None:
         """Add the results so far to the report, in volume order, once each is done; then raise
@@ -650,7 +714,8 @@ class _Cataloguer:
             raise first_error
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._queue.put(None)
+        self._thread.join()
 
 
 def _read_identity(volume: Path, rel: bytes, warnings: list[str]) -> RecorderIdentity | None:
@@ -822,26 +887,41 @@ def assigned_officer(session: Session, recorder_id: int, at: datetime) -> Office
     return session.get(Officer, row.officer_id) if row is not None else None
 
 
+def _taken_before(station: Station, dock: _Dock) -> dict[tuple[bytes, int, int], str]:
+    """The files earlier docks took from this recorder: (path, size, mtime) -> clip id.
+
+    Asked once for the dock, not once for each file: on a volume of small files that query was
+    a good part of each file's time."""
+    with station.reading() as session:
+        rows = session.exec(
+            select(
+                ClipSource.source_path_bytes,
+                ClipSource.size,
+                ClipSource.mtime_ns,
+                ClipSource.clip_id,
+            ).where(ClipSource.recorder_id == dock.recorder.id)
+        )
+        return {(rel, size, mtime): clip_id for rel, size, mtime, clip_id in rows}
+
+
 def _copy_file(
-    station: Station, dock: _Dock, volume: Path, file: VolumeFile
+    station: Station,
+    dock: _Dock,
+    volume: Path,
+    file: VolumeFile,
+    taken: dict[tuple[bytes, int, int], str],
 ) -> CopiedFile | ClipResult | NotIngested:
-    """Stage one: the file read once into the spool, unless an earlier dock already took it.
+    """Stage one: the file read once into the spool, unless an earlier dock already took it
+    (`taken`, from _taken_before).
 
     The copy is not yet durable: stage two makes it so before cataloguing it, while this stage
     reads the next file."""
-    recorder_id = dock.recorder.id
-    with station.reading() as session:
-        seen = session.exec(
-            select(ClipSource)
-            .where(ClipSource.recorder_id == recorder_id)
-            .where(ClipSource.source_path_bytes == file.rel)
-            .where(ClipSource.size == file.size)
-            .where(ClipSource.mtime_ns == file.mtime_ns)
-        ).first()
-        if seen is not None:
-            clip = session.get(Clip, seen.clip_id)
-            assert clip is not None  # a foreign key
-            return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
+    seen = taken.get((file.rel, file.size, file.mtime_ns))
+    if seen is not None:
+        with station.reading() as session:
+            clip = session.get(Clip, seen)
+        assert clip is not None  # a foreign key
+        return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
 
     try:
         copied = station.spool.read_in(volume, file.rel)
@@ -873,59 +953,120 @@ class _Examined:
     flags: set[str]  # the officer's flags are added when the clip is attributed
 
 
-def _catalog_file(
+_Entry = tuple[VolumeFile, str, FilenameFacts, SpooledFile]  # a file, its kind, its name's facts
+
+
+def _catalog_files(
+    station: Station, dock: _Dock, entries: list[_Entry], now: datetime
+) -> list[ClipResult | Exception]:
+    """Stage two for durable spool copies: probe and tag each, then catalogue them with their
+    custody events in one transaction; should that fail, each in a transaction of its own, so
+    that an error is the file's that caused it and the others are catalogued."""
+    examined: list[tuple[_Entry, _Examined]] = []
+    outcomes: dict[int, ClipResult | Exception] = {}
+    for i, entry in enumerate(entries):
+        file, _, facts, spooled = entry
+        try:
+            examined.append((entry, _examine(station, dock, file, facts, now, spooled)))
+        except Exception as e:  # noqa: BLE001 - the file's own outcome, raised by the reader
+            outcomes[i] = e
+    together: list[ClipResult | Exception] = []
+    try:
+        together.extend(_catalog_examined(station, dock, examined, now))
+    except Exception:  # noqa: BLE001 - each file is tried alone, and raises its own error
+        for one in examined:
+            try:
+                together.append(_catalog_alone(station, dock, one, now))
+            except Exception as e:  # noqa: BLE001 - the file's own outcome, raised by the reader
+                together.append(e)
+    left = iter(together)
+    return [outcomes[i] if i in outcomes else next(left) for i in range(len(entries))]
+
+
+def _catalog_alone(
+    station: Station, dock: _Dock, examined: tuple[_Entry, _Examined], now: datetime
+) -> ClipResult:
+    file = examined[0][0]
+    for _ in range(_CATALOG_ATTEMPTS):
+        try:
+            [result] = _catalog_examined(station, dock, [examined], now)
+        except sa_exc.IntegrityError as e:
+            # Another dock (of this recorder, or with the same content) catalogued it in the
+            # meantime: the next attempt finds its rows and takes the clip as known.
+            conflict = e
+        else:
+            return result
+    raise StorageError(
+        f"cannot catalogue {file.display}: the catalog refused it {_CATALOG_ATTEMPTS} "
+        f"times ({conflict.orig})",
+        remedy="dock the recorder again; the file stays on it",
+    ) from conflict
+
+
+def _catalog_examined(
+    station: Station, dock: _Dock, examined: list[tuple[_Entry, _Examined]], now: datetime
+) -> list[ClipResult]:
+    """Each file's clip and custody event (or, for content already catalogued, its sighting),
+    all in one transaction."""
+    results: list[ClipResult] = []
+    with station.transaction() as session:
+        hashes = [spooled.sha256 for (_, _, _, spooled), _ in examined]
+        known = {
+            clip.sha256: clip
+            for clip in session.exec(select(Clip).where(col(Clip.sha256).in_(hashes)))
+        }
+        officers: dict[str, Officer] = {}  # by badge, for this transaction
+        for (file, kind, facts, spooled), seen in examined:
+            existing = known.get(spooled.sha256)
+            if existing is not None:  # catalogued before, or earlier in this batch
+                results.append(_known(station, session, dock, existing, file))
+                continue
+            clip = _new_clip(
+                station, session, dock, file, kind, facts, now, spooled, seen, officers
+            )
+            known[clip.sha256] = clip
+            results.append(
+                ClipResult(
+                    clip.id,
+                    file.display,
+                    clip.sha256,
+                    clip.size,
+                    ClipState.SPOOLED,
+                    tuple(sorted(seen.flags)),
+                    ClipOutcome.NEW,
+                )
+            )
+    for result in results:
+        if result.outcome == ClipOutcome.NEW:
+            log.info("clip %s %s from %s", result.clip_id, result.sha256[:12], result.source_path)
+    return results
+
+
+def _new_clip(
     station: Station,
+    session: Session,
     dock: _Dock,
     file: VolumeFile,
     kind: str,
     facts: FilenameFacts,
     now: datetime,
     spooled: SpooledFile,
-) -> ClipResult:
-    """Stage two: probe, tag and catalogue with its custody event, in one transaction."""
-    seen = _examine(station, dock, file, facts, now, spooled)
+    seen: _Examined,
+    officers: dict[str, Officer],
+) -> Clip:
+    """One file's clip row, its source row and its custody event, in the caller's transaction."""
     clip_id = str(uuid.uuid4())
-    for _ in range(_CATALOG_ATTEMPTS):
-        try:
-            with station.transaction() as session:
-                existing = session.exec(select(Clip).where(Clip.sha256 == spooled.sha256)).first()
-                if existing is not None:
-                    return _known(station, session, dock, existing, file)
-                officer = _attribute(session, dock, facts, seen)
-                clip = _clip_row(
-                    clip_id, station, dock, file, kind, facts, now, spooled, seen, officer
-                )
-                session.add(clip)
-                session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
-                session.flush()
-                unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
-                station.record(
-                    session,
-                    ingest_event(
-                        clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error
-                    ),
-                )
-            break
-        except sa_exc.IntegrityError as e:
-            # Another dock (of this recorder, or with the same content) catalogued it in the
-            # meantime: the next attempt finds its rows and takes the clip as known.
-            conflict = e
-    else:
-        raise StorageError(
-            f"cannot catalogue {file.display}: the catalog refused it {_CATALOG_ATTEMPTS} "
-            f"times ({conflict.orig})",
-            remedy="dock the recorder again; the file stays on it",
-        ) from conflict
-    log.info("clip %s %s from %s", clip_id, spooled.sha256[:12], file.display)
-    return ClipResult(
-        clip_id,
-        file.display,
-        spooled.sha256,
-        spooled.size,
-        ClipState.SPOOLED,
-        tuple(sorted(seen.flags)),
-        ClipOutcome.NEW,
+    officer = _attribute(session, dock, facts, seen, officers)
+    clip = _clip_row(clip_id, station, dock, file, kind, facts, now, spooled, seen, officer)
+    session.add(clip)
+    session.add(_source_row(clip_id, dock.recorder.id, file, dock.session_id, now))
+    session.flush()
+    unit = session.get(Unit, clip.unit_id) if clip.unit_id else None
+    station.record(
+        session,
+        ingest_event(clip, station.actor, dock.recorder.serial, officer, unit, seen.probe_error),
     )
+    return clip
 
 
 def _examine(
@@ -1004,17 +1145,24 @@ def _timing_flags(
 
 
 def _attribute(
-    session: Session, dock: _Dock, facts: FilenameFacts, seen: _Examined
+    session: Session,
+    dock: _Dock,
+    facts: FilenameFacts,
+    seen: _Examined,
+    officers: dict[str, Officer],
 ) -> Officer | None:
     """Whose footage it is: the recorder's assignment when it was recorded, else the badge in
-    the file name or identity file; a disagreement or no officer at all is flagged."""
+    the file name or identity file; a disagreement or no officer at all is flagged. `officers`
+    keeps those found by badge in this transaction."""
     recorder_id = dock.recorder.id
     officer = assigned_officer(session, recorder_id, seen.start) if recorder_id else None
     badge = facts.badge or (dock.identity.badge if dock.identity else None)
     if officer is not None and badge and officer.badge != badge:
         seen.flags.add(Flag.OFFICER_MISMATCH)
     if officer is None and badge:
-        officer = _officer(session, badge, "", dock.unit_id)
+        officer = officers.get(badge)
+        if officer is None:
+            officer = officers[badge] = _officer(session, badge, "", dock.unit_id)
     if officer is None:
         seen.flags.add(Flag.NO_OFFICER)
     return officer

@@ -22,7 +22,7 @@ from evidence_agent.custody.events import CustodyEvent
 from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.errors import NotFoundError, StorageError
 from evidence_agent.io.spool import Spool
-from evidence_agent.ports import Clock, ObjectStore, Prober
+from evidence_agent.ports import Clock, Closing, ObjectStore, Prober
 from evidence_agent.services.store_state import SelfTestPasses, StoreAvailability
 
 
@@ -93,6 +93,8 @@ class Station:
         self.custody.append(session, event)
 
     def close(self) -> None:
+        if isinstance(self.prober, Closing):
+            self.prober.close()  # its worker process
         self.engine.dispose()
 
 
@@ -142,9 +144,9 @@ def open_station(
     clock = clock or SystemClock()
     signer, created = load_or_create_signer(settings.key_dir, log_origin(settings.station_id))
     if prober is None:
-        from evidence_agent.adapters.ffprobe import FfprobeProber
+        from evidence_agent.adapters.pyav import PyAVProber  # its worker starts at the first probe
 
-        prober = FfprobeProber()
+        prober = PyAVProber()
     station = Station(
         settings=settings,
         engine=engine,

@@ -8,7 +8,9 @@ there) and carries on while the store is away; this module uploads them when it 
   copy (and its multipart upload state).
 - `store_pending` is the retry: every clip of this station still in the spool, the spool copies
   of clips already stored, the custody checkpoints not yet published, and a spool-space check.
-- `StoreWorker` stores clips as ingest catalogues them, and backs off while the store is away.
+- `store_clips` does the same for several clips and marks them stored in one transaction.
+- `StoreWorker` stores clips as ingest catalogues them (those waiting together with
+  `store_clips`), and backs off while the store is away.
 - `publish_checkpoints` puts the station's signed checkpoints in the bucket under Object Lock.
 - `spool_space` / `watch_spool_space` warn before the spool fills.
 """
@@ -23,7 +25,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +51,9 @@ from evidence_agent.services.storage_check import EvidenceBucketRefused, require
 log = logging.getLogger(__name__)
 
 STORE_CONCURRENCY = 2  # clips uploaded at once by the retry (each sends its parts in parallel)
+# Clips the store worker takes at once from those waiting: claimed together (an open spool copy
+# each) and marked stored in one transaction.
+_WORKER_BATCH = 16
 LOW_SPACE_FACTOR = 2  # "low" below this many times ingest.min_spool_free_bytes
 LOW_SPACE_SHARE = 0.10  # ... or below this share of the spool's file system
 CHECKPOINT_DIR = "checkpoints"
@@ -60,6 +65,14 @@ PUBLISHED_FILE = "published-checkpoints.json"  # in the data directory
 # The store could not be reached (transient), or its self-test refused it: no clip is tried
 # until the retry, as opposed to a refusal or a failed check of one clip.
 _STORE_AWAY = (StoreUnavailableError, EvidenceBucketRefused)
+
+
+def _left_message(away: str) -> str:
+    """Why a clip was not tried: the store was found away before it."""
+    return (
+        f"{away}; the clip stays in the spool and is uploaded when the store is back "
+        "(`evidence-agent store`, or the daemon's retry)"
+    )
 
 
 def _kept_message(e: EvidenceError) -> str:
@@ -140,26 +153,25 @@ class StoreReport:
 # --- one clip ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _claim(fd: int) -> Iterator[bool]:
+def _claim(fd: int) -> bool:
     """An exclusive lock on the (open) spool copy while it is uploaded, for threads and processes
-    alike: yields False when another worker holds it. Closes `fd`."""
+    alike: False when another worker holds it. Closing `fd` releases it."""
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # releases the lock
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+        return False
+    return True
 
 
-def _load(station: Station, sha256: str) -> Clip | None:
+def _load(station: Station, sha256s: Sequence[str]) -> dict[str, Clip]:
+    """The clips of these hashes that the catalog has."""
+    if not sha256s:
+        return {}
     with station.reading() as session:
-        return session.exec(select(Clip).where(Clip.sha256 == sha256)).first()
+        clips = session.exec(select(Clip).where(col(Clip.sha256).in_(sha256s)))
+        return {clip.sha256: clip for clip in clips}
 
 
 def store_clip(station: Station, sha256: str) -> str | None:
@@ -170,21 +182,93 @@ def store_clip(station: Station, sha256: str) -> str | None:
     it, or it is another station's clip (its own station stores it). Raises StorageError
     (StoreUnavailableError when the store cannot be reached) or IntegrityError; in every
     failure the clip stays spooled and its spool copy stays."""
-    clip = _load(station, sha256)
+    [outcome] = store_clips(station, [sha256])
+    if isinstance(outcome, EvidenceError):
+        raise outcome
+    return outcome
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A clip put in the store and checked against its ingest hash, not yet marked stored."""
+
+    clip: Clip
+    stored: StoredObject
+    checked_by: str
+
+
+def store_clips(station: Station, sha256s: Sequence[str]) -> list[str | EvidenceError | None]:
+    """store_clip for several clips, each outcome in its place (an error is returned, not
+    raised). Each is claimed, put and checked as store_clip does; then they are marked stored
+    together, each with its custody event, in one transaction (one commit for the lot instead
+    of one per clip); only then are their spool copies reclaimed.
+
+    Once one finds the store away (StoreUnavailableError, a refused self-test), the clips after
+    it are not tried: that same error is their outcome."""
+    outcomes: dict[int, str | EvidenceError | None] = {}
+    away: EvidenceError | None = None
+    with contextlib.ExitStack() as claims:
+        before = _load(station, sha256s)
+        claimed: list[int] = []
+        for i, sha256 in enumerate(sha256s):
+            if away is not None:
+                outcomes[i] = away
+                continue
+            try:
+                if _claim_copy(station, sha256, before.get(sha256), claims):
+                    claimed.append(i)
+                else:
+                    outcomes[i] = None
+            except EvidenceError as e:
+                outcomes[i] = e
+                if isinstance(e, _STORE_AWAY):  # reclaiming a stored clip's copy asks the store
+                    away = e
+        # the other worker may have finished meanwhile
+        after = _load(station, [sha256s[i] for i in claimed])
+        checked: list[tuple[int, _Checked]] = []
+        for i in claimed:
+            clip = after.get(sha256s[i])
+            if away is not None:
+                outcomes[i] = away
+            elif clip is None or clip.state != ClipState.SPOOLED:
+                outcomes[i] = None
+            else:
+                try:
+                    checked.append((i, _put_and_check(station, clip)))
+                except EvidenceError as e:
+                    outcomes[i] = e
+                    if isinstance(e, _STORE_AWAY):
+                        away = e
+        marked = _mark_stored(station, [c for _, c in checked])
+        for (i, done), outcome in zip(checked, marked, strict=True):
+            outcomes[i] = outcome
+            if isinstance(outcome, str):
+                # Only now: the verified stored copy stands in for the spool copy.
+                station.spool.remove(done.clip.sha256)
+                log.info("clip %s stored and verified in %s", outcome, station.store.describe())
+    return [outcomes[i] for i in range(len(sha256s))]
+
+
+def _claim_copy(
+    station: Station, sha256: str, clip: Clip | None, claims: contextlib.ExitStack
+) -> bool:
+    """Whether the clip's spool copy is ours to upload: its clip is this station's and spooled,
+    and no other worker has it; then it stays claimed until `claims` closes. A spool copy of a
+    clip stored meanwhile is reclaimed here."""
     if clip is None:
-        return None
+        return False
     if clip.state != ClipState.SPOOLED:
         _reclaim_if_stored(station, clip)
-        return None
+        return False
     if clip.station_id != station.settings.station_id:
-        return None
+        return False
     path = station.spool.path_of(sha256)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        clip = _load(station, sha256)
+        clip = _load(station, [sha256]).get(sha256)
         if clip is None or clip.state != ClipState.SPOOLED:
-            return None  # stored and reclaimed by another worker just now
+            return False  # stored and reclaimed by another worker just now
         raise IntegrityError(
             f"clip {clip.id} is catalogued as spooled but its copy {path} is missing",
             remedy="dock the recorder again (it is never cleared before a verified store) "
@@ -195,42 +279,75 @@ def store_clip(station: Station, sha256: str) -> str | None:
             f"cannot open the spool copy {path} of clip {clip.id}: {e.strerror}",
             remedy="check the spool directory's permissions",
         ) from e
-    with _claim(fd) as mine:
-        if not mine:
-            log.debug("clip %s is being uploaded by another worker", clip.id)
-            return None
-        clip = _load(station, sha256)  # the other worker may have finished meanwhile
-        if clip is None or clip.state != ClipState.SPOOLED:
-            return None
-        return _upload_and_mark(station, clip, path)
+    if not _claim(fd):
+        os.close(fd)
+        log.debug("clip %s is being uploaded by another worker", clip.id)
+        return False
+    claims.callback(os.close, fd)  # releases the claim
+    return True
 
 
-def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str | None:
+def _put_and_check(station: Station, clip: Clip) -> _Checked:
     require_checked_store(station)
+    path = station.spool.path_of(clip.sha256)
     stored = station.store.put(clip.sha256, path, clip.size, clip.retention_until)
     if stored.linked_to_source and station.spool.hashed_here(clip.sha256):
         # The stored object is the very file ingest wrote from the bytes it hashed (a hard link
         # on the same file system): reading it back would re-read those same bytes from memory
         # and prove nothing more. `verify` and recorder clearing re-hash it in full.
-        how = "hard link to the spool file hashed at ingest"
-    else:
-        stored = station.store.verify(clip.sha256)
-        check_digest(clip.sha256, stored.sha256, f"stored copy of clip {clip.id}")
-        how = "the store's checksum or a read back, equal to the ingest hash"
+        return _Checked(clip, stored, "hard link to the spool file hashed at ingest")
+    stored = station.store.verify(clip.sha256)
+    check_digest(clip.sha256, stored.sha256, f"stored copy of clip {clip.id}")
+    return _Checked(clip, stored, "the store's checksum or a read back, equal to the ingest hash")
+
+
+def _mark_stored(station: Station, checked: list[_Checked]) -> list[str | EvidenceError | None]:
+    """Clips put and checked, marked stored with their custody events in one transaction; should
+    that fail (a lock that cannot be brought in step), each in a transaction of its own, so that
+    the clip it concerns stays spooled with its error while the others are marked."""
+    if not checked:
+        return []
+    try:
+        return _mark_together(station, checked)
+    except EvidenceError as e:
+        if len(checked) == 1:
+            return [e]
+    outcomes: list[str | EvidenceError | None] = []
+    for one in checked:
+        try:
+            outcomes.extend(_mark_together(station, [one]))
+        except EvidenceError as e:
+            outcomes.append(e)
+    return outcomes
+
+
+def _mark_together(station: Station, checked: list[_Checked]) -> list[str | EvidenceError | None]:
+    outcomes: list[str | EvidenceError | None] = []
     now = station.clock.now()
     with station.transaction() as session:
-        row = session.get(Clip, clip.id, with_for_update=True)
-        if row is None or row.state != ClipState.SPOOLED:
-            return None  # changed meanwhile by something that does not take the spool lock
-        lock = _lock_in_step(station, row, clip.retention_until)
-        row.state = ClipState.STORED
-        row.stored_at = now
-        session.add(row)
-        station.record(session, _stored_event(station, row, stored, now, how, lock))
-    # Only now: the verified stored copy stands in for the spool copy.
-    station.spool.remove(clip.sha256)
-    log.info("clip %s stored and verified in %s", clip.id, station.store.describe())
-    return clip.id
+        ids = [done.clip.id for done in checked]
+        rows = {
+            row.id: row
+            for row in session.exec(
+                select(Clip).where(col(Clip.id).in_(ids)).order_by(col(Clip.id)).with_for_update()
+            )
+        }
+        for done in checked:
+            clip = done.clip
+            row = rows.get(clip.id)
+            if row is None or row.state != ClipState.SPOOLED:
+                # changed meanwhile by something that does not take the spool lock
+                outcomes.append(None)
+                continue
+            lock = _lock_in_step(station, row, clip.retention_until)
+            row.state = ClipState.STORED
+            row.stored_at = now
+            session.add(row)
+            station.record(
+                session, _stored_event(station, row, done.stored, now, done.checked_by, lock)
+            )
+            outcomes.append(clip.id)
+    return outcomes
 
 
 def _lock_in_step(station: Station, row: Clip, uploaded_until: datetime | None) -> list[str]:
@@ -386,7 +503,7 @@ def _reclaim_leftovers(station: Station, candidates: set[str], report: StoreRepo
     store verifies them; a copy without a clip row (a dock still cataloguing it, or a crash
     before its row was written) is never touched: it is evidence the catalog does not know."""
     for sha256 in sorted(candidates):
-        clip = _load(station, sha256)
+        clip = _load(station, [sha256]).get(sha256)
         if clip is None or clip.state != ClipState.STORED:
             continue
         try:
@@ -418,31 +535,47 @@ class StoreWorker:
         self._queue.put(sha256)
 
     def _run(self) -> None:
-        while (sha256 := self._queue.get()) is not None:
-            self._store(sha256)
+        while (first := self._queue.get()) is not None:
+            # every clip waiting is stored in one go: one commit marks them all stored
+            batch = [first]
+            last = False
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < _WORKER_BATCH:
+                    sha256 = self._queue.get_nowait()
+                    if sha256 is None:
+                        last = True
+                        break
+                    batch.append(sha256)
+            self._store(batch)
+            if last:
+                return
 
-    def _store(self, sha256: str) -> None:
+    def _store(self, batch: list[str]) -> None:
         store = self.station.store
         away = self.station.store_away.reason(store)
         if away is not None:
-            self.report.failed[sha256] = (
-                f"{away}; the clip stays in the spool and is uploaded when the store is back "
-                "(`evidence-agent store`, or the daemon's retry)"
-            )
+            for sha256 in batch:
+                self.report.failed[sha256] = _left_message(away)
             return
-        try:
-            clip_id = store_clip(self.station, sha256)
-        except EvidenceError as e:
-            if isinstance(e, _STORE_AWAY):
-                self.station.store_away.mark(store, str(e))
-                self.report.failed[sha256] = _kept_message(e)
-                log.warning("clip %s stays in the spool: %s", sha256[:12], _kept_message(e))
-                return
-            _record_failure(self.report, sha256, e)
-            return
-        self.station.store_away.clear(store)
-        if clip_id is not None:
-            self.report.stored.append(clip_id)
+        outcomes = store_clips(self.station, batch)
+        found_away: EvidenceError | None = None
+        for sha256, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, _STORE_AWAY):
+                if found_away is None:  # the clip that found the store away
+                    found_away = outcome
+                    self.station.store_away.mark(store, str(outcome))
+                    self.report.failed[sha256] = _kept_message(outcome)
+                    log.warning(
+                        "clip %s stays in the spool: %s", sha256[:12], _kept_message(outcome)
+                    )
+                else:  # not tried after it
+                    self.report.failed[sha256] = _left_message(str(found_away))
+            elif isinstance(outcome, EvidenceError):
+                _record_failure(self.report, sha256, outcome)
+            elif outcome is not None:
+                self.report.stored.append(outcome)
+        if found_away is None and not all(isinstance(o, EvidenceError) for o in outcomes):
+            self.station.store_away.clear(store)
 
     def finish(self) -> StoreReport:
         """Wait for everything submitted to be stored (or to fail) and stop the thread."""

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import itertools
 import mmap
 import os
 import re
+import threading
 from pathlib import Path
 
-from evidence_agent.io.copying import FileReader, io_buffers
+import pytest
+
+from evidence_agent.io.copying import FileReader, io_buffers, pump
 
 THP = Path("/sys/kernel/mm/transparent_hugepage")
 
@@ -89,3 +93,28 @@ def test_a_direct_read_into_the_buffers_is_exact(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert bytes(got) == data
+
+
+@pytest.mark.parametrize("expected", [None, 4, 1 << 20], ids=["unknown", "less", "chunk"])
+def test_a_source_that_grows_past_what_was_expected_is_copied_whole(expected: int | None) -> None:
+    """The copy in turn (a source expected to fit one chunk) still reads to the end."""
+    chunks = [os.urandom(1 << 20), os.urandom(1 << 20), os.urandom(77)]
+    left = list(chunks)
+    threads: set[str] = set()
+
+    def read(buf: memoryview) -> memoryview:
+        threads.add(threading.current_thread().name)
+        if not left:
+            return buf[:0]
+        data = left.pop(0)
+        buf[: len(data)] = data
+        return buf[: len(data)]
+
+    written = bytearray()
+    hashed = hashlib.sha256()
+    total = pump(read, written.extend, hashed.update, chunk_bytes=1 << 20, expected_bytes=expected)
+    whole = b"".join(chunks)
+    assert total == len(whole) and bytes(written) == whole
+    assert hashed.hexdigest() == hashlib.sha256(whole).hexdigest()
+    # a small file is copied by the calling thread alone; anything else by a reader thread
+    assert (threads == {threading.current_thread().name}) == (expected is not None)

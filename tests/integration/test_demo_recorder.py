@@ -1,4 +1,4 @@
-"""The demo recorder volume, made by the real ffmpeg and read back by the real ffprobe."""
+"""The demo recorder volume, made by the real ffmpeg and read back by the station's prober (PyAV)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from evidence_agent.adapters.ffprobe import FfprobeProber
+from evidence_agent.adapters.pyav import PyAVProber
 from evidence_agent.config import build_settings
 from evidence_agent.domain.filenames import compile_patterns, parse_filename
 from evidence_agent.domain.identity import parse_identity
@@ -29,8 +30,8 @@ PATTERNS = compile_patterns(SETTINGS.ingest.filename_patterns)
 
 @pytest.fixture(scope="module")
 def ffmpeg_installed() -> None:
-    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
-        service_missing("ffmpeg/ffprobe not installed (apt-get install ffmpeg)")
+    if shutil.which("ffmpeg") is None:
+        service_missing("ffmpeg not installed (apt-get install ffmpeg)")
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,10 @@ def volume(ffmpeg_installed: None, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def prober() -> FfprobeProber:
-    return FfprobeProber(timeout=30)
+def prober() -> Iterator[PyAVProber]:
+    prober = PyAVProber(timeout=30)
+    yield prober
+    prober.close()
 
 
 def _kind(path: Path) -> str | None:
@@ -126,7 +129,7 @@ def test_clips_are_back_to_back_in_recorder_local_time(volume: DemoVolume) -> No
     assert first.start.astimezone(SHANGHAI).strftime("%Y%m%d%H%M%S") in first.path.name
 
 
-def test_good_clips_probe_fine(volume: DemoVolume, prober: FfprobeProber) -> None:
+def test_good_clips_probe_fine(volume: DemoVolume, prober: PyAVProber) -> None:
     assert len(volume.good_videos) == 3
     for clip in volume.good_videos:
         info = prober.probe(clip.path)
@@ -137,7 +140,7 @@ def test_good_clips_probe_fine(volume: DemoVolume, prober: FfprobeProber) -> Non
 
 
 def test_corrupt_clip_is_named_like_the_others_but_unreadable(
-    volume: DemoVolume, prober: FfprobeProber
+    volume: DemoVolume, prober: PyAVProber
 ) -> None:
     corrupt = volume.corrupt
     assert corrupt.kind == "video"
@@ -146,7 +149,7 @@ def test_corrupt_clip_is_named_like_the_others_but_unreadable(
         prober.probe(corrupt.path)
 
 
-def test_photo_audio_and_log(volume: DemoVolume, prober: FfprobeProber) -> None:
+def test_photo_audio_and_log(volume: DemoVolume, prober: PyAVProber) -> None:
     photo = prober.probe(volume.photo.path)
     assert photo.video_codec == "mjpeg"
     assert volume.photo.path.suffix == ".JPG"
@@ -159,7 +162,7 @@ def test_photo_audio_and_log(volume: DemoVolume, prober: FfprobeProber) -> None:
         prober.probe(log)
 
 
-def test_options(ffmpeg_installed: None, tmp_path: Path, prober: FfprobeProber) -> None:
+def test_options(ffmpeg_installed: None, tmp_path: Path, prober: PyAVProber) -> None:
     start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     clock = datetime(2026, 1, 2, 5, 0, 0, tzinfo=UTC)
     volume = make_demo_recorder(

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,10 +24,12 @@ import pytest
 from blake3 import blake3
 from sqlmodel import select
 
+from evidence_agent.adapters.pyav import PyAVProber
 from evidence_agent.catalog.models import Clip, ClipSource, CustodyEntry, DockSession
 from evidence_agent.config import Settings, build_settings
 from evidence_agent.custody import canonical
 from evidence_agent.custody import events as custody_events
+from evidence_agent.domain.media import MediaInfo
 from evidence_agent.errors import ExitCode, InputError, StorageError
 from evidence_agent.io.copying import FileWriter
 from evidence_agent.io.spool import Spool
@@ -658,3 +661,146 @@ def test_an_io_error_with_the_whole_disk_gone_ends_the_dock(
     with station.reading() as session:
         (dock,) = session.exec(select(DockSession)).all()
     assert dock.state == "interrupted" and dock.clips_new == 1
+
+
+def test_reclaiming_a_copy_takes_its_upload_state_and_only_its_own(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "a.mp4").write_bytes(b"footage" * 1000)
+    (vol / "b.mp4").write_bytes(b"other footage" * 1000)
+    spool = Spool(tmp_path / "spool")
+    spool.prepare()
+    mine = spool.copy_in(vol, b"a.mp4").sha256
+    other = spool.copy_in(vol, b"b.mp4").sha256
+    made = []
+    for sha in (mine, other):
+        state = spool.root / f"{sha}.upload.json"
+        # a state file and the temporary files a crash may leave beside it (multipart.py)
+        for name in (state.name, f".{state.name}.k2x9_q1.tmp", f".{state.name}.a.tmp"):
+            (spool.root / name).write_text("{}", encoding="utf-8")
+            made.append(spool.root / name)
+    spool.remove(mine)
+    left = sorted(p.name for p in spool.root.iterdir() if p.is_file())
+    assert left == sorted([other] + [p.name for p in made if other in p.name])
+    assert spool.pending() == [other]
+
+
+class _HoldFirstProbe:
+    """The station's prober, but the first probe waits until the files after it are read and
+    queued: they then reach stage two together, as on a volume of many small files."""
+
+    def __init__(self, station: Station, queued: int) -> None:
+        self._inner = station.prober
+        self._spool = station.spool
+        self._queued = queued
+        self._held = False
+
+    def probe(self, path: Path) -> MediaInfo:
+        if not self._held:
+            self._held = True
+            deadline = time.monotonic() + 30
+            while len(list(self._spool.incoming.iterdir())) < self._queued:
+                assert time.monotonic() < deadline, "the files after the first were not read"
+                time.sleep(0.01)
+        return self._inner.probe(path)
+
+
+def small_files(tmp_path: Path, count: int) -> Path:
+    vol = tmp_path / "small"
+    vol.mkdir()
+    for i in range(1, count + 1):
+        name = f"A123456_100231_202611201000{i:02d}_{i:04d}.JPG"
+        (vol / name).write_bytes(os.urandom(3000))  # not media: flagged, still catalogued
+    return vol
+
+
+def test_files_waiting_together_are_catalogued_together(
+    station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evidence_agent.services import ingest
+
+    vol = small_files(tmp_path, 6)
+    station.prober = _HoldFirstProbe(station, queued=5)
+    batches: list[int] = []
+    together = ingest._catalog_examined
+
+    def counted(*args: Any) -> Any:
+        batches.append(len(args[2]))
+        return together(*args)
+
+    monkeypatch.setattr(ingest, "_catalog_examined", counted)
+    report = ingest_volume(station, vol)
+    assert batches == [1, 5]  # the first alone, the five read meanwhile in one transaction
+    assert [c.source_path for c in report.clips] == sorted(p.name for p in vol.iterdir())
+    assert {c.outcome for c in report.clips} == {"new"}
+    assert all("unreadable_media" in c.flags for c in report.clips)
+    assert len(clips(station)) == 6
+    assert event_types(station).count("clip.ingested") == 6
+
+
+def test_a_file_that_cannot_be_catalogued_leaves_the_others_of_its_batch_catalogued(
+    station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evidence_agent.services import ingest
+
+    vol = small_files(tmp_path, 6)
+    station.prober = _HoldFirstProbe(station, queued=5)
+    bad = sorted(p.name for p in vol.iterdir())[3]
+    make_row = ingest._clip_row
+
+    def failing(*args: Any) -> Clip:
+        if args[3].display == bad:  # the VolumeFile
+            raise StorageError("the catalog refused this clip")
+        return make_row(*args)
+
+    monkeypatch.setattr(ingest, "_clip_row", failing)
+    with pytest.raises(StorageError, match="refused this clip"):
+        ingest_volume(station, vol)
+    catalogued = sorted(c.source_path for c in clips(station))
+    assert catalogued == sorted(p.name for p in vol.iterdir() if p.name != bad)
+    assert event_types(station).count("clip.ingested") == 5
+    with station.reading() as session:
+        dock = session.exec(select(DockSession)).one()
+    assert dock.state == "failed" and dock.error == "the catalog refused this clip"
+    # every copy made durable is in the spool, the one not catalogued too: nothing is lost
+    assert len(station.spool.pending()) == 6
+
+
+# A stand-in for the probe worker (adapters/pyav.py's protocol) that dies on a file whose bytes
+# start with CRASH, as a demuxer crashed by a hostile file would.
+_CRASHING_WORKER = """
+import json, os, signal, sys
+print(json.dumps({"ready": {}}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    with open(bytes.fromhex(request["path"]), "rb") as f:
+        if f.read(5) == b"CRASH":
+            os.kill(os.getpid(), signal.SIGSEGV)
+    probe = {"format": {"format_name": "mov", "duration": 1.0},
+             "streams": [{"codec_type": "video", "codec_name": "h264"}]}
+    print(json.dumps({"id": request["id"], "probe": probe}), flush=True)
+"""
+
+
+def test_a_file_that_kills_the_probe_worker_is_still_ingested_flagged(
+    station: Station, tmp_path: Path
+) -> None:
+    vol = tmp_path / "hostile"
+    vol.mkdir()
+    names = [f"A123456_100231_2026112010000{i}_000{i}.MP4" for i in (1, 2, 3)]
+    for name in names:
+        (vol / name).write_bytes(os.urandom(2000))
+    (vol / names[1]).write_bytes(b"CRASH" + os.urandom(2000))
+    prober = PyAVProber(timeout=10, worker=[sys.executable, "-c", _CRASHING_WORKER])
+    station.prober = prober
+    try:
+        report = ingest_volume(station, vol)
+    finally:
+        prober.close()
+    unreadable = {c.source_path: "unreadable_media" in c.flags for c in report.clips}
+    assert unreadable == {names[0]: False, names[1]: True, names[2]: False}
+    errors = {
+        e["data"]["source_path"]: e["data"]["probe_error"] for e in events(station, "clip.ingested")
+    }
+    assert errors[names[1]].endswith("not readable media: FFmpeg was killed by SIGSEGV reading it")
+    assert errors[names[0]] is None and errors[names[2]] is None  # the next worker read it

@@ -1,4 +1,4 @@
-"""parse_probe and media_kind on plain ffprobe JSON values."""
+"""parse_probe, unreadable_reason and media_kind on plain ffprobe JSON values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from evidence_agent.domain.media import MediaInfo, media_kind, parse_probe
+from evidence_agent.domain.media import MediaInfo, media_kind, parse_probe, unreadable_reason
 
 VIDEO = ("*.mp4", "*.mov")
 PHOTO = ("*.jpg",)
@@ -146,3 +146,29 @@ def test_media_kind_is_case_insensitive(name: str, kind: str | None) -> None:
 
 def test_media_kind_first_family_wins_on_overlap() -> None:
     assert media_kind("x.mp4", ("*.mp4",), ("*",), ("*.mp4",)) == "video"
+
+
+@pytest.mark.parametrize(
+    ("info", "reason"),
+    [
+        (MediaInfo("mov,mp4,m4a,3gp,3g2,mj2", 4.0, None, "h264", "aac"), None),
+        (MediaInfo("mov,mp4,m4a,3gp,3g2,mj2", 1.0, None, None, "aac"), None),
+        (MediaInfo("jpeg_pipe", None, None, "mjpeg"), None),  # a photo has no duration
+        (MediaInfo("image2", None, None, "mjpeg"), None),
+        (MediaInfo("mov,mp4,m4a,3gp,3g2,mj2", 4.0), "no audio or video stream"),
+        (MediaInfo("tty", 0.32, None, "ansi"), "text, not media (FFmpeg sees ansi text art)"),
+        (MediaInfo("mov,mp4,m4a,3gp,3g2,mj2", None, None, "h264"), "no duration"),
+        (MediaInfo("mov,mp4,m4a,3gp,3g2,mj2", 0.0, None, "h264"), "no duration"),
+    ],
+)
+def test_unreadable_reason(info: MediaInfo, reason: str | None) -> None:
+    found = unreadable_reason(info)
+    if reason is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(reason)
+
+
+def test_text_art_with_sound_is_media() -> None:
+    # an audio track makes it a recording, whatever the video stream is taken for
+    assert unreadable_reason(MediaInfo("mov", 2.0, None, "ansi", "aac")) is None

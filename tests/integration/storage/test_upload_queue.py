@@ -173,6 +173,31 @@ def test_a_stored_object_that_does_not_verify_is_never_marked_stored(
         station.close()
 
 
+def test_the_store_worker_marks_a_batch_stored_but_not_its_clip_that_does_not_verify(
+    make_store: StoreFactory, evidence_bucket: str, s3_admin: Any, volume: Path, tmp_path: Path
+) -> None:
+    store = make_store()
+    station = s3_station(tmp_path, store, evidence_bucket)
+    try:
+        clips = new_clips(ingest_volume(station, volume))
+        rogue = sorted(clips)[1]
+        s3_admin.put_object(Bucket=evidence_bucket, Key=store.key_for(rogue), Body=b"not the clip")
+        worker = StoreWorker(station)
+        for sha256 in clips:  # all waiting before the worker starts: it takes them at once
+            worker.submit(sha256)
+        upload = worker.start().finish()
+
+        assert list(upload.integrity_failures) == [rogue]
+        others = sorted(v for k, v in clips.items() if k != rogue)
+        assert sorted(upload.stored) == others
+        states = {r.sha256: r.state for r in clip_rows(station)}
+        assert states[rogue] == "spooled" and station.spool.pending() == [rogue]
+        assert {s for k, s in states.items() if k != rogue} == {"stored"}
+        assert sorted(stored_events(station)) == others
+    finally:
+        station.close()
+
+
 def test_a_bucket_without_object_lock_gets_no_evidence(
     make_store: StoreFactory, unlocked_bucket: str, s3_admin: Any, volume: Path, tmp_path: Path
 ) -> None:
