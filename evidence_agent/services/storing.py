@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hmac
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from evidence_agent.domain.retention import artefact_retain_until
 from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
 from evidence_agent.io.atomic import write_atomically
-from evidence_agent.io.hashing import check_digest
+from evidence_agent.io.hashing import check_digest, hash_file
 from evidence_agent.io.spool import Spool
 from evidence_agent.ports import LegalHolding, LockExtending, StoredObject
 from evidence_agent.services.station import Station
@@ -169,7 +170,9 @@ def store_clip(station: Station, sha256: str) -> str | None:
     spool copy is then verified against the store and reclaimed), another worker is uploading
     it, or it is another station's clip (its own station stores it). Raises StorageError
     (StoreUnavailableError when the store cannot be reached) or IntegrityError; in every
-    failure the clip stays spooled and its spool copy stays."""
+    failure the clip stays spooled and its spool copy stays, unless the copy itself does not
+    hash to the ingest hash: it is then set aside, and the next dock of the recorder reads the
+    original again."""
     clip = _load(station, sha256)
     if clip is None:
         return None
@@ -185,6 +188,16 @@ def store_clip(station: Station, sha256: str) -> str | None:
         clip = _load(station, sha256)
         if clip is None or clip.state != ClipState.SPOOLED:
             return None  # stored and reclaimed by another worker just now
+        aside = station.spool.set_aside_copies(sha256)
+        if aside:
+            # Reported as an integrity failure when it was set aside; until a dock reads the
+            # original again the clip only waits, and other clips are stored meanwhile.
+            raise StorageError(
+                f"clip {clip.id} waits for its recorder: its spool copy did not match its "
+                f"ingest hash and was set aside ({aside[-1]})",
+                remedy="dock the recorder again: the original is read anew (the recorder is "
+                "never cleared before a verified store)",
+            ) from None
         raise IntegrityError(
             f"clip {clip.id} is catalogued as spooled but its copy {path} is missing",
             remedy="dock the recorder again (it is never cleared before a verified store) "
@@ -207,15 +220,25 @@ def store_clip(station: Station, sha256: str) -> str | None:
 
 def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str | None:
     require_checked_store(station)
-    stored = station.store.put(clip.sha256, path, clip.size, clip.retention_until)
-    if stored.linked_to_source and station.spool.hashed_here(clip.sha256):
+    hashed = station.spool.hashed_here(clip.sha256)
+    try:
+        stored = station.store.put(
+            clip.sha256, path, clip.size, clip.retention_until, source_checked=hashed
+        )
+        if not (stored.linked_to_source and hashed):
+            stored = station.store.verify(clip.sha256)
+            check_digest(clip.sha256, stored.sha256, f"stored copy of clip {clip.id}")
+    except IntegrityError as e:
+        corrupt = _set_aside_if_corrupt(station, clip, path)
+        if corrupt is None:
+            raise
+        raise corrupt from e
+    if stored.linked_to_source and hashed:
         # The stored object is the very file ingest wrote from the bytes it hashed (a hard link
         # on the same file system): reading it back would re-read those same bytes from memory
         # and prove nothing more. `verify` and recorder clearing re-hash it in full.
         how = "hard link to the spool file hashed at ingest"
     else:
-        stored = station.store.verify(clip.sha256)
-        check_digest(clip.sha256, stored.sha256, f"stored copy of clip {clip.id}")
         how = "the store's checksum or a read back, equal to the ingest hash"
     now = station.clock.now()
     with station.transaction() as session:
@@ -231,6 +254,29 @@ def _upload_and_mark(station: Station, clip: Clip, path: Path) -> str | None:
     station.spool.remove(clip.sha256)
     log.info("clip %s stored and verified in %s", clip.id, station.store.describe())
     return clip.id
+
+
+def _set_aside_if_corrupt(station: Station, clip: Clip, path: Path) -> IntegrityError | None:
+    """After an integrity failure storing a clip: when its spool copy itself does not hash to
+    the ingest hash, the copy is set aside (kept, never stored) and the failure to raise says so.
+
+    Left in place it would fail every later run the same way, and a re-read of the original
+    could not replace it. A spool copy that does match stays (None): the store is at fault."""
+    try:
+        actual = hash_file(path)
+    except OSError as e:
+        raise StorageError(
+            f"cannot read the spool copy {path} of clip {clip.id}: {e.strerror}"
+        ) from e
+    if hmac.compare_digest(actual, clip.sha256):
+        return None
+    aside = station.spool.set_aside(clip.sha256)
+    return IntegrityError(
+        f"the spool copy of clip {clip.id} does not match its ingest hash (SHA-256 is "
+        f"{actual}, expected {clip.sha256}): never stored, set aside as {aside}",
+        remedy="dock the recorder again: the original is read anew (the recorder is never "
+        "cleared before a verified store); check the spool's disk",
+    )
 
 
 def _lock_in_step(station: Station, row: Clip, uploaded_until: datetime | None) -> list[str]:
