@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from evidence_agent.domain.retention import DEFAULT_IMPORTANT, NATIONAL_MINIMUM, SETTABLE_GROUNDS
@@ -121,6 +122,45 @@ def _allowlist_problems(entries: list[dict[str, Any]]) -> list[str]:
     return []
 
 
+_CREDENTIAL_IN_URL = (
+    "holds a password: no credential is read from the configuration; give it in PGPASSWORD or "
+    "~/.pgpass (PGPASSFILE) instead"
+)
+
+
+# user:password@ after the scheme as SQLAlchemy reads it (a password may hold / or @)
+_USER_PASSWORD = re.compile(r"^[^:/?#]+://[^:/@]*:[^@]+@")
+
+
+def _has_password(url: str) -> bool:
+    """A password in the URL's user part or in its query (libpq takes `?password=` too)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # a malformed host: the pattern below still reads the user part
+        password = None
+    query = url.partition("?")[2].partition("#")[0]
+    return (
+        bool(password)
+        or _USER_PASSWORD.match(url) is not None
+        or any(name.lower() == "password" for name, _ in parse_qsl(query, keep_blank_values=True))
+    )
+
+
+def _catalog_url_problems(url: str) -> list[str]:
+    """A catalog URL without a password. The value is never repeated in a message: it may hold
+    the password being refused."""
+    return [_CREDENTIAL_IN_URL] if _has_password(url) else []
+
+
+def _endpoint_problems(url: str) -> list[str]:
+    if _has_password(url):
+        return [
+            "holds a password: no credential is read from the configuration; S3 keys come "
+            "from the environment or a credentials file (see README, Credentials)"
+        ]
+    return []
+
+
 def _port_problems(port: int) -> list[str]:
     return [] if 0 <= port <= 65535 else ["must be 0 (off) or a TCP port up to 65535"]
 
@@ -224,9 +264,11 @@ KEYS: tuple[Key, ...] = (
         TEXT,
         None,
         "SQLAlchemy URL. Shared catalog for many stations: postgresql://evidence@db.example/evidence "
-        "(the password comes from PGPASSWORD or ~/.pgpass, never from this file).",
+        "(the password comes from PGPASSWORD or ~/.pgpass, never from this file: a URL that "
+        "holds one is refused).",
         default_doc="sqlite:///<data_dir>/catalog.sqlite3 (WAL mode)",
         example=f"sqlite:///{DEFAULT_DATA_DIR / 'catalog.sqlite3'}",
+        check=_catalog_url_problems,
     ),
     Key(
         "store",
@@ -261,9 +303,10 @@ KEYS: tuple[Key, ...] = (
         "endpoint",
         TEXT,
         None,
-        "S3 endpoint URL.",
+        "S3 endpoint URL (no user or password in it: S3 keys never come from this file).",
         default_doc="unset (AWS)",
         example="https://s3.example.org:8333",
+        check=_endpoint_problems,
     ),
     Key("store", "region", TEXT, "us-east-1", "S3 region."),
     Key(

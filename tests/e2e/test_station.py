@@ -158,6 +158,51 @@ def test_config_example_writes_the_example_file_and_show_prints_every_key(tmp_pa
     assert values["paths"]["data_dir"] == str(tmp_path / "data")  # the variable wins
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://evidence:s3cr3t-pw@db.example/evidence",
+        "postgresql+psycopg://evidence:s3cr3t-pw@db.example:5432/evidence",
+        "postgresql://evidence@db.example/evidence?sslmode=require&password=s3cr3t-pw",
+    ],
+)
+@pytest.mark.parametrize("given_by", ["file", "environment"])
+def test_a_password_in_the_catalog_url_is_refused_and_never_printed(
+    tmp_path: Path, url: str, given_by: str
+) -> None:
+    """No credential is read from the configuration: PGPASSWORD or ~/.pgpass hold it."""
+    config = tmp_path / "station.toml"
+    config.write_text(f"[catalog]\nurl = {json.dumps(url)}\n", encoding="utf-8")
+    env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("EVIDENCE_AGENT_CONFIG", None)
+    args = ["--config", str(config)]
+    if given_by == "environment":
+        env["EVIDENCE_AGENT__CATALOG__URL"] = url
+        args = []
+    for command in (["config", "validate"], ["config", "show"], ["status"]):
+        proc = subprocess.run(
+            [*CLI, *args, *command], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 4, (command, proc.stdout, proc.stderr)
+        assert "catalog.url" in proc.stderr
+        assert "PGPASSWORD" in proc.stderr and ".pgpass" in proc.stderr
+        assert "s3cr3t-pw" not in proc.stdout + proc.stderr
+
+    # Without the password the same URL is accepted, and shown as given.
+    bare = url.replace(":s3cr3t-pw@", "@").replace("&password=s3cr3t-pw", "")
+    config.write_text(f"[catalog]\nurl = {json.dumps(bare)}\n", encoding="utf-8")
+    env.pop("EVIDENCE_AGENT__CATALOG__URL", None)
+    shown = subprocess.run(
+        [*CLI, "--config", str(config), "config", "show"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["catalog"]["url"] == bare
+
+
 def test_two_stations_side_by_side_by_data_dir(demo: Path, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     agent(a, "ingest", str(demo))

@@ -363,3 +363,18 @@ def test_every_key_has_its_documentation_above_it() -> None:
         text = " ".join(comment)
         assert " ".join(key.doc.split()) in text, key.path
         assert "Default: " in text, key.path
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("catalog", "postgresql://evidence:pw-9f2@db.example/evidence"),
+        ("catalog", "postgresql://evidence@db.example/evidence?password=pw-9f2"),
+        ("store", "https://access:pw-9f2@s3.example.org:8333"),
+    ],
+)
+def test_a_password_in_a_url_is_refused_without_repeating_it(key: str, url: str) -> None:
+    name = "url" if key == "catalog" else "endpoint"
+    error = _error({key: {name: url}})
+    assert f"{key}.{name}: holds a password" in error.message
+    assert "pw-9f2" not in str(error)
