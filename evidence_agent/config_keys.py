@@ -71,6 +71,8 @@ class Key:
     example: Any = None  # shown in the example file instead of the default
     low: float | None = None
     why_low: str = ""  # added to the "must be at least" message
+    # The largest value that still works: beyond it a time overflows or a buffer is absurd.
+    high: float | None = None
     choices: tuple[str, ...] = ()  # allowed values (of every item, for a list)
     normalize: Callable[[Any], Any] | None = None  # applied before checking (log level: upper)
     check: Check | None = None
@@ -146,10 +148,35 @@ def _has_password(url: str) -> bool:
     )
 
 
+_CATALOG_SCHEME = re.compile(r"(sqlite|postgresql|postgres)(\+[a-z0-9_]+)?")
+
+
 def _catalog_url_problems(url: str) -> list[str]:
-    """A catalog URL without a password. The value is never repeated in a message: it may hold
-    the password being refused."""
-    return [_CREDENTIAL_IN_URL] if _has_password(url) else []
+    """A SQLite or PostgreSQL URL, without a password. The value is never repeated in a
+    message: it may hold the password being refused."""
+    if _has_password(url):
+        return [_CREDENTIAL_IN_URL]
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _CATALOG_SCHEME.fullmatch(scheme):
+        return [
+            "is not a catalog URL: expected sqlite:///PATH or "
+            "postgresql://USER@HOST[:PORT]/DATABASE"
+        ]
+    if scheme.startswith("sqlite") and not rest.lstrip("/"):
+        return ["names no database file: expected sqlite:///PATH"]
+    if not rest:
+        return ["names no database: expected postgresql://USER@HOST[:PORT]/DATABASE"]
+    return []
+
+
+def _identity_file_problems(name: str) -> list[str]:
+    """A path relative to the volume root that stays inside the volume."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\0" in name:
+        return ["must be a file's path relative to the volume root, e.g. RECORDER.JSON"]
+    if any(part in ("", ".", "..") for part in parts):
+        return ["must stay inside the volume: no '..', '.' or empty part (e.g. SYSTEM/ID.JSON)"]
+    return []
 
 
 def _endpoint_problems(url: str) -> list[str]:
@@ -170,6 +197,9 @@ def _names_problems(names: list[str]) -> list[str]:
 
 
 _AT_LEAST_SIX_MONTHS = " (the national minimum: 6 months)"
+# Upper bounds of time keys: far beyond any real use, well inside what dates can hold.
+_CENTURY_DAYS = 36500
+_YEAR_HOURS = 8760
 
 SECTIONS: dict[str, str] = {
     "station": "",
@@ -345,6 +375,7 @@ KEYS: tuple[Key, ...] = (
         "Days a clip is kept: at least the national minimum of 183 (6 months).",
         low=NATIONAL_MINIMUM.days,
         why_low=_AT_LEAST_SIX_MONTHS,
+        high=_CENTURY_DAYS,
     ),
     Key(
         "retention",
@@ -354,6 +385,7 @@ KEYS: tuple[Key, ...] = (
         "Days a clip marked important on the recorder is kept: at least standard_days.",
         low=NATIONAL_MINIMUM.days,
         why_low=_AT_LEAST_SIX_MONTHS,
+        high=_CENTURY_DAYS,
     ),
     Key(
         "ingest",
@@ -393,7 +425,9 @@ KEYS: tuple[Key, ...] = (
         "identity_file",
         TEXT,
         "RECORDER.JSON",
-        "Identity file at the volume root (see docs/recorder-identity.md).",
+        "Identity file: its path relative to the volume root, inside the volume (see "
+        "docs/recorder-identity.md).",
+        check=_identity_file_problems,
     ),
     Key("ingest", "sm3", BOOLEAN, False, "Also compute SM3 (GB/T 32905) beside SHA-256."),
     Key(
@@ -401,9 +435,11 @@ KEYS: tuple[Key, ...] = (
         "chunk_bytes",
         INTEGER,
         2 * 1024 * 1024,
-        "Read size of the copy loop in bytes (memory per copy is 4 chunks).",
+        "Read size of the copy loop in bytes, rounded up to whole pages (memory per copy is 4 "
+        "chunks).",
         default_doc="2 MiB",
         low=64 * 1024,
+        high=64 * 1024 * 1024,
     ),
     Key(
         "ingest",
@@ -422,6 +458,7 @@ KEYS: tuple[Key, ...] = (
         "The 24-hour rule: footage must be hashed and catalogued within this many hours of the "
         "end of the recording.",
         low=1,
+        high=_YEAR_HOURS,
     ),
     Key(
         "deadline",
@@ -430,6 +467,7 @@ KEYS: tuple[Key, ...] = (
         20,
         "Warn from this many hours after the recording ended (less than limit_hours).",
         low=1,
+        high=_YEAR_HOURS,
     ),
     Key(
         "deadline",
@@ -438,6 +476,7 @@ KEYS: tuple[Key, ...] = (
         20,
         "Warn about recorders assigned to an officer and not docked for this long.",
         low=1,
+        high=_YEAR_HOURS,
     ),
     Key(
         "dock",
@@ -454,8 +493,9 @@ KEYS: tuple[Key, ...] = (
         2.0,
         "A volume is read once it has stopped changing for this many seconds.",
         low=0,
+        high=3600,
     ),
-    Key("dock", "max_concurrent", INTEGER, 8, "Recorders ingested at once.", low=1),
+    Key("dock", "max_concurrent", INTEGER, 8, "Recorders ingested at once.", low=1, high=64),
     Key(
         "dock",
         "clock_skew_warn_seconds",
@@ -463,6 +503,7 @@ KEYS: tuple[Key, ...] = (
         60,
         "Warn and flag clips when the recorder clock is off by more than this many seconds.",
         low=0,
+        high=_YEAR_HOURS * 3600,
     ),
     Key(
         "dock",
@@ -531,6 +572,7 @@ KEYS: tuple[Key, ...] = (
         "Pauses between clips shorter than this are not gaps (a recorder closing one file and "
         "opening the next).",
         low=0,
+        high=86400,
     ),
     Key(
         "review",
@@ -539,6 +581,7 @@ KEYS: tuple[Key, ...] = (
         30.0,
         "How far around the action window `case suggest` looks.",
         low=0,
+        high=7 * 24 * 60,
     ),
     Key(
         "review",
@@ -547,6 +590,7 @@ KEYS: tuple[Key, ...] = (
         30,
         "The case file is due this many days after the end of the action.",
         low=1,
+        high=3650,
     ),
     Key(
         "custody",
@@ -555,6 +599,7 @@ KEYS: tuple[Key, ...] = (
         300,
         "Sign a checkpoint at least this often while events arrive (and after every dock).",
         low=1,
+        high=86400,
     ),
     Key(
         "log",

@@ -158,6 +158,29 @@ def test_config_example_writes_the_example_file_and_show_prints_every_key(tmp_pa
     assert values["paths"]["data_dir"] == str(tmp_path / "data")  # the variable wins
 
 
+def test_configuration_that_would_fail_later_is_refused_by_validation(tmp_path: Path) -> None:
+    config = tmp_path / "station.toml"
+    config.write_text(
+        '[catalog]\nurl = "not a url"\n'
+        "[dock]\nsettle_seconds = inf\n"
+        '[ingest]\nchunk_bytes = 1099511627776\nidentity_file = "../../x"\n'
+        "[review]\ngap_tolerance_seconds = nan\n",
+        encoding="utf-8",
+    )
+    for command in (["config", "validate"], ["status"]):
+        proc = agent(tmp_path / "data", "--config", str(config), *command)
+        assert proc.returncode == 4, (command, proc.stderr)
+        for key in (
+            "catalog.url",
+            "dock.settle_seconds",
+            "ingest.chunk_bytes",
+            "ingest.identity_file",
+            "review.gap_tolerance_seconds",
+        ):
+            assert key in proc.stderr, (key, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -378,3 +378,62 @@ def test_a_password_in_a_url_is_refused_without_repeating_it(key: str, url: str)
     error = _error({key: {name: url}})
     assert f"{key}.{name}: holds a password" in error.message
     assert "pw-9f2" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"catalog": {"url": "not a url"}}, "catalog.url: is not a catalog URL"),
+        ({"catalog": {"url": "mysql://db/evidence"}}, "catalog.url: is not a catalog URL"),
+        ({"catalog": {"url": "sqlite://"}}, "catalog.url: names no database file"),
+        ({"catalog": {"url": "postgresql://"}}, "catalog.url: names no database"),
+        ({"dock": {"settle_seconds": float("inf")}}, "dock.settle_seconds: must be a finite"),
+        ({"dock": {"settle_seconds": float("nan")}}, "dock.settle_seconds: must be a finite"),
+        ({"dock": {"settle_seconds": 1e20}}, "dock.settle_seconds: must be at most 3600"),
+        (
+            {"review": {"gap_tolerance_seconds": float("inf")}},
+            "review.gap_tolerance_seconds: must be a finite",
+        ),
+        (
+            {"review": {"suggest_margin_minutes": 1e18}},
+            "review.suggest_margin_minutes: must be at most",
+        ),
+        ({"ingest": {"chunk_bytes": 1 << 40}}, "ingest.chunk_bytes: must be at most 67108864"),
+        ({"ingest": {"identity_file": "../../x"}}, "ingest.identity_file: must stay inside"),
+        ({"ingest": {"identity_file": "SYSTEM/../../x"}}, "ingest.identity_file: must stay inside"),
+        ({"ingest": {"identity_file": "/etc/shadow"}}, "ingest.identity_file: must be a file's"),
+        ({"ingest": {"identity_file": ""}}, "ingest.identity_file: must be a file's"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_at_validation(
+    raw: dict[str, Any], problem: str
+) -> None:
+    assert problem in _error(raw).message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("EVIDENCE_AGENT__DOCK__SETTLE_SECONDS", "inf", "dock.settle_seconds"),
+        ("EVIDENCE_AGENT__DOCK__SETTLE_SECONDS", "nan", "dock.settle_seconds"),
+        ("EVIDENCE_AGENT__CATALOG__URL", "not a url", "catalog.url"),
+        ("EVIDENCE_AGENT__INGEST__IDENTITY_FILE", "../../x", "ingest.identity_file"),
+        ("EVIDENCE_AGENT__INGEST__CHUNK_BYTES", str(1 << 30), "ingest.chunk_bytes"),
+    ],
+)
+def test_the_same_from_the_environment(variable: str, value: str, key: str) -> None:
+    assert f"{key}: " in _error({}, {variable: value}).message
+
+
+def test_bounds_keep_what_works() -> None:
+    s = build_settings(
+        {
+            "catalog": {"url": "postgresql+psycopg://evidence@db.example:5432/evidence"},
+            "dock": {"settle_seconds": 3600},
+            "ingest": {"chunk_bytes": 64 << 20, "identity_file": "SYSTEM/ID.JSON"},
+        },
+        {},
+    )
+    assert s.dock.settle_seconds == 3600.0
+    assert s.ingest.chunk_bytes == 64 << 20 and s.ingest.identity_file == "SYSTEM/ID.JSON"
+    assert build_settings({"catalog": {"url": "sqlite:///relative.sqlite3"}}, {}).catalog_url
