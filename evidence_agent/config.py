@@ -373,6 +373,9 @@ def _default_station_id() -> str:
 _HEADER = """\
 # Evidence agent configuration: every key, with its default and an example.
 # Written from the table in evidence_agent/config_keys.py by `evidence-agent config example`.
+# As it is, this file sets only the built-in defaults: a key whose default is derived (the paths
+# under the data directory) or unset, or whose value shown is an example, is commented out;
+# uncomment and edit it to use it.
 # Use it with `evidence-agent --config FILE ...` or EVIDENCE_AGENT_CONFIG=FILE.
 # Any single key can be overridden from the environment as EVIDENCE_AGENT__SECTION__KEY,
 # e.g. EVIDENCE_AGENT__STORE__BACKEND=s3; EVIDENCE_AGENT_DATA_DIR moves the whole data directory.
@@ -394,10 +397,15 @@ def example_file() -> str:
         for key in KEYS:
             if key.section != section:
                 continue
-            shown = key.default if key.example is None else key.example
             bound = f" At most {_number(key.high)}." if key.high is not None else ""
             lines += _comment(f"{key.doc}{bound} Default: {_default_words(key)}.")
-            lines.append(f"{key.name} = {_toml(shown, multiline=True)}")
+            if key.example is None:
+                lines.append(f"{key.name} = {_toml(key.default, multiline=True)}")
+            else:
+                # An example is not a default: set as it is, the file would override
+                # $EVIDENCE_AGENT_DATA_DIR's paths or accept example USB devices.
+                example = f"{key.name} = {_toml(key.example, multiline=True)}"
+                lines += [f"# {line}" for line in example.splitlines()]
     return "\n".join(lines) + "\n"
 
 

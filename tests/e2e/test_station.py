@@ -103,6 +103,67 @@ def test_daemon_ingests_a_volume_dropped_in_the_dock_folder(demo: Path, tmp_path
     assert status["clips_total"] == len(media)
 
 
+def test_a_station_started_with_the_example_file_keeps_to_its_data_dir(
+    demo: Path, tmp_path: Path
+) -> None:
+    """The example file used as it is sets no path of its own (EVIDENCE_AGENT_DATA_DIR places
+    everything) and no USB device is allowed by example values."""
+    example = Path(__file__).resolve().parents[2] / "config" / "evidence-agent.toml"
+    data = tmp_path / "elsewhere"
+    default_dir = Path("/var/lib/evidence-agent")
+    default_existed = default_dir.exists()
+    env = {
+        **os.environ,
+        "EVIDENCE_AGENT_CONFIG": str(example),
+        "EVIDENCE_AGENT_DATA_DIR": str(data),
+        "EVIDENCE_AGENT__DOCK__SOURCES": '["folder"]',
+        "EVIDENCE_AGENT__DOCK__SETTLE_SECONDS": "0.5",
+        "EVIDENCE_AGENT__DOCK__METRICS_PORT": "0",
+    }
+    shown = subprocess.run(
+        [*CLI, "config", "show"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    values = json.loads(shown.stdout)
+    assert values["dock"]["usb_allowlist"] == []
+    for path in (
+        *values["paths"].values(),
+        values["store"]["local_dir"],
+        values["catalog"]["url"].removeprefix("sqlite:///"),
+    ):
+        assert Path(path).is_relative_to(data), (path, values)
+
+    daemon = subprocess.Popen([*CLI, "run"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (data / "dock").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        staged = tmp_path / "staged"
+        shutil.copytree(demo, staged)
+        staged.rename(data / "dock" / "A123456")
+        media = [p for p in demo.rglob("*") if p.suffix in (".MP4", ".JPG", ".M4A")]
+        rows: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            proc = subprocess.run(
+                [*CLI, "clips", "list", "--json"], env=env, capture_output=True, text=True
+            )
+            rows = json.loads(proc.stdout) if proc.returncode == 0 else []
+            if len(rows) == len(media) and all(r["state"] == "stored" for r in rows):
+                break
+            time.sleep(0.5)
+        assert len(rows) == len(media) and all(r["state"] == "stored" for r in rows), rows
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr
+    assert (data / "catalog.sqlite3").is_file() and (data / "keys" / "station.key").is_file()
+    assert (data / "spool").is_dir()
+    stored = [p for p in (data / "objects" / "sha256").rglob("*") if p.is_file()]
+    assert {p.name for p in stored} == {r["sha256"] for r in rows}
+    assert default_dir.exists() == default_existed  # nothing made at the built-in default
+
+
 def test_ingest_json_summary_and_exit_codes(demo: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     proc = agent(data, "ingest", str(demo), "--json")

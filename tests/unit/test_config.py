@@ -341,20 +341,43 @@ def test_the_example_file_is_the_table() -> None:
     assert example.read_text(encoding="utf-8") == example_file(), (
         "regenerate it: evidence-agent config example > config/evidence-agent.toml"
     )
+    # As it is, the file sets the defaults only; every example is there, commented out.
     document = tomllib.loads(example_file())
     present = {(section, key) for section, body in document.items() for key in body}
-    assert present == {(k.section, k.name) for k in KEYS}
+    assert present == {(k.section, k.name) for k in KEYS if k.example is None}
     for key in KEYS:
-        assert document[key.section][key.name] == (
+        if key.example is None:
+            value = document[key.section][key.name]
+            assert value == key.default or list(value) == list(key.default), key.path
+    assert build_settings(document, {}) == build_settings({}, {})
+    uncommented = tomllib.loads(_uncommented_examples(example_file()))
+    for key in KEYS:
+        assert uncommented[key.section][key.name] == (
             key.default if key.example is None else key.example
-        ) or list(document[key.section][key.name]) == list(key.default), key.path
-    build_settings(document, {})  # and it is valid
+        ) or list(uncommented[key.section][key.name]) == list(key.default), key.path
+    build_settings(uncommented, {})  # and the examples are valid
+
+
+def _uncommented_examples(text: str) -> str:
+    """The example file with its commented-out `key = value` lines (and their continuation
+    lines) made live."""
+    out: list[str] = []
+    open_list = False
+    for line in text.splitlines():
+        body = line[2:] if line.startswith("# ") else None
+        if body is not None and (open_list or re.match(r"[a-z_]+ = ", body)):
+            out.append(body)
+            open_list = body.endswith("[") or (open_list and body != "]")
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def test_every_key_has_its_documentation_above_it() -> None:
     lines = example_file().splitlines()
     for key in KEYS:
-        at = lines.index(next(ln for ln in lines if ln.startswith(f"{key.name} = ")))
+        setting = (f"{key.name} = ", f"# {key.name} = ")
+        at = lines.index(next(ln for ln in lines if ln.startswith(setting)))
         comment = []
         for line in reversed(lines[:at]):
             if not line.startswith("# "):
