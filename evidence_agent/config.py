@@ -7,6 +7,7 @@ as config/evidence-agent.toml) follow from that table."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import textwrap
@@ -247,10 +248,18 @@ def _key_problems(key: Key, value: Any) -> list[str]:
         wrong = [v for v in items if v not in key.choices]
         if wrong:
             return [f"{v!r} is not one of {', '.join(key.choices)}" for v in wrong]
-    if key.low is not None and float(value) < key.low:
-        low = int(key.low) if float(key.low).is_integer() else key.low
+    if key.kind is NUMBER and not math.isfinite(value):
+        return ["must be a finite number"]
+    if key.low is not None and value < key.low:
+        low = _number(key.low)
         return ["must not be negative" if low == 0 else f"must be at least {low}{key.why_low}"]
+    if key.high is not None and value > key.high:
+        return [f"must be at most {_number(key.high)}"]
     return key.check(value) if key.check is not None else []
+
+
+def _number(bound: float) -> int | float:
+    return int(bound) if float(bound).is_integer() else bound
 
 
 def _is_kind(value: Any, key: Key) -> bool:
@@ -364,6 +373,9 @@ def _default_station_id() -> str:
 _HEADER = """\
 # Evidence agent configuration: every key, with its default and an example.
 # Written from the table in evidence_agent/config_keys.py by `evidence-agent config example`.
+# As it is, this file sets only the built-in defaults: a key whose default is derived (the paths
+# under the data directory) or unset, or whose value shown is an example, is commented out;
+# uncomment and edit it to use it.
 # Use it with `evidence-agent --config FILE ...` or EVIDENCE_AGENT_CONFIG=FILE.
 # Any single key can be overridden from the environment as EVIDENCE_AGENT__SECTION__KEY,
 # e.g. EVIDENCE_AGENT__STORE__BACKEND=s3; EVIDENCE_AGENT_DATA_DIR moves the whole data directory.
@@ -385,9 +397,15 @@ def example_file() -> str:
         for key in KEYS:
             if key.section != section:
                 continue
-            shown = key.default if key.example is None else key.example
-            lines += _comment(f"{key.doc} Default: {_default_words(key)}.")
-            lines.append(f"{key.name} = {_toml(shown, multiline=True)}")
+            bound = f" At most {_number(key.high)}." if key.high is not None else ""
+            lines += _comment(f"{key.doc}{bound} Default: {_default_words(key)}.")
+            if key.example is None:
+                lines.append(f"{key.name} = {_toml(key.default, multiline=True)}")
+            else:
+                # An example is not a default: set as it is, the file would override
+                # $EVIDENCE_AGENT_DATA_DIR's paths or accept example USB devices.
+                example = f"{key.name} = {_toml(key.example, multiline=True)}"
+                lines += [f"# {line}" for line in example.splitlines()]
     return "\n".join(lines) + "\n"
 
 
@@ -405,7 +423,14 @@ def _comment(text: str) -> list[str]:
     return [
         line
         for paragraph in text.splitlines()
-        for line in textwrap.wrap(paragraph, _WIDTH, initial_indent="# ", subsequent_indent="# ")
+        for line in textwrap.wrap(
+            # Not at hyphens: a file name such as docs/recorder-identity.md stays whole.
+            paragraph,
+            _WIDTH,
+            initial_indent="# ",
+            subsequent_indent="# ",
+            break_on_hyphens=False,
+        )
     ]
 
 

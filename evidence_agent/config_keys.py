@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from evidence_agent.domain.retention import DEFAULT_IMPORTANT, NATIONAL_MINIMUM, SETTABLE_GROUNDS
@@ -70,6 +71,8 @@ class Key:
     example: Any = None  # shown in the example file instead of the default
     low: float | None = None
     why_low: str = ""  # added to the "must be at least" message
+    # The largest value that still works: beyond it a time overflows or a buffer is absurd.
+    high: float | None = None
     choices: tuple[str, ...] = ()  # allowed values (of every item, for a list)
     normalize: Callable[[Any], Any] | None = None  # applied before checking (log level: upper)
     check: Check | None = None
@@ -121,6 +124,70 @@ def _allowlist_problems(entries: list[dict[str, Any]]) -> list[str]:
     return []
 
 
+_CREDENTIAL_IN_URL = (
+    "holds a password: no credential is read from the configuration; give it in PGPASSWORD or "
+    "~/.pgpass (PGPASSFILE) instead"
+)
+
+
+# user:password@ after the scheme as SQLAlchemy reads it (a password may hold / or @)
+_USER_PASSWORD = re.compile(r"^[^:/?#]+://[^:/@]*:[^@]+@")
+
+
+def _has_password(url: str) -> bool:
+    """A password in the URL's user part or in its query (libpq takes `?password=` too)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # a malformed host: the pattern below still reads the user part
+        password = None
+    query = url.partition("?")[2].partition("#")[0]
+    return (
+        bool(password)
+        or _USER_PASSWORD.match(url) is not None
+        or any(name.lower() == "password" for name, _ in parse_qsl(query, keep_blank_values=True))
+    )
+
+
+_CATALOG_SCHEME = re.compile(r"(sqlite|postgresql|postgres)(\+[a-z0-9_]+)?")
+
+
+def _catalog_url_problems(url: str) -> list[str]:
+    """A SQLite or PostgreSQL URL, without a password. The value is never repeated in a
+    message: it may hold the password being refused."""
+    if _has_password(url):
+        return [_CREDENTIAL_IN_URL]
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _CATALOG_SCHEME.fullmatch(scheme):
+        return [
+            "is not a catalog URL: expected sqlite:///PATH or "
+            "postgresql://USER@HOST[:PORT]/DATABASE"
+        ]
+    if scheme.startswith("sqlite") and not rest.lstrip("/"):
+        return ["names no database file: expected sqlite:///PATH"]
+    if not rest:
+        return ["names no database: expected postgresql://USER@HOST[:PORT]/DATABASE"]
+    return []
+
+
+def _identity_file_problems(name: str) -> list[str]:
+    """A path relative to the volume root that stays inside the volume."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\0" in name:
+        return ["must be a file's path relative to the volume root, e.g. RECORDER.JSON"]
+    if any(part in ("", ".", "..") for part in parts):
+        return ["must stay inside the volume: no '..', '.' or empty part (e.g. SYSTEM/ID.JSON)"]
+    return []
+
+
+def _endpoint_problems(url: str) -> list[str]:
+    if _has_password(url):
+        return [
+            "holds a password: no credential is read from the configuration; S3 keys come "
+            "from the environment or a credentials file (see README, Credentials)"
+        ]
+    return []
+
+
 def _port_problems(port: int) -> list[str]:
     return [] if 0 <= port <= 65535 else ["must be 0 (off) or a TCP port up to 65535"]
 
@@ -130,6 +197,9 @@ def _names_problems(names: list[str]) -> list[str]:
 
 
 _AT_LEAST_SIX_MONTHS = " (the national minimum: 6 months)"
+# Upper bounds of time keys: far beyond any real use, well inside what dates can hold.
+_CENTURY_DAYS = 36500
+_YEAR_HOURS = 8760
 
 SECTIONS: dict[str, str] = {
     "station": "",
@@ -224,9 +294,11 @@ KEYS: tuple[Key, ...] = (
         TEXT,
         None,
         "SQLAlchemy URL. Shared catalog for many stations: postgresql://evidence@db.example/evidence "
-        "(the password comes from PGPASSWORD or ~/.pgpass, never from this file).",
+        "(the password comes from PGPASSWORD or ~/.pgpass, never from this file: a URL that "
+        "holds one is refused).",
         default_doc="sqlite:///<data_dir>/catalog.sqlite3 (WAL mode)",
         example=f"sqlite:///{DEFAULT_DATA_DIR / 'catalog.sqlite3'}",
+        check=_catalog_url_problems,
     ),
     Key(
         "store",
@@ -261,9 +333,10 @@ KEYS: tuple[Key, ...] = (
         "endpoint",
         TEXT,
         None,
-        "S3 endpoint URL.",
+        "S3 endpoint URL (no user or password in it: S3 keys never come from this file).",
         default_doc="unset (AWS)",
         example="https://s3.example.org:8333",
+        check=_endpoint_problems,
     ),
     Key("store", "region", TEXT, "us-east-1", "S3 region."),
     Key(
@@ -302,6 +375,7 @@ KEYS: tuple[Key, ...] = (
         "Days a clip is kept: at least the national minimum of 183 (6 months).",
         low=NATIONAL_MINIMUM.days,
         why_low=_AT_LEAST_SIX_MONTHS,
+        high=_CENTURY_DAYS,
     ),
     Key(
         "retention",
@@ -311,6 +385,7 @@ KEYS: tuple[Key, ...] = (
         "Days a clip marked important on the recorder is kept: at least standard_days.",
         low=NATIONAL_MINIMUM.days,
         why_low=_AT_LEAST_SIX_MONTHS,
+        high=_CENTURY_DAYS,
     ),
     Key(
         "ingest",
@@ -350,7 +425,9 @@ KEYS: tuple[Key, ...] = (
         "identity_file",
         TEXT,
         "RECORDER.JSON",
-        "Identity file at the volume root (see docs/recorder-identity.md).",
+        "Identity file: its path relative to the volume root, inside the volume (see "
+        "docs/recorder-identity.md).",
+        check=_identity_file_problems,
     ),
     Key("ingest", "sm3", BOOLEAN, False, "Also compute SM3 (GB/T 32905) beside SHA-256."),
     Key(
@@ -358,9 +435,11 @@ KEYS: tuple[Key, ...] = (
         "chunk_bytes",
         INTEGER,
         2 * 1024 * 1024,
-        "Read size of the copy loop in bytes (memory per copy is 4 chunks).",
+        "Read size of the copy loop in bytes, rounded up to whole pages (memory per copy is 4 "
+        "chunks).",
         default_doc="2 MiB",
         low=64 * 1024,
+        high=64 * 1024 * 1024,
     ),
     Key(
         "ingest",
@@ -379,6 +458,7 @@ KEYS: tuple[Key, ...] = (
         "The 24-hour rule: footage must be hashed and catalogued within this many hours of the "
         "end of the recording.",
         low=1,
+        high=_YEAR_HOURS,
     ),
     Key(
         "deadline",
@@ -387,6 +467,7 @@ KEYS: tuple[Key, ...] = (
         20,
         "Warn from this many hours after the recording ended (less than limit_hours).",
         low=1,
+        high=_YEAR_HOURS,
     ),
     Key(
         "deadline",
@@ -395,6 +476,7 @@ KEYS: tuple[Key, ...] = (
         20,
         "Warn about recorders assigned to an officer and not docked for this long.",
         low=1,
+        high=_YEAR_HOURS,
     ),
     Key(
         "dock",
@@ -411,8 +493,9 @@ KEYS: tuple[Key, ...] = (
         2.0,
         "A volume is read once it has stopped changing for this many seconds.",
         low=0,
+        high=3600,
     ),
-    Key("dock", "max_concurrent", INTEGER, 8, "Recorders ingested at once.", low=1),
+    Key("dock", "max_concurrent", INTEGER, 8, "Recorders ingested at once.", low=1, high=64),
     Key(
         "dock",
         "clock_skew_warn_seconds",
@@ -420,6 +503,7 @@ KEYS: tuple[Key, ...] = (
         60,
         "Warn and flag clips when the recorder clock is off by more than this many seconds.",
         low=0,
+        high=_YEAR_HOURS * 3600,
     ),
     Key(
         "dock",
@@ -488,6 +572,7 @@ KEYS: tuple[Key, ...] = (
         "Pauses between clips shorter than this are not gaps (a recorder closing one file and "
         "opening the next).",
         low=0,
+        high=86400,
     ),
     Key(
         "review",
@@ -496,6 +581,7 @@ KEYS: tuple[Key, ...] = (
         30.0,
         "How far around the action window `case suggest` looks.",
         low=0,
+        high=7 * 24 * 60,
     ),
     Key(
         "review",
@@ -504,6 +590,7 @@ KEYS: tuple[Key, ...] = (
         30,
         "The case file is due this many days after the end of the action.",
         low=1,
+        high=3650,
     ),
     Key(
         "custody",
@@ -512,6 +599,7 @@ KEYS: tuple[Key, ...] = (
         300,
         "Sign a checkpoint at least this often while events arrive (and after every dock).",
         low=1,
+        high=86400,
     ),
     Key(
         "log",

@@ -44,13 +44,23 @@ class ObjectStore(Protocol):
     """Write-once evidence storage addressed by SHA-256."""
 
     def put(
-        self, sha256: str, source: Path, size: int, retain_until: datetime | None
+        self,
+        sha256: str,
+        source: Path,
+        size: int,
+        retain_until: datetime | None,
+        *,
+        source_checked: bool = False,
     ) -> StoredObject:
         """Store the spool file under its hash, never overwriting; idempotent for equal content.
 
-        A store with locks locks the object until `retain_until`, the clip's retention date in
-        the catalog (None: kept for good); it never picks a date of its own. What is stored is
-        relied on only after `verify` has checked it against the ingest hash."""
+        Bytes get the address only once they are known to hash to it (the server checks them,
+        or the store reads them), else IntegrityError: a source that does not match never
+        poisons the address. `source_checked` says the caller hashed this very file as it
+        wrote it and it is unchanged since (Spool.hashed_here), so a store that would read it
+        back may skip that. A store with locks locks the object until `retain_until`, the clip's
+        retention date in the catalog (None: kept for good); it never picks a date of its own.
+        What is stored is relied on only after `verify` has checked it against the ingest hash."""
         ...
 
     def verify(self, sha256: str) -> StoredObject:

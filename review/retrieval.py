@@ -15,6 +15,10 @@ Steps for each clip:
      read-only name (never replacing a file) and the directory is synced;
   5. a receipt (RFC 8785 JSON) lists what was handed over; its hash is logged too.
 
+A file already in the target that holds exactly the clip's ingested bytes (a retrieval made
+again to the same place) is verified and handed over as it is, not copied once more. A case's
+retrieval hands over its attached documents too, each checked against its recorded SHA-256.
+
 Steps 2 and 3, and the placing in 4, are the verified copy-out of services/copy_out.py.
 """
 
@@ -28,16 +32,21 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from evidence_agent.catalog.models import Clip, Officer, Recorder, Unit
+from sqlmodel import col, select
+
+from evidence_agent.catalog.models import CaseDocument, Clip, Officer, Recorder, Unit
 from evidence_agent.custody.canonical import canonical_json
 from evidence_agent.custody.events import format_time
 from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
+from evidence_agent.domain.text import is_plain_text
 from evidence_agent.errors import EvidenceError, InputError, IntegrityError
 from evidence_agent.services.copy_out import (
     CHUNK_BYTES,
     copy_verified,
+    identical_in_target,
+    ingest_hash,
     place,
     prepare_target,
     write_document,
@@ -71,6 +80,7 @@ class HandedOver:
     officer: str | None = None
     recorder: str | None = None
     unit: str | None = None
+    already_there: bool = False  # the identical file was in the target: nothing was copied
 
     def to_json(self) -> dict[str, Any]:
         c = self.clip
@@ -86,6 +96,26 @@ class HandedOver:
             "unit": self.unit,
             "verified": self.verified,
             "custody_seq": self.seq,
+            "already_there": self.already_there,
+        }
+
+
+@dataclass
+class DocumentHandedOver:
+    document: CaseDocument
+    file: Path
+    already_there: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.document
+        return {
+            "document": d.id,
+            "name": d.name,
+            "sha256": d.sha256,
+            "size": d.size,
+            "file": self.file.name,
+            "verified": "sha256",
+            "already_there": self.already_there,
         }
 
 
@@ -96,7 +126,9 @@ class RetrievalReport:
     reason: str
     case: str | None
     handed_over: list[HandedOver] = field(default_factory=list)
+    documents: list[DocumentHandedOver] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # clip id -> integrity failure
+    failed_documents: dict[int, str] = field(default_factory=dict)  # document id -> failure
     receipt: Path | None = None
     receipt_sha256: str | None = None
 
@@ -107,7 +139,9 @@ class RetrievalReport:
             "reason": self.reason,
             "case": self.case,
             "handed_over": [h.to_json() for h in self.handed_over],
+            "documents": [d.to_json() for d in self.documents],
             "integrity_failures": self.failed,
+            "document_integrity_failures": {str(k): v for k, v in self.failed_documents.items()},
             "receipt": str(self.receipt) if self.receipt else None,
             "receipt_sha256": self.receipt_sha256,
         }
@@ -125,16 +159,18 @@ def retrieve(
     Raises IntegrityError after the rest are handed over when any stored copy fails its hash."""
     reason = (request.reason or "").strip()
     refused = _Refusal(station, caller, request, reason)
-    clips, views, target = _checked_request(station, caller, request, refused)
+    clips, views, documents, target = _checked_request(station, caller, request, refused)
     report = RetrievalReport(uuid.uuid4().hex, target, reason, request.case)
     chunk = chunk_bytes or CHUNK_BYTES
     try:
         for clip in clips:
             _hand_over(station, caller, clip, views[clip.id], report, chunk, refused)
+        for document in documents:
+            _hand_over_document(station, document, target, chunk, report)
     finally:
-        if report.handed_over or report.failed:
+        if report.handed_over or report.documents or report.failed or report.failed_documents:
             _write_receipt(station, caller, report)
-    if report.failed:
+    if report.failed or report.failed_documents:
         raise RetrievalIntegrityError(report)
     return report
 
@@ -182,9 +218,10 @@ class _Refusal:
 
 def _checked_request(
     station: Station, caller: Caller, request: RetrievalRequest, refused: _Refusal
-) -> tuple[list[Clip], dict[str, _Attribution], Path]:
+) -> tuple[list[Clip], dict[str, _Attribution], list[CaseDocument], Path]:
     """1: the caller's role, the reason, the clips (each in the store) and the target, checked;
-    the clips in recording order, who each is attributed to, and the target ready for them."""
+    the clips in recording order, who each is attributed to, the case's documents, and the
+    target ready for them."""
     subject_kind, subject_id = refused.subject
     require(
         station,
@@ -205,6 +242,7 @@ def _checked_request(
         raise refused(InputError("name the clips to retrieve, or a case with --case"))
     try:
         clips, views = _resolve(station, request)
+        documents = _case_documents(station, request.case) if request.case else []
     except EvidenceError as e:
         raise refused(e) from None
     for clip in clips:
@@ -219,10 +257,11 @@ def _checked_request(
                 clip,
             )
     try:
-        target = prepare_target(request.target, sum(c.size for c in clips), spare=_RECEIPT_ROOM)
+        needed = sum(c.size for c in clips) + sum(d.size for d in documents)
+        target = prepare_target(request.target, needed, spare=_RECEIPT_ROOM)
     except EvidenceError as e:
         raise refused(e) from None
-    return clips, views, target
+    return clips, views, documents, target
 
 
 def _hand_over(
@@ -238,37 +277,73 @@ def _hand_over(
 
     A copy that fails its hash is logged and noted in the report, and the next clip goes on."""
     target = report.target
+    name = _file_name(clip)
     try:
-        tmp, verified = copy_verified(station, clip, target, chunk)
+        check = ingest_hash(station, clip)
+        found = identical_in_target(target, name, clip.size, check)
+        tmp = found or copy_verified(
+            station, clip.sha256, clip.size, check, target, chunk, f"clip {clip.id}"
+        )
     except IntegrityError as e:
         report.failed[clip.id] = e.message
         _record_integrity_failure(station, caller, clip, report, e)
         return
     except EvidenceError as e:
         raise refused(e, clip) from None
+    verified = check[0]
     try:
         # 4. logged first: a file is never in the target without its retrieval event
-        seq = _record_retrieval(station, caller, clip, report, target, verified)
+        seq = _record_retrieval(station, caller, clip, report, target, verified, found is not None)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if found is None:
+            tmp.unlink(missing_ok=True)
         raise
     try:
-        final = place(tmp, target, _file_name(clip))
+        final = found or place(tmp, target, name, clip.id)
     except EvidenceError as e:
         tmp.unlink(missing_ok=True)
         # not_completed_seq: the logged retrieval that did not hand over
         raise refused(e, clip, not_completed_seq=seq) from None
-    report.handed_over.append(HandedOver(clip, final, seq, verified, *attribution))
+    report.handed_over.append(
+        HandedOver(clip, final, seq, verified, *attribution, found is not None)
+    )
     log.info("clip %s handed over as %s", clip.id, final)
+
+
+def _hand_over_document(
+    station: Station, document: CaseDocument, target: Path, chunk: int, report: RetrievalReport
+) -> None:
+    """A case document, checked against the SHA-256 recorded when it was attached; listed in the
+    receipt, whose hash the log keeps."""
+    name = _document_name(document)
+    check = ("sha256", document.sha256)
+    found = identical_in_target(target, name, document.size, check)
+    if found is None:
+        what = f"document {document.id} ({document.name}) of case {report.case}"
+        try:
+            tmp = copy_verified(station, document.sha256, document.size, check, target, chunk, what)
+        except IntegrityError as e:
+            report.failed_documents[document.id or 0] = e.message
+            log.error("%s not handed over: %s", what, e.message)
+            return
+        try:
+            found = place(tmp, target, name, f"document-{document.id}")
+        finally:
+            tmp.unlink(missing_ok=True)
+        report.documents.append(DocumentHandedOver(document, found))
+    else:
+        report.documents.append(DocumentHandedOver(document, found, already_there=True))
+    log.info("document %s handed over as %s", document.id, found)
 
 
 class RetrievalIntegrityError(IntegrityError):
     """Some stored copies failed their hash: they were not handed over; the rest were."""
 
     def __init__(self, report: RetrievalReport) -> None:
+        failures = [*report.failed.values(), *report.failed_documents.values()]
         super().__init__(
-            f"{len(report.failed)} stored clip(s) failed verification and were not handed over: "
-            + "; ".join(report.failed.values()),
+            f"{len(failures)} stored clip(s) or document(s) failed verification and were not "
+            "handed over: " + "; ".join(failures),
             remedy="run `evidence-agent verify` and report the store to a supervisor",
         )
         self.report = report
@@ -305,11 +380,32 @@ def _resolve(
     return ordered, views
 
 
+def _case_documents(station: Station, ref: str) -> list[CaseDocument]:
+    with station.reading() as session:
+        case = get_case(session, ref)
+        return list(
+            session.exec(
+                select(CaseDocument)
+                .where(CaseDocument.case_id == case.id)
+                .order_by(col(CaseDocument.id))
+            )
+        )
+
+
 def _file_name(clip: Clip) -> str:
-    """The recorder's own file name, which carries serial, badge and time; else the clip id."""
-    name = PurePosixPath(clip.source_path.replace("\\", "/")).name
-    if not name or name.startswith(".") or any(ord(ch) < 32 for ch in name):
-        return clip.id
+    """The recorder's own file name, which carries serial, badge and time, as the catalog shows
+    it (`source_path`): bytes that are not UTF-8 written as \\xNN escapes, so the name is the
+    one `clips list` and the receipt give. Else (a name a file cannot take) the clip id."""
+    return _safe_name(PurePosixPath(clip.source_path).name) or clip.id
+
+
+def _document_name(document: CaseDocument) -> str:
+    return _safe_name(document.name) or f"document-{document.id}"
+
+
+def _safe_name(name: str) -> str | None:
+    if not name or name.startswith(".") or "/" in name or not is_plain_text(name):
+        return None
     return name
 
 
@@ -320,7 +416,13 @@ def _record_retrieval(
     report: RetrievalReport,
     target: Path,
     verified: str,
+    already_there: bool = False,
 ) -> int:
+    checked = (
+        "the identical file already in the target"
+        if already_there
+        else "the bytes read from the store"
+    )
     with station.transaction() as session:
         entry = station.custody.append(
             session,
@@ -334,8 +436,7 @@ def _record_retrieval(
                     "case": report.case,
                     "target": str(target),
                     "size": clip.size,
-                    "verified": f"{verified} of the bytes read from the store equals the "
-                    "ingest hash",
+                    "verified": f"{verified} of {checked} equals the ingest hash",
                     "store": station.store.describe(),
                     "roles": role_names(caller),
                 },
@@ -381,8 +482,16 @@ def _write_receipt(station: Station, caller: Caller, report: RetrievalReport) ->
         "reason": report.reason,
         "case": report.case,
         "items": [h.to_json() for h in report.handed_over],
+        "documents": [d.to_json() for d in report.documents],
         "not_handed_over": [
-            {"clip": clip_id, "cause": cause} for clip_id, cause in sorted(report.failed.items())
+            *(
+                {"clip": clip_id, "cause": cause}
+                for clip_id, cause in sorted(report.failed.items())
+            ),
+            *(
+                {"document": doc_id, "cause": cause}
+                for doc_id, cause in sorted(report.failed_documents.items())
+            ),
         ],
     }
     data = canonical_json(document)
@@ -407,6 +516,8 @@ def _write_receipt(station: Station, caller: Caller, report: RetrievalReport) ->
                     "receipt_sha256": digest,
                     "clips": [h.clip.id for h in report.handed_over],
                     "not_handed_over": sorted(report.failed),
+                    "documents": [d.document.id for d in report.documents],
+                    "documents_not_handed_over": sorted(report.failed_documents),
                 },
             ),
         )

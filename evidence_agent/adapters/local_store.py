@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hmac
+import logging
 import os
 import shutil
 import uuid
@@ -15,6 +18,11 @@ from evidence_agent.errors import IntegrityError, NotFoundError, StorageError
 from evidence_agent.io.atomic import fsync_dir
 from evidence_agent.io.hashing import check_digest, hash_file
 from evidence_agent.ports import StoredObject
+
+log = logging.getLogger(__name__)
+
+# Objects found under an address they do not hash to, kept for examination (never served).
+DAMAGED_DIR = "damaged"
 
 
 class LocalObjectStore:
@@ -34,19 +42,82 @@ class LocalObjectStore:
         return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
 
     def put(
-        self, sha256: str, source: Path, size: int, retain_until: datetime | None
+        self,
+        sha256: str,
+        source: Path,
+        size: int,
+        retain_until: datetime | None,
+        *,
+        source_checked: bool = False,
     ) -> StoredObject:
+        """Give `source` the address `sha256` once its bytes are known to hash to it.
+
+        An object already under the address is taken only when it hashes to it; one that does
+        not is set aside under `damaged/` (never returned, never deleted) and the source stored
+        in its place. The source's bytes are hashed here unless `source_checked` (the spool hashed
+        this very file as it wrote it): a source that does not hash to `sha256` raises
+        IntegrityError and leaves nothing under the address. A failed write (a full disk) leaves
+        no partial file."""
         final = self.path_of(sha256)
-        if final.exists():
-            return StoredObject(
-                key=self._key(final),
-                size=final.stat().st_size,
-                sha256=sha256,
-                linked_to_source=_same_file(final, source),
-            )
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.parent / f".{uuid.uuid4().hex}.tmp"
+            existing = self._checked_existing(final, sha256, source, size, source_checked)
+            if existing is not None:
+                return existing
+            self._link_checked(final, sha256, source, source_checked)
+            fsync_dir(final.parent)
+        except OSError as e:
+            raise StorageError(
+                f"cannot write object {sha256} to {self.root}: {e.strerror}",
+                remedy="check store.local_dir is writable and has space; the spool keeps the copy",
+            ) from e
+        return StoredObject(
+            key=self._key(final),
+            size=size,
+            sha256=sha256,
+            linked_to_source=_same_file(final, source),
+        )
+
+    def _checked_existing(
+        self, final: Path, sha256: str, source: Path, size: int, source_checked: bool
+    ) -> StoredObject | None:
+        """The object already under the address when it holds the right bytes; None when there
+        is none, or when it did not and was set aside."""
+        try:
+            found = final.stat()
+        except FileNotFoundError:
+            return None
+        linked = _same_file(final, source)
+        # The very file the spool hashed as it wrote it needs no second read; anything else does.
+        good = (linked and source_checked) or (
+            found.st_size == size and hmac.compare_digest(hash_file(final), sha256)
+        )
+        if good:
+            return StoredObject(
+                key=self._key(final), size=found.st_size, sha256=sha256, linked_to_source=linked
+            )
+        aside = self._set_aside(final)
+        log.error(
+            "INTEGRITY: the stored object %s did not hash to its address; set aside as %s, "
+            "and the clip's copy is stored in its place",
+            final,
+            aside,
+        )
+        return None
+
+    def _set_aside(self, path: Path) -> Path:
+        damaged = self.root / DAMAGED_DIR
+        damaged.mkdir(exist_ok=True)
+        aside = damaged / f"{path.name}.{uuid.uuid4().hex}"
+        os.rename(path, aside)
+        fsync_dir(path.parent)
+        return aside
+
+    def _link_checked(self, final: Path, sha256: str, source: Path, source_checked: bool) -> None:
+        """Write (or hard-link) the source to a temporary name, check it, then link it to
+        `final`: the address only ever names checked bytes. The temporary name goes either way."""
+        tmp = final.parent / f".{uuid.uuid4().hex}.tmp"
+        try:
             try:
                 # Same file system: a hard link stores the spool copy without writing it again.
                 os.link(source, tmp)
@@ -57,26 +128,15 @@ class LocalObjectStore:
                     shutil.copyfileobj(src, dst, 4 << 20)
                     dst.flush()
                     os.fsync(dst.fileno())
+                source_checked = False  # these are bytes written now, not the file hashed
+            if not source_checked:
+                check_digest(sha256, hash_file(tmp), f"the file to store, {source}")
             os.chmod(tmp, 0o400)  # read-only, and the station account's alone
-            try:
-                os.link(tmp, final)  # fails if the name exists: never an overwrite
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
-            fsync_dir(final.parent)
-        except OSError as e:
-            raise StorageError(
-                f"cannot write object {sha256} to {self.root}: {e.strerror}",
-                remedy="check store.local_dir is writable and has space; the spool keeps the copy",
-            ) from e
-        # Not verified here: the caller checks it (verify(), or the link) before relying on it.
-        return StoredObject(
-            key=self._key(final),
-            size=size,
-            sha256=sha256,
-            linked_to_source=_same_file(final, source),
-        )
+            with contextlib.suppress(FileExistsError):
+                # Fails if the name exists (another writer, with checked bytes): never an overwrite.
+                os.link(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _key(self, path: Path) -> str:
         return str(path.relative_to(self.root))

@@ -156,13 +156,21 @@ def access_rows(rows: Sequence[dict[str, Any]], tz: tzinfo | None) -> str:
 
 def retrieval_text(report: dict[str, Any]) -> str:
     lines = []
-    for item in report["handed_over"]:
+    for item in [*report["handed_over"], *report["documents"]]:
+        how = (
+            "already in the target, identical, verified"
+            if item["already_there"]
+            else "verified and handed over"
+        )
+        what = f"clip {item['clip'][:8]}" if "clip" in item else f"document {item['document']}"
         lines.append(
-            f"verified and handed over: {item['file']}  ({human_bytes(item['size'])}, "
-            f"sha256 {item['sha256'][:16]}..., clip {item['clip'][:8]})"
+            f"{how}: {item['file']}  ({human_bytes(item['size'])}, "
+            f"sha256 {item['sha256'][:16]}..., {what})"
         )
     for clip, cause in report["integrity_failures"].items():
         lines.append(f"NOT handed over: clip {clip}: {cause}")
+    for document, cause in report["document_integrity_failures"].items():
+        lines.append(f"NOT handed over: document {document}: {cause}")
     if report["receipt"]:
         lines.append(f"receipt: {report['receipt']}")
     return text_lines(lines)

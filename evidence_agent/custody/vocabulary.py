@@ -233,6 +233,7 @@ class EventType(StrEnum):
         "retrieval.receipt",
         Subject.STATION,
         ("retrieval", "case", "receipt", "receipt_sha256", "clips", "not_handed_over"),
+        ("documents", "documents_not_handed_over"),  # a case's documents, by id
     )
 
     # -- views and refusals

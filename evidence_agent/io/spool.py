@@ -19,6 +19,7 @@ from evidence_agent.io.volume_reader import VolumeGoneError, device_gone, open_v
 
 _BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes per copy
 _HEX_DIGITS = frozenset("0123456789abcdef")
+DAMAGED_DIR = ".damaged"  # spool copies that did not hash to their names (Spool.set_aside)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,13 @@ class Spool:
         except OSError as e:
             raise _spool_error(e, self.root) from e
 
+    def discard(self, copied: CopiedFile) -> None:
+        """Drop a copy read_in made instead of making it durable."""
+        try:
+            os.close(copied.fd)
+        finally:
+            copied.tmp.unlink(missing_ok=True)
+
     def hashed_here(self, sha256: str) -> bool:
         """Whether the spool copy of `sha256` is the very file this process wrote while hashing
         the bytes it wrote (same inode, size and modification time as when it was closed).
@@ -226,6 +234,26 @@ class Spool:
             expected_bytes=size,
         )
         return sha.hexdigest(), b3.hexdigest(), (sm3.hexdigest() if sm3 else None), total
+
+    def set_aside(self, sha256: str) -> Path:
+        """Move a spool copy that does not hash to its name out of the way, kept for examination
+        under `.damaged/`: it is never stored, and a fresh read of the original can take its
+        place. Returns where it went."""
+        path = self.path_of(sha256)
+        self._written.pop(sha256, None)
+        damaged = self.root / DAMAGED_DIR
+        damaged.mkdir(mode=0o700, exist_ok=True)
+        aside = damaged / f"{sha256}.{uuid.uuid4().hex}"
+        os.rename(path, aside)
+        fsync_dir(self.root)
+        return aside
+
+    def set_aside_copies(self, sha256: str) -> list[Path]:
+        """The copies of `sha256` set aside by `set_aside`, oldest name first."""
+        damaged = self.root / DAMAGED_DIR
+        if not damaged.is_dir():
+            return []
+        return sorted(damaged.glob(f"{self.path_of(sha256).name}.*"))
 
     def remove(self, sha256: str) -> None:
         """Reclaim a spooled copy: only ever called after a verified store.

@@ -43,6 +43,7 @@ _BUFFERS = 4
 CHUNK_BYTES = 1 << 20
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS})
 _NAMES = {"blake3": "BLAKE3", "sha256": "SHA-256"}
+_NAME_REFUSED = frozenset({errno.EINVAL, errno.EILSEQ})  # a character the file system lacks
 
 
 def prepare_target(target: Path, needed: int, *, spare: int = 0) -> Path:
@@ -78,19 +79,32 @@ def prepare_target(target: Path, needed: int, *, spare: int = 0) -> Path:
     return target.resolve()
 
 
-def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) -> tuple[Path, str]:
-    """Copy the stored object to a temporary file in `target` while hashing it, then compare size
-    and hash (constant time) with the ingest values.
+# (algorithm, hex digest): what a copy is checked by, "blake3" or "sha256" (ingest_hash).
+Check = tuple[str, str]
 
-    Returns the temporary file, complete, synced, read-only and verified, and the hash it was
-    verified by ("blake3" or "sha256"); on any failure it is gone."""
-    algorithm, expected = ingest_hash(station, clip)
+
+def copy_verified(
+    station: Station,
+    sha256: str,
+    size: int,
+    check: Check,
+    target: Path,
+    chunk_bytes: int,
+    what: str,
+) -> Path:
+    """Copy the stored object `sha256` to a temporary file in `target` while hashing it, then
+    compare size and hash (constant time) with the recorded ones: `size` and `check` (for a
+    clip, its ingest_hash). `what` names it in messages ("clip <id>").
+
+    Returns the temporary file, complete, synced, read-only and verified; on any failure it is
+    gone."""
+    algorithm, expected = check
     tmp = target / f".evidence-agent-{uuid.uuid4().hex}.part"
     try:
-        source = station.store.open(clip.sha256)
+        source = station.store.open(sha256)
     except NotFoundError as e:
         raise IntegrityError(
-            f"the stored copy of clip {clip.id} is missing from {station.store.describe()}"
+            f"the stored copy of {what} is missing from {station.store.describe()}"
         ) from e
     try:
         try:
@@ -98,7 +112,7 @@ def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) 
         except OSError as e:
             raise _target_error(e, target) from e
         try:
-            digest, size = copy_and_hash(
+            digest, copied = copy_and_hash(
                 source, dst, chunk_bytes, lambda e: _target_error(e, target), algorithm
             )
             os.fchmod(dst, 0o444)  # a handed-over copy is read-only, like the original
@@ -108,17 +122,46 @@ def copy_verified(station: Station, clip: Clip, target: Path, chunk_bytes: int) 
                 raise _target_error(e, target) from e
         finally:
             os.close(dst)
-        if size != clip.size:
+        if copied != size:
             raise IntegrityError(
-                f"the stored copy of clip {clip.id} has {size} bytes, the catalog says {clip.size}"
+                f"the stored copy of {what} has {copied} bytes, the catalog says {size}"
             )
-        check_digest(expected, digest, f"stored copy of clip {clip.id}", _NAMES[algorithm])
+        check_digest(expected, digest, f"stored copy of {what}", _NAMES[algorithm])
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     finally:
         source.close()
-    return tmp, algorithm
+    return tmp
+
+
+def identical_in_target(target: Path, name: str, size: int, check: Check) -> Path | None:
+    """A file already in `target` that holds exactly the expected bytes, under `name` or a name
+    `place` gave instead (`name-2`...): a regular file of `size` bytes whose hash is `check`.
+    None when there is none: a different file of that name does not count, and is never
+    replaced."""
+    algorithm, expected = check
+    for candidate in _candidates(name):
+        path = target / candidate
+        try:
+            found = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return None  # place() would take this name: no later one is its
+        except OSError:
+            continue
+        if not stat.S_ISREG(found.st_mode) or found.st_size != size:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as f:
+            hasher = blake3() if algorithm == "blake3" else hashlib.sha256()
+            while chunk := f.read(CHUNK_BYTES):
+                hasher.update(chunk)
+        if _same(hasher.hexdigest(), expected):
+            return path
+    return None
 
 
 def ingest_hash(station: Station, clip: Clip) -> tuple[str, str]:
@@ -217,17 +260,18 @@ def _read_error(e: OSError) -> StorageError:
     return StorageError(f"cannot read the stored object: {e.strerror or e}")
 
 
-def place(tmp: Path, target: Path, name: str) -> Path:
-    """Give the verified file its final name, never replacing an existing file."""
-    stem, suffix = _split(name)
-    candidates = [name, *(f"{stem}-{n}{suffix}" for n in range(2, 1000))]
-    for candidate in candidates:
+def place(tmp: Path, target: Path, name: str, fallback: str | None = None) -> Path:
+    """Give the verified file its final name, never replacing an existing file. Where the
+    target's file system refuses the name itself (FAT refuses a backslash), `fallback`."""
+    for candidate in _candidates(name):
         final = target / candidate
         try:
             os.link(tmp, final)  # fails when the name exists: never an overwrite
         except FileExistsError:
             continue
         except OSError as e:
+            if e.errno in _NAME_REFUSED and fallback is not None and fallback != name:
+                return place(tmp, target, fallback)
             if e.errno not in _NO_HARD_LINKS:
                 raise _target_error(e, target) from e
             # File systems without hard links (FAT on a USB stick): check, then rename.
@@ -236,6 +280,8 @@ def place(tmp: Path, target: Path, name: str) -> Path:
             try:
                 os.rename(tmp, final)
             except OSError as e2:
+                if e2.errno in _NAME_REFUSED and fallback is not None and fallback != name:
+                    return place(tmp, target, fallback)
                 raise _target_error(e2, target) from e2
             fsync_dir(target)
             return final
@@ -243,6 +289,11 @@ def place(tmp: Path, target: Path, name: str) -> Path:
         fsync_dir(target)
         return final
     raise InputError(f"too many files named like {name} in {target}")
+
+
+def _candidates(name: str) -> list[str]:
+    stem, suffix = _split(name)
+    return [name, *(f"{stem}-{n}{suffix}" for n in range(2, 1000))]
 
 
 def _split(name: str) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import queue
@@ -917,11 +918,14 @@ def _copy_file(
     The copy is not yet durable: stage two makes it so before cataloguing it, while this stage
     reads the next file."""
     seen = taken.get((file.rel, file.size, file.mtime_ns))
+    lost: Clip | None = None
     if seen is not None:
         with station.reading() as session:
             clip = session.get(Clip, seen)
         assert clip is not None  # a foreign key
-        return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
+        if not _spool_copy_lost(station, clip):
+            return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
+        lost = clip
 
     try:
         copied = station.spool.read_in(volume, file.rel)
@@ -938,7 +942,56 @@ def _copy_file(
         if isinstance(e, VolumeGoneError):
             raise
         return NotIngested(file.display, SkipReason.SPECIAL_FILE, e.message)
+    if lost is not None:
+        return _spool_copy_anew(station, dock, file, lost, copied)
     return copied
+
+
+def _spool_copy_lost(station: Station, clip: Clip) -> bool:
+    """A clip of this station still owed to the store whose spool copy is gone (set aside for
+    not matching its ingest hash): its original, never cleared, is read again."""
+    return (
+        clip.state == ClipState.SPOOLED
+        and clip.station_id == station.settings.station_id
+        and not station.spool.path_of(clip.sha256).exists()
+    )
+
+
+def _spool_copy_anew(
+    station: Station, dock: _Dock, file: VolumeFile, clip: Clip, copied: CopiedFile
+) -> ClipResult:
+    """The original read again for a clip whose spool copy was lost: the same bytes take the
+    spool copy's place (the upload queue stores them); other bytes are dropped and logged."""
+    if not hmac.compare_digest(copied.sha256, clip.sha256):
+        station.spool.discard(copied)
+        log.error(
+            "clip %s: %s read again from the recorder has SHA-256 %s, not its ingest hash %s; "
+            "the clip still waits for a copy that matches",
+            clip.id,
+            file.display,
+            copied.sha256,
+            clip.sha256,
+        )
+        return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
+    station.spool.make_durable(copied)
+    with station.transaction() as session:
+        station.record(
+            session,
+            EventType.CLIP_SEEN_AGAIN.event(
+                clip.id,
+                actor=station.actor,
+                reason="read again from the docked recorder to replace a spool copy that was "
+                "lost or did not match the ingest hash; the same SHA-256",
+                sha256=clip.sha256,
+                data={
+                    "recorder": dock.recorder.serial,
+                    "source_path": file.display,
+                    "dock_session": dock.session_id,
+                },
+            ),
+        )
+    log.warning("clip %s: spool copy read again from %s", clip.id, file.display)
+    return _result(clip, file, ClipOutcome.ALREADY_INGESTED)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hmac
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from evidence_agent.domain.retention import artefact_retain_until
 from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
 from evidence_agent.io.atomic import write_atomically
-from evidence_agent.io.hashing import check_digest
+from evidence_agent.io.hashing import check_digest, hash_file
 from evidence_agent.io.spool import Spool
 from evidence_agent.ports import LegalHolding, LockExtending, StoredObject
 from evidence_agent.services.station import Station
@@ -181,7 +182,9 @@ def store_clip(station: Station, sha256: str) -> str | None:
     spool copy is then verified against the store and reclaimed), another worker is uploading
     it, or it is another station's clip (its own station stores it). Raises StorageError
     (StoreUnavailableError when the store cannot be reached) or IntegrityError; in every
-    failure the clip stays spooled and its spool copy stays."""
+    failure the clip stays spooled and its spool copy stays, unless the copy itself does not
+    hash to the ingest hash: it is then set aside, and the next dock of the recorder reads the
+    original again."""
     [outcome] = store_clips(station, [sha256])
     if isinstance(outcome, EvidenceError):
         raise outcome
@@ -269,6 +272,16 @@ def _claim_copy(
         clip = _load(station, [sha256]).get(sha256)
         if clip is None or clip.state != ClipState.SPOOLED:
             return False  # stored and reclaimed by another worker just now
+        aside = station.spool.set_aside_copies(sha256)
+        if aside:
+            # Reported as an integrity failure when it was set aside; until a dock reads the
+            # original again the clip only waits, and other clips are stored meanwhile.
+            raise StorageError(
+                f"clip {clip.id} waits for its recorder: its spool copy did not match its "
+                f"ingest hash and was set aside ({aside[-1]})",
+                remedy="dock the recorder again: the original is read anew (the recorder is "
+                "never cleared before a verified store)",
+            ) from None
         raise IntegrityError(
             f"clip {clip.id} is catalogued as spooled but its copy {path} is missing",
             remedy="dock the recorder again (it is never cleared before a verified store) "
@@ -290,14 +303,23 @@ def _claim_copy(
 def _put_and_check(station: Station, clip: Clip) -> _Checked:
     require_checked_store(station)
     path = station.spool.path_of(clip.sha256)
-    stored = station.store.put(clip.sha256, path, clip.size, clip.retention_until)
-    if stored.linked_to_source and station.spool.hashed_here(clip.sha256):
-        # The stored object is the very file ingest wrote from the bytes it hashed (a hard link
-        # on the same file system): reading it back would re-read those same bytes from memory
-        # and prove nothing more. `verify` and recorder clearing re-hash it in full.
-        return _Checked(clip, stored, "hard link to the spool file hashed at ingest")
-    stored = station.store.verify(clip.sha256)
-    check_digest(clip.sha256, stored.sha256, f"stored copy of clip {clip.id}")
+    hashed = station.spool.hashed_here(clip.sha256)
+    try:
+        stored = station.store.put(
+            clip.sha256, path, clip.size, clip.retention_until, source_checked=hashed
+        )
+        if stored.linked_to_source and hashed:
+            # The stored object is the very file ingest wrote from the bytes it hashed (a hard
+            # link on the same file system): reading it back would re-read those same bytes from
+            # memory and prove nothing more. `verify` and recorder clearing re-hash it in full.
+            return _Checked(clip, stored, "hard link to the spool file hashed at ingest")
+        stored = station.store.verify(clip.sha256)
+        check_digest(clip.sha256, stored.sha256, f"stored copy of clip {clip.id}")
+    except IntegrityError as e:
+        corrupt = _set_aside_if_corrupt(station, clip, path)
+        if corrupt is None:
+            raise
+        raise corrupt from e
     return _Checked(clip, stored, "the store's checksum or a read back, equal to the ingest hash")
 
 
@@ -348,6 +370,29 @@ def _mark_together(station: Station, checked: list[_Checked]) -> list[str | Evid
             )
             outcomes.append(clip.id)
     return outcomes
+
+
+def _set_aside_if_corrupt(station: Station, clip: Clip, path: Path) -> IntegrityError | None:
+    """After an integrity failure storing a clip: when its spool copy itself does not hash to
+    the ingest hash, the copy is set aside (kept, never stored) and the failure to raise says so.
+
+    Left in place it would fail every later run the same way, and a re-read of the original
+    could not replace it. A spool copy that does match stays (None): the store is at fault."""
+    try:
+        actual = hash_file(path)
+    except OSError as e:
+        raise StorageError(
+            f"cannot read the spool copy {path} of clip {clip.id}: {e.strerror}"
+        ) from e
+    if hmac.compare_digest(actual, clip.sha256):
+        return None
+    aside = station.spool.set_aside(clip.sha256)
+    return IntegrityError(
+        f"the spool copy of clip {clip.id} does not match its ingest hash (SHA-256 is "
+        f"{actual}, expected {clip.sha256}): never stored, set aside as {aside}",
+        remedy="dock the recorder again: the original is read anew (the recorder is never "
+        "cleared before a verified store); check the spool's disk",
+    )
 
 
 def _lock_in_step(station: Station, row: Clip, uploaded_until: datetime | None) -> list[str]:

@@ -208,6 +208,67 @@ def test_clerk_builds_a_case_finds_a_gap_completes_it_and_retrieves_it(
     assert events[-1]["data"]["receipt_sha256"] == handover["receipt_sha256"]
 
 
+def test_a_case_is_handed_over_whole_by_the_recorders_names_and_again_without_copies(
+    station: Station, videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    v1 = videos[0]
+    # A clip whose name on the recorder is not UTF-8.
+    volume = tmp_path / "odd-volume"
+    volume.mkdir()
+    odd_bytes = os.urandom(40_000)
+    with open(os.fsencode(volume) + b"/caf\xe9 0001.MP4", "wb") as f:
+        f.write(odd_bytes)
+    ingested = station.run("ingest", str(volume), "--recorder", "A123456", "--json")
+    assert ingested.returncode in (0, 1), ingested.stderr  # 1: flagged (not readable media)
+    (odd,) = json.loads(ingested.stdout)["clips"]
+    shown_name = "caf\\xe9 0001.MP4"  # as the catalog shows it: the byte as an escape
+    assert odd["source_path"] == shown_name
+
+    station.json(
+        "case", "create", "2026-0043", "--type", "seizure", "--unit", "330100000000",
+        "--officer", "100231", "--start", v1["recorded_start"], "--end", v1["recorded_end"],
+    )  # fmt: skip
+    station.json("case", "link", "2026-0043", v1["id"], odd["id"], "--reason", "seizure")
+    decision = tmp_path / "decision.pdf"
+    decision.write_bytes(b"%PDF-1.7 the decision of case 2026-0043")
+    station.json("case", "attach", "2026-0043", str(decision), "--reason", "the decision")
+
+    target = tmp_path / "for-court"
+    args = ("retrieve", "--case", "2026-0043", "--to", str(target), "--reason", "court 18")
+    first = station.json(*args)
+    files = {item["clip"]: item["file"] for item in first["handed_over"]}
+    assert files[odd["id"]] == shown_name
+    assert (target / shown_name).read_bytes() == odd_bytes
+    assert sha256_of(target / files[v1["id"]]) == v1["sha256"]
+    (document,) = first["documents"]
+    assert document["name"] == "decision.pdf" and document["verified"] == "sha256"
+    assert (target / document["file"]).read_bytes() == decision.read_bytes()
+    assert document["sha256"] == sha256_of(decision)
+    receipt = json.loads(Path(first["receipt"]).read_text())
+    assert [d["sha256"] for d in receipt["documents"]] == [sha256_of(decision)]
+    assert {i["file"] for i in receipt["items"]} == set(files.values())
+    handed = sorted(p.name for p in target.iterdir())
+
+    # The same retrieval again finds the identical, verified files there: no second copies.
+    second = station.json(*args)
+    assert all(i["already_there"] for i in [*second["handed_over"], *second["documents"]])
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [*handed, Path(second["receipt"]).name]
+    )
+    text = station.run(*args)
+    assert text.returncode == 0 and "already in the target, identical" in text.stdout
+
+    # A different file under the clip's name is never replaced: the copy takes "-2".
+    taken = target / files[v1["id"]]
+    taken.chmod(0o644)
+    taken.write_bytes(b"someone else's file")
+    third = station.json(*args)
+    (again,) = [i for i in third["handed_over"] if i["clip"] == v1["id"]]
+    assert again["file"] == taken.name.replace(".MP4", "-2.MP4") and not again["already_there"]
+    assert sha256_of(target / again["file"]) == v1["sha256"]
+    assert taken.read_bytes() == b"someone else's file"
+
+
 def test_refusals_are_clear_and_logged(
     station: Station, videos: list[dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -103,6 +103,67 @@ def test_daemon_ingests_a_volume_dropped_in_the_dock_folder(demo: Path, tmp_path
     assert status["clips_total"] == len(media)
 
 
+def test_a_station_started_with_the_example_file_keeps_to_its_data_dir(
+    demo: Path, tmp_path: Path
+) -> None:
+    """The example file used as it is sets no path of its own (EVIDENCE_AGENT_DATA_DIR places
+    everything) and no USB device is allowed by example values."""
+    example = Path(__file__).resolve().parents[2] / "config" / "evidence-agent.toml"
+    data = tmp_path / "elsewhere"
+    default_dir = Path("/var/lib/evidence-agent")
+    default_existed = default_dir.exists()
+    env = {
+        **os.environ,
+        "EVIDENCE_AGENT_CONFIG": str(example),
+        "EVIDENCE_AGENT_DATA_DIR": str(data),
+        "EVIDENCE_AGENT__DOCK__SOURCES": '["folder"]',
+        "EVIDENCE_AGENT__DOCK__SETTLE_SECONDS": "0.5",
+        "EVIDENCE_AGENT__DOCK__METRICS_PORT": "0",
+    }
+    shown = subprocess.run(
+        [*CLI, "config", "show"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    values = json.loads(shown.stdout)
+    assert values["dock"]["usb_allowlist"] == []
+    for path in (
+        *values["paths"].values(),
+        values["store"]["local_dir"],
+        values["catalog"]["url"].removeprefix("sqlite:///"),
+    ):
+        assert Path(path).is_relative_to(data), (path, values)
+
+    daemon = subprocess.Popen([*CLI, "run"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (data / "dock").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        staged = tmp_path / "staged"
+        shutil.copytree(demo, staged)
+        staged.rename(data / "dock" / "A123456")
+        media = [p for p in demo.rglob("*") if p.suffix in (".MP4", ".JPG", ".M4A")]
+        rows: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            proc = subprocess.run(
+                [*CLI, "clips", "list", "--json"], env=env, capture_output=True, text=True
+            )
+            rows = json.loads(proc.stdout) if proc.returncode == 0 else []
+            if len(rows) == len(media) and all(r["state"] == "stored" for r in rows):
+                break
+            time.sleep(0.5)
+        assert len(rows) == len(media) and all(r["state"] == "stored" for r in rows), rows
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr
+    assert (data / "catalog.sqlite3").is_file() and (data / "keys" / "station.key").is_file()
+    assert (data / "spool").is_dir()
+    stored = [p for p in (data / "objects" / "sha256").rglob("*") if p.is_file()]
+    assert {p.name for p in stored} == {r["sha256"] for r in rows}
+    assert default_dir.exists() == default_existed  # nothing made at the built-in default
+
+
 def test_ingest_json_summary_and_exit_codes(demo: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     proc = agent(data, "ingest", str(demo), "--json")
@@ -156,6 +217,74 @@ def test_config_example_writes_the_example_file_and_show_prints_every_key(tmp_pa
     }
     assert values["retention"] == {"standard_days": 183, "important_days": 1095}
     assert values["paths"]["data_dir"] == str(tmp_path / "data")  # the variable wins
+
+
+def test_configuration_that_would_fail_later_is_refused_by_validation(tmp_path: Path) -> None:
+    config = tmp_path / "station.toml"
+    config.write_text(
+        '[catalog]\nurl = "not a url"\n'
+        "[dock]\nsettle_seconds = inf\n"
+        '[ingest]\nchunk_bytes = 1099511627776\nidentity_file = "../../x"\n'
+        "[review]\ngap_tolerance_seconds = nan\n",
+        encoding="utf-8",
+    )
+    for command in (["config", "validate"], ["status"]):
+        proc = agent(tmp_path / "data", "--config", str(config), *command)
+        assert proc.returncode == 4, (command, proc.stderr)
+        for key in (
+            "catalog.url",
+            "dock.settle_seconds",
+            "ingest.chunk_bytes",
+            "ingest.identity_file",
+            "review.gap_tolerance_seconds",
+        ):
+            assert key in proc.stderr, (key, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://evidence:s3cr3t-pw@db.example/evidence",
+        "postgresql+psycopg://evidence:s3cr3t-pw@db.example:5432/evidence",
+        "postgresql://evidence@db.example/evidence?sslmode=require&password=s3cr3t-pw",
+    ],
+)
+@pytest.mark.parametrize("given_by", ["file", "environment"])
+def test_a_password_in_the_catalog_url_is_refused_and_never_printed(
+    tmp_path: Path, url: str, given_by: str
+) -> None:
+    """No credential is read from the configuration: PGPASSWORD or ~/.pgpass hold it."""
+    config = tmp_path / "station.toml"
+    config.write_text(f"[catalog]\nurl = {json.dumps(url)}\n", encoding="utf-8")
+    env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("EVIDENCE_AGENT_CONFIG", None)
+    args = ["--config", str(config)]
+    if given_by == "environment":
+        env["EVIDENCE_AGENT__CATALOG__URL"] = url
+        args = []
+    for command in (["config", "validate"], ["config", "show"], ["status"]):
+        proc = subprocess.run(
+            [*CLI, *args, *command], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 4, (command, proc.stdout, proc.stderr)
+        assert "catalog.url" in proc.stderr
+        assert "PGPASSWORD" in proc.stderr and ".pgpass" in proc.stderr
+        assert "s3cr3t-pw" not in proc.stdout + proc.stderr
+
+    # Without the password the same URL is accepted, and shown as given.
+    bare = url.replace(":s3cr3t-pw@", "@").replace("&password=s3cr3t-pw", "")
+    config.write_text(f"[catalog]\nurl = {json.dumps(bare)}\n", encoding="utf-8")
+    env.pop("EVIDENCE_AGENT__CATALOG__URL", None)
+    shown = subprocess.run(
+        [*CLI, "--config", str(config), "config", "show"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["catalog"]["url"] == bare
 
 
 def test_two_stations_side_by_side_by_data_dir(demo: Path, tmp_path: Path) -> None:

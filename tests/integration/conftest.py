@@ -162,8 +162,12 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def postgres_database(postgres_server: PostgresServer) -> Iterator[Database]:
-    """A fresh, empty database per test (`.url` for psycopg, `.sqlalchemy_url` for SQLModel)."""
+def postgres_database(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Database]:
+    """A fresh, empty database per test (`.url` for psycopg, `.sqlalchemy_url` for SQLModel,
+    `.config_url` for a station's catalog.url, with the password in PGPASSWORD)."""
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)
     database = postgres_server.create_database()
     try:
         yield database

@@ -488,7 +488,10 @@ def test_spool_copy_from_an_earlier_run_is_read_back_before_it_counts_as_stored(
         }
         with later.reading() as session:
             clip = session.exec(select(Clip).where(Clip.sha256 == victim.sha256)).one()
-        assert clip.state == "spooled" and spooled.exists()  # kept: nothing is lost
+        assert clip.state == "spooled"  # not stored, so its recorder is never cleared
+        (aside,) = later.spool.set_aside_copies(victim.sha256)  # kept, out of the way
+        assert aside.read_bytes().startswith(b"\xff") and not spooled.exists()
+        assert not later.store.exists(victim.sha256)
     finally:
         later.close()
 

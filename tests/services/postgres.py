@@ -51,6 +51,8 @@ class Database:
     name: str
     url: str  # libpq URL for psycopg: postgresql://user:password@127.0.0.1:port/name
     sqlalchemy_url: str  # the same for SQLAlchemy/SQLModel: postgresql+psycopg://...
+    # catalog.url as a station is configured: no password (libpq takes it from PGPASSWORD)
+    config_url: str
 
 
 class PostgresServer:
@@ -149,6 +151,7 @@ class PostgresServer:
             name=name,
             url=self.url(name),
             sqlalchemy_url=self.url(name, driver="postgresql+psycopg"),
+            config_url=f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}",
         )
 
     def drop_database(self, name: str) -> None:

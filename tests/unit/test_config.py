@@ -341,20 +341,43 @@ def test_the_example_file_is_the_table() -> None:
     assert example.read_text(encoding="utf-8") == example_file(), (
         "regenerate it: evidence-agent config example > config/evidence-agent.toml"
     )
+    # As it is, the file sets the defaults only; every example is there, commented out.
     document = tomllib.loads(example_file())
     present = {(section, key) for section, body in document.items() for key in body}
-    assert present == {(k.section, k.name) for k in KEYS}
+    assert present == {(k.section, k.name) for k in KEYS if k.example is None}
     for key in KEYS:
-        assert document[key.section][key.name] == (
+        if key.example is None:
+            value = document[key.section][key.name]
+            assert value == key.default or list(value) == list(key.default), key.path
+    assert build_settings(document, {}) == build_settings({}, {})
+    uncommented = tomllib.loads(_uncommented_examples(example_file()))
+    for key in KEYS:
+        assert uncommented[key.section][key.name] == (
             key.default if key.example is None else key.example
-        ) or list(document[key.section][key.name]) == list(key.default), key.path
-    build_settings(document, {})  # and it is valid
+        ) or list(uncommented[key.section][key.name]) == list(key.default), key.path
+    build_settings(uncommented, {})  # and the examples are valid
+
+
+def _uncommented_examples(text: str) -> str:
+    """The example file with its commented-out `key = value` lines (and their continuation
+    lines) made live."""
+    out: list[str] = []
+    open_list = False
+    for line in text.splitlines():
+        body = line[2:] if line.startswith("# ") else None
+        if body is not None and (open_list or re.match(r"[a-z_]+ = ", body)):
+            out.append(body)
+            open_list = body.endswith("[") or (open_list and body != "]")
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def test_every_key_has_its_documentation_above_it() -> None:
     lines = example_file().splitlines()
     for key in KEYS:
-        at = lines.index(next(ln for ln in lines if ln.startswith(f"{key.name} = ")))
+        setting = (f"{key.name} = ", f"# {key.name} = ")
+        at = lines.index(next(ln for ln in lines if ln.startswith(setting)))
         comment = []
         for line in reversed(lines[:at]):
             if not line.startswith("# "):
@@ -363,3 +386,77 @@ def test_every_key_has_its_documentation_above_it() -> None:
         text = " ".join(comment)
         assert " ".join(key.doc.split()) in text, key.path
         assert "Default: " in text, key.path
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("catalog", "postgresql://evidence:pw-9f2@db.example/evidence"),
+        ("catalog", "postgresql://evidence@db.example/evidence?password=pw-9f2"),
+        ("store", "https://access:pw-9f2@s3.example.org:8333"),
+    ],
+)
+def test_a_password_in_a_url_is_refused_without_repeating_it(key: str, url: str) -> None:
+    name = "url" if key == "catalog" else "endpoint"
+    error = _error({key: {name: url}})
+    assert f"{key}.{name}: holds a password" in error.message
+    assert "pw-9f2" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"catalog": {"url": "not a url"}}, "catalog.url: is not a catalog URL"),
+        ({"catalog": {"url": "mysql://db/evidence"}}, "catalog.url: is not a catalog URL"),
+        ({"catalog": {"url": "sqlite://"}}, "catalog.url: names no database file"),
+        ({"catalog": {"url": "postgresql://"}}, "catalog.url: names no database"),
+        ({"dock": {"settle_seconds": float("inf")}}, "dock.settle_seconds: must be a finite"),
+        ({"dock": {"settle_seconds": float("nan")}}, "dock.settle_seconds: must be a finite"),
+        ({"dock": {"settle_seconds": 1e20}}, "dock.settle_seconds: must be at most 3600"),
+        (
+            {"review": {"gap_tolerance_seconds": float("inf")}},
+            "review.gap_tolerance_seconds: must be a finite",
+        ),
+        (
+            {"review": {"suggest_margin_minutes": 1e18}},
+            "review.suggest_margin_minutes: must be at most",
+        ),
+        ({"ingest": {"chunk_bytes": 1 << 40}}, "ingest.chunk_bytes: must be at most 67108864"),
+        ({"ingest": {"identity_file": "../../x"}}, "ingest.identity_file: must stay inside"),
+        ({"ingest": {"identity_file": "SYSTEM/../../x"}}, "ingest.identity_file: must stay inside"),
+        ({"ingest": {"identity_file": "/etc/shadow"}}, "ingest.identity_file: must be a file's"),
+        ({"ingest": {"identity_file": ""}}, "ingest.identity_file: must be a file's"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_at_validation(
+    raw: dict[str, Any], problem: str
+) -> None:
+    assert problem in _error(raw).message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("EVIDENCE_AGENT__DOCK__SETTLE_SECONDS", "inf", "dock.settle_seconds"),
+        ("EVIDENCE_AGENT__DOCK__SETTLE_SECONDS", "nan", "dock.settle_seconds"),
+        ("EVIDENCE_AGENT__CATALOG__URL", "not a url", "catalog.url"),
+        ("EVIDENCE_AGENT__INGEST__IDENTITY_FILE", "../../x", "ingest.identity_file"),
+        ("EVIDENCE_AGENT__INGEST__CHUNK_BYTES", str(1 << 30), "ingest.chunk_bytes"),
+    ],
+)
+def test_the_same_from_the_environment(variable: str, value: str, key: str) -> None:
+    assert f"{key}: " in _error({}, {variable: value}).message
+
+
+def test_bounds_keep_what_works() -> None:
+    s = build_settings(
+        {
+            "catalog": {"url": "postgresql+psycopg://evidence@db.example:5432/evidence"},
+            "dock": {"settle_seconds": 3600},
+            "ingest": {"chunk_bytes": 64 << 20, "identity_file": "SYSTEM/ID.JSON"},
+        },
+        {},
+    )
+    assert s.dock.settle_seconds == 3600.0
+    assert s.ingest.chunk_bytes == 64 << 20 and s.ingest.identity_file == "SYSTEM/ID.JSON"
+    assert build_settings({"catalog": {"url": "sqlite:///relative.sqlite3"}}, {}).catalog_url

@@ -182,6 +182,7 @@ class S3ObjectStore:
         *,
         state_path: Path | None = None,
         on_part: Callable[[PartProgress], None] | None = None,
+        source_checked: bool = False,
     ) -> StoredObject:
         """Store the spool file under its SHA-256 with COMPLIANCE retention, never overwriting.
 
@@ -191,7 +192,8 @@ class S3ObjectStore:
         the whole file is hashed on the way and must equal `sha256`, and the server's composite
         checksum must equal the one computed here. An object already stored under the key is
         success when it verifies and IntegrityError when it does not; its retention is extended
-        to `retain_until` when shorter.
+        to `retain_until` when shorter. The server checks every byte, so `source_checked`
+        (ports.ObjectStore.put) saves nothing here.
 
         `on_part` is called from this thread after each part is on the server and in the state
         file; an exception from it stops the upload (parts in flight are recorded first)."""

@@ -59,7 +59,7 @@ def make_station(
         station_id,
         bucket=bucket,
         endpoint=endpoint,
-        catalog_url=database.url,
+        catalog_url=database.config_url,
     )
     return open_station(settings, actor=f"user:clerk-{station_id}", store=store)
 

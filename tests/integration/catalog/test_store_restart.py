@@ -107,7 +107,7 @@ def test_the_store_dies_mid_upload_and_every_clip_ends_verified_once(
         "station-restart",
         bucket=BUCKET,
         endpoint=server.endpoint,
-        catalog_url=postgres_database.url,
+        catalog_url=postgres_database.config_url,
     )
     station: Station = open_station(settings, actor="user:test", store=store)
     try:
