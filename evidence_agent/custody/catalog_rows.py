@@ -35,11 +35,16 @@ INGEST_FIELDS = (
     "flags",
     "dock_session",
 )
-CLIP_ROW_FIELDS = ("id", "sha256", "station", "state", "stored_at", *INGEST_FIELDS)
+# What decides whether a clip may be deleted, fixed by review.retention's events instead: the
+# legal hold (clip.legal_hold_set and _released) and the grounds for keeping it for good
+# (clip.retention_ground_set), a sorted list.
+KEEPING_FIELDS = ("legal_hold", "retention_grounds")
+CLIP_ROW_FIELDS = ("id", "sha256", "station", "state", "stored_at", *INGEST_FIELDS, *KEEPING_FIELDS)
 CASE_CLIP_ROW_FIELDS = ("case", "clip")
-# Fields a bundle's row may lack: bundles exported before the catalog had them. The cross-check
-# reads a missing field as null, which is what the ingest events of that time say too.
-ROW_FIELDS_ADDED_SINCE = frozenset({"blake3"})
+# Fields a bundle's row may lack: bundles exported before the catalog had them, or before the
+# export carried them. The cross-check reads a missing ingest field as null, which is what the
+# ingest events of that time say too, and does not compare a missing keeping field.
+ROW_FIELDS_ADDED_SINCE = frozenset({"blake3", *KEEPING_FIELDS})
 
 
 @dataclass
@@ -97,6 +102,7 @@ def _check_clips(facts: LogFacts, catalog: CatalogSnapshot) -> Iterator[tuple[st
             )
             continue
         yield from clip_row_differences(facts, clip, row)
+        yield from clip_keeping_differences(facts, clip_id, row)
     for clip_id, clip in facts.clips.items():
         if clip_id not in seen:
             yield (
@@ -154,6 +160,42 @@ def clip_row_differences_reference(
             item,
             f"catalog stored_at is {row.get('stored_at')!r}, "
             f"the store event (entry {clip.stored_seq}) says {clip.stored.get('stored_at')!r}",
+        )
+
+
+def clip_keeping_differences(
+    facts: LogFacts, clip_id: str, row: dict[str, Any]
+) -> Iterator[tuple[str, str]]:
+    """The legal hold and grounds of a clip's catalog row against the log's events, each field
+    that differs named; a field the row lacks is not compared."""
+    if (
+        row.get("legal_hold") is False
+        and row.get("retention_grounds") == []
+        and clip_id not in facts.holds
+        and clip_id not in facts.grounds
+    ):
+        return iter(())
+    return _keeping_differences(facts, clip_id, row)
+
+
+def _keeping_differences(
+    facts: LogFacts, clip_id: str, row: dict[str, Any]
+) -> Iterator[tuple[str, str]]:
+    item = f"clip {clip_id}"
+    held, seq = facts.holds.get(clip_id, (False, None))
+    if "legal_hold" in row and not _same(row["legal_hold"], held):
+        if seq is None:
+            told = "no clip.legal_hold_set event names it"
+        else:
+            told = f"entry {seq} {'set' if held else 'released'} its hold"
+        yield item, f"catalog legal_hold is {row['legal_hold']!r}, but in the log {told}"
+    grounds = facts.grounds.get(clip_id, {})
+    if "retention_grounds" in row and not _same(row["retention_grounds"], sorted(grounds)):
+        entries = ", ".join(f"{g} (entry {s})" for g, s in sorted(grounds.items()))
+        yield (
+            item,
+            f"catalog retention_grounds is {row['retention_grounds']!r}, but the log's "
+            f"clip.retention_ground_set events give {entries or 'none'}",
         )
 
 

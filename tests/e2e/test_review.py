@@ -333,3 +333,91 @@ def test_deletion_past_retention_needs_a_supervisor_and_no_hold(
     assert tombstone["data"]["request"]["reason"] == "past retention, no case"
     refused = [e["data"]["action"] for e in events if e["type"] == "access.refused"]
     assert refused == ["retention_approve"] * 3
+
+
+def _seven_months_pass(station: Station, clip_id: str) -> None:
+    past = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    station.sql(
+        "UPDATE clips SET recorded_start = ?, recorded_end = ?, ingested_at = ?,"
+        " retention_until = ? WHERE id = ?",
+        past, past, past, past, clip_id,
+    )  # fmt: skip
+
+
+def verify_report(station: Station) -> tuple[int, dict[str, Any]]:
+    result = station.run("verify", "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_a_hold_cleared_in_the_catalog_still_keeps_the_clip(
+    station: Station, videos: list[dict[str, Any]]
+) -> None:
+    held = videos[0]
+    _seven_months_pass(station, held["id"])
+    station.json("retention", "hold", held["id"], "--reason", "litigation", roles=["supervisor"])
+    station.sql("UPDATE clips SET legal_hold = 0 WHERE id = ?", held["id"])
+
+    code, report = verify_report(station)
+    assert code == 3
+    assert any(
+        f["item"] == f"clip {held['id']}" and "legal_hold" in f["message"]
+        for f in report["findings"]
+    ), report["findings"]
+
+    # The deletion path reads the hold from the clip's events: every step of it refuses.
+    requested = station.run("retention", "request", held["id"], "--reason", "past retention")
+    assert requested.returncode == 3, requested.stderr
+    assert held["id"] in requested.stderr and "legal_hold" in requested.stderr
+    deleted = station.run(
+        "retention", "delete", held["id"], "--reason", "tidy up", roles=["supervisor"],
+        review='deletion_approval = "supervisor"',
+    )  # fmt: skip
+    assert deleted.returncode == 3, deleted.stderr
+    assert held["id"] in deleted.stderr and "legal_hold" in deleted.stderr
+    assert station.object_path(held["sha256"]).exists()
+    with sqlite3.connect(station.data / "catalog.sqlite3") as db:
+        (state,) = db.execute("SELECT state FROM clips WHERE id = ?", (held["id"],)).fetchone()
+    assert state == "stored"
+    refused = [
+        e["data"]
+        for e in access_log(station, "--type", "access.refused")
+        if e["subject"]["id"] == held["id"]
+    ]
+    assert [r["action"] for r in refused] == ["retention_request", "retention_approve"]
+    assert all("legal_hold" in r["cause"] for r in refused)
+
+
+def test_grounds_and_links_changed_in_the_catalog_keep_the_clip(
+    station: Station, videos: list[dict[str, Any]]
+) -> None:
+    marked, linked = videos[0], videos[1]
+    station.json(
+        "case", "create", "2026-0077", "--type", "seizure", "--title", "t",
+        "--officer", "100231",
+    )  # fmt: skip
+    station.json("case", "link", "2026-0077", linked["id"], "--reason", "evidence")
+    station.json(
+        "retention", "mark", marked["id"], "--ground", "obstruction", "--reason", "seen",
+        roles=["supervisor"],
+    )  # fmt: skip
+    for clip_id in (marked["id"], linked["id"]):
+        _seven_months_pass(station, clip_id)
+    station.sql(
+        "UPDATE clips SET retention_grounds = '[]', retention_class = 'standard' WHERE id = ?",
+        marked["id"],
+    )
+    station.sql("DELETE FROM case_clips WHERE clip_id = ?", linked["id"])
+    station.sql("UPDATE clips SET retention_class = 'standard' WHERE id = ?", linked["id"])
+
+    code, report = verify_report(station)
+    assert code == 3
+    messages = {(f["item"], f["message"].split(" is ")[0]) for f in report["findings"]}
+    assert (f"clip {marked['id']}", "catalog retention_grounds") in messages, messages
+    for clip, field in ((marked, "retention_grounds"), (linked, "case")):
+        deleted = station.run(
+            "retention", "delete", clip["id"], "--reason", "tidy up", roles=["supervisor"],
+            review='deletion_approval = "supervisor"',
+        )  # fmt: skip
+        assert deleted.returncode == 3, deleted.stderr
+        assert clip["id"] in deleted.stderr and field in deleted.stderr
+        assert station.object_path(clip["sha256"]).exists()

@@ -401,6 +401,51 @@ def test_row_without_the_blake3_its_event_has(tmp_path: Path) -> None:
     assert has(report, 4, "clip c1", "catalog blake3 is None"), findings(report)
 
 
+def keeping_events() -> list[CustodyEvent]:
+    def ev(type_: str, clip: str, sha: str, **data: Any) -> CustodyEvent:
+        return CustodyEvent(type_, "clip", clip, "user:test", "test", sha, data)
+
+    return [
+        *standard_events(),
+        ev("clip.legal_hold_set", "c1", SHA_A, case=None, store_lock="x"),  # entry 6
+        ev("clip.legal_hold_set", "c2", SHA_B, case=None, store_lock="x"),
+        ev("clip.legal_hold_released", "c2", SHA_B, case=None, store_lock="x"),  # entry 8
+        ev("clip.retention_ground_set", "c2", SHA_B, ground="obstruction"),  # entry 9
+    ]
+
+
+@pytest.mark.parametrize(
+    ("c1", "c2", "item", "text"),
+    [
+        ({}, {}, None, None),
+        ({"legal_hold": False}, {}, "clip c1", "legal_hold is False, but in the log entry 6 set"),
+        ({}, {"legal_hold": True}, "clip c2", "legal_hold is True, but in the log entry 8 released"),
+        ({}, {"retention_grounds": []}, "clip c2", "grounds is [], but the log's clip.retention_gro"),
+        ({"retention_grounds": ["obstruction"]}, {}, "clip c1", "give none"),
+    ],
+)  # fmt: skip
+def test_legal_hold_and_grounds_against_the_log(
+    tmp_path: Path, c1: dict[str, Any], c2: dict[str, Any], item: str | None, text: str | None
+) -> None:
+    rows = [
+        clip_row(1, SHA_A, **{"legal_hold": True, "retention_grounds": [], **c1}),
+        clip_row(2, SHA_B, **{"legal_hold": False, "retention_grounds": ["obstruction"], **c2}),
+    ]
+    log = Log(entries=encode(keeping_events()), sizes=[10], clips=rows)
+    report = verify_bundle(log.write(tmp_path / "b"))
+    if item is None:
+        assert report.intact, findings(report)
+    else:
+        assert text is not None and has(report, 4, item, text), findings(report)
+        assert len(report.findings) == 1, findings(report)
+
+
+def test_rows_exported_without_hold_and_grounds_still_verify(tmp_path: Path) -> None:
+    log = Log(entries=encode(keeping_events()), sizes=[10])
+    report = verify_bundle(log.write(tmp_path / "b"))
+    assert report.intact, findings(report)
+
+
 def test_catalog_rows_with_other_fields_are_malformed(tmp_path: Path) -> None:
     log = Log(clips=[{"id": "c1"}])
     with pytest.raises(InputError, match="does not have the fields"):

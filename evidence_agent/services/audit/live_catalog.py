@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from hmac import compare_digest
@@ -170,7 +170,27 @@ def clip_row(
         "important": clip.important,
         "flags": _json_list(clip.flags),
         "dock_session": clip.dock_session_id,
+        **keeping_fields(clip),
     }
+
+
+def keeping_fields(clip: Clip) -> dict[str, Any]:
+    """The fields of a clip row that review.retention's events fix (catalog_rows.KEEPING_FIELDS)."""
+    return {"legal_hold": clip.legal_hold, "retention_grounds": _json_list(clip.retention_grounds)}
+
+
+def subject_entries(
+    session: Session, subject_id: str, types: Iterable[str]
+) -> list[tuple[str, int, bytes]]:
+    """(station, seq, entry) of every event of ``types`` about one clip or case, in any
+    station's log: read by the subject's index, a few rows."""
+    query = (
+        select(col(CustodyEntry.station_id), col(CustodyEntry.seq), col(CustodyEntry.entry))
+        .where(CustodyEntry.subject_id == subject_id)
+        .where(col(CustodyEntry.event_type).in_([str(t) for t in types]))
+        .order_by(col(CustodyEntry.station_id), col(CustodyEntry.seq))
+    )
+    return [(sid, seq, _as_bytes(entry)) for sid, seq, entry in session.execute(query)]
 
 
 def _json_list(text: str) -> Any:

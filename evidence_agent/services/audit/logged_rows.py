@@ -1,0 +1,97 @@
+"""The catalog row a decision acts on, held to the custody events of its clip or case first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlmodel import Session, col, select
+
+from evidence_agent.catalog.models import Case, CaseClip, Clip
+from evidence_agent.custody.catalog_rows import clip_keeping_differences
+from evidence_agent.custody.entry_schema import ParsedEntry, parse_entry
+from evidence_agent.custody.log_facts import LogFacts, fold_entries
+from evidence_agent.custody.vocabulary import EventType, Subject
+from evidence_agent.domain.roles import Caller
+from evidence_agent.errors import IntegrityError
+from evidence_agent.services.audit import live_catalog
+from evidence_agent.services.guard import read_or_refuse
+from evidence_agent.services.station import Station
+
+# What a clip's keeping (whether it may be deleted) is folded from.
+_KEEPING_EVENTS = (
+    EventType.CLIP_LEGAL_HOLD_SET,
+    EventType.CLIP_LEGAL_HOLD_RELEASED,
+    EventType.CLIP_RETENTION_GROUND_SET,
+    EventType.CASE_CLIP_LINKED,
+    EventType.CASE_CLIP_UNLINKED,
+)
+_NOTHING_DONE = "nothing was done; run `evidence-agent verify` and report the finding"
+
+
+def subject_facts(
+    session: Session, station_id: str, subject_id: str, types: Iterable[EventType]
+) -> LogFacts:
+    """What the custody log says of one clip or case, from its events of ``types`` in every
+    station's log, in the order they were recorded."""
+    events: list[ParsedEntry] = []
+    for sid, seq, entry in live_catalog.subject_entries(session, subject_id, types):
+        event, problem = parse_entry(entry, sid, canonical=False)
+        if event is None:
+            raise IntegrityError(
+                f"entry {seq} of the custody log of station {sid}, about {subject_id}, {problem}",
+                remedy=_NOTHING_DONE,
+            )
+        events.append(event)
+    events.sort(key=lambda e: (e.time or "", e.station or "", e.seq))
+    return fold_entries(station_id, events)
+
+
+def clip_keeping_problems(session: Session, clip: Clip) -> list[str]:
+    """How the clip's legal hold, grounds and case links in the catalog differ from its events."""
+    facts = subject_facts(session, clip.station_id, clip.id, _KEEPING_EVENTS)
+    row = live_catalog.keeping_fields(clip)
+    found = [message for _, message in clip_keeping_differences(facts, clip.id, row)]
+    logged = sorted(case for case, clip_id in facts.links if clip_id == clip.id)
+    catalogued = list(
+        session.exec(
+            select(Case.number)
+            .join(CaseClip, col(CaseClip.case_id) == col(Case.id))
+            .where(CaseClip.clip_id == clip.id)
+            .order_by(col(Case.number))
+        )
+    )
+    if catalogued != logged:
+        found.append(
+            f"the catalog links it to case(s) {catalogued}, but the log's case.clip_linked and "
+            f"case.clip_unlinked events to {logged}"
+        )
+    return found
+
+
+def check_clip_keeping(session: Session, clip_id: str) -> None:
+    """Raise IntegrityError when what decides a clip's deletion is not what its events say."""
+    clip = session.get(Clip, clip_id)
+    if clip is None:
+        return  # the caller found it: it names a clip that is gone in its own words
+    found = clip_keeping_problems(session, clip)
+    if found:
+        raise IntegrityError(
+            f"clip {clip.id}: " + "; ".join(found) + ": its catalog row was changed behind the "
+            "custody log's back",
+            remedy=_NOTHING_DONE,
+        )
+
+
+def clip_as_logged_or_refuse(
+    station: Station, caller: Caller, action: str, clip_id: str, reason: str
+) -> None:
+    """Go on when the clip's row says what its events say; else log the refusal and raise."""
+    read_or_refuse(
+        station,
+        caller,
+        action,
+        lambda session: check_clip_keeping(session, clip_id),
+        subject_kind=Subject.CLIP,
+        subject_id=clip_id,
+        reason=reason,
+    )
