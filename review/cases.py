@@ -25,6 +25,7 @@ from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
 from evidence_agent.domain.text import is_plain_text, shown
 from evidence_agent.errors import IncompleteError, InputError, StorageError
+from evidence_agent.services.audit.logged_rows import case_as_logged_or_refuse
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
 from review.completeness import CoverageReport, Footage, Span, coverage
@@ -218,6 +219,7 @@ def close_case(
     )
     text = _need_reason(station, caller, "case_close", ref, reason)
     case = _case_or_refuse(station, caller, Action.CASE_WRITE, ref, text)
+    case_as_logged_or_refuse(station, caller, "case_close", case, text)
     coverage_now, _ = _completeness(station, case)
     incomplete = bool(coverage_now.get("full_recording_required")) and not coverage_now["complete"]
     if incomplete and not override_incomplete:
@@ -716,6 +718,7 @@ def check_case(
     """The coverage of the case's action window by its footage, for a legal reviewer."""
     require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
+    case_as_logged_or_refuse(station, caller, Action.CASE_READ.value, case)
     result, report = _completeness(station, case)
     record_view(
         station,

@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any
 
 from evidence_agent.custody.audit_report import AuditReport
-from evidence_agent.custody.log_facts import ClipFacts, LogFacts
+from evidence_agent.custody.log_facts import CaseFacts, ClipFacts, LogFacts
 from evidence_agent.errors import InputError
 
 # The clip row as the cross-check sees it (and as a bundle carries it): catalog values in the
@@ -41,6 +41,23 @@ INGEST_FIELDS = (
 KEEPING_FIELDS = ("legal_hold", "retention_grounds")
 CLIP_ROW_FIELDS = ("id", "sha256", "station", "state", "stored_at", *INGEST_FIELDS, *KEEPING_FIELDS)
 CASE_CLIP_ROW_FIELDS = ("case", "clip")
+# The case row as the cross-check sees it: the fields of case.created that the catalog keeps, in
+# that event's spelling (unit code, lists, RFC 3339 times); state and closed_at as case.closed
+# leaves them.
+CASE_ROW_FIELDS = (
+    "number",
+    "title",
+    "parties",
+    "cause_of_action",
+    "enforcement_type",
+    "unit",
+    "handling_officers",
+    "action_start",
+    "action_end",
+    "created_at",
+    "state",
+    "closed_at",
+)
 # Fields a bundle's row may lack: bundles exported before the catalog had them, or before the
 # export carried them. The cross-check reads a missing ingest field as null, which is what the
 # ingest events of that time say too, and does not compare a missing keeping field.
@@ -53,6 +70,7 @@ class CatalogSnapshot:
 
     clips: list[dict[str, Any]] | None = None
     case_clips: list[dict[str, Any]] | None = None
+    cases: list[dict[str, Any]] | None = None
 
 
 CatalogCheck = Callable[[LogFacts, CatalogSnapshot], Iterator[tuple[str, str]]]
@@ -77,6 +95,7 @@ def check_row_shapes(catalog: CatalogSnapshot, station_id: str) -> None:
     for name, rows, fields in (
         ("clips", catalog.clips, CLIP_ROW_FIELDS),
         ("case_clips", catalog.case_clips, CASE_CLIP_ROW_FIELDS),
+        ("cases", catalog.cases, CASE_ROW_FIELDS),
     ):
         required = set(fields) - ROW_FIELDS_ADDED_SINCE
         for number, row in enumerate(rows or (), start=1):
@@ -245,5 +264,46 @@ def _check_case_links(facts: LogFacts, catalog: CatalogSnapshot) -> Iterator[tup
         )
 
 
+def _check_cases(facts: LogFacts, catalog: CatalogSnapshot) -> Iterator[tuple[str, str]]:
+    if catalog.cases is None:
+        return
+    seen: set[str] = set()
+    for row in catalog.cases:
+        number = str(row.get("number"))
+        seen.add(number)
+        case = facts.cases.get(number)
+        if case is None:
+            yield (
+                f"case {number}",
+                "catalog row has no case.created event in the log: added behind its back",
+            )
+            continue
+        yield from case_row_differences(case, row)
+    for number, case in sorted(facts.cases.items()):
+        if number not in seen:
+            yield (
+                f"case {number}",
+                f"created in the log (entry {case.created_seq}) but the catalog has no row for it",
+            )
+
+
+def case_row_differences(case: CaseFacts, row: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Each field of a case's catalog row that differs from its case.created event (and its
+    case.closed event, for state and closed_at), named. A field an older event lacks is not
+    compared."""
+    item = f"case {case.number}"
+    closed = case.closed
+    for name in CASE_ROW_FIELDS:
+        if closed is not None and name in ("state", "closed_at"):
+            value = "closed" if name == "state" else closed.get("closed_at")
+            said = f"the case.closed event (entry {case.closed_seq})"
+        elif name in case.created:
+            value, said = case.created[name], f"the case.created event (entry {case.created_seq})"
+        else:
+            continue
+        if not _same(row.get(name), value):
+            yield item, f"catalog {name} is {row.get(name)!r}, {said} says {value!r}"
+
+
 # Each check names the rows of one table that disagree with the facts (log_facts.EVENT_REDUCERS).
-CATALOG_CHECKS: tuple[CatalogCheck, ...] = (_check_clips, _check_case_links)
+CATALOG_CHECKS: tuple[CatalogCheck, ...] = (_check_clips, _check_case_links, _check_cases)

@@ -24,6 +24,15 @@ class ClipFacts:
     object_removed_seq: int | None = None  # clip.object_removed: the object may be gone
 
 
+@dataclass(slots=True)
+class CaseFacts:
+    number: str
+    created_seq: int
+    created: dict[str, Any]  # case.created: the case as opened (vocabulary.CASE_FIELDS)
+    closed_seq: int | None = None
+    closed: dict[str, Any] | None = None  # case.closed
+
+
 @dataclass
 class LogFacts:
     """What steps 3-4 check the store and the catalog against."""
@@ -40,6 +49,7 @@ class LogFacts:
     # {ground: entry}. Kept by clip id, like links: the clip may be another station's.
     holds: dict[str, tuple[bool, int]] = field(default_factory=dict)
     grounds: dict[str, dict[str, int]] = field(default_factory=dict)
+    cases: dict[str, CaseFacts] = field(default_factory=dict)  # case number -> its events
     keys: list[tuple[int, str]] = field(default_factory=list)  # (seq, verifier key string)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (item, message)
 
@@ -122,6 +132,29 @@ def _on_ground_set(facts: LogFacts, e: ParsedEntry) -> None:
     facts.grounds.setdefault(e.subject_id, {}).setdefault(ground, e.seq)
 
 
+def _on_case_created(facts: LogFacts, e: ParsedEntry) -> None:
+    if e.subject_kind != "case":
+        facts.problems.append((f"entry {e.seq}", f"{e.type} event without a case"))
+        return
+    earlier = facts.cases.get(e.subject_id)
+    if earlier is not None:
+        facts.problems.append(
+            (f"case {e.subject_id}", f"created twice: events {earlier.created_seq} and {e.seq}")
+        )
+        return
+    facts.cases[e.subject_id] = CaseFacts(e.subject_id, e.seq, e.data)
+
+
+def _on_case_closed(facts: LogFacts, e: ParsedEntry) -> None:
+    case = facts.cases.get(e.subject_id)
+    if e.subject_kind != "case" or case is None:
+        facts.problems.append(
+            (f"case {e.subject_id}", f"closed (event {e.seq}) but never created in the log")
+        )
+        return
+    case.closed_seq, case.closed = e.seq, e.data
+
+
 def _on_document_added(facts: LogFacts, e: ParsedEntry) -> None:
     if e.sha256 is None:
         facts.problems.append((f"entry {e.seq}", f"{e.type} event without the document's hash"))
@@ -132,7 +165,8 @@ def _on_document_added(facts: LogFacts, e: ParsedEntry) -> None:
 # The extension point of steps 3-4: an event type that changes what the catalog must hold gets a
 # reducer here and, if it touches a new table or column, a check in catalog_rows.CATALOG_CHECKS.
 # Links are review.cases' events: subject {kind: clip, id}, data {"case": case number}; holds
-# and grounds review.retention's. Not cross-checked yet: retention class and date.
+# and grounds review.retention's; cases are opened and closed by review.cases (no event edits a
+# case in between). Not cross-checked yet: retention class and date.
 EVENT_REDUCERS: dict[str, Reducer] = {
     EventType.CLIP_INGESTED: _on_clip_ingested,
     EventType.CLIP_STORED: _on_clip_stored,
@@ -144,6 +178,8 @@ EVENT_REDUCERS: dict[str, Reducer] = {
     EventType.CLIP_LEGAL_HOLD_SET: _on_legal_hold,
     EventType.CLIP_LEGAL_HOLD_RELEASED: _on_legal_hold,
     EventType.CLIP_RETENTION_GROUND_SET: _on_ground_set,
+    EventType.CASE_CREATED: _on_case_created,
+    EventType.CASE_CLOSED: _on_case_closed,
 }
 KEY_EVENTS = frozenset({EventType.KEY_CREATED, EventType.KEY_ROTATED})
 

@@ -204,6 +204,7 @@ def test_catalog_rows_edited_behind_the_log(station: Path) -> None:
     assert named(report, f"clip {b}", "catalog recorded_start is '2020-01-01", step=4)
     assert named(report, f"clip {c}", "catalog officer is '999999'", step=4)
     assert named(report, f"link case 2026-0042 - clip {d}", "no custody event", step=4)
+    assert named(report, "case 2026-0042", "no case.created event in the log", step=4)
 
 
 def test_hold_and_grounds_edited_behind_the_log(station: Path, tmp_path: Path) -> None:

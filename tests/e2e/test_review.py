@@ -421,3 +421,67 @@ def test_grounds_and_links_changed_in_the_catalog_keep_the_clip(
         assert deleted.returncode == 3, deleted.stderr
         assert clip["id"] in deleted.stderr and field in deleted.stderr
         assert station.object_path(clip["sha256"]).exists()
+
+
+CASE_EDITS = [
+    pytest.param("UPDATE cases SET action_end = action_start", "action_end", id="window-narrowed"),
+    pytest.param(
+        "UPDATE cases SET enforcement_type = 'on_site_inspection'", "enforcement_type", id="type"
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "field"), CASE_EDITS)
+def test_a_case_edited_in_the_catalog_is_not_checked_nor_closed(
+    station: Station, videos: list[dict[str, Any]], tmp_path: Path, edit: str, field: str
+) -> None:
+    v1, _, v3 = videos[:3]
+    station.json(
+        "case", "create", "2026-0042", "--type", "seizure", "--title", "t", "--officer", "100231",
+        "--start", v1["recorded_start"], "--end", v3["recorded_end"],
+    )  # fmt: skip
+    station.json("case", "link", "2026-0042", v1["id"], "--reason", "footage")
+    assert station.run("case", "check", "2026-0042").returncode == 6  # the rest is missing
+
+    station.sql(edit)
+    checked = station.run("case", "check", "2026-0042", "--json")
+    assert checked.returncode == 3, checked.stdout + checked.stderr
+    assert "case 2026-0042" in checked.stderr and field in checked.stderr
+    closed = station.run("case", "close", "2026-0042", "--reason", "done", "--override-incomplete")
+    assert closed.returncode == 3, closed.stderr
+    refused = [
+        e["data"] for e in access_log(station, "--type", "access.refused", "--subject", "2026-0042")
+    ]
+    assert sorted(r["action"] for r in refused) == ["case_close", "case_read"]
+
+    code, report = verify_report(station)
+    assert code == 3
+    assert any(
+        f["item"] == "case 2026-0042" and f"catalog {field} is" in f["message"]
+        for f in report["findings"]
+    ), report["findings"]
+    bundle = tmp_path / "bundle"
+    assert station.run("audit", "export", str(bundle), roles=["auditor"]).returncode == 0
+    verified = station.run("verify", "--bundle", str(bundle), "--json")
+    assert verified.returncode == 3
+    findings = json.loads(verified.stdout)["findings"]
+    assert any(f["item"] == "case 2026-0042" and field in f["message"] for f in findings)
+
+
+def test_a_link_added_in_the_catalog_is_not_checked(
+    station: Station, videos: list[dict[str, Any]]
+) -> None:
+    v1, v2 = videos[:2]
+    station.json(
+        "case", "create", "2026-0043", "--type", "seizure", "--title", "t",
+        "--start", v1["recorded_start"], "--end", v2["recorded_end"],
+    )  # fmt: skip
+    station.json("case", "link", "2026-0043", v1["id"], "--reason", "footage")
+    station.sql(
+        "INSERT INTO case_clips (case_id, clip_id, linked_at, actor, reason) SELECT id, ?,"
+        " '2026-01-01 00:00:00', 'user:x', 'y' FROM cases WHERE number = '2026-0043'",
+        v2["id"],
+    )
+    checked = station.run("case", "check", "2026-0043")
+    assert checked.returncode == 3, checked.stdout + checked.stderr
+    assert v2["id"] in checked.stderr and "case.clip_linked" in checked.stderr

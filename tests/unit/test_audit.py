@@ -124,6 +124,7 @@ class Log:
     links: list[dict[str, Any]] | None = field(
         default_factory=lambda: [{"case": "2026-001", "clip": "c1"}]
     )
+    cases: list[dict[str, Any]] | None = None  # None: a bundle exported before it had cases
 
     def write(self, dest: Path) -> Path:
         notes = (
@@ -134,6 +135,8 @@ class Log:
             catalog["clips"] = self.clips
         if self.links is not None:
             catalog["case_clips"] = self.links
+        if self.cases is not None:
+            catalog["cases"] = self.cases
         export = StationExport(
             station_id=SID,
             verifier_key=self.signer.verifier.key_string(),
@@ -443,6 +446,95 @@ def test_legal_hold_and_grounds_against_the_log(
 def test_rows_exported_without_hold_and_grounds_still_verify(tmp_path: Path) -> None:
     log = Log(entries=encode(keeping_events()), sizes=[10])
     report = verify_bundle(log.write(tmp_path / "b"))
+    assert report.intact, findings(report)
+
+
+def case_created(number: str) -> dict[str, Any]:
+    return {
+        "number": number,
+        "title": "Seizure of unlicensed goods",
+        "parties": ["李四"],
+        "cause_of_action": "unlicensed street trading",
+        "enforcement_type": "seizure",
+        "full_recording_required": True,
+        "unit": "330100000000",
+        "handling_officers": ["100231"],
+        "action_start": format_time(T0 - timedelta(hours=2)),
+        "action_end": format_time(T0 - timedelta(hours=1)),
+        "case_file_due": format_time(T0 + timedelta(days=30)),
+        "state": "open",
+        "created_at": format_time(T0),
+        "closed_at": None,
+        "clips": 0,
+    }
+
+
+def case_row(number: str, **changes: Any) -> dict[str, Any]:
+    data = case_created(number)
+    for derived in ("full_recording_required", "case_file_due", "clips"):
+        data.pop(derived)
+    return {**data, **changes}
+
+
+def case_events() -> list[CustodyEvent]:
+    closed_at = format_time(T0 + timedelta(days=1))
+    return [
+        *standard_events(),
+        CustodyEvent("case.created", "case", "2026-001", "u", "r", None, case_created("2026-001")),
+        CustodyEvent("case.created", "case", "2026-002", "u", "r", None, case_created("2026-002")),
+        CustodyEvent("case.closed", "case", "2026-002", "u", "r", None, {"closed_at": closed_at}),
+    ]
+
+
+CLOSED = {"state": "closed", "closed_at": format_time(T0 + timedelta(days=1))}
+
+
+@pytest.mark.parametrize(
+    ("rows", "item", "text"),
+    [
+        ([case_row("2026-001"), case_row("2026-002", **CLOSED)], None, None),
+        (
+            [case_row("2026-001", action_end=format_time(T0 - timedelta(hours=2))), case_row("2026-002", **CLOSED)],
+            "case 2026-001",
+            "catalog action_end is '2026-05-01T06:00:00.000000Z', the case.created event (entry 6)",
+        ),
+        (
+            [case_row("2026-001", enforcement_type="hearing"), case_row("2026-002", **CLOSED)],
+            "case 2026-001",
+            "catalog enforcement_type is 'hearing'",
+        ),
+        (
+            [case_row("2026-001", handling_officers=[]), case_row("2026-002", **CLOSED)],
+            "case 2026-001",
+            "catalog handling_officers is []",
+        ),
+        (
+            [case_row("2026-001"), case_row("2026-002", closed_at=CLOSED["closed_at"])],
+            "case 2026-002",
+            "catalog state is 'open', the case.closed event (entry 8) says 'closed'",
+        ),
+        ([case_row("2026-002", **CLOSED)], "case 2026-001", "the catalog has no row for it"),
+        (
+            [case_row("2026-001"), case_row("2026-002", **CLOSED), case_row("2026-003")],
+            "case 2026-003",
+            "no case.created event in the log",
+        ),
+    ],
+)  # fmt: skip
+def test_case_rows_against_the_log(
+    tmp_path: Path, rows: list[dict[str, Any]], item: str | None, text: str | None
+) -> None:
+    log = Log(entries=encode(case_events()), sizes=[9], cases=rows)
+    report = verify_bundle(log.write(tmp_path / "b"))
+    if item is None:
+        assert report.intact, findings(report)
+    else:
+        assert text is not None and has(report, 4, item, text), findings(report)
+        assert len(report.findings) == 1, findings(report)
+
+
+def test_bundle_without_cases_still_verifies(tmp_path: Path) -> None:
+    report = verify_bundle(Log(entries=encode(case_events()), sizes=[9]).write(tmp_path / "b"))
     assert report.intact, findings(report)
 
 

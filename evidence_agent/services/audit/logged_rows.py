@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from sqlmodel import Session, col, select
 
-from evidence_agent.catalog.models import Case, CaseClip, Clip
-from evidence_agent.custody.catalog_rows import clip_keeping_differences
+from evidence_agent.catalog.models import Case, CaseClip, Clip, Unit
+from evidence_agent.custody.catalog_rows import case_row_differences, clip_keeping_differences
 from evidence_agent.custody.entry_schema import ParsedEntry, parse_entry
 from evidence_agent.custody.log_facts import LogFacts, fold_entries
 from evidence_agent.custody.vocabulary import EventType, Subject
@@ -25,21 +25,22 @@ _KEEPING_EVENTS = (
     EventType.CASE_CLIP_LINKED,
     EventType.CASE_CLIP_UNLINKED,
 )
+_CASE_EVENTS = (EventType.CASE_CREATED, EventType.CASE_CLOSED)
+_LINK_EVENTS = (EventType.CASE_CLIP_LINKED, EventType.CASE_CLIP_UNLINKED)
 _NOTHING_DONE = "nothing was done; run `evidence-agent verify` and report the finding"
 
 
 def subject_facts(
-    session: Session, station_id: str, subject_id: str, types: Iterable[EventType]
+    session: Session, station_id: str, subject_ids: Iterable[str], types: Iterable[EventType]
 ) -> LogFacts:
-    """What the custody log says of one clip or case, from its events of ``types`` in every
-    station's log, in the order they were recorded."""
+    """What the custody log says of a few clips or cases, from their events of ``types`` in
+    every station's log, in the order they were recorded."""
     events: list[ParsedEntry] = []
-    for sid, seq, entry in live_catalog.subject_entries(session, subject_id, types):
+    for sid, seq, entry in live_catalog.subject_entries(session, subject_ids, types):
         event, problem = parse_entry(entry, sid, canonical=False)
         if event is None:
             raise IntegrityError(
-                f"entry {seq} of the custody log of station {sid}, about {subject_id}, {problem}",
-                remedy=_NOTHING_DONE,
+                f"entry {seq} of the custody log of station {sid} {problem}", remedy=_NOTHING_DONE
             )
         events.append(event)
     events.sort(key=lambda e: (e.time or "", e.station or "", e.seq))
@@ -48,7 +49,7 @@ def subject_facts(
 
 def clip_keeping_problems(session: Session, clip: Clip) -> list[str]:
     """How the clip's legal hold, grounds and case links in the catalog differ from its events."""
-    facts = subject_facts(session, clip.station_id, clip.id, _KEEPING_EVENTS)
+    facts = subject_facts(session, clip.station_id, [clip.id], _KEEPING_EVENTS)
     row = live_catalog.keeping_fields(clip)
     found = [message for _, message in clip_keeping_differences(facts, clip.id, row)]
     logged = sorted(case for case, clip_id in facts.links if clip_id == clip.id)
@@ -93,5 +94,58 @@ def clip_as_logged_or_refuse(
         lambda session: check_clip_keeping(session, clip_id),
         subject_kind=Subject.CLIP,
         subject_id=clip_id,
+        reason=reason,
+    )
+
+
+def case_problems(session: Session, case: Case) -> list[str]:
+    """How a case's catalog row differs from its case.created and case.closed events, and
+    which of its links in the catalog no case.clip_linked event stands behind."""
+    facts = subject_facts(session, "", [case.number], _CASE_EVENTS)
+    logged = facts.cases.get(case.number)
+    if logged is None:
+        return ["no case.created event in the custody log stands behind its catalog row"]
+    unit = session.get(Unit, case.unit_id) if case.unit_id is not None else None
+    row = live_catalog.case_row(case, unit.code if unit is not None else None)
+    found = [message for _, message in case_row_differences(logged, row)]
+    linked = list(session.exec(select(CaseClip.clip_id).where(CaseClip.case_id == case.id)))
+    if linked:
+        links = subject_facts(session, "", linked, _LINK_EVENTS).links
+        unlogged = sorted(c for c in linked if (case.number, c) not in links)
+        if unlogged:
+            found.append(
+                "the catalog links clip(s) " + ", ".join(unlogged) + " to it, but no "
+                "case.clip_linked event does"
+            )
+    return found
+
+
+def check_case(session: Session, case_id: int) -> None:
+    """Raise IntegrityError when a case's row or links are not what the log says."""
+    case = session.get(Case, case_id)
+    if case is None:
+        return  # the caller found it: it names a case that is gone in its own words
+    found = case_problems(session, case)
+    if found:
+        raise IntegrityError(
+            f"case {case.number}: " + "; ".join(found) + ": its catalog row was changed "
+            "behind the custody log's back",
+            remedy=_NOTHING_DONE,
+        )
+
+
+def case_as_logged_or_refuse(
+    station: Station, caller: Caller, action: str, case: Case, reason: str = ""
+) -> None:
+    """Go on when the case's row says what its events say; else log the refusal and raise."""
+    case_id = case.id
+    assert case_id is not None  # a case read from the catalog
+    read_or_refuse(
+        station,
+        caller,
+        action,
+        lambda session: check_case(session, case_id),
+        subject_kind=Subject.CASE,
+        subject_id=case.number,
         reason=reason,
     )
