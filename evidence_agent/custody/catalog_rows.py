@@ -36,9 +36,10 @@ INGEST_FIELDS = (
     "dock_session",
 )
 # What decides whether a clip may be deleted, fixed by review.retention's events instead: the
-# legal hold (clip.legal_hold_set and _released) and the grounds for keeping it for good
-# (clip.retention_ground_set), a sorted list.
-KEEPING_FIELDS = ("legal_hold", "retention_grounds")
+# legal hold (clip.legal_hold_set and _released), the grounds for keeping it for good
+# (clip.retention_ground_set), a sorted list, and its retention class and keep-until time (the
+# latest clip.retention_changed's `to`, else what the clip.ingested event records, if it does).
+KEEPING_FIELDS = ("legal_hold", "retention_grounds", "retention_class", "retention_until")
 CLIP_ROW_FIELDS = ("id", "sha256", "station", "state", "stored_at", *INGEST_FIELDS, *KEEPING_FIELDS)
 CASE_CLIP_ROW_FIELDS = ("case", "clip")
 # The case row as the cross-check sees it: the fields of case.created that the catalog keeps, in
@@ -185,16 +186,37 @@ def clip_row_differences_reference(
 def clip_keeping_differences(
     facts: LogFacts, clip_id: str, row: dict[str, Any]
 ) -> Iterator[tuple[str, str]]:
-    """The legal hold and grounds of a clip's catalog row against the log's events, each field
-    that differs named; a field the row lacks is not compared."""
+    """The legal hold, grounds and retention of a clip's catalog row against the log's events,
+    each field that differs named; a field the row lacks, or a retention the log does not
+    record (an ingest event written before it did), is not compared."""
+    retention, _ = _logged_retention(facts, clip_id)
     if (
         row.get("legal_hold") is False
         and row.get("retention_grounds") == []
         and clip_id not in facts.holds
         and clip_id not in facts.grounds
+        and (
+            retention is None
+            or (row.get("retention_class"), row.get("retention_until")) == retention
+        )
     ):
         return iter(())
     return _keeping_differences(facts, clip_id, row)
+
+
+def _logged_retention(facts: LogFacts, clip_id: str) -> tuple[tuple[Any, Any] | None, str]:
+    """The clip's (class, until) by the log, and which event says it; None: not recorded."""
+    changed = facts.retention.get(clip_id)
+    if changed is not None:
+        return changed[0], f"the clip.retention_changed event (entry {changed[1]})"
+    clip = facts.clips.get(clip_id)
+    if clip is None or "retention_class" not in clip.ingest:
+        return None, ""
+    ingest = clip.ingest
+    return (
+        (ingest.get("retention_class"), ingest.get("retention_until")),
+        f"the ingest event (entry {clip.ingest_seq})",
+    )
 
 
 def _keeping_differences(
@@ -216,6 +238,12 @@ def _keeping_differences(
             f"catalog retention_grounds is {row['retention_grounds']!r}, but the log's "
             f"clip.retention_ground_set events give {entries or 'none'}",
         )
+    retention, said = _logged_retention(facts, clip_id)
+    if retention is None:
+        return
+    for name, value in zip(("retention_class", "retention_until"), retention, strict=True):
+        if name in row and not _same(row[name], value):
+            yield item, f"catalog {name} is {row[name]!r}, {said} says {value!r}"
 
 
 def _clip_state(clip: ClipFacts) -> tuple[str, str]:

@@ -49,6 +49,9 @@ class LogFacts:
     # {ground: entry}. Kept by clip id, like links: the clip may be another station's.
     holds: dict[str, tuple[bool, int]] = field(default_factory=dict)
     grounds: dict[str, dict[str, int]] = field(default_factory=dict)
+    # A clip's retention as its latest clip.retention_changed left it: clip -> ((class, until),
+    # entry); before any, the clip.ingested event's, where it records one.
+    retention: dict[str, tuple[tuple[Any, Any], int]] = field(default_factory=dict)
     cases: dict[str, CaseFacts] = field(default_factory=dict)  # case number -> its events
     keys: list[tuple[int, str]] = field(default_factory=list)  # (seq, verifier key string)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (item, message)
@@ -132,6 +135,14 @@ def _on_ground_set(facts: LogFacts, e: ParsedEntry) -> None:
     facts.grounds.setdefault(e.subject_id, {}).setdefault(ground, e.seq)
 
 
+def _on_retention_changed(facts: LogFacts, e: ParsedEntry) -> None:
+    to = e.data.get("to")
+    if e.subject_kind != "clip" or not isinstance(to, dict):
+        facts.problems.append((f"entry {e.seq}", f"{e.type} event without a clip and a 'to'"))
+        return
+    facts.retention[e.subject_id] = ((to.get("class"), to.get("until")), e.seq)
+
+
 def _on_case_created(facts: LogFacts, e: ParsedEntry) -> None:
     if e.subject_kind != "case":
         facts.problems.append((f"entry {e.seq}", f"{e.type} event without a case"))
@@ -165,8 +176,8 @@ def _on_document_added(facts: LogFacts, e: ParsedEntry) -> None:
 # The extension point of steps 3-4: an event type that changes what the catalog must hold gets a
 # reducer here and, if it touches a new table or column, a check in catalog_rows.CATALOG_CHECKS.
 # Links are review.cases' events: subject {kind: clip, id}, data {"case": case number}; holds
-# and grounds review.retention's; cases are opened and closed by review.cases (no event edits a
-# case in between). Not cross-checked yet: retention class and date.
+# grounds and retention changes review.retention's; cases are opened and closed by review.cases
+# (no event edits a case in between).
 EVENT_REDUCERS: dict[str, Reducer] = {
     EventType.CLIP_INGESTED: _on_clip_ingested,
     EventType.CLIP_STORED: _on_clip_stored,
@@ -178,6 +189,7 @@ EVENT_REDUCERS: dict[str, Reducer] = {
     EventType.CLIP_LEGAL_HOLD_SET: _on_legal_hold,
     EventType.CLIP_LEGAL_HOLD_RELEASED: _on_legal_hold,
     EventType.CLIP_RETENTION_GROUND_SET: _on_ground_set,
+    EventType.CLIP_RETENTION_CHANGED: _on_retention_changed,
     EventType.CASE_CREATED: _on_case_created,
     EventType.CASE_CLOSED: _on_case_closed,
 }

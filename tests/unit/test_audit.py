@@ -449,6 +449,51 @@ def test_rows_exported_without_hold_and_grounds_still_verify(tmp_path: Path) -> 
     assert report.intact, findings(report)
 
 
+def test_retention_against_the_log(tmp_path: Path) -> None:
+    """The class and date the ingest recorded, until a clip.retention_changed gives others."""
+    until = format_time(T0 + timedelta(days=183))
+    events = standard_events()
+    events[1] = CustodyEvent(
+        "clip.ingested", "clip", "c1", "u", "r", SHA_A,
+        {**ingest_data(1), "retention_class": "standard", "retention_until": until},
+    )  # fmt: skip
+    events.append(
+        CustodyEvent(
+            "clip.retention_changed",
+            "clip",
+            "c1",
+            "u",
+            "r",
+            SHA_A,
+            {
+                "from": {"class": "standard", "until": until},
+                "to": {"class": "permanent", "until": None},
+                "grounds": ["case_evidence"],
+                "cause": "linked",
+                "store_lock": "x",
+            },
+        )
+    )
+    kept = {"legal_hold": False, "retention_grounds": []}
+    rows = [clip_row(1, SHA_A, **kept, retention_class="permanent", retention_until=None)]
+    # c2's ingest event records no retention (written before it did): its row's is not compared.
+    rows.append(clip_row(2, SHA_B, **kept, retention_class="standard", retention_until=until))
+    report = verify_bundle(Log(entries=encode(events), sizes=[7], clips=rows).write(tmp_path / "a"))
+    assert report.intact, findings(report)
+    rows[0]["retention_class"] = "standard"
+    report = verify_bundle(Log(entries=encode(events), sizes=[7], clips=rows).write(tmp_path / "b"))
+    assert findings(report) == [
+        "4 clip c1: catalog retention_class is 'standard', the clip.retention_changed event "
+        "(entry 6) says 'permanent'"
+    ]
+    report = verify_bundle(
+        Log(entries=encode(events[:6]), sizes=[6], clips=rows).write(tmp_path / "c")
+    )
+    assert findings(report) == [
+        f"4 clip c1: catalog retention_until is None, the ingest event (entry 1) says {until!r}"
+    ]
+
+
 def case_created(number: str) -> dict[str, Any]:
     return {
         "number": number,

@@ -218,7 +218,12 @@ def clip_row(
 
 def keeping_fields(clip: Clip) -> dict[str, Any]:
     """The fields of a clip row that review.retention's events fix (catalog_rows.KEEPING_FIELDS)."""
-    return {"legal_hold": clip.legal_hold, "retention_grounds": _json_list(clip.retention_grounds)}
+    return {
+        "legal_hold": clip.legal_hold,
+        "retention_grounds": _json_list(clip.retention_grounds),
+        "retention_class": clip.retention_class,
+        "retention_until": _time(clip.retention_until),
+    }
 
 
 def subject_entries(

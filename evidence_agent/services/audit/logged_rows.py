@@ -19,6 +19,8 @@ from evidence_agent.services.station import Station
 
 # What a clip's keeping (whether it may be deleted) is folded from.
 _KEEPING_EVENTS = (
+    EventType.CLIP_INGESTED,
+    EventType.CLIP_RETENTION_CHANGED,
     EventType.CLIP_LEGAL_HOLD_SET,
     EventType.CLIP_LEGAL_HOLD_RELEASED,
     EventType.CLIP_RETENTION_GROUND_SET,
@@ -48,7 +50,8 @@ def subject_facts(
 
 
 def clip_keeping_problems(session: Session, clip: Clip) -> list[str]:
-    """How the clip's legal hold, grounds and case links in the catalog differ from its events."""
+    """How the clip's legal hold, grounds, retention and case links in the catalog differ from
+    its events."""
     facts = subject_facts(session, clip.station_id, [clip.id], _KEEPING_EVENTS)
     row = live_catalog.keeping_fields(clip)
     found = [message for _, message in clip_keeping_differences(facts, clip.id, row)]
