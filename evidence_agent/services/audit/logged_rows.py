@@ -76,7 +76,7 @@ def check_clip_keeping(session: Session, clip_id: str) -> None:
     """Raise IntegrityError when what decides a clip's deletion is not what its events say."""
     clip = session.get(Clip, clip_id)
     if clip is None:
-        return  # the caller found it: it names a clip that is gone in its own words
+        return  # gone since the caller read it: its own next step says so
     found = clip_keeping_problems(session, clip)
     if found:
         raise IntegrityError(
@@ -127,7 +127,7 @@ def check_case(session: Session, case_id: int) -> None:
     """Raise IntegrityError when a case's row or links are not what the log says."""
     case = session.get(Case, case_id)
     if case is None:
-        return  # the caller found it: it names a case that is gone in its own words
+        return  # gone since the caller read it: its own next step says so
     found = case_problems(session, case)
     if found:
         raise IntegrityError(
