@@ -142,6 +142,8 @@ def ingest_data(i: int) -> dict[str, Any]:
         "media_kind": "video",
         "officer": f"{100000 + i % 997}",
         "probe_error": None,
+        "retention_class": "important" if i % 17 == 0 else "standard",
+        "retention_until": format_time(T0 + timedelta(days=1095 if i % 17 == 0 else 183)),
         "recorded_end": format_time(start + timedelta(seconds=600)),
         "recorded_start": format_time(start),
         "recorder": f"A{i % 500:06d}",
@@ -326,6 +328,10 @@ def make_log(n: int, clips_per_dock: int) -> tuple[list[bytes], list[int], list[
                     "station": STATION,
                     "state": ClipState.STORED.value,
                     "stored_at": stored_at,
+                    "legal_hold": False,
+                    "retention_grounds": [],
+                    "retention_class": data["retention_class"],
+                    "retention_until": data["retention_until"],
                 }
             )
             rows.append(row)

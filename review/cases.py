@@ -24,6 +24,7 @@ from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
 from evidence_agent.domain.text import is_plain_text, shown
 from evidence_agent.errors import EvidenceError, IncompleteError, InputError, StorageError
+from evidence_agent.services.audit.logged_rows import case_as_logged_or_refuse
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
 from review.case_coverage import case_coverage
@@ -252,6 +253,7 @@ def close_case(
     window (what `case check` reports) stays open unless the closer overrides, with a reason;
     the override and the gaps it closed over go into the custody log."""
     case, text = _case_to_change(station, caller, "case_close", ref, reason)
+    case_as_logged_or_refuse(station, caller, "case_close", case, text)
     coverage_now, _ = case_coverage(station, case)
     incomplete = bool(coverage_now.get("full_recording_required")) and not coverage_now["complete"]
     if incomplete and not override_incomplete:
@@ -662,6 +664,7 @@ def check_case(
     """The coverage of the case's action window by its footage, for a legal reviewer."""
     require(station, caller, Action.CASE_READ, subject_kind=Subject.CASE, subject_id=ref[:64])
     case = _case_or_refuse(station, caller, Action.CASE_READ, ref)
+    case_as_logged_or_refuse(station, caller, Action.CASE_READ.value, case)
     result, report = case_coverage(station, case)
     record_view(
         station,

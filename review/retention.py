@@ -26,8 +26,15 @@ from evidence_agent.domain.retention import (
 )
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
-from evidence_agent.errors import EvidenceError, InputError, PermissionDeniedError, StorageError
+from evidence_agent.errors import (
+    EvidenceError,
+    InputError,
+    IntegrityError,
+    PermissionDeniedError,
+    StorageError,
+)
 from evidence_agent.ports import LegalHolding, LockExtending, ObjectDeleting, ObjectStore
+from evidence_agent.services.audit.logged_rows import check_clip_keeping, clip_as_logged_or_refuse
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
@@ -220,6 +227,7 @@ def request_deletion(
     )
     text = _need_reason(station, caller, Action.RETENTION_REQUEST, reason, clip_ref)
     clip = _clip_or_refuse(station, caller, Action.RETENTION_REQUEST, clip_ref, text)
+    clip_as_logged_or_refuse(station, caller, Action.RETENTION_REQUEST.value, clip.id, text)
     now = station.clock.now()
     with station.reading() as session:
         blockers = deletion_blockers(clip_facts(session, clip), station.settings.retention, now)
@@ -310,6 +318,7 @@ def approve_deletion(
     )
     text = _need_reason(station, caller, action, reason, clip_ref)
     clip = _clip_or_refuse(station, caller, action, clip_ref, text)
+    clip_as_logged_or_refuse(station, caller, action.value, clip.id, text)
     if clip.state == ClipState.DELETED:
         # Tombstoned earlier: by a version of the agent that logged the tombstone first and
         # left the object when the store refused. Only the store's side may be left to do.
@@ -349,12 +358,12 @@ def approve_deletion(
         )
     try:
         return _delete(station, caller, review, clip, text, now)
-    except _Blocked as e:
+    except (_Blocked, IntegrityError) as e:
         refuse(
             station,
             caller,
             action.value,
-            InputError(e.message),
+            e if isinstance(e, IntegrityError) else InputError(e.message),
             subject_kind=Subject.CLIP,
             subject_id=clip.id,
             sha256=clip.sha256,
@@ -395,6 +404,7 @@ def _delete(
         late_blockers = deletion_blockers(clip_facts(session, row), station.settings.retention, now)
         if late_blockers:
             raise _Blocked(f"clip {clip.id} may not be deleted: " + "; ".join(late_blockers))
+        check_clip_keeping(session, row.id)
         request = _pending_request(session, clip.id)
         if request is None:
             request = RetentionRequest(

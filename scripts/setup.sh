@@ -10,7 +10,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 packages=(ffmpeg python3-venv openssl util-linux)
-[ "$dev" = 1 ] && packages+=(postgresql umockdev gir1.2-umockdev-1.0 systemd sqlite3 chromium)
+# faketime: end-to-end tests move the clock of a command ahead (retention) without editing dates.
+[ "$dev" = 1 ] && packages+=(postgresql umockdev gir1.2-umockdev-1.0 systemd sqlite3 chromium faketime)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -46,7 +46,7 @@ VERIFIER_KEY_FILE = "station.vkey"
 PUBLIC_PEM_FILE = "station.pub.pem"
 CATALOG_DIR = "catalog"
 # Catalog tables a bundle may carry; a reader ignores none and refuses any other name.
-CATALOG_TABLES = ("clips", "case_clips")
+CATALOG_TABLES = ("clips", "case_clips", "cases")
 
 MAX_SMALL_FILE = 1 << 20  # manifest, keys, notes: anything larger is not ours
 READ_CHUNK = 16 << 20

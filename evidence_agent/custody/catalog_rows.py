@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any
 
 from evidence_agent.custody.audit_report import AuditReport
-from evidence_agent.custody.log_facts import ClipFacts, LogFacts
+from evidence_agent.custody.log_facts import CaseFacts, ClipFacts, LogFacts
 from evidence_agent.errors import InputError
 
 # The clip row as the cross-check sees it (and as a bundle carries it): catalog values in the
@@ -35,11 +35,34 @@ INGEST_FIELDS = (
     "flags",
     "dock_session",
 )
-CLIP_ROW_FIELDS = ("id", "sha256", "station", "state", "stored_at", *INGEST_FIELDS)
+# What decides whether a clip may be deleted, fixed by review.retention's events instead: the
+# legal hold (clip.legal_hold_set and _released), the grounds for keeping it for good
+# (clip.retention_ground_set), a sorted list, and its retention class and keep-until time (the
+# latest clip.retention_changed's `to`, else what the clip.ingested event records, if it does).
+KEEPING_FIELDS = ("legal_hold", "retention_grounds", "retention_class", "retention_until")
+CLIP_ROW_FIELDS = ("id", "sha256", "station", "state", "stored_at", *INGEST_FIELDS, *KEEPING_FIELDS)
 CASE_CLIP_ROW_FIELDS = ("case", "clip")
-# Fields a bundle's row may lack: bundles exported before the catalog had them. The cross-check
-# reads a missing field as null, which is what the ingest events of that time say too.
-ROW_FIELDS_ADDED_SINCE = frozenset({"blake3"})
+# The case row as the cross-check sees it: the fields of case.created that the catalog keeps, in
+# that event's spelling (unit code, lists, RFC 3339 times); state and closed_at as case.closed
+# leaves them.
+CASE_ROW_FIELDS = (
+    "number",
+    "title",
+    "parties",
+    "cause_of_action",
+    "enforcement_type",
+    "unit",
+    "handling_officers",
+    "action_start",
+    "action_end",
+    "created_at",
+    "state",
+    "closed_at",
+)
+# Fields a bundle's row may lack: bundles exported before the catalog had them, or before the
+# export carried them. The cross-check reads a missing ingest field as null, which is what the
+# ingest events of that time say too, and does not compare a missing keeping field.
+ROW_FIELDS_ADDED_SINCE = frozenset({"blake3", *KEEPING_FIELDS})
 
 
 @dataclass
@@ -48,6 +71,7 @@ class CatalogSnapshot:
 
     clips: list[dict[str, Any]] | None = None
     case_clips: list[dict[str, Any]] | None = None
+    cases: list[dict[str, Any]] | None = None
 
 
 CatalogCheck = Callable[[LogFacts, CatalogSnapshot], Iterator[tuple[str, str]]]
@@ -72,6 +96,7 @@ def check_row_shapes(catalog: CatalogSnapshot, station_id: str) -> None:
     for name, rows, fields in (
         ("clips", catalog.clips, CLIP_ROW_FIELDS),
         ("case_clips", catalog.case_clips, CASE_CLIP_ROW_FIELDS),
+        ("cases", catalog.cases, CASE_ROW_FIELDS),
     ):
         required = set(fields) - ROW_FIELDS_ADDED_SINCE
         for number, row in enumerate(rows or (), start=1):
@@ -97,6 +122,7 @@ def _check_clips(facts: LogFacts, catalog: CatalogSnapshot) -> Iterator[tuple[st
             )
             continue
         yield from clip_row_differences(facts, clip, row)
+        yield from clip_keeping_differences(facts, clip_id, row)
     for clip_id, clip in facts.clips.items():
         if clip_id not in seen:
             yield (
@@ -157,6 +183,69 @@ def clip_row_differences_reference(
         )
 
 
+def clip_keeping_differences(
+    facts: LogFacts, clip_id: str, row: dict[str, Any]
+) -> Iterator[tuple[str, str]]:
+    """The legal hold, grounds and retention of a clip's catalog row against the log's events,
+    each field that differs named; a field the row lacks, or a retention the log does not
+    record (an ingest event written before it did), is not compared."""
+    retention, _ = _logged_retention(facts, clip_id)
+    if (
+        row.get("legal_hold") is False
+        and row.get("retention_grounds") == []
+        and clip_id not in facts.holds
+        and clip_id not in facts.grounds
+        and (
+            retention is None
+            or (row.get("retention_class"), row.get("retention_until")) == retention
+        )
+    ):
+        return iter(())
+    return _keeping_differences(facts, clip_id, row)
+
+
+def _logged_retention(facts: LogFacts, clip_id: str) -> tuple[tuple[Any, Any] | None, str]:
+    """The clip's (class, until) by the log, and which event says it; None: not recorded."""
+    changed = facts.retention.get(clip_id)
+    if changed is not None:
+        return changed[0], f"the clip.retention_changed event (entry {changed[1]})"
+    clip = facts.clips.get(clip_id)
+    if clip is None or "retention_class" not in clip.ingest:
+        return None, ""
+    ingest = clip.ingest
+    return (
+        (ingest.get("retention_class"), ingest.get("retention_until")),
+        f"the ingest event (entry {clip.ingest_seq})",
+    )
+
+
+def _keeping_differences(
+    facts: LogFacts, clip_id: str, row: dict[str, Any]
+) -> Iterator[tuple[str, str]]:
+    item = f"clip {clip_id}"
+    held, seq = facts.holds.get(clip_id, (False, None))
+    if "legal_hold" in row and not _same(row["legal_hold"], held):
+        if seq is None:
+            told = "no clip.legal_hold_set event names it"
+        else:
+            told = f"entry {seq} {'set' if held else 'released'} its hold"
+        yield item, f"catalog legal_hold is {row['legal_hold']!r}, but in the log {told}"
+    grounds = facts.grounds.get(clip_id, {})
+    if "retention_grounds" in row and not _same(row["retention_grounds"], sorted(grounds)):
+        entries = ", ".join(f"{g} (entry {s})" for g, s in sorted(grounds.items()))
+        yield (
+            item,
+            f"catalog retention_grounds is {row['retention_grounds']!r}, but the log's "
+            f"clip.retention_ground_set events give {entries or 'none'}",
+        )
+    retention, said = _logged_retention(facts, clip_id)
+    if retention is None:
+        return
+    for name, value in zip(("retention_class", "retention_until"), retention, strict=True):
+        if name in row and not _same(row[name], value):
+            yield item, f"catalog {name} is {row[name]!r}, {said} says {value!r}"
+
+
 def _clip_state(clip: ClipFacts) -> tuple[str, str]:
     if clip.deleted_seq is not None:
         return "deleted", f"entry {clip.deleted_seq} deleted it"
@@ -203,5 +292,46 @@ def _check_case_links(facts: LogFacts, catalog: CatalogSnapshot) -> Iterator[tup
         )
 
 
+def _check_cases(facts: LogFacts, catalog: CatalogSnapshot) -> Iterator[tuple[str, str]]:
+    if catalog.cases is None:
+        return
+    seen: set[str] = set()
+    for row in catalog.cases:
+        number = str(row.get("number"))
+        seen.add(number)
+        case = facts.cases.get(number)
+        if case is None:
+            yield (
+                f"case {number}",
+                "catalog row has no case.created event in the log: added behind its back",
+            )
+            continue
+        yield from case_row_differences(case, row)
+    for number, case in sorted(facts.cases.items()):
+        if number not in seen:
+            yield (
+                f"case {number}",
+                f"created in the log (entry {case.created_seq}) but the catalog has no row for it",
+            )
+
+
+def case_row_differences(case: CaseFacts, row: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Each field of a case's catalog row that differs from its case.created event (and its
+    case.closed event, for state and closed_at), named. A field an older event lacks is not
+    compared."""
+    item = f"case {case.number}"
+    closed = case.closed
+    for name in CASE_ROW_FIELDS:
+        if closed is not None and name in ("state", "closed_at"):
+            value = "closed" if name == "state" else closed.get("closed_at")
+            said = f"the case.closed event (entry {case.closed_seq})"
+        elif name in case.created:
+            value, said = case.created[name], f"the case.created event (entry {case.created_seq})"
+        else:
+            continue
+        if not _same(row.get(name), value):
+            yield item, f"catalog {name} is {row.get(name)!r}, {said} says {value!r}"
+
+
 # Each check names the rows of one table that disagree with the facts (log_facts.EVENT_REDUCERS).
-CATALOG_CHECKS: tuple[CatalogCheck, ...] = (_check_clips, _check_case_links)
+CATALOG_CHECKS: tuple[CatalogCheck, ...] = (_check_clips, _check_case_links, _check_cases)

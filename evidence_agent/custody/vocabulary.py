@@ -21,7 +21,9 @@ class Subject(StrEnum):
 
 
 # The fields of a clip.ingested event; `verify` cross-checks the catalog's clip rows against
-# all but `probe_error`, and a bundle's clips.jsonl carries them.
+# all but `probe_error`, and a bundle's clips.jsonl carries them. Events written since the log
+# vouches for a clip's retention also hold its class and keep-until time at cataloguing
+# (INGEST_RETENTION_FIELDS), which the catalog keeps until a clip.retention_changed.
 INGEST_FIELDS = (
     "size",
     "blake3",
@@ -41,6 +43,8 @@ INGEST_FIELDS = (
     "flags",
     "dock_session",
 )
+
+INGEST_RETENTION_FIELDS = ("retention_class", "retention_until")
 
 # What case.created records: the case as `case show` gives it, without its footage.
 CASE_FIELDS = (
@@ -108,7 +112,12 @@ class EventType(StrEnum):
         Subject.RECORDER,
         ("source_path", "detail", "dock_session"),
     )
-    CLIP_INGESTED = ("clip.ingested", Subject.CLIP, (*INGEST_FIELDS, "probe_error"))
+    CLIP_INGESTED = (
+        "clip.ingested",
+        Subject.CLIP,
+        (*INGEST_FIELDS, "probe_error"),
+        INGEST_RETENTION_FIELDS,
+    )
     CLIP_SEEN_AGAIN = (
         "clip.seen_again",
         Subject.CLIP,

@@ -1314,6 +1314,8 @@ def ingest_event_data(
         "flags": json.loads(clip.flags),
         "dock_session": clip.dock_session_id,
         "probe_error": probe_error,
+        "retention_class": clip.retention_class,
+        "retention_until": format_time(clip.retention_until) if clip.retention_until else None,
     }
 
 

@@ -204,6 +204,26 @@ def test_catalog_rows_edited_behind_the_log(station: Path) -> None:
     assert named(report, f"clip {b}", "catalog recorded_start is '2020-01-01", step=4)
     assert named(report, f"clip {c}", "catalog officer is '999999'", step=4)
     assert named(report, f"link case 2026-0042 - clip {d}", "no custody event", step=4)
+    assert named(report, "case 2026-0042", "no case.created event in the log", step=4)
+
+
+def test_hold_grounds_and_retention_edited_behind_the_log(station: Path, tmp_path: Path) -> None:
+    """What decides a deletion is held to the log: on the station, and in a bundle it exports."""
+    (a, _), (b, _), (c, _), *_ = clips(station)
+    sql(
+        station,
+        f"update clips set legal_hold = 1 where id = '{a}'",
+        f"update clips set retention_grounds = '[\"obstruction\"]' where id = '{b}'",
+        f"update clips set retention_until = '2020-01-01 00:00:00.000000' where id = '{c}'",
+    )
+    exported = agent(station, "audit", "export", str(tmp_path / "bundle"))
+    assert exported.returncode == 0, exported.stderr
+    for args in ((), ("--bundle", str(tmp_path / "bundle"))):
+        code, report = verify(station, *args)
+        assert code == INTEGRITY, args
+        assert named(report, f"clip {a}", "catalog legal_hold is True", step=4), failures(report)
+        assert named(report, f"clip {b}", "catalog retention_grounds is ['obstruction']", step=4)
+        assert named(report, f"clip {c}", "catalog retention_until is '2020-01-01", step=4)
 
 
 def _change_entry(data: Path) -> None:

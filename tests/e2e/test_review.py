@@ -27,12 +27,25 @@ from tests.support import service_missing
 EA = Path(sys.executable).with_name("evidence-agent")
 USER = pwd.getpwuid(os.getuid()).pw_name
 ME = f"user:{USER}"
+FAKETIME_LIBRARIES = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+)
+LATER = 200  # days: every clip of the demo is past its 183 days
 
 
 @pytest.fixture(autouse=True, scope="module")
 def ffmpeg() -> None:
     if shutil.which("ffmpeg") is None:
         service_missing("ffmpeg is not installed: scripts/setup.sh installs it")
+
+
+def faketime_library() -> str:
+    found = [p for p in FAKETIME_LIBRARIES if Path(p).exists()]
+    if not found:
+        service_missing("libfaketime is not installed: scripts/setup.sh --dev installs it")
+    return found[0]
 
 
 class Station:
@@ -46,8 +59,10 @@ class Station:
         roles: Sequence[str] = ("clerk",),
         review: str = "",
         badge: str | None = None,
+        days_later: int = 0,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `evidence-agent` as the test user holding `roles` (and nothing else)."""
+        """Run `evidence-agent` as the test user holding `roles` (and nothing else), on a clock
+        `days_later` days ahead (libfaketime): retention counts time that nobody can edit."""
         text = f"[roles.users]\n{USER} = {json.dumps(list(roles))}\n"
         if badge:
             text += f'[roles.officers]\n{USER} = "{badge}"\n'
@@ -62,6 +77,8 @@ class Station:
             "EVIDENCE_AGENT__STATION__TIMEZONE": "Asia/Shanghai",
         }
         env.pop("EVIDENCE_AGENT_CONFIG", None)
+        if days_later:
+            env.update(LD_PRELOAD=faketime_library(), FAKETIME=f"+{days_later}d")
         return subprocess.run([str(EA), *args], env=env, capture_output=True, text=True, timeout=60)
 
     def json(self, *args: str, **kw: Any) -> Any:
@@ -348,35 +365,31 @@ def test_deletion_past_retention_needs_a_supervisor_and_no_hold(
     station: Station, videos: list[dict[str, Any]]
 ) -> None:
     old, held = videos[0], videos[1]
-    # Simulate seven months passing: both clips are past their 183 days.
-    past = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%d %H:%M:%S.%f")
-    for clip_id in (old["id"], held["id"]):
-        station.sql(
-            "UPDATE clips SET recorded_start = ?, recorded_end = ?, ingested_at = ?,"
-            " retention_until = ? WHERE id = ?",
-            past, past, past, past, clip_id,
-        )  # fmt: skip
-    due = station.json("retention", "due", roles=["supervisor"])
-    assert {c["id"] for c in due} == {old["id"], held["id"]}
+    due = station.json("retention", "due", roles=["supervisor"], days_later=LATER)
+    assert {old["id"], held["id"]} <= {c["id"] for c in due}
     station.json("retention", "hold", held["id"], "--reason", "litigation", roles=["supervisor"])
 
     # Clerks request, they do not approve; the requester cannot approve their own request.
     assert station.run("retention", "delete", old["id"], "--reason", "x").returncode == 5
-    station.json("retention", "request", old["id"], "--reason", "past retention, no case")
+    station.json(
+        "retention", "request", old["id"], "--reason", "past retention, no case",
+        days_later=LATER,
+    )  # fmt: skip
     same_person = station.run(
-        "retention", "delete", old["id"], "--reason", "approved", roles=["supervisor"]
-    )
+        "retention", "delete", old["id"], "--reason", "approved", roles=["supervisor"],
+        days_later=LATER,
+    )  # fmt: skip
     assert same_person.returncode == 5 and "two-person" in same_person.stderr
     # Where one supervisor's approval is the policy: a held clip stays, the other goes.
     one_supervisor = 'deletion_approval = "supervisor"'
     kept = station.run(
         "retention", "delete", held["id"], "--reason", "tidy up", roles=["supervisor"],
-        review=one_supervisor,
+        review=one_supervisor, days_later=LATER,
     )  # fmt: skip
     assert kept.returncode == 2 and "legal hold" in kept.stderr
     done = station.json(
         "retention", "delete", old["id"], "--reason", "approved: 183 days passed",
-        roles=["supervisor"], review=one_supervisor,
+        roles=["supervisor"], review=one_supervisor, days_later=LATER,
     )  # fmt: skip
     assert done["store"] == "removed"
     assert done["request"]["requested_by"] == ME and done["request"]["state"] == "approved"
@@ -394,3 +407,185 @@ def test_deletion_past_retention_needs_a_supervisor_and_no_hold(
     assert tombstone["data"]["request"]["reason"] == "past retention, no case"
     refused = [e["data"]["action"] for e in events if e["type"] == "access.refused"]
     assert refused == ["retention_approve"] * 3
+
+
+def ingest_retention(station: Station, clip_id: str) -> str:
+    """The keep-until time the clip's ingest event records, as the catalog stores it."""
+    with sqlite3.connect(station.data / "catalog.sqlite3") as db:
+        (entry,) = db.execute(
+            "SELECT entry FROM custody_entries WHERE subject_id = ? AND event_type = ?",
+            (clip_id, "clip.ingested"),
+        ).fetchone()
+    until = datetime.fromisoformat(json.loads(entry)["data"]["retention_until"])
+    return until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def verify_report(station: Station) -> tuple[int, dict[str, Any]]:
+    result = station.run("verify", "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_a_hold_cleared_in_the_catalog_still_keeps_the_clip(
+    station: Station, videos: list[dict[str, Any]]
+) -> None:
+    held = videos[0]
+    station.json("retention", "hold", held["id"], "--reason", "litigation", roles=["supervisor"])
+    station.sql("UPDATE clips SET legal_hold = 0 WHERE id = ?", held["id"])
+
+    code, report = verify_report(station)
+    assert code == 3
+    assert any(
+        f["item"] == f"clip {held['id']}" and "legal_hold" in f["message"]
+        for f in report["findings"]
+    ), report["findings"]
+
+    # The deletion path reads the hold from the clip's events: every step of it refuses.
+    requested = station.run(
+        "retention", "request", held["id"], "--reason", "past retention", days_later=LATER
+    )
+    assert requested.returncode == 3, requested.stderr
+    assert held["id"] in requested.stderr and "legal_hold" in requested.stderr
+    deleted = station.run(
+        "retention", "delete", held["id"], "--reason", "tidy up", roles=["supervisor"],
+        review='deletion_approval = "supervisor"', days_later=LATER,
+    )  # fmt: skip
+    assert deleted.returncode == 3, deleted.stderr
+    assert held["id"] in deleted.stderr and "legal_hold" in deleted.stderr
+    assert station.object_path(held["sha256"]).exists()
+    with sqlite3.connect(station.data / "catalog.sqlite3") as db:
+        (state,) = db.execute("SELECT state FROM clips WHERE id = ?", (held["id"],)).fetchone()
+    assert state == "stored"
+    refused = [
+        e["data"]
+        for e in access_log(station, "--type", "access.refused")
+        if e["subject"]["id"] == held["id"]
+    ]
+    assert [r["action"] for r in refused] == ["retention_request", "retention_approve"]
+    assert all("legal_hold" in r["cause"] for r in refused)
+
+
+def test_grounds_and_links_changed_in_the_catalog_keep_the_clip(
+    station: Station, videos: list[dict[str, Any]]
+) -> None:
+    marked, linked = videos[0], videos[1]
+    station.json(
+        "case", "create", "2026-0077", "--type", "seizure", "--title", "t",
+        "--officer", "100231",
+    )  # fmt: skip
+    station.json("case", "link", "2026-0077", linked["id"], "--reason", "evidence")
+    station.json(
+        "retention", "mark", marked["id"], "--ground", "obstruction", "--reason", "seen",
+        roles=["supervisor"],
+    )  # fmt: skip
+    # Back to what the ingest gave them, as a careful attacker would: class and date too.
+    for clip_id in (marked["id"], linked["id"]):
+        station.sql(
+            "UPDATE clips SET retention_grounds = '[]', retention_class = 'standard',"
+            " retention_until = ? WHERE id = ?",
+            ingest_retention(station, clip_id), clip_id,
+        )  # fmt: skip
+    station.sql("DELETE FROM case_clips WHERE clip_id = ?", linked["id"])
+
+    code, report = verify_report(station)
+    assert code == 3
+    messages = {(f["item"], f["message"].split(" is ")[0]) for f in report["findings"]}
+    assert (f"clip {marked['id']}", "catalog retention_grounds") in messages, messages
+    for clip, field in ((marked, "retention_grounds"), (linked, "case")):
+        deleted = station.run(
+            "retention", "delete", clip["id"], "--reason", "tidy up", roles=["supervisor"],
+            review='deletion_approval = "supervisor"', days_later=LATER,
+        )  # fmt: skip
+        assert deleted.returncode == 3, deleted.stderr
+        assert clip["id"] in deleted.stderr and field in deleted.stderr
+        assert station.object_path(clip["sha256"]).exists()
+
+
+CASE_EDITS = [
+    pytest.param("UPDATE cases SET action_end = action_start", "action_end", id="window-narrowed"),
+    pytest.param(
+        "UPDATE cases SET enforcement_type = 'on_site_inspection'", "enforcement_type", id="type"
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "field"), CASE_EDITS)
+def test_a_case_edited_in_the_catalog_is_not_checked_nor_closed(
+    station: Station, videos: list[dict[str, Any]], tmp_path: Path, edit: str, field: str
+) -> None:
+    v1, _, v3 = videos[:3]
+    station.json(
+        "case", "create", "2026-0042", "--type", "seizure", "--title", "t", "--officer", "100231",
+        "--start", v1["recorded_start"], "--end", v3["recorded_end"],
+    )  # fmt: skip
+    station.json("case", "link", "2026-0042", v1["id"], "--reason", "footage")
+    assert station.run("case", "check", "2026-0042").returncode == 6  # the rest is missing
+
+    station.sql(edit)
+    checked = station.run("case", "check", "2026-0042", "--json")
+    assert checked.returncode == 3, checked.stdout + checked.stderr
+    assert "case 2026-0042" in checked.stderr and field in checked.stderr
+    closed = station.run("case", "close", "2026-0042", "--reason", "done", "--override-incomplete")
+    assert closed.returncode == 3, closed.stderr
+    refused = [
+        e["data"] for e in access_log(station, "--type", "access.refused", "--subject", "2026-0042")
+    ]
+    assert sorted(r["action"] for r in refused) == ["case_close", "case_read"]
+
+    code, report = verify_report(station)
+    assert code == 3
+    assert any(
+        f["item"] == "case 2026-0042" and f"catalog {field} is" in f["message"]
+        for f in report["findings"]
+    ), report["findings"]
+    bundle = tmp_path / "bundle"
+    assert station.run("audit", "export", str(bundle), roles=["auditor"]).returncode == 0
+    verified = station.run("verify", "--bundle", str(bundle), "--json")
+    assert verified.returncode == 3
+    findings = json.loads(verified.stdout)["findings"]
+    assert any(f["item"] == "case 2026-0042" and field in f["message"] for f in findings)
+
+
+def test_a_link_added_in_the_catalog_is_not_checked(
+    station: Station, videos: list[dict[str, Any]]
+) -> None:
+    v1, v2 = videos[:2]
+    station.json(
+        "case", "create", "2026-0043", "--type", "seizure", "--title", "t",
+        "--start", v1["recorded_start"], "--end", v2["recorded_end"],
+    )  # fmt: skip
+    station.json("case", "link", "2026-0043", v1["id"], "--reason", "footage")
+    station.sql(
+        "INSERT INTO case_clips (case_id, clip_id, linked_at, actor, reason) SELECT id, ?,"
+        " '2026-01-01 00:00:00', 'user:x', 'y' FROM cases WHERE number = '2026-0043'",
+        v2["id"],
+    )
+    checked = station.run("case", "check", "2026-0043")
+    assert checked.returncode == 3, checked.stdout + checked.stderr
+    assert v2["id"] in checked.stderr and "case.clip_linked" in checked.stderr
+
+
+def test_a_retention_shortened_in_the_catalog_keeps_the_clip(
+    station: Station, videos: list[dict[str, Any]]
+) -> None:
+    """An important clip is kept three years; the catalog edited to say standard retention
+    (and not important) does not make it due after six months."""
+    important = next(v for v in videos if v["important"])
+    assert important["retention_class"] == "important"
+    station.sql(
+        "UPDATE clips SET important = 0, retention_class = 'standard', retention_until = ?"
+        " WHERE id = ?",
+        (datetime.now(UTC) + timedelta(days=LATER - 10)).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        important["id"],
+    )
+    code, report = verify_report(station)
+    assert code == 3
+    found = {f["message"].split(" is ")[0] for f in report["findings"]
+             if f["item"] == f"clip {important['id']}"}  # fmt: skip
+    assert {"catalog retention_class", "catalog retention_until"} <= found, found
+    deleted = station.run(
+        "retention", "delete", important["id"], "--reason", "tidy up", roles=["supervisor"],
+        review='deletion_approval = "supervisor"', days_later=LATER,
+    )  # fmt: skip
+    assert deleted.returncode == 3, deleted.stderr
+    assert important["id"] in deleted.stderr and "retention_class" in deleted.stderr
+    assert station.object_path(important["sha256"]).exists()

@@ -124,6 +124,7 @@ class Log:
     links: list[dict[str, Any]] | None = field(
         default_factory=lambda: [{"case": "2026-001", "clip": "c1"}]
     )
+    cases: list[dict[str, Any]] | None = None  # None: a bundle exported before it had cases
 
     def write(self, dest: Path) -> Path:
         notes = (
@@ -134,6 +135,8 @@ class Log:
             catalog["clips"] = self.clips
         if self.links is not None:
             catalog["case_clips"] = self.links
+        if self.cases is not None:
+            catalog["cases"] = self.cases
         export = StationExport(
             station_id=SID,
             verifier_key=self.signer.verifier.key_string(),
@@ -399,6 +402,185 @@ def test_row_without_the_blake3_its_event_has(tmp_path: Path) -> None:
     row = {k: v for k, v in clip_row(1, SHA_A).items() if k != "blake3"}
     report = verify_bundle(Log(clips=[row, clip_row(2, SHA_B)]).write(tmp_path / "b"))
     assert has(report, 4, "clip c1", "catalog blake3 is None"), findings(report)
+
+
+def keeping_events() -> list[CustodyEvent]:
+    def ev(type_: str, clip: str, sha: str, **data: Any) -> CustodyEvent:
+        return CustodyEvent(type_, "clip", clip, "user:test", "test", sha, data)
+
+    return [
+        *standard_events(),
+        ev("clip.legal_hold_set", "c1", SHA_A, case=None, store_lock="x"),  # entry 6
+        ev("clip.legal_hold_set", "c2", SHA_B, case=None, store_lock="x"),
+        ev("clip.legal_hold_released", "c2", SHA_B, case=None, store_lock="x"),  # entry 8
+        ev("clip.retention_ground_set", "c2", SHA_B, ground="obstruction"),  # entry 9
+    ]
+
+
+@pytest.mark.parametrize(
+    ("c1", "c2", "item", "text"),
+    [
+        ({}, {}, None, None),
+        ({"legal_hold": False}, {}, "clip c1", "legal_hold is False, but in the log entry 6 set"),
+        ({}, {"legal_hold": True}, "clip c2", "legal_hold is True, but in the log entry 8 released"),
+        ({}, {"retention_grounds": []}, "clip c2", "grounds is [], but the log's clip.retention_gro"),
+        ({"retention_grounds": ["obstruction"]}, {}, "clip c1", "give none"),
+    ],
+)  # fmt: skip
+def test_legal_hold_and_grounds_against_the_log(
+    tmp_path: Path, c1: dict[str, Any], c2: dict[str, Any], item: str | None, text: str | None
+) -> None:
+    rows = [
+        clip_row(1, SHA_A, **{"legal_hold": True, "retention_grounds": [], **c1}),
+        clip_row(2, SHA_B, **{"legal_hold": False, "retention_grounds": ["obstruction"], **c2}),
+    ]
+    log = Log(entries=encode(keeping_events()), sizes=[10], clips=rows)
+    report = verify_bundle(log.write(tmp_path / "b"))
+    if item is None:
+        assert report.intact, findings(report)
+    else:
+        assert text is not None and has(report, 4, item, text), findings(report)
+        assert len(report.findings) == 1, findings(report)
+
+
+def test_rows_exported_without_hold_and_grounds_still_verify(tmp_path: Path) -> None:
+    log = Log(entries=encode(keeping_events()), sizes=[10])
+    report = verify_bundle(log.write(tmp_path / "b"))
+    assert report.intact, findings(report)
+
+
+def test_retention_against_the_log(tmp_path: Path) -> None:
+    """The class and date the ingest recorded, until a clip.retention_changed gives others."""
+    until = format_time(T0 + timedelta(days=183))
+    events = standard_events()
+    events[1] = CustodyEvent(
+        "clip.ingested", "clip", "c1", "u", "r", SHA_A,
+        {**ingest_data(1), "retention_class": "standard", "retention_until": until},
+    )  # fmt: skip
+    events.append(
+        CustodyEvent(
+            "clip.retention_changed",
+            "clip",
+            "c1",
+            "u",
+            "r",
+            SHA_A,
+            {
+                "from": {"class": "standard", "until": until},
+                "to": {"class": "permanent", "until": None},
+                "grounds": ["case_evidence"],
+                "cause": "linked",
+                "store_lock": "x",
+            },
+        )
+    )
+    kept = {"legal_hold": False, "retention_grounds": []}
+    rows = [clip_row(1, SHA_A, **kept, retention_class="permanent", retention_until=None)]
+    # c2's ingest event records no retention (written before it did): its row's is not compared.
+    rows.append(clip_row(2, SHA_B, **kept, retention_class="standard", retention_until=until))
+    report = verify_bundle(Log(entries=encode(events), sizes=[7], clips=rows).write(tmp_path / "a"))
+    assert report.intact, findings(report)
+    rows[0]["retention_class"] = "standard"
+    report = verify_bundle(Log(entries=encode(events), sizes=[7], clips=rows).write(tmp_path / "b"))
+    assert findings(report) == [
+        "4 clip c1: catalog retention_class is 'standard', the clip.retention_changed event "
+        "(entry 6) says 'permanent'"
+    ]
+    report = verify_bundle(
+        Log(entries=encode(events[:6]), sizes=[6], clips=rows).write(tmp_path / "c")
+    )
+    assert findings(report) == [
+        f"4 clip c1: catalog retention_until is None, the ingest event (entry 1) says {until!r}"
+    ]
+
+
+def case_created(number: str) -> dict[str, Any]:
+    return {
+        "number": number,
+        "title": "Seizure of unlicensed goods",
+        "parties": ["李四"],
+        "cause_of_action": "unlicensed street trading",
+        "enforcement_type": "seizure",
+        "full_recording_required": True,
+        "unit": "330100000000",
+        "handling_officers": ["100231"],
+        "action_start": format_time(T0 - timedelta(hours=2)),
+        "action_end": format_time(T0 - timedelta(hours=1)),
+        "case_file_due": format_time(T0 + timedelta(days=30)),
+        "state": "open",
+        "created_at": format_time(T0),
+        "closed_at": None,
+        "clips": 0,
+    }
+
+
+def case_row(number: str, **changes: Any) -> dict[str, Any]:
+    data = case_created(number)
+    for derived in ("full_recording_required", "case_file_due", "clips"):
+        data.pop(derived)
+    return {**data, **changes}
+
+
+def case_events() -> list[CustodyEvent]:
+    closed_at = format_time(T0 + timedelta(days=1))
+    return [
+        *standard_events(),
+        CustodyEvent("case.created", "case", "2026-001", "u", "r", None, case_created("2026-001")),
+        CustodyEvent("case.created", "case", "2026-002", "u", "r", None, case_created("2026-002")),
+        CustodyEvent("case.closed", "case", "2026-002", "u", "r", None, {"closed_at": closed_at}),
+    ]
+
+
+CLOSED = {"state": "closed", "closed_at": format_time(T0 + timedelta(days=1))}
+
+
+@pytest.mark.parametrize(
+    ("rows", "item", "text"),
+    [
+        ([case_row("2026-001"), case_row("2026-002", **CLOSED)], None, None),
+        (
+            [case_row("2026-001", action_end=format_time(T0 - timedelta(hours=2))), case_row("2026-002", **CLOSED)],
+            "case 2026-001",
+            "catalog action_end is '2026-05-01T06:00:00.000000Z', the case.created event (entry 6)",
+        ),
+        (
+            [case_row("2026-001", enforcement_type="hearing"), case_row("2026-002", **CLOSED)],
+            "case 2026-001",
+            "catalog enforcement_type is 'hearing'",
+        ),
+        (
+            [case_row("2026-001", handling_officers=[]), case_row("2026-002", **CLOSED)],
+            "case 2026-001",
+            "catalog handling_officers is []",
+        ),
+        (
+            [case_row("2026-001"), case_row("2026-002", closed_at=CLOSED["closed_at"])],
+            "case 2026-002",
+            "catalog state is 'open', the case.closed event (entry 8) says 'closed'",
+        ),
+        ([case_row("2026-002", **CLOSED)], "case 2026-001", "the catalog has no row for it"),
+        (
+            [case_row("2026-001"), case_row("2026-002", **CLOSED), case_row("2026-003")],
+            "case 2026-003",
+            "no case.created event in the log",
+        ),
+    ],
+)  # fmt: skip
+def test_case_rows_against_the_log(
+    tmp_path: Path, rows: list[dict[str, Any]], item: str | None, text: str | None
+) -> None:
+    log = Log(entries=encode(case_events()), sizes=[9], cases=rows)
+    report = verify_bundle(log.write(tmp_path / "b"))
+    if item is None:
+        assert report.intact, findings(report)
+    else:
+        assert text is not None and has(report, 4, item, text), findings(report)
+        assert len(report.findings) == 1, findings(report)
+
+
+def test_bundle_without_cases_still_verifies(tmp_path: Path) -> None:
+    report = verify_bundle(Log(entries=encode(case_events()), sizes=[9]).write(tmp_path / "b"))
+    assert report.intact, findings(report)
 
 
 def test_catalog_rows_with_other_fields_are_malformed(tmp_path: Path) -> None:

@@ -46,14 +46,18 @@ def export_bundle(station: Station, dest: Path) -> BundleSummary:
         checkpoints = [
             (c.declared_size, c.note or "") for c in live_catalog.checkpoints(session, sid)
         ]
-        catalog = live_catalog.catalog_rows(session, sid)
+        catalog = live_catalog.catalog_rows(session, sid, unlogged_cases=True)
         export = StationExport(
             station_id=sid,
             verifier_key=verifier.key_string(),
             public_key_pem=verifier.public_key_pem(),
             entries=(entry for _, entry, _ in live_catalog.entries(session, sid)),
             checkpoints=checkpoints,
-            catalog={"clips": catalog.clips or [], "case_clips": catalog.case_clips or []},
+            catalog={
+                "clips": catalog.clips or [],
+                "case_clips": catalog.case_clips or [],
+                "cases": catalog.cases or [],
+            },
         )
         return write_bundle(
             dest, [export], created_at=station.clock.now(), created_by=station.actor

@@ -53,11 +53,13 @@ def verify_bundle(
         key = _bundle_key(report, b, sid, pinned)
         t0 = time.perf_counter()
         catalog = CatalogSnapshot(
-            clips=b.catalog_rows(sid, "clips"), case_clips=b.catalog_rows(sid, "case_clips")
+            clips=b.catalog_rows(sid, "clips"),
+            case_clips=b.catalog_rows(sid, "case_clips"),
+            cases=b.catalog_rows(sid, "cases"),  # None in bundles exported before they had it
         )
         check_row_shapes(catalog, sid)
         report.steps[4].seconds += time.perf_counter() - t0
-        has_catalog = catalog.clips is not None or catalog.case_clips is not None
+        has_catalog = any(t is not None for t in (catalog.clips, catalog.case_clips, catalog.cases))
         log = LogInput(
             station_id=sid,
             key=key,

@@ -131,9 +131,11 @@ def _verify_logs(
             summary, facts = verify_log(report, log)
             _check_head(report, session, log_sid, summary)
             try:
-                catalog = live_catalog.catalog_rows(session, log_sid)
+                catalog = live_catalog.catalog_rows(session, log_sid, unlogged_cases=log_sid == sid)
             except (ValueError, TypeError) as e:  # a value no row written by the agent can hold
-                report.add(4, "catalog", f"a clip or link row cannot be read: {e}", station=log_sid)
+                report.add(
+                    4, "catalog", f"a clip, link or case row cannot be read: {e}", station=log_sid
+                )
                 catalog = CatalogSnapshot()
             audited.append(_AuditedLog(summary, facts, catalog))
     return audited
@@ -258,7 +260,8 @@ def _describe(report: AuditReport, audited: list[_AuditedLog], checked: int, in_
     if report.steps[4].status != "failed":
         clips = sum(len(log.catalog.clips or ()) for log in audited)
         links = sum(len(log.catalog.case_clips or ()) for log in audited)
-        report.steps[4].detail = f"{clips} clip row(s), {links} case link(s)"
+        cases = sum(len(log.catalog.cases or ()) for log in audited)
+        report.steps[4].detail = f"{clips} clip row(s), {links} case link(s), {cases} case(s)"
     others = [log.summary.station for log in audited[1:]]
     if others:
         report.notes.append(

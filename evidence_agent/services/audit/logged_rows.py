@@ -1,0 +1,154 @@
+"""The catalog row a decision acts on, held to the custody events of its clip or case first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlmodel import Session, col, select
+
+from evidence_agent.catalog.models import Case, CaseClip, Clip, Unit
+from evidence_agent.custody.catalog_rows import case_row_differences, clip_keeping_differences
+from evidence_agent.custody.entry_schema import ParsedEntry, parse_entry
+from evidence_agent.custody.log_facts import LogFacts, fold_entries
+from evidence_agent.custody.vocabulary import EventType, Subject
+from evidence_agent.domain.roles import Caller
+from evidence_agent.errors import IntegrityError
+from evidence_agent.services.audit import live_catalog
+from evidence_agent.services.guard import read_or_refuse
+from evidence_agent.services.station import Station
+
+# What a clip's keeping (whether it may be deleted) is folded from.
+_KEEPING_EVENTS = (
+    EventType.CLIP_INGESTED,
+    EventType.CLIP_RETENTION_CHANGED,
+    EventType.CLIP_LEGAL_HOLD_SET,
+    EventType.CLIP_LEGAL_HOLD_RELEASED,
+    EventType.CLIP_RETENTION_GROUND_SET,
+    EventType.CASE_CLIP_LINKED,
+    EventType.CASE_CLIP_UNLINKED,
+)
+_CASE_EVENTS = (EventType.CASE_CREATED, EventType.CASE_CLOSED)
+_LINK_EVENTS = (EventType.CASE_CLIP_LINKED, EventType.CASE_CLIP_UNLINKED)
+_NOTHING_DONE = "nothing was done; run `evidence-agent verify` and report the finding"
+
+
+def subject_facts(
+    session: Session, station_id: str, subject_ids: Iterable[str], types: Iterable[EventType]
+) -> LogFacts:
+    """What the custody log says of a few clips or cases, from their events of ``types`` in
+    every station's log, in the order they were recorded."""
+    events: list[ParsedEntry] = []
+    for sid, seq, entry in live_catalog.subject_entries(session, subject_ids, types):
+        event, problem = parse_entry(entry, sid, canonical=False)
+        if event is None:
+            raise IntegrityError(
+                f"entry {seq} of the custody log of station {sid} {problem}", remedy=_NOTHING_DONE
+            )
+        events.append(event)
+    events.sort(key=lambda e: (e.time or "", e.station or "", e.seq))
+    return fold_entries(station_id, events)
+
+
+def clip_keeping_problems(session: Session, clip: Clip) -> list[str]:
+    """How the clip's legal hold, grounds, retention and case links in the catalog differ from
+    its events."""
+    facts = subject_facts(session, clip.station_id, [clip.id], _KEEPING_EVENTS)
+    row = live_catalog.keeping_fields(clip)
+    found = [message for _, message in clip_keeping_differences(facts, clip.id, row)]
+    logged = sorted(case for case, clip_id in facts.links if clip_id == clip.id)
+    catalogued = list(
+        session.exec(
+            select(Case.number)
+            .join(CaseClip, col(CaseClip.case_id) == col(Case.id))
+            .where(CaseClip.clip_id == clip.id)
+            .order_by(col(Case.number))
+        )
+    )
+    if catalogued != logged:
+        found.append(
+            f"the catalog links it to case(s) {catalogued}, but the log's case.clip_linked and "
+            f"case.clip_unlinked events to {logged}"
+        )
+    return found
+
+
+def check_clip_keeping(session: Session, clip_id: str) -> None:
+    """Raise IntegrityError when what decides a clip's deletion is not what its events say."""
+    clip = session.get(Clip, clip_id)
+    if clip is None:
+        return  # gone since the caller read it: its own next step says so
+    found = clip_keeping_problems(session, clip)
+    if found:
+        raise IntegrityError(
+            f"clip {clip.id}: " + "; ".join(found) + ": its catalog row was changed behind the "
+            "custody log's back",
+            remedy=_NOTHING_DONE,
+        )
+
+
+def clip_as_logged_or_refuse(
+    station: Station, caller: Caller, action: str, clip_id: str, reason: str
+) -> None:
+    """Go on when the clip's row says what its events say; else log the refusal and raise."""
+    read_or_refuse(
+        station,
+        caller,
+        action,
+        lambda session: check_clip_keeping(session, clip_id),
+        subject_kind=Subject.CLIP,
+        subject_id=clip_id,
+        reason=reason,
+    )
+
+
+def case_problems(session: Session, case: Case) -> list[str]:
+    """How a case's catalog row differs from its case.created and case.closed events, and
+    which of its links in the catalog no case.clip_linked event stands behind."""
+    facts = subject_facts(session, "", [case.number], _CASE_EVENTS)
+    logged = facts.cases.get(case.number)
+    if logged is None:
+        return ["no case.created event in the custody log stands behind its catalog row"]
+    unit = session.get(Unit, case.unit_id) if case.unit_id is not None else None
+    row = live_catalog.case_row(case, unit.code if unit is not None else None)
+    found = [message for _, message in case_row_differences(logged, row)]
+    linked = list(session.exec(select(CaseClip.clip_id).where(CaseClip.case_id == case.id)))
+    if linked:
+        links = subject_facts(session, "", linked, _LINK_EVENTS).links
+        unlogged = sorted(c for c in linked if (case.number, c) not in links)
+        if unlogged:
+            found.append(
+                "the catalog links clip(s) " + ", ".join(unlogged) + " to it, but no "
+                "case.clip_linked event does"
+            )
+    return found
+
+
+def check_case(session: Session, case_id: int) -> None:
+    """Raise IntegrityError when a case's row or links are not what the log says."""
+    case = session.get(Case, case_id)
+    if case is None:
+        return  # gone since the caller read it: its own next step says so
+    found = case_problems(session, case)
+    if found:
+        raise IntegrityError(
+            f"case {case.number}: " + "; ".join(found) + ": its catalog row was changed "
+            "behind the custody log's back",
+            remedy=_NOTHING_DONE,
+        )
+
+
+def case_as_logged_or_refuse(
+    station: Station, caller: Caller, action: str, case: Case, reason: str = ""
+) -> None:
+    """Go on when the case's row says what its events say; else log the refusal and raise."""
+    case_id = case.id
+    assert case_id is not None  # a case read from the catalog
+    read_or_refuse(
+        station,
+        caller,
+        action,
+        lambda session: check_case(session, case_id),
+        subject_kind=Subject.CASE,
+        subject_id=case.number,
+        reason=reason,
+    )
