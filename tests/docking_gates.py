@@ -38,11 +38,11 @@ class GatedSpool(Spool):
             self._hold()
         return super().read_in(volume_root, rel)
 
-    def make_durable(self, copied: CopiedFile) -> SpooledFile:
+    def make_durable(self, copied: CopiedFile, *, sync_dir: bool = True) -> SpooledFile:
         self.made_durable += 1
         if self.durable and self.made_durable == self.hold_at:
             self._hold()
-        return super().make_durable(copied)
+        return super().make_durable(copied, sync_dir=sync_dir)
 
 
 def gate_spool(station: Station, hold_at: int = 2, *, durable: bool = False) -> GatedSpool:
