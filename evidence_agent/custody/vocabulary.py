@@ -18,6 +18,7 @@ class Subject(StrEnum):
     DOCK = "dock"  # the dock session's id
     DEVICE = "device"  # USB storage not read: its USB serial, else its device node
     STATION = "station"  # the station's id
+    NOTICE = "notice"  # the public notice's number
 
 
 # The fields of a clip.ingested event; `verify` cross-checks the catalog's clip rows against
@@ -191,6 +192,54 @@ class EventType(StrEnum):
         "case.document_added",
         Subject.CASE,
         ("document", "name", "size", "store"),
+    )
+
+    # -- legal review, public notices, statistics (the clocks of the three systems)
+    LEGAL_REVIEW_REQUESTED = (
+        "legal_review.requested",
+        Subject.CASE,
+        ("review", "requested_on", "due", "working_days", "case_file"),
+        ("incomplete_override",),
+    )
+    LEGAL_REVIEW_EXTENDED = (
+        "legal_review.extended",
+        Subject.CASE,
+        ("review", "working_days", "due"),
+    )
+    LEGAL_REVIEW_OPINION = (
+        "legal_review.opinion",
+        Subject.CASE,
+        ("review", "opinion", "given_on", "due", "on_time", "working_days_taken"),
+    )
+    NOTICE_RECORDED = (
+        "notice.recorded",
+        Subject.NOTICE,
+        ("kind", "title", "decision_date", "due", "case", "minors"),
+    )
+    NOTICE_PUBLISHED = (
+        "notice.published",
+        Subject.NOTICE,
+        ("published_on", "due", "on_time", "redactions"),
+    )
+    NOTICE_DECISION_REVOKED = (
+        "notice.decision_revoked",
+        Subject.NOTICE,
+        ("revoked_on", "withdrawal_due"),
+    )
+    NOTICE_WITHDRAWN = (
+        "notice.withdrawn",
+        Subject.NOTICE,
+        ("withdrawn_on", "due", "on_time"),
+    )
+    NOTICES_EXPORTED = (
+        "notices.exported",
+        Subject.STATION,
+        ("directory", "notices", "feed_sha256"),
+    )
+    STATISTICS_REPORTED = (
+        "statistics.reported",
+        Subject.STATION,
+        ("period_start", "period_end", "year", "files"),
     )
 
     # -- retention
