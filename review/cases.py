@@ -257,8 +257,12 @@ def close_case(
     incomplete = incomplete_override(station, case)
     if incomplete is not None and not override_incomplete:
         _refuse_on_case(
-            station, caller, "case_close", incomplete_error(case, incomplete, "closed"),
-            case.number, text,
+            station,
+            caller,
+            "case_close",
+            incomplete_error(case, incomplete, "closed"),
+            case.number,
+            text,
         )
     override = {"incomplete_override": incomplete} if incomplete is not None else {}
     now = station.clock.now()

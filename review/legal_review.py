@@ -28,16 +28,12 @@ OPINIONS = ("agree", "correct", "refer_back")  # 同意 / 纠正 / 退回
 def _refuse(
     station: Station, caller: Caller, what: str, error: EvidenceError, case: str, reason: str = ""
 ) -> NoReturn:
-    refuse(
-        station, caller, what, error, subject_kind=Subject.CASE, subject_id=case, reason=reason
-    )
+    refuse(station, caller, what, error, subject_kind=Subject.CASE, subject_id=case, reason=reason)
 
 
 def _checked(station: Station, caller: Caller, action: Action, ref: str, reason: str) -> Case:
     """The case named, once the caller's role allows `action` and a reason is given."""
-    require(
-        station, caller, action, subject_kind=Subject.CASE, subject_id=ref[:64], reason=reason
-    )
+    require(station, caller, action, subject_kind=Subject.CASE, subject_id=ref[:64], reason=reason)
     if not reason.strip():
         _refuse(station, caller, action.value, InputError("a reason is needed"), ref[:64])
     return read_or_refuse(
@@ -207,7 +203,9 @@ def give_opinion(
         return review_json(row, case.number, calendar, today)
 
 
-def list_reviews(station: Station, caller: Caller, *, pending: bool = False) -> list[dict[str, Any]]:
+def list_reviews(
+    station: Station, caller: Caller, *, pending: bool = False
+) -> list[dict[str, Any]]:
     require(station, caller, Action.CLOCKS_READ)
     today = station.settings.local_date(station.clock.now())
     with station.reading() as session:
@@ -243,9 +241,7 @@ def review_json(
         "reviewer": row.reviewer,
         "given_on": row.given_on.isoformat() if row.given_on else None,
         "working_days_taken": (
-            calendar.working_days_between(row.requested_on, row.given_on)
-            if row.given_on
-            else None
+            calendar.working_days_between(row.requested_on, row.given_on) if row.given_on else None
         ),
     }
 

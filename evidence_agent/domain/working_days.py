@@ -11,9 +11,7 @@ import chinese_calendar
 from evidence_agent.errors import ConfigError
 
 # The years the library's tables cover; a year outside them is known only through overrides.
-_LIBRARY_YEARS = range(
-    min(chinese_calendar.holidays).year, max(chinese_calendar.holidays).year + 1
-)
+_LIBRARY_YEARS = range(min(chinese_calendar.holidays).year, max(chinese_calendar.holidays).year + 1)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ def test_weekends_holidays_and_adjusted_working_days_of_2026() -> None:
     assert CAL.is_working_day(date(2026, 9, 18))  # a Friday
     assert not CAL.is_working_day(date(2026, 9, 19))  # a Saturday
     assert CAL.is_working_day(date(2026, 9, 20))  # a Sunday worked in lieu of National Day
+    assert not CAL.is_working_day(date(2026, 9, 25))  # Mid-Autumn Festival, a Friday
     assert not CAL.is_working_day(date(2026, 10, 1))  # National Day
     assert not CAL.is_working_day(date(2026, 10, 7))  # a Wednesday of the National Day week
     assert CAL.is_working_day(date(2026, 10, 10))  # a Saturday worked in lieu
@@ -27,8 +28,8 @@ def test_seven_working_days_across_a_plain_weekend() -> None:
 
 
 def test_seven_working_days_across_the_national_day_week() -> None:
-    # Decided Friday 2026-09-25 (Mid-Autumn holiday weekend follows, then National Day week):
-    # Mon 28, Tue 29, Wed 30, then Oct 1-7 off, Thu 8, Fri 9, Sat 10 (worked), Mon 12.
+    # Decided Friday 2026-09-25 (the Mid-Autumn Festival, off; its weekend, then the National
+    # Day week): Mon 28, Tue 29, Wed 30, then Oct 1-7 off, Thu 8, Fri 9, Sat 10 (worked), Mon 12.
     assert CAL.add_working_days(date(2026, 9, 25), 7) == date(2026, 10, 12)
 
 
