@@ -68,10 +68,11 @@ def footage_figures(
     when it has no recording time). One pass over the clips, grouped in SQL."""
     when = func.coalesce(Clip.recorded_start, Clip.ingested_at)
     in_period = sa.and_(when >= since, when < until)
-    rows = session.exec(
-        select(
-            Clip.unit_id,
-            Clip.officer_id,
+    # SQLAlchemy's own select: sqlmodel's is typed for at most four columns.
+    rows = session.execute(
+        sa.select(
+            col(Clip.unit_id),
+            col(Clip.officer_id),
             func.count(),
             func.coalesce(func.sum(Clip.duration_seconds), 0.0),
             _count_if(_late_flag()),
