@@ -68,11 +68,15 @@ def footage_figures(
     when it has no recording time). One pass over the clips, grouped in SQL."""
     when = func.coalesce(Clip.recorded_start, Clip.ingested_at)
     in_period = sa.and_(when >= since, when < until)
+    # Grouped by expressions, not the bare columns: SQLite would otherwise walk the whole table
+    # through ix_clips_unit_start, one random row lookup per clip, three times slower than the
+    # plain scan and sort it does this way. (`+ 0` keeps NULL: a clip without a unit or officer.)
+    unit, officer = col(Clip.unit_id) + 0, col(Clip.officer_id) + 0
     # SQLAlchemy's own select: sqlmodel's is typed for at most four columns.
     rows = session.execute(
         sa.select(
-            col(Clip.unit_id),
-            col(Clip.officer_id),
+            unit,
+            officer,
             func.count(),
             func.coalesce(func.sum(Clip.duration_seconds), 0.0),
             _count_if(_late_flag()),
@@ -80,7 +84,7 @@ def footage_figures(
             _count_if(col(Clip.recorded_start).is_(None)),
         )
         .where(in_period)
-        .group_by(col(Clip.unit_id), col(Clip.officer_id))
+        .group_by(unit, officer)
     ).all()
     units = dict(session.exec(select(Unit.id, Unit.code)).all())
     badges = dict(session.exec(select(Officer.id, Officer.badge)).all())

@@ -57,7 +57,7 @@ def case_file(station: Station, session: Session, case: Case) -> dict[str, Any]:
     ).all()
     return {
         "case": case_json(session, case, station.settings.review),
-        "footage": sorted(({"id": c.id, "sha256": c.sha256} for c in clips), key=str),
+        "footage": [{"id": c.id, "sha256": c.sha256} for c in sorted(clips, key=lambda c: c.id)],
         "documents": [{"name": d.name, "sha256": d.sha256} for d in documents],
     }
 
