@@ -14,7 +14,7 @@ import textwrap
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -34,6 +34,7 @@ from evidence_agent.config_keys import (
 )
 from evidence_agent.domain.retention import RetentionPolicy
 from evidence_agent.domain.usb_allowlist import AllowlistEntry
+from evidence_agent.domain.working_days import WorkingDayCalendar
 from evidence_agent.errors import ConfigError
 
 ENV_CONFIG = "EVIDENCE_AGENT_CONFIG"
@@ -129,6 +130,7 @@ class Settings:
     deadline: DeadlineSettings
     dock: DockSettings
     review: ReviewRules
+    calendar: WorkingDayCalendar
     checkpoint_interval_seconds: int
     log_level: str
     # Every key's effective value, by section, as `config show` prints them.
@@ -139,6 +141,10 @@ class Settings:
     def tz(self) -> Any:
         """The zone used to read recorder-local times in file names and to display times."""
         return resolve_timezone(self.timezone)
+
+    def local_date(self, moment: datetime) -> date:
+        """The day `moment` falls on at the station: the day working-day deadlines count."""
+        return moment.astimezone(self.tz).date()
 
 
 def resolve_timezone(name: str) -> Any:
@@ -345,6 +351,10 @@ def _settings(effective: Mapping[str, Any], source: Path | None) -> Settings:
         deadline=_section(DeadlineSettings, "deadline", effective),
         dock=_section(DockSettings, "dock", effective),
         review=_section(ReviewRules, "review", effective),
+        calendar=WorkingDayCalendar.with_overrides(
+            holidays=map(date.fromisoformat, effective["calendar.holidays"]),
+            working_days=map(date.fromisoformat, effective["calendar.working_days"]),
+        ),
         checkpoint_interval_seconds=effective["custody.checkpoint_interval_seconds"],
         log_level=effective["log.level"],
         values=by_section,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -192,6 +193,16 @@ def _port_problems(port: int) -> list[str]:
     return [] if 0 <= port <= 65535 else ["must be 0 (off) or a TCP port up to 65535"]
 
 
+def _dates_problems(days: list[str]) -> list[str]:
+    problems = []
+    for day in days:
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            problems.append(f"{day!r} is not a date (YYYY-MM-DD)")
+    return problems
+
+
 def _names_problems(names: list[str]) -> list[str]:
     return [] if all(names) else ["every item must be a non-empty string"]
 
@@ -226,6 +237,13 @@ SECTIONS: dict[str, str] = {
     "deadline": "",
     "dock": "",
     "review": "Rules for case files (the people who may act on them are in the roles file).",
+    "calendar": (
+        "The working-day calendar every legal-review and notice deadline counts in: Monday to "
+        "Friday, without the official holidays, with the weekend days worked in lieu. The years "
+        "the chinese-calendar library knows come from it; add a later year (or correct one) here "
+        "with ISO dates, from the State Council's notice on the year's holiday arrangement. A "
+        "deadline in a year known neither way is an error, not a guess."
+    ),
     "custody": "",
     "log": "",
 }
@@ -591,6 +609,24 @@ KEYS: tuple[Key, ...] = (
         "The case file is due this many days after the end of the action.",
         low=1,
         high=3650,
+    ),
+    Key(
+        "calendar",
+        "holidays",
+        TEXTS,
+        [],
+        "Official holidays the library does not know (YYYY-MM-DD).",
+        example=["2027-01-01"],
+        check=_dates_problems,
+    ),
+    Key(
+        "calendar",
+        "working_days",
+        TEXTS,
+        [],
+        "Weekend days worked in lieu of a holiday, which the library does not know (YYYY-MM-DD).",
+        example=["2027-02-07"],
+        check=_dates_problems,
     ),
     Key(
         "custody",

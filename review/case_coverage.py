@@ -11,6 +11,7 @@ from evidence_agent.catalog.models import Case, Clip, Officer
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.domain.deadline import DeadlineRule, lateness
 from evidence_agent.domain.states import ClipState
+from evidence_agent.errors import IncompleteError
 from evidence_agent.services.station import Station
 from review.completeness import CoverageReport, Footage, Span, coverage
 from review.lookup import json_list, linked_clip_ids
@@ -51,6 +52,29 @@ def case_coverage(station: Station, case: Case) -> tuple[dict[str, Any], Coverag
         ]
         result["complete"] = False
     return result, report
+
+
+def incomplete_override(station: Station, case: Case) -> dict[str, Any] | None:
+    """The gaps and problems of a case that needs full recording and whose footage does not
+    cover its action window (what `case check` reports); None when the rule does not hold it.
+
+    A case so held is neither closed nor sent for legal review unless the person acting
+    overrides it with a reason: the override and what it went over are logged with the act."""
+    coverage_now, _ = case_coverage(station, case)
+    if not coverage_now.get("full_recording_required") or coverage_now["complete"]:
+        return None
+    return {k: coverage_now.get(k) for k in ("gaps", "problems")}
+
+
+def incomplete_error(case: Case, override: dict[str, Any], act: str) -> IncompleteError:
+    """The refusal of `act` (close it, send it for review) on an incomplete case."""
+    return IncompleteError(
+        f"case {case.number} needs full-process recording and its footage does not "
+        f"cover the action window ({len(override.get('gaps') or [])} gap(s), "
+        f"{len(override.get('problems') or [])} problem(s)): not {act}",
+        remedy="`evidence-agent case check` shows what is missing; link the footage, or "
+        "go on anyway with --override-incomplete and a --reason saying why",
+    )
 
 
 def _footage_of(

@@ -23,11 +23,11 @@ from evidence_agent.domain.case_file import case_file_clock, case_file_due
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
 from evidence_agent.domain.text import is_plain_text, shown
-from evidence_agent.errors import EvidenceError, IncompleteError, InputError, StorageError
+from evidence_agent.errors import EvidenceError, InputError, StorageError
 from evidence_agent.services.audit.logged_rows import case_as_logged_or_refuse
 from evidence_agent.services.guard import read_or_refuse, record_view, refuse, require
 from evidence_agent.services.station import Station
-from review.case_coverage import case_coverage
+from review.case_coverage import case_coverage, incomplete_error, incomplete_override
 from review.completeness import CoverageReport
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 from review.retention import apply_retention
@@ -254,28 +254,17 @@ def close_case(
     the override and the gaps it closed over go into the custody log."""
     case, text = _case_to_change(station, caller, "case_close", ref, reason)
     case_as_logged_or_refuse(station, caller, "case_close", case, text)
-    coverage_now, _ = case_coverage(station, case)
-    incomplete = bool(coverage_now.get("full_recording_required")) and not coverage_now["complete"]
-    if incomplete and not override_incomplete:
+    incomplete = incomplete_override(station, case)
+    if incomplete is not None and not override_incomplete:
         _refuse_on_case(
             station,
             caller,
             "case_close",
-            IncompleteError(
-                f"case {case.number} needs full-process recording and its footage does not "
-                f"cover the action window ({len(coverage_now.get('gaps', []))} gap(s), "
-                f"{len(coverage_now.get('problems', []))} problem(s))",
-                remedy="`evidence-agent case check` shows what is missing; link the footage, or "
-                "close it anyway with --override-incomplete and a --reason saying why",
-            ),
+            incomplete_error(case, incomplete, "closed"),
             case.number,
             text,
         )
-    override = (
-        {"incomplete_override": {k: coverage_now.get(k) for k in ("gaps", "problems")}}
-        if incomplete
-        else {}
-    )
+    override = {"incomplete_override": incomplete} if incomplete is not None else {}
     now = station.clock.now()
     with station.transaction() as session:
         row = session.get(Case, case.id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -225,6 +225,71 @@ class RetentionRequest(SQLModel, table=True):
     decided_by: str | None = None
     decided_at: datetime | None = _time(default=None)
     decision_reason: str | None = None
+
+
+class LegalReview(SQLModel, table=True):
+    """A case sent for legal review before its decision, its clock and the reviewer's opinion.
+
+    Days (`requested_on`, `due`, `given_on`) are the station's local days: the clock counts
+    working days."""
+
+    __tablename__ = "legal_reviews"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    requested_at: datetime = _time()
+    requested_on: date
+    requested_by: str
+    reason: str
+    case_file_sha256: str = Field(max_length=64)
+    incomplete_override: bool = False
+    working_days: int  # the period, extensions included
+    due: date
+    state: str = "pending"  # pending, given
+    opinion: str | None = None  # agree, correct, refer_back
+    opinion_reason: str | None = None
+    reviewer: str | None = None
+    given_at: datetime | None = _time(default=None)
+    given_on: date | None = None
+
+
+class Notice(SQLModel, table=True):
+    """A decision to be made public, its publication and withdrawal clocks.
+
+    `body` is the decision's text as the agency wrote it, personal data included; only the
+    redacted `published_text` leaves the station."""
+
+    __tablename__ = "notices"
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, max_length=64)
+    case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    kind: str  # penalty, licence, other
+    title: str
+    body: str
+    persons: str = "[]"  # JSON list: natural persons named (parties, third parties)
+    minors: bool = False  # a minor is concerned: never published
+    decision_date: date
+    due: date
+    recorded_at: datetime = _time()
+    recorded_by: str = ""
+    published_on: date | None = None
+    published_text: str | None = None
+    published_sha256: str | None = Field(default=None, max_length=64)
+    revoked_on: date | None = None
+    withdrawal_due: date | None = None
+    withdrawn_on: date | None = None
+
+
+class StatisticsReport(SQLModel, table=True):
+    """A statistics report produced: its period and the hash of its figures (also logged)."""
+
+    __tablename__ = "statistics_reports"
+    id: int | None = Field(default=None, primary_key=True)
+    year: int | None = Field(default=None, index=True)  # an annual report's year
+    period_start: date
+    period_end: date  # the last day counted
+    produced_at: datetime = _time()
+    produced_by: str = ""
+    sha256: str = Field(max_length=64)  # of the figures (JSON)
 
 
 class CustodyEntry(SQLModel, table=True):

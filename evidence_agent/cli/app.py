@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 
-from evidence_agent.cli import audit, recorders, review, storage
+from evidence_agent.cli import audit, clocks, recorders, review, storage
+from evidence_agent.cli.clocks import clocks_text
 from evidence_agent.cli.common import Context, JsonOption, emit_json, open_station, root_context
 from evidence_agent.cli.display import text_lines, write_line
 from evidence_agent.config import Settings
@@ -40,7 +41,7 @@ app.add_typer(clips_app, name="clips")
 app.add_typer(config_app, name="config")
 app.add_typer(dock_app, name="dock")
 # The command groups besides the station's own commands below, each adding itself to the app.
-for group in (recorders, review, audit, storage):
+for group in (recorders, review, audit, storage, clocks):
     group.register(app)
 
 log = logging.getLogger("evidence_agent")
@@ -318,10 +319,12 @@ def clips_list(
 
 @app.command()
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Backlog, running docks, per unit and officer the clips over or near 24 hours, and the
-    case-file clock of open cases whose action has ended."""
+    """Backlog, running docks, per unit and officer the clips over or near 24 hours, the
+    case-file clock of open cases whose action has ended, and what is due and overdue in
+    legal review, public notices and the annual statistics."""
     from evidence_agent.catalog.queries import station_status
     from evidence_agent.domain.deadline import DeadlineRule
+    from publish.clocks_due import clocks_due
 
     settings = root_context(ctx).settings
     rule = DeadlineRule(
@@ -337,7 +340,11 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             undocked_warn_hours=settings.deadline.undocked_warn_hours,
             case_file_days=settings.review.case_file_days,
         )
+        clocks_data = clocks_due(
+            session, settings.calendar, settings.local_date(station.clock.now())
+        )
     data = view.to_json()
+    data["clocks"] = clocks_data
     data["station"] = settings.station_id
     data["store"] = station.store.describe()
     if as_json:
@@ -345,7 +352,11 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     from evidence_agent.cli.display import status_text
 
-    sys.stdout.write(status_text(data, settings) + _case_file_text(data["case_files"], settings))
+    sys.stdout.write(
+        status_text(data, settings)
+        + _case_file_text(data["case_files"], settings)
+        + clocks_text(data["clocks"])
+    )
 
 
 def _case_file_text(case_files: dict[str, Any] | None, settings: Settings) -> str:

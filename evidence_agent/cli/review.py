@@ -35,7 +35,7 @@ ReasonOption = Annotated[
 
 
 @contextmanager
-def _review(
+def review_session(
     ctx: typer.Context, *, create: bool = True
 ) -> Iterator[tuple[Station, Caller, ReviewSettings]]:
     """The station opened as the calling OS user, with their roles from groups and the roles file."""
@@ -119,7 +119,7 @@ def case_create(
         action_start=parse_time(start, tz),
         action_end=parse_time(end, tz),
     )
-    with _review(ctx) as (station, caller, _):
+    with review_session(ctx) as (station, caller, _):
         case = create_case(station, caller, data, reason)
     _out(as_json, case, case_rows([case], tz))
 
@@ -134,7 +134,7 @@ def case_list(
     from evidence_agent.cli.review_tables import case_rows
     from review.cases import list_cases
 
-    with _review(ctx, create=False) as (station, caller, _):
+    with review_session(ctx, create=False) as (station, caller, _):
         cases = list_cases(station, caller, state)
     _out(as_json, cases, case_rows(cases, _tz(ctx)))
 
@@ -149,7 +149,7 @@ def case_show(
     from evidence_agent.cli.review_tables import case_text, clip_rows
     from review.cases import show_case
 
-    with _review(ctx, create=False) as (station, caller, _):
+    with review_session(ctx, create=False) as (station, caller, _):
         case = show_case(station, caller, number)
     tz = _tz(ctx)
     _out(as_json, case, case_text(case, tz) + "footage:\n" + clip_rows(case["footage"], tz))
@@ -174,7 +174,7 @@ def case_close(
     from evidence_agent.cli.review_tables import case_rows
     from review.cases import close_case
 
-    with _review(ctx) as (station, caller, _):
+    with review_session(ctx) as (station, caller, _):
         case = close_case(station, caller, number, reason, override_incomplete=override_incomplete)
     _out(as_json, case, case_rows([case], _tz(ctx)))
 
@@ -202,7 +202,7 @@ def case_link(
     """Link clips to a case (who, when and why are logged); linked footage is kept permanently."""
     from review.cases import link_clips
 
-    with _review(ctx) as (station, caller, _):
+    with review_session(ctx) as (station, caller, _):
         result = link_clips(station, caller, number, clips, reason)
     _out(as_json, result, _link_text(result, "linked"))
 
@@ -218,7 +218,7 @@ def case_unlink(
     """Unlink clips from a case (logged); their retention follows from their remaining links."""
     from review.cases import unlink_clips
 
-    with _review(ctx) as (station, caller, _):
+    with review_session(ctx) as (station, caller, _):
         result = unlink_clips(station, caller, number, clips, reason)
     _out(as_json, result, _link_text(result, "unlinked"))
 
@@ -238,7 +238,7 @@ def case_suggest(
     from evidence_agent.cli.review_tables import clip_rows
     from review.cases import link_clips, suggest
 
-    with _review(ctx, create=False) as (station, caller, _):
+    with review_session(ctx, create=False) as (station, caller, _):
         rows = suggest(
             station,
             caller,
@@ -268,7 +268,7 @@ def case_check(
     from evidence_agent.cli.review_tables import check_text
     from review.cases import check_case
 
-    with _review(ctx, create=False) as (station, caller, _):
+    with review_session(ctx, create=False) as (station, caller, _):
         result, _ = check_case(station, caller, number)
     _out(as_json, result, check_text(result, _tz(ctx)))
     if not result["complete"] and result.get("full_recording_required"):
@@ -289,7 +289,7 @@ def case_attach(
     """Keep a case document in the store (by its SHA-256) and put it on the case's timeline."""
     from review.cases import attach_document
 
-    with _review(ctx) as (station, caller, _):
+    with review_session(ctx) as (station, caller, _):
         result = attach_document(station, caller, number, file, reason, parse_time(time, _tz(ctx)))
     _out(as_json, result, f"document {result['name']} kept as {result['sha256']}\n")
 
@@ -335,7 +335,7 @@ def clips_search(
         state=state,
         limit=limit,
     )
-    with _review(ctx, create=False) as (station, caller, _):
+    with review_session(ctx, create=False) as (station, caller, _):
         rows = search_clips(station, caller, query)
     _out(as_json, rows, clip_rows(rows, tz))
 
@@ -364,7 +364,7 @@ def retrieve(
     from review.retrieval import retrieve as run_retrieval
 
     request = RetrievalRequest(clips=clips or [], case=case, target=to, reason=reason)
-    with _review(ctx, create=False) as (station, caller, _):
+    with review_session(ctx, create=False) as (station, caller, _):
         try:
             report = run_retrieval(station, caller, request)
         except RetrievalIntegrityError as e:
@@ -399,7 +399,7 @@ def access_log(
         types=tuple(event_type) if event_type else ACCESS_TYPES,
         limit=limit,
     )
-    with _review(ctx, create=False) as (station, caller, _):
+    with review_session(ctx, create=False) as (station, caller, _):
         rows = read_access_log(station, caller, query)
     _out(as_json, rows, access_rows(rows, tz))
 
@@ -413,7 +413,7 @@ def retention_due(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from evidence_agent.cli.review_tables import due_rows
     from review.retention import due
 
-    with _review(ctx, create=False) as (station, caller, _):
+    with review_session(ctx, create=False) as (station, caller, _):
         rows = due(station, caller)
     _out(as_json, rows, due_rows(rows, _tz(ctx)))
 
@@ -428,7 +428,7 @@ def retention_request(
     """Ask for the deletion of a clip past retention; a supervisor approves with `retention delete`."""
     from review.retention import request_deletion
 
-    with _review(ctx) as (station, caller, _):
+    with review_session(ctx) as (station, caller, _):
         result = request_deletion(station, caller, clip, reason)
     r = result["request"]
     _out(
@@ -448,7 +448,7 @@ def retention_delete(
     """Approve (as a supervisor) the deletion of a clip past retention: tombstone, store removal."""
     from review.retention import approve_deletion
 
-    with _review(ctx) as (station, caller, review):
+    with review_session(ctx) as (station, caller, review):
         result = approve_deletion(station, caller, review, clip, reason)
     _out(
         as_json,
@@ -475,7 +475,7 @@ def retention_hold(
     """Put clips under legal hold (no deletion while held), or release them."""
     from review.retention import set_hold
 
-    with _review(ctx) as (station, caller, _):
+    with review_session(ctx) as (station, caller, _):
         changed = set_hold(station, caller, clips or [], case, reason, release=release)
     verb = "released" if release else "held"
     _out(as_json, changed, f"{len(changed)} clip(s) {verb}\n")
@@ -495,7 +495,7 @@ def retention_mark(
     """Record why a clip is kept permanently (obstruction, major emergency, mass incident, ...)."""
     from review.retention import mark_ground
 
-    with _review(ctx) as (station, caller, _):
+    with review_session(ctx) as (station, caller, _):
         result = mark_ground(station, caller, clip, ground, reason)
     _out(
         as_json,

@@ -18,6 +18,7 @@ class Subject(StrEnum):
     DOCK = "dock"  # the dock session's id
     DEVICE = "device"  # USB storage not read: its USB serial, else its device node
     STATION = "station"  # the station's id
+    NOTICE = "notice"  # the public notice's number
 
 
 # The fields of a clip.ingested event; `verify` cross-checks the catalog's clip rows against
@@ -193,6 +194,54 @@ class EventType(StrEnum):
         ("document", "name", "size", "store"),
     )
 
+    # -- legal review, public notices, statistics (the clocks of the three systems)
+    LEGAL_REVIEW_REQUESTED = (
+        "legal_review.requested",
+        Subject.CASE,
+        ("review", "requested_on", "due", "working_days", "case_file"),
+        ("incomplete_override",),
+    )
+    LEGAL_REVIEW_EXTENDED = (
+        "legal_review.extended",
+        Subject.CASE,
+        ("review", "working_days", "due"),
+    )
+    LEGAL_REVIEW_OPINION = (
+        "legal_review.opinion",
+        Subject.CASE,
+        ("review", "opinion", "given_on", "due", "on_time", "working_days_taken"),
+    )
+    NOTICE_RECORDED = (
+        "notice.recorded",
+        Subject.NOTICE,
+        ("kind", "title", "decision_date", "due", "case", "minors"),
+    )
+    NOTICE_PUBLISHED = (
+        "notice.published",
+        Subject.NOTICE,
+        ("published_on", "due", "on_time", "redactions"),
+    )
+    NOTICE_DECISION_REVOKED = (
+        "notice.decision_revoked",
+        Subject.NOTICE,
+        ("revoked_on", "withdrawal_due"),
+    )
+    NOTICE_WITHDRAWN = (
+        "notice.withdrawn",
+        Subject.NOTICE,
+        ("withdrawn_on", "due", "on_time"),
+    )
+    NOTICES_EXPORTED = (
+        "notices.exported",
+        Subject.STATION,
+        ("directory", "notices", "feed_sha256"),
+    )
+    STATISTICS_REPORTED = (
+        "statistics.reported",
+        Subject.STATION,
+        ("period_start", "period_end", "year", "files"),
+    )
+
     # -- retention
     CLIP_RETENTION_CHANGED = (
         "clip.retention_changed",
@@ -252,7 +301,7 @@ class EventType(StrEnum):
     ACCESS_LOG_READ = ("access_log.read", Subject.STATION, (*_VIEW, "query", "entries"))
     ACCESS_REFUSED = (
         "access.refused",
-        (Subject.STATION, Subject.CASE, Subject.CLIP),
+        (Subject.STATION, Subject.CASE, Subject.CLIP, Subject.NOTICE),
         ("action", "cause", "roles"),
         # what the refused command asked for: a search's query, a retrieval's target, case
         # and clips (and the logged retrieval a failed hand-over leaves), a deletion's rule

@@ -13,6 +13,7 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"  # all a clerk does, plus approvals: deletion, legal hold, grounds
     AUDITOR = "auditor"  # reads everything, the access log included; changes nothing
     ADMIN = "admin"  # configuration only: no access to evidence through this role
+    REVIEWER = "reviewer"  # legal review: reads case files, gives opinions, extends the clock
 
 
 class Action(StrEnum):
@@ -26,13 +27,18 @@ class Action(StrEnum):
     RETENTION_REQUEST = "retention_request"  # ask for a deletion past retention
     RETENTION_APPROVE = "retention_approve"  # approve a deletion
     RETENTION_HOLD = "retention_hold"  # legal hold, grounds for permanent keeping
+    LEGAL_REVIEW_REQUEST = "legal_review_request"  # send a case for legal review
+    LEGAL_REVIEW_OPINION = "legal_review_opinion"  # give the opinion, extend the clock
+    CLOCKS_READ = "clocks_read"  # legal reviews, notices and what is due
+    NOTICE_WRITE = "notice_write"  # record, publish, revoke and withdraw notices; export
+    STATISTICS = "statistics"  # produce the statistics report
 
 
 # The whole policy in one table; everything not listed is refused.
 PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.SEARCH_OWN: frozenset({Role.OFFICER, Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
     Action.SEARCH: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
-    Action.CASE_READ: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
+    Action.CASE_READ: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR, Role.REVIEWER}),
     Action.CASE_WRITE: frozenset({Role.CLERK, Role.SUPERVISOR}),
     # The auditor "reads everything": a retrieval changes no evidence, and is logged like any.
     Action.RETRIEVE: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
@@ -41,6 +47,13 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.RETENTION_REQUEST: frozenset({Role.CLERK, Role.SUPERVISOR}),
     Action.RETENTION_APPROVE: frozenset({Role.SUPERVISOR}),
     Action.RETENTION_HOLD: frozenset({Role.SUPERVISOR}),
+    Action.LEGAL_REVIEW_REQUEST: frozenset({Role.CLERK, Role.SUPERVISOR}),
+    # The reviewer alone: a legal opinion is given by the legal department, not by whoever
+    # handles the case.
+    Action.LEGAL_REVIEW_OPINION: frozenset({Role.REVIEWER}),
+    Action.CLOCKS_READ: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR, Role.REVIEWER}),
+    Action.NOTICE_WRITE: frozenset({Role.CLERK, Role.SUPERVISOR}),
+    Action.STATISTICS: frozenset({Role.SUPERVISOR, Role.AUDITOR}),
 }
 
 # OS groups that give a role without any configuration.

@@ -40,8 +40,12 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.RETRIEVE,
             Action.RETENTION_READ,
             Action.RETENTION_REQUEST,
+            Action.LEGAL_REVIEW_REQUEST,
+            Action.CLOCKS_READ,
+            Action.NOTICE_WRITE,
         },
-        Role.SUPERVISOR: set(Action),
+        # A legal opinion is the legal department's own: not even a supervisor gives it.
+        Role.SUPERVISOR: set(Action) - {Action.LEGAL_REVIEW_OPINION},
         Role.AUDITOR: {
             Action.SEARCH_OWN,
             Action.SEARCH,
@@ -49,8 +53,11 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.RETRIEVE,
             Action.ACCESS_LOG,
             Action.RETENTION_READ,
+            Action.CLOCKS_READ,
+            Action.STATISTICS,
         },
         Role.ADMIN: set(),
+        Role.REVIEWER: {Action.CASE_READ, Action.CLOCKS_READ, Action.LEGAL_REVIEW_OPINION},
     }
     for role, actions in expected.items():
         allowed = {a for a in Action if decide([role], a).allowed}
