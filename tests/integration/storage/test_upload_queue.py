@@ -16,7 +16,8 @@ from evidence_agent.catalog.models import Clip, CustodyCheckpoint, CustodyEntry
 from evidence_agent.custody.checkpoint import open_checkpoint
 from evidence_agent.io.spool import Spool
 from evidence_agent.services.demo_recorder import DemoVolume
-from evidence_agent.services.ingest import IngestReport, ingest_volume
+from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.ingest_report import IngestReport
 from evidence_agent.services.station import Station, open_station
 from evidence_agent.services.storing import (
     PUBLISHED_FILE,
