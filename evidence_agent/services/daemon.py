@@ -33,11 +33,12 @@ from evidence_agent.errors import EvidenceError, StorageError
 from evidence_agent.io.locks import FileLock, read_note, try_lock
 from evidence_agent.ports import DockEvent, DockSource
 from evidence_agent.services import storage_check
+from evidence_agent.services.checkpoint_publishing import publish_checkpoints
 from evidence_agent.services.clearing import ClearingSystemMounter, WritableMounter
 from evidence_agent.services.dock_sessions import recover_interrupted
 from evidence_agent.services.dock_workers import DockWorkers, store_spooled
 from evidence_agent.services.station import Station, open_station, service_actor
-from evidence_agent.services.storing import StoreWorker, publish_checkpoints, store_pending
+from evidence_agent.services.storing import StoreWorker, store_pending
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from evidence_agent.io.volume_reader import (
     volume_text,
 )
 from evidence_agent.services.cataloguing import Cataloguer
+from evidence_agent.services.checkpoint_publishing import publish_checkpoints
 from evidence_agent.services.dock_sessions import (
     Dock,
     Survey,
@@ -48,7 +49,6 @@ from evidence_agent.services.ingest_report import (
     clip_result,
 )
 from evidence_agent.services.station import Station
-from evidence_agent.services.storing import publish_checkpoints
 
 log = logging.getLogger(__name__)
 
