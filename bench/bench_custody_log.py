@@ -129,7 +129,7 @@ class FixedClock:
 
 
 def ingest_data(i: int) -> dict[str, Any]:
-    """A clip.ingested event's data as ingest.ingest_event_data makes it (about 900 bytes)."""
+    """A clip.ingested event's data as cataloguing.ingest_event_data makes it (about 900 bytes)."""
     start = T0 + timedelta(seconds=i * 37)
     path = f"DCIM/100MEDIA/A123456_100231_{start:%Y%m%d%H%M%S}_{i % 10000:04d}.MP4"
     return {

@@ -88,7 +88,7 @@ from evidence_agent.config import build_settings
 from evidence_agent.domain.media import MediaInfo
 from evidence_agent.domain.roles import Caller, Identity, Role
 from evidence_agent.domain.states import ClipState
-from evidence_agent.services.ingest import ingest_event
+from evidence_agent.services.cataloguing import ingest_event
 from evidence_agent.services.station import Station, open_station
 from review.retrieval import CHUNK_BYTES, RetrievalRequest, retrieve
 

@@ -24,7 +24,7 @@ from evidence_agent.errors import EvidenceError, ExitCode, InputError
 from evidence_agent.io.volume_reader import volume_text
 
 if TYPE_CHECKING:
-    from evidence_agent.services.ingest import ClipCallback, IngestReport, ProgressCallback
+    from evidence_agent.services.ingest_report import ClipCallback, IngestReport, ProgressCallback
     from evidence_agent.services.station import Station
 
 app = typer.Typer(

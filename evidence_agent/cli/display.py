@@ -164,9 +164,9 @@ def status_text(data: dict[str, Any], settings: Settings) -> str:
 
 
 def spool_lines(settings: Settings) -> list[str]:
-    """The spool's free space, and the warning before it fills (see storing.spool_space)."""
+    """The spool's free space, and the warning before it fills (see services/spool_space.py)."""
     from evidence_agent.io.spool import Spool
-    from evidence_agent.services.storing import spool_space
+    from evidence_agent.services.spool_space import spool_space
 
     space = spool_space(Spool(settings.spool_dir), settings.ingest.min_spool_free_bytes)
     if space is None:

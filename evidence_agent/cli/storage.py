@@ -12,8 +12,8 @@ from evidence_agent.cli.common import JsonOption, settings_of
 from evidence_agent.errors import ExitCode
 
 if TYPE_CHECKING:
+    from evidence_agent.services.spool_space import SpoolSpace
     from evidence_agent.services.storage_check import StoreCheck
-    from evidence_agent.services.storing import SpoolSpace
 
 storage_app = typer.Typer(help="The object store and the spool.", no_args_is_help=True)
 
@@ -31,13 +31,13 @@ def check_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     an overwrite that must be refused (exit 2 naming each failure). Local store: what it does
     and does not guarantee. Exit 1 when the spool is short of space."""
     from evidence_agent.io.spool import Spool
+    from evidence_agent.services.spool_space import spool_space
     from evidence_agent.services.station import build_store
     from evidence_agent.services.storage_check import (
         EvidenceBucketRefused,
         check_store,
         record_pass,
     )
-    from evidence_agent.services.storing import spool_space
 
     settings = settings_of(ctx)
     store = build_store(settings)

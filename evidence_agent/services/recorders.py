@@ -570,3 +570,15 @@ def _aware(value: datetime) -> datetime:
             f"time {value.isoformat()} needs a UTC offset (e.g. 2026-11-20T08:00+08:00)"
         )
     return value
+
+
+def assigned_officer(session: Session, recorder_id: int, at: datetime) -> Officer | None:
+    """Who held the recorder at that moment, by the assignment registry."""
+    row = session.exec(
+        select(RecorderAssignment)
+        .where(RecorderAssignment.recorder_id == recorder_id)
+        .where(RecorderAssignment.start <= at)
+        .where((col(RecorderAssignment.end).is_(None)) | (col(RecorderAssignment.end) > at))
+        .order_by(col(RecorderAssignment.start).desc())
+    ).first()
+    return session.get(Officer, row.officer_id) if row is not None else None

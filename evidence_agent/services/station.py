@@ -62,13 +62,13 @@ class Station:
     # the store worker) queue here, each woken as the last one commits; SQLite's own busy
     # handler, left for other processes, polls with sleeps of up to 100 ms instead.
     _writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    # What this station learns of its store as it runs (services/storing.py, storage_check.py):
-    # its own, not the process's, so several stations can live in one process.
+    # What this station learns of its store as it runs (storing.py, checkpoint_publishing.py,
+    # storage_check.py): its own, not the process's, so several stations can live in one process.
     store_away: StoreAvailability = field(default_factory=StoreAvailability, repr=False)
     self_test: SelfTestPasses = field(default_factory=SelfTestPasses, repr=False)
-    # One publication of this station's custody checkpoints at a time (storing.py). Another
-    # process, or station, on the same data directory may publish alongside: that only repeats
-    # an idempotent write and the best-effort record of what was published.
+    # One publication of this station's custody checkpoints at a time (checkpoint_publishing.py).
+    # Another process, or station, on the same data directory may publish alongside: that only
+    # repeats an idempotent write and the best-effort record of what was published.
     publish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @contextmanager

@@ -11,8 +11,9 @@ there) and carries on while the store is away; this module uploads them when it 
 - `store_clips` does the same for several clips and marks them stored in one transaction.
 - `StoreWorker` stores clips as ingest catalogues them (those waiting together with
   `store_clips`), and backs off while the store is away.
-- `publish_checkpoints` puts the station's signed checkpoints in the bucket under Object Lock.
-- `spool_space` / `watch_spool_space` warn before the spool fills.
+
+Custody checkpoints are published by checkpoint_publishing.py, the spool's free space watched
+by spool_space.py; `store_pending` calls both.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import contextlib
 import errno
 import fcntl
 import hmac
-import json
 import logging
 import os
 import queue
@@ -31,21 +31,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from sqlmodel import col, select
 
 from evidence_agent.adapters.s3.errors import StoreUnavailableError
-from evidence_agent.catalog.models import Clip, CustodyCheckpoint
+from evidence_agent.catalog.models import Clip
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.custody.vocabulary import EventType
-from evidence_agent.domain.retention import artefact_retain_until
 from evidence_agent.domain.states import ClipState
 from evidence_agent.errors import EvidenceError, IntegrityError, StorageError
-from evidence_agent.io.atomic import write_atomically
 from evidence_agent.io.hashing import check_digest, hash_file
-from evidence_agent.io.spool import Spool
 from evidence_agent.ports import LegalHolding, LockExtending, StoredObject
+from evidence_agent.services.checkpoint_publishing import PublishReport, publish_checkpoints
+from evidence_agent.services.spool_space import SpoolSpace, watch_spool_space
 from evidence_agent.services.station import Station
 from evidence_agent.services.storage_check import EvidenceBucketRefused, require_checked_store
 
@@ -55,10 +54,6 @@ STORE_CONCURRENCY = 2  # clips uploaded at once by the retry (each sends its par
 # Clips the store worker takes at once from those waiting: claimed together (an open spool copy
 # each) and marked stored in one transaction.
 _WORKER_BATCH = 16
-LOW_SPACE_FACTOR = 2  # "low" below this many times ingest.min_spool_free_bytes
-LOW_SPACE_SHARE = 0.10  # ... or below this share of the spool's file system
-CHECKPOINT_DIR = "checkpoints"
-PUBLISHED_FILE = "published-checkpoints.json"  # in the data directory
 
 
 # --- the store being away -----------------------------------------------------------------------
@@ -84,46 +79,6 @@ def _kept_message(e: EvidenceError) -> str:
 
 
 # --- reports -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpoolSpace:
-    """Free space on the spool's file system, what waits in it, and a warning before it fills."""
-
-    root: str
-    free_bytes: int
-    total_bytes: int
-    waiting_clips: int
-    waiting_bytes: int
-    min_free_bytes: int
-    level: str  # "ok", "low" (warn), "critical" (below ingest.min_spool_free_bytes)
-    message: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "free_bytes": self.free_bytes,
-            "total_bytes": self.total_bytes,
-            "waiting_clips": self.waiting_clips,
-            "waiting_bytes": self.waiting_bytes,
-            "min_free_bytes": self.min_free_bytes,
-            "level": self.level,
-            "message": self.message,
-        }
-
-
-@dataclass
-class PublishReport:
-    published: list[str] = field(default_factory=list)  # object keys
-    failed: str | None = None
-    integrity_failure: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "published": self.published,
-            "failed": self.failed,
-            "integrity_failure": self.integrity_failure,
-        }
 
 
 @dataclass
@@ -632,168 +587,3 @@ class StoreWorker:
                 self.station.custody.checkpoint(session)
             publish_checkpoints(self.station)
         return self.report
-
-
-# --- spool space -------------------------------------------------------------------------------
-
-
-def spool_space(spool: Spool, min_free_bytes: int) -> SpoolSpace | None:
-    """Free space and backlog of the spool; None when the spool does not exist yet."""
-    try:
-        usage = os.statvfs(spool.root)
-        pending = spool.pending()
-    except OSError:
-        return None
-    free = usage.f_bavail * usage.f_frsize
-    total = usage.f_blocks * usage.f_frsize
-    waiting = 0
-    for name in pending:
-        with contextlib.suppress(OSError):
-            waiting += (spool.root / name).stat().st_size
-    level, message = _space_level(spool.root, free, total, len(pending), waiting, min_free_bytes)
-    return SpoolSpace(
-        str(spool.root), free, total, len(pending), waiting, min_free_bytes, level, message
-    )
-
-
-def _space_level(
-    root: Path, free: int, total: int, clips: int, waiting: int, min_free: int
-) -> tuple[str, str | None]:
-    gib = 1 << 30
-    backlog = (
-        f"; {clips} clip(s), {waiting / gib:.1f} GiB, wait in it for the object store"
-        if clips
-        else ""
-    )
-    if free < min_free:
-        return "critical", (
-            f"the spool at {root} has {free / gib:.1f} GiB free, less than "
-            f"ingest.min_spool_free_bytes ({min_free / gib:.1f} GiB){backlog}: a dock may fail "
-            "for lack of space (the recorder keeps its files). Bring the object store back "
-            "(`evidence-agent store` uploads and reclaims) or free space"
-        )
-    if free < LOW_SPACE_FACTOR * min_free or (total and free < LOW_SPACE_SHARE * total):
-        return "low", (
-            f"the spool at {root} is filling: {free / gib:.1f} GiB free of "
-            f"{total / gib:.1f} GiB{backlog}. Check the object store (`evidence-agent storage "
-            "check`) before the spool fills"
-        )
-    return "ok", None
-
-
-def watch_spool_space(station: Station) -> SpoolSpace | None:
-    """Check the spool's free space and log a warning (an error when critical) before it fills.
-
-    For the daemon's timers and `status`; `store_pending` calls it after each retry."""
-    space = spool_space(station.spool, station.settings.ingest.min_spool_free_bytes)
-    if space is not None and space.message is not None:
-        if space.level == "critical":
-            log.error("%s", space.message)
-        else:
-            log.warning("%s", space.message)
-    return space
-
-
-# --- custody checkpoints in the bucket -----------------------------------------------------------
-
-
-@runtime_checkable
-class ArtefactStore(Protocol):
-    """A store that keeps small artefacts under Object Lock (S3ObjectStore)."""
-
-    def describe(self) -> str: ...
-
-    def put_bytes(self, key: str, data: bytes, retain_until: datetime | None) -> StoredObject: ...
-
-
-def checkpoint_key(station_id: str, size: int) -> str:
-    """Where a station's checkpoint of a tree size is published, under the store's prefix."""
-    return f"{CHECKPOINT_DIR}/{station_id}/{size}.note"
-
-
-def verifier_key_name(station_id: str) -> str:
-    """Where a station's note verifier key is published, beside its checkpoints."""
-    return f"{CHECKPOINT_DIR}/{station_id}/station.vkey"
-
-
-def publish_checkpoints(station: Station, *, force: bool = False) -> PublishReport:
-    """Put the station's signed checkpoints that are not in the bucket yet, at
-    `<prefix>checkpoints/<station>/<size>.note` (and its verifier key beside them), with
-    COMPLIANCE retention for the longest dated class of the station's retention policy.
-
-    Call it after a transaction that made a checkpoint has committed. Never raises for the
-    store being away: the checkpoints stay in the catalog and go with the next call (the upload
-    queue's retry calls it). Skipped (quickly) while the store is known to be away unless
-    `force`. A different note already published under the same name is an integrity failure:
-    logged as an error and reported, never overwritten. Nothing to do for the local store."""
-    report = PublishReport()
-    store = station.store
-    if not isinstance(store, ArtefactStore):
-        return report
-    away = station.store_away.reason(store)
-    if not force and away is not None:
-        report.failed = f"{away}; published later"
-        return report
-    sid = station.settings.station_id
-    marker_path = station.settings.data_dir / PUBLISHED_FILE
-    with station.publish_lock:
-        published = _published_size(marker_path, store.describe(), sid)
-        with station.reading() as session:
-            rows = list(
-                session.exec(
-                    select(CustodyCheckpoint)
-                    .where(CustodyCheckpoint.station_id == sid)
-                    .where(col(CustodyCheckpoint.size) > published)
-                    .order_by(col(CustodyCheckpoint.size))
-                )
-            )
-        if not rows:
-            return report
-        retain_until = artefact_retain_until(station.settings.retention, station.clock.now())
-        done = published
-        try:
-            if published == 0:
-                key = station.custody.signer.verifier.key_string()
-                store.put_bytes(verifier_key_name(sid), (key + "\n").encode(), retain_until)
-            for row in rows:
-                stored = store.put_bytes(
-                    checkpoint_key(sid, row.size), row.note.encode("utf-8"), retain_until
-                )
-                report.published.append(stored.key)
-                done = row.size
-        except IntegrityError as e:
-            report.integrity_failure = e.message
-            log.error("INTEGRITY: custody checkpoint of %s not published: %s", sid, e.message)
-        except EvidenceError as e:
-            if isinstance(e, StoreUnavailableError):
-                station.store_away.mark(store, str(e))
-            report.failed = str(e)
-            log.warning(
-                "custody checkpoint(s) of %s stay in the catalog, published later: %s", sid, e
-            )
-        finally:
-            if done > published:
-                _remember_published(marker_path, store.describe(), sid, done)
-    if report.published:
-        log.info("published %d custody checkpoint(s) of %s", len(report.published), sid)
-    return report
-
-
-def _published_size(path: Path, store: str, station_id: str) -> int:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return 0
-    if not isinstance(raw, dict) or raw.get("store") != store or raw.get("station") != station_id:
-        return 0
-    size = raw.get("size")
-    return size if isinstance(size, int) and size > 0 else 0
-
-
-def _remember_published(path: Path, store: str, station_id: str, size: int) -> None:
-    """Best effort: a lost record only makes the next call publish (idempotently) again."""
-    record = json.dumps({"store": store, "station": station_id, "size": size}) + "\n"
-    try:
-        write_atomically(path, record.encode("utf-8"), durable=False)
-    except OSError as e:
-        log.warning("cannot record published checkpoints in %s: %s", path, e.strerror)

@@ -35,7 +35,8 @@ from evidence_agent.io.copying import FileWriter
 from evidence_agent.io.spool import Spool
 from evidence_agent.io.volume_reader import VolumeGoneError
 from evidence_agent.services.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
-from evidence_agent.services.ingest import IngestReport, ingest_volume
+from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.ingest_report import IngestReport
 from evidence_agent.services.station import Station, open_station
 from evidence_agent.services.storing import store_pending
 from tests.docking_gates import gate_spool
@@ -720,18 +721,18 @@ def small_files(tmp_path: Path, count: int) -> Path:
 def test_files_waiting_together_are_catalogued_together(
     station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from evidence_agent.services import ingest
+    from evidence_agent.services import cataloguing
 
     vol = small_files(tmp_path, 6)
     station.prober = _HoldFirstProbe(station, queued=5)
     batches: list[int] = []
-    together = ingest._catalog_examined
+    together = cataloguing._catalog_examined
 
     def counted(*args: Any) -> Any:
         batches.append(len(args[2]))
         return together(*args)
 
-    monkeypatch.setattr(ingest, "_catalog_examined", counted)
+    monkeypatch.setattr(cataloguing, "_catalog_examined", counted)
     report = ingest_volume(station, vol)
     assert batches == [1, 5]  # the first alone, the five read meanwhile in one transaction
     assert [c.source_path for c in report.clips] == sorted(p.name for p in vol.iterdir())
@@ -744,19 +745,19 @@ def test_files_waiting_together_are_catalogued_together(
 def test_a_file_that_cannot_be_catalogued_leaves_the_others_of_its_batch_catalogued(
     station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from evidence_agent.services import ingest
+    from evidence_agent.services import cataloguing
 
     vol = small_files(tmp_path, 6)
     station.prober = _HoldFirstProbe(station, queued=5)
     bad = sorted(p.name for p in vol.iterdir())[3]
-    make_row = ingest._clip_row
+    make_row = cataloguing._clip_row
 
     def failing(*args: Any) -> Clip:
         if args[3].display == bad:  # the VolumeFile
             raise StorageError("the catalog refused this clip")
         return make_row(*args)
 
-    monkeypatch.setattr(ingest, "_clip_row", failing)
+    monkeypatch.setattr(cataloguing, "_clip_row", failing)
     with pytest.raises(StorageError, match="refused this clip"):
         ingest_volume(station, vol)
     catalogued = sorted(c.source_path for c in clips(station))

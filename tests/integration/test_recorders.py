@@ -19,7 +19,7 @@ from evidence_agent.config import build_settings
 from evidence_agent.domain.deadline import DeadlineRule
 from evidence_agent.errors import InputError, NotFoundError
 from evidence_agent.services import recorders
-from evidence_agent.services.ingest import assigned_officer
+from evidence_agent.services.recorders import assigned_officer
 from evidence_agent.services.station import Station, open_station
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)

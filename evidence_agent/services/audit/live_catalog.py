@@ -188,7 +188,7 @@ def case_row(case: Case, unit: str | None) -> dict[str, Any]:
 def clip_row(
     clip: Clip, recorder: str | None, officer: str | None, unit: str | None
 ) -> dict[str, Any]:
-    """A catalog clip row in the ingest event's spelling (see ingest.ingest_event_data)."""
+    """A catalog clip row in the ingest event's spelling (see cataloguing.ingest_event_data)."""
     return {
         "id": clip.id,
         "sha256": clip.sha256,

@@ -20,10 +20,12 @@ from evidence_agent.catalog.database import migrate, open_engine, schema_is_curr
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint, CustodyEntry, CustodyHead
 from evidence_agent.catalog.queries import clip_views
 from evidence_agent.custody.checkpoint import open_checkpoint
+from evidence_agent.services.checkpoint_publishing import checkpoint_key
 from evidence_agent.services.demo_recorder import DemoVolume, make_demo_recorder
-from evidence_agent.services.ingest import IngestReport, ingest_volume
+from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.ingest_report import IngestReport
 from evidence_agent.services.station import Station, open_station
-from evidence_agent.services.storing import StoreReport, StoreWorker, checkpoint_key, store_pending
+from evidence_agent.services.storing import StoreReport, StoreWorker, store_pending
 from tests.integration.conftest import DEMO_START, StoreFactory, station_settings
 from tests.services.postgres import Database
 from tests.support import service_missing

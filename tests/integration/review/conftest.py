@@ -17,7 +17,7 @@ from sqlmodel import select
 from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, Officer
 from evidence_agent.domain.media import MediaInfo
-from evidence_agent.services.ingest import ingest_event
+from evidence_agent.services.cataloguing import ingest_event
 from evidence_agent.services.station import Station, open_station
 from tests.integration.conftest import StoreFactory, station_settings
 from tests.services.seaweedfs import SeaweedFS

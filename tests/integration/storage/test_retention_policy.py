@@ -15,10 +15,11 @@ from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip
 from evidence_agent.config import build_settings
 from evidence_agent.domain.retention import whole_second
+from evidence_agent.services.checkpoint_publishing import checkpoint_key
 from evidence_agent.services.demo_recorder import DemoVolume, make_demo_recorder
 from evidence_agent.services.ingest import ingest_volume
 from evidence_agent.services.station import Station, open_station
-from evidence_agent.services.storing import StoreWorker, checkpoint_key
+from evidence_agent.services.storing import StoreWorker
 from tests.integration.conftest import StoreFactory
 from tests.support import service_missing
 

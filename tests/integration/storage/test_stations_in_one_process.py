@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from evidence_agent.adapters.s3.store import S3ObjectStore
+from evidence_agent.services.checkpoint_publishing import publish_checkpoints
 from evidence_agent.services.station import Station, open_station
 from evidence_agent.services.storage_check import CHECK_CACHE_FILE, require_checked_store
-from evidence_agent.services.storing import publish_checkpoints
 from tests.integration.conftest import StoreFactory, station_settings
 from tests.integration.storage.outage import StoreOutage
 from tests.services.seaweedfs import SeaweedFS

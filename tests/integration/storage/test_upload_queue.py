@@ -15,19 +15,18 @@ from evidence_agent.adapters.s3.store import S3ObjectStore
 from evidence_agent.catalog.models import Clip, CustodyCheckpoint, CustodyEntry
 from evidence_agent.custody.checkpoint import open_checkpoint
 from evidence_agent.io.spool import Spool
-from evidence_agent.services.demo_recorder import DemoVolume
-from evidence_agent.services.ingest import IngestReport, ingest_volume
-from evidence_agent.services.station import Station, open_station
-from evidence_agent.services.storing import (
+from evidence_agent.services.checkpoint_publishing import (
     PUBLISHED_FILE,
-    StoreWorker,
     checkpoint_key,
     publish_checkpoints,
-    spool_space,
-    store_pending,
     verifier_key_name,
-    watch_spool_space,
 )
+from evidence_agent.services.demo_recorder import DemoVolume
+from evidence_agent.services.ingest import ingest_volume
+from evidence_agent.services.ingest_report import IngestReport
+from evidence_agent.services.spool_space import spool_space, watch_spool_space
+from evidence_agent.services.station import Station, open_station
+from evidence_agent.services.storing import StoreWorker, store_pending
 from tests.integration.conftest import StoreFactory, station_settings
 from tests.integration.storage.outage import StoreOutage
 from tests.services.seaweedfs import SeaweedFS
@@ -292,7 +291,7 @@ def test_the_daemon_hook_logs_spool_space(
             station.settings,
             ingest=replace(station.settings.ingest, min_spool_free_bytes=free * 10),
         )
-        with caplog.at_level(logging.WARNING, logger="evidence_agent.services.storing"):
+        with caplog.at_level(logging.WARNING, logger="evidence_agent.services.spool_space"):
             space = watch_spool_space(station)
         assert space is not None and space.level == "critical"
         assert any(r.levelno == logging.ERROR and "spool" in r.getMessage() for r in caplog.records)

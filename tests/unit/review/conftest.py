@@ -15,7 +15,7 @@ from sqlmodel import select
 from evidence_agent.catalog.models import Clip, Officer
 from evidence_agent.config import build_settings
 from evidence_agent.custody import canonical, events
-from evidence_agent.services.ingest import ingest_event
+from evidence_agent.services.cataloguing import ingest_event
 from evidence_agent.services.station import Station, open_station
 from tests.unit.review.fakes import NOW, AddClip, FixedClock, MemoryStore, NoProber
 
