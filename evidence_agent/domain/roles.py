@@ -9,8 +9,10 @@ from enum import StrEnum
 
 class Role(StrEnum):
     OFFICER = "officer"  # the metadata of their own footage
-    CLERK = "clerk"  # search, cases and links, retrieval with a reason, deletion requests
-    SUPERVISOR = "supervisor"  # all a clerk does, plus approvals: deletion, legal hold, grounds
+    CLERK = "clerk"  # search, cases and links, retrieval with a reason, deletion and disclosure requests
+    SUPERVISOR = (
+        "supervisor"  # all a clerk does, plus approvals: deletion, disclosure, legal hold, grounds
+    )
     AUDITOR = "auditor"  # reads everything, the access log included; changes nothing
     ADMIN = "admin"  # configuration only: no access to evidence through this role
 
@@ -26,6 +28,9 @@ class Action(StrEnum):
     RETENTION_REQUEST = "retention_request"  # ask for a deletion past retention
     RETENTION_APPROVE = "retention_approve"  # approve a deletion
     RETENTION_HOLD = "retention_hold"  # legal hold, grounds for permanent keeping
+    DISCLOSE_READ = "disclose_read"  # disclosures: list, show
+    DISCLOSE_REQUEST = "disclose_request"  # ask for a disclosure; produce it once approved
+    DISCLOSE_APPROVE = "disclose_approve"  # approve or refuse another person's disclosure
 
 
 # The whole policy in one table; everything not listed is refused.
@@ -41,6 +46,9 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.RETENTION_REQUEST: frozenset({Role.CLERK, Role.SUPERVISOR}),
     Action.RETENTION_APPROVE: frozenset({Role.SUPERVISOR}),
     Action.RETENTION_HOLD: frozenset({Role.SUPERVISOR}),
+    Action.DISCLOSE_READ: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
+    Action.DISCLOSE_REQUEST: frozenset({Role.CLERK, Role.SUPERVISOR}),
+    Action.DISCLOSE_APPROVE: frozenset({Role.SUPERVISOR}),
 }
 
 # OS groups that give a role without any configuration.

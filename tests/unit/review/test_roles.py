@@ -40,6 +40,8 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.RETRIEVE,
             Action.RETENTION_READ,
             Action.RETENTION_REQUEST,
+            Action.DISCLOSE_READ,
+            Action.DISCLOSE_REQUEST,
         },
         Role.SUPERVISOR: set(Action),
         Role.AUDITOR: {
@@ -49,6 +51,7 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.RETRIEVE,
             Action.ACCESS_LOG,
             Action.RETENTION_READ,
+            Action.DISCLOSE_READ,
         },
         Role.ADMIN: set(),
     }

@@ -1,0 +1,143 @@
+"""The `evidence-agent disclose` commands: request, approve or refuse, produce, list and show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from evidence_agent.cli.common import JsonOption
+from evidence_agent.cli.review import ReasonOption, _out, _review
+
+disclose_app = typer.Typer(
+    help="Disclosure: evidence handed to a court, prosecutor or review body as a verifiable "
+    "package, under a second person's approval, with a record kept.",
+    no_args_is_help=True,
+)
+
+
+def _text(d: dict[str, Any]) -> str:
+    lines = [
+        f"disclosure {d['id']}: {d['state']}",
+        f"  recipient     {d['recipient']}",
+        f"  case          {d['case'] or '-'}",
+        f"  clips         {len(d['clips'])}   documents {len(d['documents'])}",
+        f"  reason        {d['reason']}",
+        f"  requested by  {d['requested_by']} at {d['requested_at']}",
+    ]
+    if d["decided_by"]:
+        lines.append(
+            f"  decided by    {d['decided_by']} at {d['decided_at']}: {d['decision_reason']}"
+        )
+    if d["earlier"]:
+        lines.append(f"  earlier disclosures to this recipient: {', '.join(d['earlier'])}")
+    if d["package"]:
+        lines.append(f"  package       {d['package']}")
+        lines.append(f"  package hash  {d['package_sha256']} (SHA-256 of its tag manifest)")
+    return "\n".join(lines) + "\n"
+
+
+@disclose_app.command("request")
+def request(
+    ctx: typer.Context,
+    recipient: Annotated[str, typer.Option("--recipient", help="Who receives the evidence.")],
+    clips: Annotated[
+        list[str] | None, typer.Argument(help="Clip ids, id prefixes or SHA-256.")
+    ] = None,
+    case: Annotated[
+        str | None, typer.Option(help="A case: its linked footage and attached documents.")
+    ] = None,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask for a disclosure of a case or of chosen clips to a recipient (clerks, supervisors)."""
+    from publish.disclosure.requests import DisclosureRequest, request_disclosure
+
+    with _review(ctx, create=False) as (station, caller, _):
+        shown = request_disclosure(
+            station, caller, DisclosureRequest(recipient, reason, case, clips or [])
+        )
+    _out(as_json, shown, _text(shown))
+
+
+def _decide(
+    ctx: typer.Context, disclosure: str, reason: str | None, as_json: bool, approve: bool
+) -> None:
+    from publish.disclosure.requests import decide_disclosure
+
+    with _review(ctx, create=False) as (station, caller, _):
+        shown = decide_disclosure(station, caller, disclosure, reason, approve=approve)
+    _out(as_json, shown, _text(shown))
+
+
+DisclosureArgument = Annotated[str, typer.Argument(help="Disclosure id or a unique prefix.")]
+
+
+@disclose_app.command("approve")
+def approve(
+    ctx: typer.Context,
+    disclosure: DisclosureArgument,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a disclosure someone else requested (supervisors; never one's own)."""
+    _decide(ctx, disclosure, reason, as_json, approve=True)
+
+
+@disclose_app.command("refuse")
+def refuse(
+    ctx: typer.Context,
+    disclosure: DisclosureArgument,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Refuse a disclosure someone else requested (supervisors)."""
+    _decide(ctx, disclosure, reason, as_json, approve=False)
+
+
+@disclose_app.command("produce")
+def produce(
+    ctx: typer.Context,
+    disclosure: DisclosureArgument,
+    to: Annotated[Path, typer.Option("--to", help="The package directory: a new one.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Write an approved disclosure as a BagIt package with proofs, verifier and receipts.
+
+    Exit 3 when a stored copy fails its hash: no package is left."""
+    from publish.disclosure.package import produce as run_produce
+
+    with _review(ctx, create=False) as (station, caller, _):
+        shown = run_produce(station, caller, disclosure, to)
+    _out(as_json, shown, _text(shown))
+
+
+@disclose_app.command("list")
+def list_(
+    ctx: typer.Context,
+    recipient: Annotated[str | None, typer.Option(help="Only those to this recipient.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Disclosures, oldest first: requested, approved, refused and produced."""
+    from publish.disclosure.requests import list_disclosures
+
+    with _review(ctx, create=False) as (station, caller, _):
+        rows = list_disclosures(station, caller, recipient)
+    _out(as_json, rows, "".join(_text(d) for d in rows) or "no disclosures\n")
+
+
+@disclose_app.command("show")
+def show(ctx: typer.Context, disclosure: DisclosureArgument, as_json: JsonOption = False) -> None:
+    """One disclosure with the manifests kept of its package."""
+    from publish.disclosure.requests import show_disclosure
+
+    with _review(ctx, create=False) as (station, caller, _):
+        shown = show_disclosure(station, caller, disclosure)
+    text = _text(shown) + (shown["manifest"] or "")
+    _out(as_json, shown, text)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `disclose` to the `evidence-agent` command."""
+    app.add_typer(disclose_app, name="disclose")
