@@ -24,8 +24,8 @@ import hashlib
 import json
 import logging
 import shutil
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any

@@ -11,9 +11,11 @@ from fpdf.fonts import FontFace
 
 from evidence_agent.errors import ConfigError
 
-# Debian's fonts-dejavu-core (scripts/setup.sh installs it): Unicode beyond Latin-1, which the
-# PDF's built-in fonts lack (names and reasons are typed by people).
+# Debian's fonts-dejavu-core and fonts-droid-fallback (scripts/setup.sh installs them): Unicode
+# beyond Latin-1, which the PDF's built-in fonts lack, and Chinese (names, reasons and case
+# numbers are typed by people).
 _FONTS = Path("/usr/share/fonts/truetype/dejavu")
+_CJK = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
 _SANS, _BOLD, _MONO = "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf"
 
 
@@ -104,16 +106,20 @@ them, the custody proofs and the station's signature.</p>
 def receipt_pdf(description: dict[str, Any]) -> bytes:
     """The receipt as an A4 landscape PDF made with fpdf2 (no browser needed)."""
     sans, bold, mono = _FONTS / _SANS, _FONTS / _BOLD, _FONTS / _MONO
-    if not all(font.is_file() for font in (sans, bold, mono)):
+    if not all(font.is_file() for font in (sans, bold, mono, _CJK)):
         raise ConfigError(
-            f"the receipt's fonts {_SANS}, {_BOLD} and {_MONO} are not all in {_FONTS}",
-            remedy="install Debian's fonts-dejavu-core (scripts/setup.sh does)",
+            f"the receipt's fonts {_SANS}, {_BOLD}, {_MONO} (in {_FONTS}) and {_CJK} are not "
+            "all there",
+            remedy="install Debian's fonts-dejavu-core and fonts-droid-fallback "
+            "(scripts/setup.sh does)",
         )
     pdf = FPDF(orientation="landscape", format="A4")
     pdf.set_auto_page_break(auto=True, margin=12)
     pdf.add_font("sans", fname=str(sans))
     pdf.add_font("sans", style="B", fname=str(bold))
     pdf.add_font("mono", fname=str(mono))
+    pdf.add_font("cjk", fname=str(_CJK))
+    pdf.set_fallback_fonts(["cjk"])
     pdf.set_title(f"Disclosure receipt {description['disclosure']}")
     pdf.add_page()
     pdf.set_font("sans", size=15)
