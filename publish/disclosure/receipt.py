@@ -103,6 +103,11 @@ them, the custody proofs and the station's signature.</p>
 """
 
 
+def _needs_cjk(text: str) -> bool:
+    """Whether `text` has characters past DejaVu's alphabets (CJK, from U+2E80 on)."""
+    return any(ord(c) >= 0x2E80 for c in text)
+
+
 def receipt_pdf(description: dict[str, Any]) -> bytes:
     """The receipt as an A4 landscape PDF made with fpdf2 (no browser needed)."""
     sans, bold, mono = _FONTS / _SANS, _FONTS / _BOLD, _FONTS / _MONO
@@ -118,8 +123,12 @@ def receipt_pdf(description: dict[str, Any]) -> bytes:
     pdf.add_font("sans", fname=str(sans))
     pdf.add_font("sans", style="B", fname=str(bold))
     pdf.add_font("mono", fname=str(mono))
-    pdf.add_font("cjk", fname=str(_CJK))
-    pdf.set_fallback_fonts(["cjk"])
+    if any(_needs_cjk(value) for _, value in _people(description)) or any(
+        _needs_cjk(path) for _, path, *_ in _rows(description)
+    ):
+        # Loaded only when needed: parsing the 4 MB font costs some 50 MB of memory.
+        pdf.add_font("cjk", fname=str(_CJK))
+        pdf.set_fallback_fonts(["cjk"])
     pdf.set_title(f"Disclosure receipt {description['disclosure']}")
     pdf.add_page()
     pdf.set_font("sans", size=15)
