@@ -348,3 +348,31 @@ def test_a_refused_disclosure_is_never_produced(produced: Produced, tmp_path: Pa
     assert refused["state"] == "refused"
     result = station.run("disclose", "produce", asked["id"], "--to", str(tmp_path / "p"))
     assert result.returncode == 2 and "refused" in result.stderr
+
+
+def test_a_corrupted_stored_copy_leaves_no_package(produced: Produced, tmp_path: Path) -> None:
+    station = Station(tmp_path / "data")
+    shutil.copytree(produced.station.data, station.data)
+    clip = produced.videos[0]
+    stored = station.object_path(clip["sha256"])
+    stored.chmod(0o644)
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    stored.write_bytes(bytes(data))
+
+    asked = station.json(
+        "disclose", "request", clip["id"], "--recipient", "Prosecutor", "--reason", "charge",
+    )  # fmt: skip
+    approve_as_another_person(station.data, asked["id"], "charge checked")
+    target = tmp_path / "package"
+    result = station.run("disclose", "produce", asked["id"], "--to", str(target))
+    assert result.returncode == 3, result.stderr
+    assert f"stored copy of clip {clip['id']}" in result.stderr
+    assert not target.exists()  # nothing unverified is handed over
+    (refusal,) = [
+        e
+        for e in access_log(station, "--type", "access.refused")
+        if e["subject"] == {"kind": "disclosure", "id": asked["id"]}
+    ]
+    assert "stored copy" in refusal["data"]["cause"]
+    assert station.json("disclose", "show", asked["id"])["state"] == "approved"
