@@ -1,7 +1,8 @@
-"""The `evidence-agent disclose` commands: request, approve or refuse, produce, list and show."""
+"""The `evidence-agent disclose` and `redact` commands: requests, decisions, packages, derivatives."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ import typer
 
 from evidence_agent.cli.common import JsonOption
 from evidence_agent.cli.review import ReasonOption, _out, _review
+from evidence_agent.errors import InputError
 
 disclose_app = typer.Typer(
     help="Disclosure: evidence handed to a court, prosecutor or review body as a verifiable "
@@ -48,16 +50,19 @@ def request(
     case: Annotated[
         str | None, typer.Option(help="A case: its linked footage and attached documents.")
     ] = None,
+    derivative: Annotated[
+        list[str] | None,
+        typer.Option("--derivative", help="A redacted derivative, made (repeat for several)."),
+    ] = None,
     reason: ReasonOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Ask for a disclosure of a case or of chosen clips to a recipient (clerks, supervisors)."""
+    """Ask for a disclosure of a case, chosen clips or redacted derivatives to a recipient."""
     from publish.disclosure.requests import DisclosureRequest, request_disclosure
 
+    request = DisclosureRequest(recipient, reason, case, clips or [], derivative or [])
     with _review(ctx, create=False) as (station, caller, _):
-        shown = request_disclosure(
-            station, caller, DisclosureRequest(recipient, reason, case, clips or [])
-        )
+        shown = request_disclosure(station, caller, request)
     _out(as_json, shown, _text(shown))
 
 
@@ -138,6 +143,97 @@ def show(ctx: typer.Context, disclosure: DisclosureArgument, as_json: JsonOption
     _out(as_json, shown, text)
 
 
+redact_app = typer.Typer(
+    help="Redacted derivatives: a clip re-encoded by ffmpeg from a plan (blur boxes and mutes "
+    "over time ranges, a trim), approved by a second person, kept beside its original.",
+    no_args_is_help=True,
+)
+
+
+def _derivative_text(d: dict[str, Any]) -> str:
+    lines = [
+        f"derivative {d['id']} of clip {d['clip']}: {d['state']}",
+        f"  plan          {json.dumps(d['plan'])} (SHA-256 {d['plan_sha256']})",
+        f"  requested by  {d['requested_by']} at {d['requested_at']}: {d['reason']}",
+    ]
+    if d["decided_by"]:
+        lines.append(f"  decided by    {d['decided_by']} at {d['decided_at']}")
+    if d["sha256"]:
+        lines.append(f"  made          {d['sha256']} ({d['size']} bytes) by {d['tool']}")
+    return "\n".join(lines) + "\n"
+
+
+@redact_app.command("request")
+def redact_request(
+    ctx: typer.Context,
+    clip: Annotated[str, typer.Argument(help="Clip id, id prefix or SHA-256.")],
+    plan: Annotated[
+        Path, typer.Option("--plan", help="The plan, a JSON file (docs/disclosure.md).")
+    ],
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask for a redacted derivative of a clip by a plan (clerks, supervisors)."""
+    from publish.redaction.derivatives import request_derivative
+
+    try:
+        plan_doc = json.loads(plan.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"cannot read the plan {plan}: {e}") from e
+    with _review(ctx, create=False) as (station, caller, _):
+        shown = request_derivative(station, caller, clip, plan_doc, reason)
+    _out(as_json, shown, _derivative_text(shown))
+
+
+def _decide_derivative(
+    ctx: typer.Context, derivative: str, reason: str | None, as_json: bool, approve: bool
+) -> None:
+    from publish.redaction.derivatives import decide_derivative
+
+    with _review(ctx, create=False) as (station, caller, _):
+        shown = decide_derivative(station, caller, derivative, reason, approve=approve)
+    _out(as_json, shown, _derivative_text(shown))
+
+
+DerivativeArgument = Annotated[str, typer.Argument(help="Derivative id or a unique prefix.")]
+
+
+@redact_app.command("approve")
+def redact_approve(
+    ctx: typer.Context,
+    derivative: DerivativeArgument,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a derivative's plan someone else requested (supervisors)."""
+    _decide_derivative(ctx, derivative, reason, as_json, approve=True)
+
+
+@redact_app.command("refuse")
+def redact_refuse(
+    ctx: typer.Context,
+    derivative: DerivativeArgument,
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Refuse a derivative's plan someone else requested (supervisors)."""
+    _decide_derivative(ctx, derivative, reason, as_json, approve=False)
+
+
+@redact_app.command("make")
+def redact_make(
+    ctx: typer.Context, derivative: DerivativeArgument, as_json: JsonOption = False
+) -> None:
+    """Make an approved derivative with ffmpeg and keep it in the store; exit 3 when the
+    original fails its ingest hash."""
+    from publish.redaction.derivatives import make
+
+    with _review(ctx, create=False) as (station, caller, _):
+        shown = make(station, caller, derivative)
+    _out(as_json, shown, _derivative_text(shown))
+
+
 def register(app: typer.Typer) -> None:
-    """Add `disclose` to the `evidence-agent` command."""
+    """Add `disclose` and `redact` to the `evidence-agent` command."""
     app.add_typer(disclose_app, name="disclose")
+    app.add_typer(redact_app, name="redact")

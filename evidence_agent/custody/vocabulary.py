@@ -251,6 +251,7 @@ class EventType(StrEnum):
         "disclosure.requested",
         Subject.DISCLOSURE,
         ("case", "clips", "documents", "recipient", "earlier", "roles"),
+        ("derivatives",),
     )
     DISCLOSURE_APPROVED = ("disclosure.approved", Subject.DISCLOSURE, ("requested_by", "roles"))
     DISCLOSURE_REFUSED = ("disclosure.refused", Subject.DISCLOSURE, ("requested_by", "roles"))
@@ -258,6 +259,7 @@ class EventType(StrEnum):
         "clip.disclosed",
         Subject.CLIP,
         ("disclosure", "recipient", "file", "size", "verified", "store"),
+        ("derivative",),  # a redacted derivative of the clip was disclosed, not the original
     )
     DISCLOSURE_PRODUCED = (
         "disclosure.produced",
@@ -272,6 +274,40 @@ class EventType(StrEnum):
             "documents",
             "checkpoint_size",
             "earlier",
+            "roles",
+        ),
+        ("derivatives",),
+    )
+
+    # -- redacted derivatives
+    DERIVATIVE_REQUESTED = (
+        "derivative.requested",
+        Subject.CLIP,
+        ("derivative", "plan", "plan_sha256", "roles"),
+    )
+    DERIVATIVE_APPROVED = (
+        "derivative.approved",
+        Subject.CLIP,
+        ("derivative", "requested_by", "roles"),
+    )
+    DERIVATIVE_REFUSED = (
+        "derivative.refused",
+        Subject.CLIP,
+        ("derivative", "requested_by", "roles"),
+    )
+    CLIP_DERIVATIVE_MADE = (
+        "clip.derivative_made",
+        Subject.CLIP,
+        (
+            "derivative",
+            "parent_sha256",
+            "plan",
+            "plan_sha256",
+            "tool",
+            "size",
+            "duration_seconds",
+            "store",
+            "retain_until",
             "roles",
         ),
     )

@@ -33,7 +33,15 @@ from typing import Any
 import bagit
 from sqlmodel import Session
 
-from evidence_agent.catalog.models import Case, CaseDocument, Clip, Disclosure, Officer, Recorder
+from evidence_agent.catalog.models import (
+    Case,
+    CaseDocument,
+    Clip,
+    Derivative,
+    Disclosure,
+    Officer,
+    Recorder,
+)
 from evidence_agent.catalog.models import Unit as UnitRow
 from evidence_agent.custody.events import format_time
 from evidence_agent.custody.vocabulary import EventType, Subject
@@ -96,6 +104,7 @@ def produce(
             case = session.get(Case, row.case_id) if row.case_id is not None else None
             clips = [_clip(session, clip_id) for clip_id in json_list(row.clips)]
             documents = [session.get(CaseDocument, int(d)) for d in json_list(row.documents)]
+            derivatives = [_derivative(session, d) for d in json_list(row.derivatives)]
         _empty_directory(bag)
     except EvidenceError as e:
         record_refusal(station, caller, action.value, e.message, subject_kind=Subject.DISCLOSURE,
@@ -104,6 +113,7 @@ def produce(
     package = _Package(row, case.number if case else None, bag.resolve())
     try:
         _write_payload(station, caller, package, clips, [d for d in documents if d], chunk_bytes)
+        _write_derivatives(station, caller, package, derivatives, chunk_bytes)
         proofs, note = prove_subjects(station, _subjects(package))
         _write_tags(station, caller, package, proofs, note)
     except BaseException as e:
@@ -148,6 +158,74 @@ def _clip(session: Session, clip_id: str) -> tuple[Clip, dict[str, str | None]]:
         "recorder": recorder.serial if recorder else None,
         "unit": unit.code if unit else None,
     }
+
+
+def _derivative(session: Session, derivative_id: str) -> tuple[Derivative, Clip]:
+    row = session.get(Derivative, derivative_id)
+    clip = session.get(Clip, row.clip_id) if row is not None else None
+    if row is None or clip is None or row.sha256 is None or row.size is None:
+        raise IntegrityError(f"derivative {derivative_id} of the disclosure is not in the catalog")
+    return row, clip
+
+
+def _write_derivatives(
+    station: Station,
+    caller: Caller,
+    package: _Package,
+    derivatives: list[tuple[Derivative, Clip]],
+    chunk_bytes: int | None,
+) -> None:
+    """Each redacted derivative copied out, checked against the SHA-256 its making recorded,
+    logged as disclosed (about its original, which stays at the station), then named."""
+    if not derivatives:
+        return
+    target = prepare_target(
+        package.bag / "data" / "derivatives", sum(d.size or 0 for d, _ in derivatives)
+    )
+    d = package.disclosure
+    for row, clip in derivatives:
+        sha, size = row.sha256 or "", row.size or 0
+        tmp = copy_verified(station, sha, size, ("sha256", sha), target,
+                            chunk_bytes or CHUNK_BYTES, f"derivative {row.id}")  # fmt: skip
+        stem = clip_file_name(clip).rsplit(".", 1)[0]
+        name = _file_name(f"{stem}-redacted-{row.id[:8]}.mp4", f"{row.id}.mp4")
+        try:
+            with station.transaction() as session:
+                station.record(
+                    session,
+                    EventType.CLIP_DISCLOSED.event(
+                        clip.id,
+                        actor=caller.actor,
+                        reason=d.reason,
+                        sha256=sha,
+                        data={
+                            "disclosure": d.id,
+                            "recipient": d.recipient,
+                            "file": name,
+                            "size": size,
+                            "verified": "sha256 of the bytes written equals the derivative's",
+                            "store": station.store.describe(),
+                            "derivative": row.id,
+                        },
+                    ),
+                )
+            final = place(tmp, target, name, f"{row.id}.mp4")
+        finally:
+            tmp.unlink(missing_ok=True)
+        package.items.append(
+            {
+                "path": f"data/derivatives/{final.name}",
+                "kind": "derivative",
+                "derivative": row.id,
+                "clip": clip.id,
+                "parent_sha256": clip.sha256,
+                "plan": json.loads(row.plan),
+                "tool": row.tool,
+                "sha256": sha,
+                "size": size,
+                "duration_seconds": row.duration_seconds,
+            }
+        )
 
 
 def _empty_directory(bag: Path) -> None:
@@ -246,7 +324,7 @@ def _subjects(package: _Package) -> dict[tuple[str, str], Any]:
         (Subject.DISCLOSURE.value, package.disclosure.id): lambda _doc: True
     }
     for item in package.items:
-        if item["kind"] == "clip":
+        if item["kind"] in ("clip", "derivative"):
             subjects[(Subject.CLIP.value, item["clip"])] = lambda _doc: True
     documents = {item["document"] for item in package.items if item["kind"] == "document"}
     if documents and package.case:
@@ -392,6 +470,11 @@ def _record(station: Station, caller: Caller, package: _Package) -> dict[str, An
                     "checkpoint_size": _checkpoint_size(package),
                     "earlier": json_list(row.earlier),
                     "roles": role_names(caller),
+                    **(
+                        {"derivatives": json_list(row.derivatives)}
+                        if json_list(row.derivatives)
+                        else {}
+                    ),
                 },
             ),
         )

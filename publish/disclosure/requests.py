@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from sqlmodel import Session, col, func, select
 
-from evidence_agent.catalog.models import Case, CaseDocument, Clip, Disclosure
+from evidence_agent.catalog.models import Case, CaseDocument, Clip, Derivative, Disclosure
 from evidence_agent.custody.events import format_time
 from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.retention import DeletionApproval, approval_blocker
@@ -20,6 +20,7 @@ from evidence_agent.domain.text import check_plain_text
 from evidence_agent.errors import EvidenceError, InputError, NotFoundError, PermissionDeniedError
 from evidence_agent.services.guard import record_view, refuse, require, role_names
 from evidence_agent.services.station import Station
+from publish.redaction.derivatives import MADE, get_derivative
 from review.lookup import get_case, get_clip, json_list, linked_clip_ids
 
 REQUESTED, APPROVED, REFUSED, PRODUCED = "requested", "approved", "refused", "produced"
@@ -32,6 +33,7 @@ class DisclosureRequest:
     reason: str | None
     case: str | None  # a case: its linked clips and attached documents
     clips: Sequence[str] = ()  # clip ids, id prefixes or SHA-256, beside or instead of a case
+    derivatives: Sequence[str] = ()  # redacted derivatives (made), beside or instead of clips
 
 
 def disclosure_json(session: Session, d: Disclosure) -> dict[str, Any]:
@@ -41,6 +43,7 @@ def disclosure_json(session: Session, d: Disclosure) -> dict[str, Any]:
         "case": case.number if case else None,
         "clips": json_list(d.clips),
         "documents": [int(x) for x in json_list(d.documents)],
+        "derivatives": json_list(d.derivatives),
         "recipient": d.recipient,
         "reason": d.reason,
         "requested_by": d.requested_by,
@@ -92,17 +95,18 @@ def request_disclosure(
     """Record a request to disclose a case (its footage and documents) or chosen clips to a
     named recipient, with a reason. Earlier disclosures to the same recipient are named in it."""
     action = Action.DISCLOSE_REQUEST
-    asked = {"case": request.case, "clips": list(request.clips)}
+    asked = {"case": request.case, "clips": [*request.clips, *request.derivatives]}
     require(station, caller, action, reason=request.reason or "")
     try:
         reason = _text(request.reason, "a reason", "--reason")
         recipient = _text(request.recipient, "a recipient", "--recipient")
         if len(recipient) > _MAX_RECIPIENT:
             raise InputError(f"the recipient's name is longer than {_MAX_RECIPIENT} characters")
-        if not request.case and not request.clips:
-            raise InputError("name the clips to disclose, or a case with --case")
+        if not request.case and not request.clips and not request.derivatives:
+            raise InputError("name the clips or derivatives to disclose, or a case with --case")
         with station.reading() as session:
             case_id, clips, documents = _resolve(session, request)
+            derivatives = [_made_derivative(session, ref) for ref in request.derivatives]
     except EvidenceError as e:
         _refused(station, caller, action, e, request.reason or "", None, **asked)
     now = station.clock.now()
@@ -120,6 +124,7 @@ def request_disclosure(
             case_id=case_id,
             clips=json.dumps(clips),
             documents=json.dumps(documents),
+            derivatives=json.dumps(derivatives),
             recipient=recipient,
             reason=reason,
             requested_by=caller.actor,
@@ -142,10 +147,18 @@ def request_disclosure(
                     "recipient": recipient,
                     "earlier": earlier,
                     "roles": role_names(caller),
+                    **({"derivatives": derivatives} if derivatives else {}),
                 },
             ),
         )
         return shown
+
+
+def _made_derivative(session: Session, ref: str) -> str:
+    row: Derivative = get_derivative(session, ref)
+    if row.state != MADE:
+        raise InputError(f"derivative {row.id} is {row.state}: only a made derivative is disclosed")
+    return row.id
 
 
 def _resolve(

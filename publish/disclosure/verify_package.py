@@ -15,9 +15,10 @@ Checks, in order, and names the file or event that fails:
   3. every custody event in custody/proofs.json is in the log the checkpoint signs (RFC 9162
      inclusion proofs);
   4. each item of disclosure.json is the file its manifest line names, with the SHA-256 that
-     its proved ingest (clip) or attachment (document) event recorded, and each clip's
-     disclosure event is proved; the disclosure's request and approval are proved, by two
-     different people.
+     its proved ingest (clip), attachment (document) or making (redacted derivative) event
+     recorded, and each item's disclosure event is proved; a derivative's lineage: made from
+     its original's ingested bytes by the plan given, that plan approved by a second person;
+     the disclosure's request and approval are proved, by two different people.
 Exit status 0: every check passed; 1: a check failed; 2: the package cannot be read.
 """
 
@@ -251,6 +252,39 @@ def about(events: list[dict[str, Any]], kind: str, sid: str, type_: str) -> list
     ]  # fmt: skip
 
 
+def derivative_problem(item: dict[str, Any], events: list[dict[str, Any]], disclosure: str) -> str:
+    """Lineage of a redacted derivative: made by a proved event from its original's ingested
+    bytes, by the plan given, approved by another person than who asked, and disclosed here."""
+    clip, sha, derivative = item.get("clip", ""), item.get("sha256", ""), item.get("derivative")
+    ingested = about(events, "clip", clip, "clip.ingested")
+    made = [
+        e for e in about(events, "clip", clip, "clip.derivative_made")
+        if e["data"].get("derivative") == derivative
+    ]  # fmt: skip
+    if not ingested or not made:
+        return "no proved ingest of its original or making of the derivative"
+    data = made[0]["data"]
+    if not same(made[0].get("sha256") or "", sha):
+        return "the proved clip.derivative_made event records another SHA-256"
+    if not same(data.get("parent_sha256") or "", ingested[0].get("sha256") or ""):
+        return "the derivative was not made from the original's ingested bytes"
+    if data.get("plan") != item.get("plan"):
+        return "the plan differs from the one the proved event records"
+    asked = [e for e in about(events, "clip", clip, "derivative.requested")
+             if e["data"].get("derivative") == derivative]  # fmt: skip
+    approved = [e for e in about(events, "clip", clip, "derivative.approved")
+                if e["data"].get("derivative") == derivative]  # fmt: skip
+    if not asked or not approved or asked[0]["actor"] == approved[0]["actor"]:
+        return "its plan was not proved requested and approved by two different people"
+    disclosed = [
+        e for e in about(events, "clip", clip, "clip.disclosed")
+        if e["data"].get("derivative") == derivative and e["data"].get("disclosure") == disclosure
+    ]  # fmt: skip
+    if not disclosed or not same(disclosed[0].get("sha256") or "", sha):
+        return "no proved clip.disclosed event of this disclosure"
+    return ""
+
+
 def check_items(
     bag: Path, payload: dict[str, str], events: list[dict[str, Any]], report: Report
 ) -> None:
@@ -282,6 +316,10 @@ def check_items(
                 report.fail(path, "no proved ingest event records this SHA-256")
             elif not disclosed or not same(disclosed[0].get("sha256") or "", sha):
                 report.fail(path, "no proved clip.disclosed event of this disclosure")
+        elif item.get("kind") == "derivative":
+            problem = derivative_problem(item, events, disclosure)
+            if problem:
+                report.fail(path, problem)
         elif item.get("kind") == "document":
             added = [
                 e for e in about(events, "case", item.get("case"), "case.document_added")
