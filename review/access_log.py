@@ -32,6 +32,7 @@ ACCESS_TYPES: tuple[str, ...] = tuple(
         EventType.DISCLOSURE_PRODUCED,
         EventType.DISCLOSURES_LISTED,
         EventType.DISCLOSURE_VIEWED,
+        EventType.CLIP_DERIVATIVE_MADE,
         EventType.ACCESS_REFUSED,
     )
 )
