@@ -28,6 +28,11 @@ ACCESS_TYPES: tuple[str, ...] = tuple(
         EventType.CLIP_RETRIEVED,
         EventType.RETRIEVAL_RECEIPT,
         EventType.CLIP_INTEGRITY_FAILED,
+        EventType.CLIP_DISCLOSED,
+        EventType.DISCLOSURE_PRODUCED,
+        EventType.DISCLOSURES_LISTED,
+        EventType.DISCLOSURE_VIEWED,
+        EventType.CLIP_DERIVATIVE_MADE,
         EventType.ACCESS_REFUSED,
     )
 )

@@ -277,7 +277,7 @@ def _hand_over(
 
     A copy that fails its hash is logged and noted in the report, and the next clip goes on."""
     target = report.target
-    name = _file_name(clip)
+    name = clip_file_name(clip)
     try:
         check = ingest_hash(station, clip)
         found = identical_in_target(target, name, clip.size, check)
@@ -315,7 +315,7 @@ def _hand_over_document(
 ) -> None:
     """A case document, checked against the SHA-256 recorded when it was attached; listed in the
     receipt, whose hash the log keeps."""
-    name = _document_name(document)
+    name = document_file_name(document)
     check = ("sha256", document.sha256)
     found = identical_in_target(target, name, document.size, check)
     if found is None:
@@ -392,14 +392,14 @@ def _case_documents(station: Station, ref: str) -> list[CaseDocument]:
         )
 
 
-def _file_name(clip: Clip) -> str:
+def clip_file_name(clip: Clip) -> str:
     """The recorder's own file name, which carries serial, badge and time, as the catalog shows
     it (`source_path`): bytes that are not UTF-8 written as \\xNN escapes, so the name is the
     one `clips list` and the receipt give. Else (a name a file cannot take) the clip id."""
     return _safe_name(PurePosixPath(clip.source_path).name) or clip.id
 
 
-def _document_name(document: CaseDocument) -> str:
+def document_file_name(document: CaseDocument) -> str:
     return _safe_name(document.name) or f"document-{document.id}"
 
 

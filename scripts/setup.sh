@@ -9,9 +9,12 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
-packages=(ffmpeg python3-venv openssl util-linux)
+# fonts-dejavu-core and fonts-droid-fallback: the disclosure receipt's PDF fonts (Latin and
+# other alphabets; Chinese, Japanese and Korean).
+packages=(ffmpeg python3-venv openssl util-linux fonts-dejavu-core fonts-droid-fallback)
 # faketime: end-to-end tests move the clock of a command ahead (retention) without editing dates.
-[ "$dev" = 1 ] && packages+=(postgresql umockdev gir1.2-umockdev-1.0 systemd sqlite3 chromium faketime)
+# poppler-utils: tests render the disclosure receipt's PDF (pdftoppm) and read its text.
+[ "$dev" = 1 ] && packages+=(postgresql umockdev gir1.2-umockdev-1.0 systemd sqlite3 chromium faketime poppler-utils)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -292,6 +292,56 @@ class StatisticsReport(SQLModel, table=True):
     sha256: str = Field(max_length=64)  # of the figures (JSON)
 
 
+class Derivative(SQLModel, table=True):
+    """A redacted derivative of a clip: the plan, its approval, and once made the new object."""
+
+    __tablename__ = "derivatives"
+    id: str = Field(primary_key=True, max_length=36)
+    clip_id: str = Field(foreign_key="clips.id", index=True)  # the original, never replaced
+    plan: str  # the redaction plan, RFC 8785 JSON
+    plan_sha256: str = Field(max_length=64)
+    reason: str
+    requested_by: str
+    requested_at: datetime = _time()
+    state: str = "requested"  # requested, approved, refused, made
+    decided_by: str | None = None
+    decided_at: datetime | None = _time(default=None)
+    decision_reason: str | None = None
+    made_by: str | None = None
+    made_at: datetime | None = _time(default=None)
+    sha256: str | None = Field(default=None, max_length=64)  # the derivative's object
+    size: int | None = Field(default=None, sa_type=sa.BigInteger)
+    duration_seconds: float | None = None
+    tool: str | None = None  # the program and version that made it
+
+
+class Disclosure(SQLModel, table=True):
+    """Evidence to be handed to a recipient: the request, the decision on it, and once produced
+    the package's manifests and hash, kept so the station can show what left and to whom."""
+
+    __tablename__ = "disclosures"
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    clips: str = "[]"  # JSON list of clip ids, in recording order
+    documents: str = "[]"  # JSON list of case document ids
+    derivatives: str = "[]"  # JSON list of redacted derivatives' ids
+    recipient: str = Field(index=True)
+    reason: str
+    requested_by: str
+    requested_at: datetime = _time()
+    earlier: str = "[]"  # JSON list of earlier disclosures' ids to the same recipient
+    state: str = "requested"  # requested, approved, refused, produced
+    decided_by: str | None = None
+    decided_at: datetime | None = _time(default=None)
+    decision_reason: str | None = None
+    produced_by: str | None = None
+    produced_at: datetime | None = _time(default=None)
+    package: str | None = None  # where the package was written
+    package_sha256: str | None = Field(default=None, max_length=64)  # of its tag manifest
+    manifest: str | None = None  # manifest-sha256.txt as written
+    tag_manifest: str | None = None  # tagmanifest-sha256.txt as written
+
+
 class CustodyEntry(SQLModel, table=True):
     """One leaf of a station's custody log: the RFC 8785 bytes of an event and their leaf hash."""
 

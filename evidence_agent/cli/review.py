@@ -68,7 +68,7 @@ def parse_time(text: str | None, tz: Any) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def _out(as_json: bool, value: Any, text: str) -> None:
+def emit(as_json: bool, value: Any, text: str) -> None:
     if as_json:
         emit_json(value)
     else:
@@ -121,7 +121,7 @@ def case_create(
     )
     with review_session(ctx) as (station, caller, _):
         case = create_case(station, caller, data, reason)
-    _out(as_json, case, case_rows([case], tz))
+    emit(as_json, case, case_rows([case], tz))
 
 
 @case_app.command("list")
@@ -136,7 +136,7 @@ def case_list(
 
     with review_session(ctx, create=False) as (station, caller, _):
         cases = list_cases(station, caller, state)
-    _out(as_json, cases, case_rows(cases, _tz(ctx)))
+    emit(as_json, cases, case_rows(cases, _tz(ctx)))
 
 
 @case_app.command("show")
@@ -152,7 +152,7 @@ def case_show(
     with review_session(ctx, create=False) as (station, caller, _):
         case = show_case(station, caller, number)
     tz = _tz(ctx)
-    _out(as_json, case, case_text(case, tz) + "footage:\n" + clip_rows(case["footage"], tz))
+    emit(as_json, case, case_text(case, tz) + "footage:\n" + clip_rows(case["footage"], tz))
 
 
 @case_app.command("close")
@@ -176,7 +176,7 @@ def case_close(
 
     with review_session(ctx) as (station, caller, _):
         case = close_case(station, caller, number, reason, override_incomplete=override_incomplete)
-    _out(as_json, case, case_rows([case], _tz(ctx)))
+    emit(as_json, case, case_rows([case], _tz(ctx)))
 
 
 def _link_text(result: dict[str, Any], key: str) -> str:
@@ -204,7 +204,7 @@ def case_link(
 
     with review_session(ctx) as (station, caller, _):
         result = link_clips(station, caller, number, clips, reason)
-    _out(as_json, result, _link_text(result, "linked"))
+    emit(as_json, result, _link_text(result, "linked"))
 
 
 @case_app.command("unlink")
@@ -220,7 +220,7 @@ def case_unlink(
 
     with review_session(ctx) as (station, caller, _):
         result = unlink_clips(station, caller, number, clips, reason)
-    _out(as_json, result, _link_text(result, "unlinked"))
+    emit(as_json, result, _link_text(result, "unlinked"))
 
 
 @case_app.command("suggest")
@@ -270,7 +270,7 @@ def case_check(
 
     with review_session(ctx, create=False) as (station, caller, _):
         result, _ = check_case(station, caller, number)
-    _out(as_json, result, check_text(result, _tz(ctx)))
+    emit(as_json, result, check_text(result, _tz(ctx)))
     if not result["complete"] and result.get("full_recording_required"):
         raise IncompleteError(f"case {number}: the recording of the action is not complete")
 
@@ -291,7 +291,7 @@ def case_attach(
 
     with review_session(ctx) as (station, caller, _):
         result = attach_document(station, caller, number, file, reason, parse_time(time, _tz(ctx)))
-    _out(as_json, result, f"document {result['name']} kept as {result['sha256']}\n")
+    emit(as_json, result, f"document {result['name']} kept as {result['sha256']}\n")
 
 
 # ---------------------------------------------------------------- clips search
@@ -337,7 +337,7 @@ def clips_search(
     )
     with review_session(ctx, create=False) as (station, caller, _):
         rows = search_clips(station, caller, query)
-    _out(as_json, rows, clip_rows(rows, tz))
+    emit(as_json, rows, clip_rows(rows, tz))
 
 
 # ---------------------------------------------------------------- retrieve and access log
@@ -368,9 +368,9 @@ def retrieve(
         try:
             report = run_retrieval(station, caller, request)
         except RetrievalIntegrityError as e:
-            _out(as_json, e.report.to_json(), retrieval_text(e.report.to_json()))
+            emit(as_json, e.report.to_json(), retrieval_text(e.report.to_json()))
             raise
-    _out(as_json, report.to_json(), retrieval_text(report.to_json()))
+    emit(as_json, report.to_json(), retrieval_text(report.to_json()))
 
 
 def access_log(
@@ -401,7 +401,7 @@ def access_log(
     )
     with review_session(ctx, create=False) as (station, caller, _):
         rows = read_access_log(station, caller, query)
-    _out(as_json, rows, access_rows(rows, tz))
+    emit(as_json, rows, access_rows(rows, tz))
 
 
 # ---------------------------------------------------------------- retention
@@ -415,7 +415,7 @@ def retention_due(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     with review_session(ctx, create=False) as (station, caller, _):
         rows = due(station, caller)
-    _out(as_json, rows, due_rows(rows, _tz(ctx)))
+    emit(as_json, rows, due_rows(rows, _tz(ctx)))
 
 
 @retention_app.command("request")
@@ -431,7 +431,7 @@ def retention_request(
     with review_session(ctx) as (station, caller, _):
         result = request_deletion(station, caller, clip, reason)
     r = result["request"]
-    _out(
+    emit(
         as_json,
         result,
         f"deletion request #{r['id']} for clip {result['clip']} by {r['requested_by']}\n",
@@ -450,7 +450,7 @@ def retention_delete(
 
     with review_session(ctx) as (station, caller, review):
         result = approve_deletion(station, caller, review, clip, reason)
-    _out(
+    emit(
         as_json,
         result.to_json(),
         f"clip {result.clip} deleted (sha256 {result.sha256}); stored object: {result.store}\n",
@@ -478,7 +478,7 @@ def retention_hold(
     with review_session(ctx) as (station, caller, _):
         changed = set_hold(station, caller, clips or [], case, reason, release=release)
     verb = "released" if release else "held"
-    _out(as_json, changed, f"{len(changed)} clip(s) {verb}\n")
+    emit(as_json, changed, f"{len(changed)} clip(s) {verb}\n")
 
 
 @retention_app.command("mark")
@@ -497,7 +497,7 @@ def retention_mark(
 
     with review_session(ctx) as (station, caller, _):
         result = mark_ground(station, caller, clip, ground, reason)
-    _out(
+    emit(
         as_json,
         result,
         f"clip {result['clip']}: {result['retention_class']} ({', '.join(result['grounds'])})\n",

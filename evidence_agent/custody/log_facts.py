@@ -42,7 +42,8 @@ class LogFacts:
     by_sha256: dict[str, str] = field(default_factory=dict)  # content -> clip id
     links: dict[tuple[str, str], int] = field(default_factory=dict)  # (case, clip) -> seq
     # Case documents stored by content, as case.document_added recorded them: sha256 -> "case
-    # C-1 document 3". They are evidence of the case file, not clips, and are in the store.
+    # C-1 document 3", and redacted derivatives as clip.derivative_made did ("derivative D of
+    # clip C"). They are not clips, and are in the store.
     documents: dict[str, str] = field(default_factory=dict)
     # A clip's legal hold as its latest clip.legal_hold_set or _released left it: clip -> (held,
     # entry), and the grounds for keeping it that clip.retention_ground_set recorded: clip ->
@@ -173,6 +174,13 @@ def _on_document_added(facts: LogFacts, e: ParsedEntry) -> None:
     facts.documents[e.sha256] = f"case {e.subject_id} document {e.data.get('document')}"
 
 
+def _on_derivative_made(facts: LogFacts, e: ParsedEntry) -> None:
+    if e.sha256 is None:
+        facts.problems.append((f"entry {e.seq}", f"{e.type} event without the derivative's hash"))
+        return
+    facts.documents[e.sha256] = f"derivative {e.data.get('derivative')} of clip {e.subject_id}"
+
+
 # The extension point of steps 3-4: an event type that changes what the catalog must hold gets a
 # reducer here and, if it touches a new table or column, a check in catalog_rows.CATALOG_CHECKS.
 # Links are review.cases' events: subject {kind: clip, id}, data {"case": case number}; holds
@@ -186,6 +194,7 @@ EVENT_REDUCERS: dict[str, Reducer] = {
     EventType.CASE_CLIP_LINKED: _on_case_link,
     EventType.CASE_CLIP_UNLINKED: _on_case_link,
     EventType.CASE_DOCUMENT_ADDED: _on_document_added,
+    EventType.CLIP_DERIVATIVE_MADE: _on_derivative_made,
     EventType.CLIP_LEGAL_HOLD_SET: _on_legal_hold,
     EventType.CLIP_LEGAL_HOLD_RELEASED: _on_legal_hold,
     EventType.CLIP_RETENTION_GROUND_SET: _on_ground_set,

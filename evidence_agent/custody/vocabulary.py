@@ -19,6 +19,7 @@ class Subject(StrEnum):
     DEVICE = "device"  # USB storage not read: its USB serial, else its device node
     STATION = "station"  # the station's id
     NOTICE = "notice"  # the public notice's number
+    DISCLOSURE = "disclosure"  # the disclosure's id
 
 
 # The fields of a clip.ingested event; `verify` cross-checks the catalog's clip rows against
@@ -294,19 +295,100 @@ class EventType(StrEnum):
         ("documents", "documents_not_handed_over"),  # a case's documents, by id
     )
 
+    # -- disclosure
+    DISCLOSURE_REQUESTED = (
+        "disclosure.requested",
+        Subject.DISCLOSURE,
+        ("case", "clips", "documents", "recipient", "earlier", "roles"),
+        ("derivatives",),
+    )
+    DISCLOSURE_APPROVED = ("disclosure.approved", Subject.DISCLOSURE, ("requested_by", "roles"))
+    DISCLOSURE_REFUSED = ("disclosure.refused", Subject.DISCLOSURE, ("requested_by", "roles"))
+    CLIP_DISCLOSED = (
+        "clip.disclosed",
+        Subject.CLIP,
+        ("disclosure", "recipient", "file", "size", "verified", "store"),
+        ("derivative",),  # a redacted derivative of the clip was disclosed, not the original
+    )
+    DISCLOSURE_PRODUCED = (
+        "disclosure.produced",
+        Subject.DISCLOSURE,
+        (
+            "recipient",
+            "package",
+            "package_sha256",
+            "manifest_sha256",
+            "payload_bytes",
+            "clips",
+            "documents",
+            "checkpoint_size",
+            "earlier",
+            "roles",
+        ),
+        ("derivatives",),
+    )
+
+    # -- redacted derivatives
+    DERIVATIVE_REQUESTED = (
+        "derivative.requested",
+        Subject.CLIP,
+        ("derivative", "plan", "plan_sha256", "roles"),
+    )
+    DERIVATIVE_APPROVED = (
+        "derivative.approved",
+        Subject.CLIP,
+        ("derivative", "requested_by", "roles"),
+    )
+    DERIVATIVE_REFUSED = (
+        "derivative.refused",
+        Subject.CLIP,
+        ("derivative", "requested_by", "roles"),
+    )
+    CLIP_DERIVATIVE_MADE = (
+        "clip.derivative_made",
+        Subject.CLIP,
+        (
+            "derivative",
+            "parent_sha256",
+            "plan",
+            "plan_sha256",
+            "tool",
+            "size",
+            "duration_seconds",
+            "store",
+            "retain_until",
+            "roles",
+        ),
+    )
+
     # -- views and refusals
     CLIPS_SEARCHED = ("clips.searched", Subject.STATION, (*_VIEW, "query", "clips"))
     CASE_VIEWED = ("case.viewed", Subject.CASE, (*_VIEW, "command"), ("clips", "complete"))
     RETENTION_DUE_LISTED = ("retention.due_listed", Subject.STATION, (*_VIEW, "clips", "as_of"))
+    DISCLOSURES_LISTED = (
+        "disclosures.listed",
+        Subject.STATION,
+        (*_VIEW, "recipient", "disclosures"),
+    )
+    DISCLOSURE_VIEWED = ("disclosure.viewed", Subject.DISCLOSURE, (*_VIEW, "state"))
     ACCESS_LOG_READ = ("access_log.read", Subject.STATION, (*_VIEW, "query", "entries"))
     ACCESS_REFUSED = (
         "access.refused",
-        (Subject.STATION, Subject.CASE, Subject.CLIP, Subject.NOTICE),
+        (Subject.STATION, Subject.CASE, Subject.CLIP, Subject.NOTICE, Subject.DISCLOSURE),
         ("action", "cause", "roles"),
         # what the refused command asked for: a search's query, a retrieval's target, case
         # and clips (and the logged retrieval a failed hand-over leaves), a deletion's rule
         # or store
-        ("query", "target", "case", "clips", "not_completed_seq", "deletion_approval", "store"),
+        (
+            "query",
+            "target",
+            "case",
+            "clips",
+            "not_completed_seq",
+            "deletion_approval",
+            "store",
+            "recipient",
+        ),
     )
 
     def event(

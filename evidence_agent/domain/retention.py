@@ -161,19 +161,22 @@ def is_due(facts: ClipFacts, policy: RetentionPolicy, now: datetime) -> bool:
     return not deletion_blockers(facts, policy, now)
 
 
-def approval_blocker(mode: DeletionApproval, requested_by: str | None, approver: str) -> str | None:
-    """Why `approver` may not approve a deletion requested by `requested_by`, or None.
+def approval_blocker(
+    mode: DeletionApproval, requested_by: str | None, approver: str, what: str = "a deletion"
+) -> str | None:
+    """Why `approver` may not approve `what` (a deletion, a disclosure) requested by
+    `requested_by`, or None.
 
     The approver's supervisor role is checked by the role decision; this is the two-person rule."""
     if mode is DeletionApproval.SUPERVISOR:
         return None
     if requested_by is None:
         return (
-            "a deletion needs a request by another person first "
+            f"{what} needs a request by another person first "
             "(`evidence-agent retention request CLIP --reason ...`)"
         )
     if requested_by == approver:
-        return "the person who requested a deletion cannot also approve it (two-person rule)"
+        return f"the person who requested {what} cannot also approve it (two-person rule)"
     return None
 
 

@@ -9,8 +9,10 @@ from enum import StrEnum
 
 class Role(StrEnum):
     OFFICER = "officer"  # the metadata of their own footage
-    CLERK = "clerk"  # search, cases and links, retrieval with a reason, deletion requests
-    SUPERVISOR = "supervisor"  # all a clerk does, plus approvals: deletion, legal hold, grounds
+    CLERK = "clerk"  # search, cases and links, retrieval with a reason, deletion and disclosure requests
+    SUPERVISOR = (
+        "supervisor"  # all a clerk does, plus approvals: deletion, disclosure, legal hold, grounds
+    )
     AUDITOR = "auditor"  # reads everything, the access log included; changes nothing
     ADMIN = "admin"  # configuration only: no access to evidence through this role
     REVIEWER = "reviewer"  # legal review: reads case files, gives opinions, extends the clock
@@ -32,6 +34,9 @@ class Action(StrEnum):
     CLOCKS_READ = "clocks_read"  # legal reviews, notices and what is due
     NOTICE_WRITE = "notice_write"  # record, publish, revoke and withdraw notices; export
     STATISTICS = "statistics"  # produce the statistics report
+    DISCLOSE_READ = "disclose_read"  # disclosures: list, show
+    DISCLOSE_REQUEST = "disclose_request"  # ask for a disclosure; produce it once approved
+    DISCLOSE_APPROVE = "disclose_approve"  # approve or refuse another person's disclosure
 
 
 # The whole policy in one table; everything not listed is refused.
@@ -54,6 +59,9 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.CLOCKS_READ: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR, Role.REVIEWER}),
     Action.NOTICE_WRITE: frozenset({Role.CLERK, Role.SUPERVISOR}),
     Action.STATISTICS: frozenset({Role.SUPERVISOR, Role.AUDITOR}),
+    Action.DISCLOSE_READ: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
+    Action.DISCLOSE_REQUEST: frozenset({Role.CLERK, Role.SUPERVISOR}),
+    Action.DISCLOSE_APPROVE: frozenset({Role.SUPERVISOR}),
 }
 
 # OS groups that give a role without any configuration.

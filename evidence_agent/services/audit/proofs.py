@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from evidence_agent.custody.checkpoint import log_origin, open_checkpoint
 from evidence_agent.custody.entry_schema import reject_constant
+from evidence_agent.custody.package_proofs import Choose, Subject, package_proofs
 from evidence_agent.custody.proof_document import proof_document, verify_proof
 from evidence_agent.errors import InputError, IntegrityError, NotFoundError
 from evidence_agent.services.audit.trusted_files import read_trusted_key
@@ -63,6 +64,28 @@ def prove(station: Station, clip_ref: str) -> dict[str, Any]:
             remedy="run `evidence-agent verify`",
         )
     return doc
+
+
+def prove_subjects(station: Station, subjects: dict[Subject, Choose]) -> tuple[dict[str, Any], str]:
+    """The events about `subjects` with inclusion proofs against a checkpoint signed now (made
+    first when events are unsigned), and that checkpoint's signed note."""
+    from evidence_agent.services.audit import live_catalog
+
+    sid = station.settings.station_id
+    verifier = station.custody.signer.verifier
+    with station.transaction() as session:
+        station.custody.checkpoint(session)
+    with live_catalog.snapshot(station.engine) as session:
+        row = station.custody.latest_checkpoint(session)
+        if row is None:
+            raise NotFoundError("the custody log has no checkpoint yet")
+        note = row.note
+        checkpoint = open_checkpoint(note, verifier, origin=log_origin(sid))
+        entries = [e for _, e, _ in live_catalog.entries(session, sid, below=checkpoint.size)]
+    doc = package_proofs(
+        station_id=sid, subjects=subjects, entries=entries, note=note, verifier=verifier
+    )
+    return doc, note
 
 
 def verify_proof_file(path: Path, *, trusted_key: Path | None = None) -> dict[str, Any]:

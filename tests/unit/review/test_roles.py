@@ -43,6 +43,8 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.LEGAL_REVIEW_REQUEST,
             Action.CLOCKS_READ,
             Action.NOTICE_WRITE,
+            Action.DISCLOSE_READ,
+            Action.DISCLOSE_REQUEST,
         },
         # A legal opinion is the legal department's own: not even a supervisor gives it.
         Role.SUPERVISOR: set(Action) - {Action.LEGAL_REVIEW_OPINION},
@@ -55,6 +57,7 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.RETENTION_READ,
             Action.CLOCKS_READ,
             Action.STATISTICS,
+            Action.DISCLOSE_READ,
         },
         Role.ADMIN: set(),
         Role.REVIEWER: {Action.CASE_READ, Action.CLOCKS_READ, Action.LEGAL_REVIEW_OPINION},

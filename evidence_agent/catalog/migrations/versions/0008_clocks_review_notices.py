@@ -1,6 +1,6 @@
 """clocks: legal reviews, public notices and statistics reports
 
-Revision ID: 0008_clocks
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-05
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_clocks"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

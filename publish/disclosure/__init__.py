@@ -1,0 +1,1 @@
+"""Disclosure: packages for courts, prosecutors and review bodies, with a record kept."""
