@@ -311,8 +311,14 @@ def clocks_text(clocks: dict[str, Any]) -> str:
     lines += [("  OVERDUE " if r["state"] == "overdue" else "  ") + review_line(r) for r in reviews]
     lines.append(f"notices to publish or withdraw: {len(notices)}")
     lines += [("  OVERDUE " if n["overdue"] else "  ") + notice_line(n) for n in notices]
-    state = "produced" if annual["produced"] else ("OVERDUE" if annual["overdue"] else "due")
-    lines.append(f"annual statistics {annual['year']}: {state} (due {annual['due']})")
+    if annual["produced"] or annual["owed"]:
+        state = "produced" if annual["produced"] else ("OVERDUE" if annual["overdue"] else "due")
+        lines.append(f"annual statistics {annual['year']}: {state} (due {annual['due']})")
+    else:
+        lines.append(
+            f"annual statistics {annual['year']}: not owed (nothing catalogued before "
+            f"{annual['year'] + 1})"
+        )
     return text_lines(lines)
 
 

@@ -77,8 +77,12 @@ def test_reviews_notices_and_statistics_show_in_status(tmp_path: Path) -> None:
     assert notice["number"] == "N-1" and notice["due"] == "2026-10-22" and notice["overdue"]
     last_year = clocks["annual_statistics"]["year"]
     assert clocks["annual_statistics"]["produced"] is False
+    # everything here was catalogued this year: last year's report is not owed
+    assert clocks["annual_statistics"]["owed"] is False
+    assert clocks["annual_statistics"]["overdue"] is False
     plain = agent(data, "status")
     assert "OVERDUE notice N-1" in plain.stdout
+    assert f"annual statistics {last_year}: not owed" in plain.stdout
 
     report = ok(
         data, "statistics", "report", "--year", str(last_year), "--out", str(tmp_path / "r")
