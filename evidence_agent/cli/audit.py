@@ -11,8 +11,12 @@ import typer
 
 from evidence_agent.cli.common import JsonOption, emit_json, open_station, settings_of
 from evidence_agent.cli.display import text_lines
+from evidence_agent.cli.review import review_session
+from evidence_agent.custody.vocabulary import EventType, Subject
+from evidence_agent.domain.roles import Action
 from evidence_agent.errors import ExitCode, StorageError
 from evidence_agent.io.atomic import write_atomically
+from evidence_agent.services.guard import record_view, require
 
 if TYPE_CHECKING:
     from evidence_agent.custody.audit_report import AuditReport
@@ -58,7 +62,8 @@ def export_command(
     """Export the custody log, every checkpoint, the public key and the catalog rows for an auditor."""
     from evidence_agent.services.audit.export import export_bundle
 
-    with open_station(ctx, create=False) as station:
+    with review_session(ctx, create=False) as (station, caller, _):
+        require(station, caller, Action.AUDIT_EXPORT)
         summary = export_bundle(station, directory)
     if as_json:
         emit_json(summary.to_json())
@@ -182,8 +187,17 @@ def prove_command(
     """Inclusion proofs of a clip's custody events against the latest signed checkpoint."""
     from evidence_agent.services.audit.proofs import prove
 
-    with open_station(ctx, create=False) as station:
+    with review_session(ctx, create=False) as (station, caller, _):
+        require(station, caller, Action.PROVE, subject_kind=Subject.CLIP, subject_id=clip[:64])
         proof = prove(station, clip)
+        record_view(
+            station,
+            caller,
+            EventType.CLIP_PROVED,
+            subject_kind=Subject.CLIP,
+            subject_id=proof["clip"],
+            data={"tree_size": proof["tree_size"], "events": len(proof["events"])},
+        )
     if out is not None:
         document = (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode()
         try:

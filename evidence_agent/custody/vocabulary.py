@@ -372,6 +372,7 @@ class EventType(StrEnum):
     )
     DISCLOSURE_VIEWED = ("disclosure.viewed", Subject.DISCLOSURE, (*_VIEW, "state"))
     ACCESS_LOG_READ = ("access_log.read", Subject.STATION, (*_VIEW, "query", "entries"))
+    CLIP_PROVED = ("clip.proved", Subject.CLIP, (*_VIEW, "tree_size", "events"))
     ACCESS_REFUSED = (
         "access.refused",
         (Subject.STATION, Subject.CASE, Subject.CLIP, Subject.NOTICE, Subject.DISCLOSURE),

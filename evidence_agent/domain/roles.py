@@ -37,6 +37,8 @@ class Action(StrEnum):
     DISCLOSE_READ = "disclose_read"  # disclosures: list, show
     DISCLOSE_REQUEST = "disclose_request"  # ask for a disclosure; produce it once approved
     DISCLOSE_APPROVE = "disclose_approve"  # approve or refuse another person's disclosure
+    AUDIT_EXPORT = "audit_export"  # the custody log, checkpoints and catalog rows, exported
+    PROVE = "prove"  # inclusion proofs of a clip's custody events
 
 
 # The whole policy in one table; everything not listed is refused.
@@ -62,6 +64,10 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.DISCLOSE_READ: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
     Action.DISCLOSE_REQUEST: frozenset({Role.CLERK, Role.SUPERVISOR}),
     Action.DISCLOSE_APPROVE: frozenset({Role.SUPERVISOR}),
+    # An export holds every clip's metadata and every retrieval's reason: the access log's
+    # readers. A proof shows one clip's events, for whoever may search and hand footage over.
+    Action.AUDIT_EXPORT: frozenset({Role.SUPERVISOR, Role.AUDITOR}),
+    Action.PROVE: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
 }
 
 # OS groups that give a role without any configuration.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import sqlite3
 import subprocess
@@ -44,6 +45,17 @@ def agent(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
+
+
+def logged(data: Path, event_type: str) -> list[dict[str, Any]]:
+    rows = sql(data, "SELECT entry FROM custody_entries WHERE event_type = ?", params=(event_type,))
+    return [json.loads(entry) for (entry,) in rows]
+
+
+def grant_auditor(data: Path) -> None:
+    """The calling account is the station's auditor: export and prove are role-checked."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    (data / "roles.toml").write_text(f'[roles.users]\n"{me}" = ["auditor"]\n', encoding="utf-8")
 
 
 def verify(data: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -104,6 +116,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert ingested.returncode in (0, 1), ingested.stderr  # 1: the demo's corrupt clip is flagged
     signed = agent(data, "custody", "checkpoint")
     assert signed.returncode == 0, signed.stderr
+    grant_auditor(data)
     return data
 
 
@@ -584,6 +597,26 @@ def test_prove_and_verify_offline(station: Path, tmp_path: Path) -> None:
     proof.write_text("{}")
     proc = agent(station, "verify-proof", str(proof))
     assert proc.returncode == ERROR and "malformed proof" in proc.stderr
+
+
+def test_export_and_prove_need_a_role_and_a_refusal_is_logged(
+    station: Path, tmp_path: Path
+) -> None:
+    clip_id, _ = clips(station)[0]
+    (station / "roles.toml").unlink()
+    exported = agent(station, "audit", "export", str(tmp_path / "bundle"))
+    assert exported.returncode == 5 and not (tmp_path / "bundle").exists()
+    assert agent(station, "prove", clip_id).returncode == 5
+    assert [e["data"]["action"] for e in logged(station, "access.refused")] == [
+        "audit_export",
+        "prove",
+    ]
+
+    grant_auditor(station)
+    assert agent(station, "prove", clip_id, "--json").returncode == 0
+    me = pwd.getpwuid(os.getuid()).pw_name
+    [proved] = logged(station, "clip.proved")
+    assert proved["actor"] == f"user:{me}" and proved["data"]["events"] >= 2
 
 
 def test_prove_an_unknown_clip(station: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.test_audit import grant_auditor
 from tests.support import service_missing
 
 DOC = Path(__file__).resolve().parents[2] / "README.md"
@@ -48,6 +49,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for command in (["custody", "checkpoint"], ["audit", "export", str(root / "bundle")]):
         proc = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
+        grant_auditor(root / "data")
     return root / "bundle"
 
 

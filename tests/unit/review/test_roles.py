@@ -45,6 +45,7 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.NOTICE_WRITE,
             Action.DISCLOSE_READ,
             Action.DISCLOSE_REQUEST,
+            Action.PROVE,
         },
         # A legal opinion is the legal department's own: not even a supervisor gives it.
         Role.SUPERVISOR: set(Action) - {Action.LEGAL_REVIEW_OPINION},
@@ -58,6 +59,8 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.CLOCKS_READ,
             Action.STATISTICS,
             Action.DISCLOSE_READ,
+            Action.AUDIT_EXPORT,
+            Action.PROVE,
         },
         Role.ADMIN: set(),
         Role.REVIEWER: {Action.CASE_READ, Action.CLOCKS_READ, Action.LEGAL_REVIEW_OPINION},
