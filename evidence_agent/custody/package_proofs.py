@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from hmac import compare_digest
 from typing import Any
 
-from evidence_agent.custody.checkpoint import log_origin, open_checkpoint
 from evidence_agent.custody.merkle import (
-    MerkleAccumulator,
     inclusion_proof,
-    leaf_hash,
     verify_inclusion,
 )
+from evidence_agent.custody.proof_document import signed_leaves
 from evidence_agent.custody.signed_note import Ed25519Verifier
-from evidence_agent.errors import IntegrityError
 
 PACKAGE_PROOFS_FORMAT = "evidence-agent/package-proofs"
 PACKAGE_PROOFS_VERSION = 1
@@ -38,22 +34,7 @@ def package_proofs(
 
     Raises IntegrityError when the entries are not the tree the note signed. The leaves are
     hashed once for all subjects; each proof is O(n) (merkle.inclusion_proof)."""
-    origin = log_origin(station_id)
-    checkpoint = open_checkpoint(note, verifier, origin=origin)
-    if len(entries) != checkpoint.size:
-        raise IntegrityError(
-            f"the log holds {len(entries)} entries below its latest checkpoint's size "
-            f"{checkpoint.size}: entries were removed",
-            remedy="run `evidence-agent verify`",
-        )
-    leaves = [leaf_hash(e) for e in entries]
-    acc = MerkleAccumulator()
-    acc.extend(leaves)
-    if not compare_digest(acc.root(), checkpoint.root_hash):
-        raise IntegrityError(
-            "the log's entries do not match its latest signed checkpoint",
-            remedy="run `evidence-agent verify` to find the changed entries",
-        )
+    checkpoint, leaves = signed_leaves(station_id, entries, note, verifier)
     # Found from the entries themselves, not from the catalog's index column.
     tokens = {
         b'"subject":{"id":'
@@ -87,7 +68,7 @@ def package_proofs(
         "format": PACKAGE_PROOFS_FORMAT,
         "version": PACKAGE_PROOFS_VERSION,
         "station": station_id,
-        "origin": origin,
+        "origin": checkpoint.origin,
         "verifier_key": verifier.key_string(),
         "tree_size": checkpoint.size,
         "root_hash": checkpoint.root_hash.hex(),

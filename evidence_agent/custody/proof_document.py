@@ -58,6 +58,30 @@ _PROOF_TEXT_KEYS = (
 )
 
 
+def signed_leaves(
+    station_id: str, entries: Sequence[bytes], note: str, verifier: Ed25519Verifier
+) -> tuple[Checkpoint, list[bytes]]:
+    """The checkpoint `note` signs and the leaf hashes of `entries`, once they are its tree.
+
+    Raises IntegrityError when the entries are not the tree the note signed."""
+    checkpoint = open_checkpoint(note, verifier, origin=log_origin(station_id))
+    if len(entries) != checkpoint.size:
+        raise IntegrityError(
+            f"the log holds {len(entries)} entries below its latest checkpoint's size "
+            f"{checkpoint.size}: entries were removed",
+            remedy="run `evidence-agent verify`",
+        )
+    leaves = [leaf_hash(e) for e in entries]
+    acc = MerkleAccumulator()
+    acc.extend(leaves)
+    if not compare_digest(acc.root(), checkpoint.root_hash):
+        raise IntegrityError(
+            "the log's entries do not match its latest signed checkpoint",
+            remedy="run `evidence-agent verify` to find the changed entries",
+        )
+    return checkpoint, leaves
+
+
 def proof_document(
     *,
     station_id: str,
@@ -74,22 +98,7 @@ def proof_document(
     no ingest event in it. Making each proof is O(n) (merkle.inclusion_proof); a clip has a
     handful of events.
     """
-    origin = log_origin(station_id)
-    checkpoint = open_checkpoint(note, verifier, origin=origin)
-    if len(entries) != checkpoint.size:
-        raise IntegrityError(
-            f"the log holds {len(entries)} entries below its latest checkpoint's size "
-            f"{checkpoint.size}: entries were removed",
-            remedy="run `evidence-agent verify`",
-        )
-    leaves = [leaf_hash(e) for e in entries]
-    acc = MerkleAccumulator()
-    acc.extend(leaves)
-    if not compare_digest(acc.root(), checkpoint.root_hash):
-        raise IntegrityError(
-            "the log's entries do not match its latest signed checkpoint",
-            remedy="run `evidence-agent verify` to find the changed entries",
-        )
+    checkpoint, leaves = signed_leaves(station_id, entries, note, verifier)
     events, ingest_sha = _clip_events(clip_id, entries, leaves, checkpoint)
     if not isinstance(ingest_sha, str):
         raise IntegrityError(
@@ -100,7 +109,7 @@ def proof_document(
         "format": PROOF_FORMAT,
         "version": PROOF_VERSION,
         "station": station_id,
-        "origin": origin,
+        "origin": checkpoint.origin,
         "clip": clip_id,
         "sha256": ingest_sha,
         "verifier_key": verifier.key_string(),
