@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from evidence_agent.config_keys import (
+    DEFAULT_API_SOCKET,
     DEFAULT_DATA_DIR,
     DEFAULT_MOUNT_ROOT,
     EXAMPLE_FILE,
@@ -131,6 +132,7 @@ class Settings:
     review: ReviewRules
     checkpoint_interval_seconds: int
     log_level: str
+    api_socket: Path = DEFAULT_API_SOCKET
     # Every key's effective value, by section, as `config show` prints them.
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
     source: Path | None = field(default=None, compare=False)
@@ -303,6 +305,9 @@ def _derive(effective: dict[str, Any], environ: Mapping[str, str]) -> None:
         effective["catalog.url"] or f"sqlite:///{data_dir / 'catalog.sqlite3'}"
     )
     effective["dock.mount_root"] = str(_mount_root(effective["dock.mount_root"], environ))
+    effective["paths.api_socket"] = str(
+        Path(effective["paths.api_socket"] or DEFAULT_API_SOCKET).expanduser()
+    )
 
 
 _Section = TypeVar("_Section")
@@ -347,6 +352,7 @@ def _settings(effective: Mapping[str, Any], source: Path | None) -> Settings:
         review=_section(ReviewRules, "review", effective),
         checkpoint_interval_seconds=effective["custody.checkpoint_interval_seconds"],
         log_level=effective["log.level"],
+        api_socket=Path(effective["paths.api_socket"]),
         values=by_section,
         source=source,
     )

@@ -284,8 +284,12 @@ def _hand_over(
     try:
         check = ingest_hash(station, clip)
         found = identical_in_target(target, name, clip.size, check)
-        tmp = "" if found else copy_verified(
-            station, clip.sha256, clip.size, check, target, chunk, f"clip {clip.id}"
+        tmp = (
+            ""
+            if found
+            else copy_verified(
+                station, clip.sha256, clip.size, check, target, chunk, f"clip {clip.id}"
+            )
         )
     except IntegrityError as e:
         report.failed[clip.id] = e.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +64,20 @@ def open_station(
         yield station
     finally:
         station.close()
+
+
+def can_open(data_dir: Path) -> bool:
+    """Whether this account may open the station's data directory itself. Not on a station
+    installed as a service (the directory is the service account's alone): commands then go
+    through the daemon's local API. A directory that is not there is for the command to say."""
+    try:
+        fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+    os.close(fd)
+    return True
 
 
 def emit_json(value: Any) -> None:

@@ -260,6 +260,13 @@ class EventType(StrEnum):
         ("query", "target", "case", "clips", "not_completed_seq", "deletion_approval", "store"),
     )
 
+    # -- who may do what
+    ROLES_CHANGED = (
+        "roles.changed",
+        Subject.STATION,
+        ("file", "old_sha256", "new_sha256", "owner", "mode"),
+    )
+
     def event(
         self,
         subject_id: str,
