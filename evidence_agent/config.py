@@ -305,9 +305,7 @@ def _derive(effective: dict[str, Any], environ: Mapping[str, str]) -> None:
         effective["catalog.url"] or f"sqlite:///{data_dir / 'catalog.sqlite3'}"
     )
     effective["dock.mount_root"] = str(_mount_root(effective["dock.mount_root"], environ))
-    effective["paths.api_socket"] = str(
-        Path(effective["paths.api_socket"] or DEFAULT_API_SOCKET).expanduser()
-    )
+    effective["paths.api_socket"] = str(_api_socket(effective["paths.api_socket"], data_dir))
 
 
 _Section = TypeVar("_Section")
@@ -367,6 +365,14 @@ def _mount_root(value: str | None, environ: Mapping[str, str]) -> Path:
         # RuntimeDirectory= may list several directories, separated by colons: the first is ours.
         return Path(runtime.split(":")[0]) / "mnt"
     return DEFAULT_MOUNT_ROOT
+
+
+def _api_socket(value: str | None, data_dir: Path) -> Path:
+    """The local API's socket: configured, else the socket unit's for the installed station's
+    data directory, else in the data directory (a station of one person's, or of a test)."""
+    if value:
+        return Path(value).expanduser()
+    return DEFAULT_API_SOCKET if data_dir == DEFAULT_DATA_DIR else data_dir / "api.sock"
 
 
 def _default_station_id() -> str:

@@ -298,7 +298,7 @@ KEYS: tuple[Key, ...] = (
         "the data directory is private to the service. Under systemd the socket unit "
         "(systemd/evidence-agent.socket) makes it and hands it over; a daemon run otherwise "
         "binds it here itself, mode 0660, group its own group.",
-        default_doc=str(DEFAULT_API_SOCKET),
+        default_doc=f"{DEFAULT_API_SOCKET} with the default data directory, else <data_dir>/api.sock",
         example=str(DEFAULT_API_SOCKET),
     ),
     Key(

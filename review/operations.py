@@ -20,6 +20,8 @@ from evidence_agent.domain.roles import Action, Caller, Identity, caller_for, de
 from evidence_agent.errors import EvidenceError, InputError
 from evidence_agent.services.copy_out import Target
 from evidence_agent.services.guard import require
+from evidence_agent.services.local_api import Handler, Peer
+from evidence_agent.services.roles_changes import RolesWatch
 from evidence_agent.services.station import Station
 from review import access_log, cases, retention, retrieval, search
 from review.settings import ReviewSettings, load_station_roles
@@ -333,3 +335,18 @@ def passed_source(take_fd: Callable[[], int]) -> Callable[[str], BinaryIO | None
         return os.fdopen(take_fd(), "rb")
 
     return source
+
+
+def api_handler(station: Station) -> Handler:
+    """The daemon's answer to local API requests: each operation run as the caller the kernel
+    named, after the roles file is checked for a change to log."""
+    watch = RolesWatch(station)
+    watch.check()
+
+    def handle(identity: Identity, name: str, fields: Mapping[str, Any], peer: Peer) -> Outcome:
+        watch.check()
+        return perform(
+            station, identity, name, fields, target=peer.target, source=passed_source(peer.take_fd)
+        )
+
+    return handle

@@ -380,10 +380,11 @@ def _case_file_text(case_files: dict[str, Any] | None, settings: Settings) -> st
 def run(ctx: typer.Context) -> None:
     """Run the docking daemon: ingest every recorder volume that appears, with no action by anyone."""
     from evidence_agent.services.daemon import run_daemon
+    from review.operations import api_handler
 
     settings = root_context(ctx).settings
     _configure_logging(settings.log_level, root_context(ctx).verbose)
-    run_daemon(settings)
+    run_daemon(settings, api_handler)
 
 
 @app.command("demo-recorder")
