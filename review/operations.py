@@ -7,6 +7,7 @@ skip the guard, whichever way it comes."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -340,6 +341,10 @@ def passed_source(take_fd: Callable[[], int]) -> Callable[[str], BinaryIO | None
 def api_handler(station: Station) -> Handler:
     """The daemon's answer to local API requests: each operation run as the caller the kernel
     named, after the roles file is checked for a change to log."""
+    # A person's acts each end with a signed checkpoint, as when they run a command on the
+    # station themselves; the daemon's own station signs docks in batches. Same engine, store,
+    # writer lock and custody log: the same station, signing acts.
+    station = dataclasses.replace(station, sign_acts=True)
     watch = RolesWatch(station)
     watch.check()
 
