@@ -13,10 +13,19 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 import typer
 
 from evidence_agent.cli import audit, recorders, review, storage
-from evidence_agent.cli.common import Context, JsonOption, emit_json, open_station, root_context
+from evidence_agent.cli.common import (
+    Context,
+    JsonOption,
+    emit_json,
+    open_station,
+    require_role,
+    root_context,
+)
 from evidence_agent.cli.display import text_lines, write_line
 from evidence_agent.config import Settings
+from evidence_agent.custody.vocabulary import Subject
 from evidence_agent.domain.identity import check_serial
+from evidence_agent.domain.roles import Action
 from evidence_agent.domain.states import ClipOutcome, ClipState
 from evidence_agent.domain.text import shown
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
@@ -135,11 +144,26 @@ def ingest(
     def run(
         station: Station, progress: ProgressCallback | None, on_clip: ClipCallback
     ) -> IngestReport:
+        if recorder is not None:  # the caller, not the volume, says whose footage it is
+            _may_name_recorder(ctx, station, Subject.RECORDER, recorder)
         return ingest_volume(
             station, path, recorder_serial=recorder, progress=progress, on_clip=on_clip
         )
 
     _ingest_and_report(ctx, path, as_json, run)
+
+
+def _may_name_recorder(
+    ctx: typer.Context, station: Station, kind: Subject, subject: str, reason: str = ""
+) -> None:
+    require_role(
+        ctx,
+        station,
+        Action.RECORDER_NAME,
+        subject_kind=kind,
+        subject_id=subject[:64],
+        reason=reason,
+    )
 
 
 def _ingest_and_report(
@@ -246,6 +270,7 @@ def dock_identify(
     def run(
         station: Station, progress: ProgressCallback | None, on_clip: ClipCallback
     ) -> IngestReport:
+        _may_name_recorder(ctx, station, Subject.DOCK, dock_id, reason)
         return identify_dock(
             station, dock_id, recorder, reason, volume=volume, progress=progress, on_clip=on_clip
         )

@@ -17,6 +17,8 @@ import typer
 from evidence_agent.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from evidence_agent.custody.vocabulary import Subject
+    from evidence_agent.domain.roles import Action
     from evidence_agent.services.station import Station  # sqlalchemy loads only when a command runs
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
@@ -64,6 +66,29 @@ def open_station(
         yield station
     finally:
         station.close()
+
+
+def require_role(
+    ctx: typer.Context,
+    station: Station,
+    action: Action,
+    *,
+    subject_kind: Subject,
+    subject_id: str,
+    reason: str = "",
+) -> None:
+    """Go on when the calling OS user's roles allow `action`; else the refusal is logged under
+    their name and raised (exit 5). For the station's acts that say whom footage belongs to."""
+    from evidence_agent.adapters.os_accounts import current_identity
+    from evidence_agent.domain.roles import caller_for
+    from evidence_agent.services.guard import require
+    from review.settings import load_station_roles
+
+    roles = load_station_roles(settings_of(ctx).data_dir).roles
+    caller = caller_for(current_identity(), roles)
+    require(
+        station, caller, action, subject_kind=subject_kind, subject_id=subject_id, reason=reason
+    )
 
 
 def can_open(data_dir: Path) -> bool:

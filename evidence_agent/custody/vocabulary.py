@@ -252,7 +252,7 @@ class EventType(StrEnum):
     ACCESS_LOG_READ = ("access_log.read", Subject.STATION, (*_VIEW, "query", "entries"))
     ACCESS_REFUSED = (
         "access.refused",
-        (Subject.STATION, Subject.CASE, Subject.CLIP),
+        (Subject.STATION, Subject.CASE, Subject.CLIP, Subject.RECORDER, Subject.DOCK),
         ("action", "cause", "roles"),
         # what the refused command asked for: a search's query, a retrieval's target, case
         # and clips (and the logged retrieval a failed hand-over leaves), a deletion's rule

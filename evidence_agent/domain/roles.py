@@ -26,6 +26,11 @@ class Action(StrEnum):
     RETENTION_REQUEST = "retention_request"  # ask for a deletion past retention
     RETENTION_APPROVE = "retention_approve"  # approve a deletion
     RETENTION_HOLD = "retention_hold"  # legal hold, grounds for permanent keeping
+    # Acts that say whom footage belongs to:
+    RECORDER_REGISTER = "recorder_register"  # enrol a recorder, assign it to an officer, unassign
+    RECORDER_NAME = (
+        "recorder_name"  # name a volume's recorder (`ingest --recorder`, `dock identify`)
+    )
 
 
 # The whole policy in one table; everything not listed is refused.
@@ -41,6 +46,11 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.RETENTION_REQUEST: frozenset({Role.CLERK, Role.SUPERVISOR}),
     Action.RETENTION_APPROVE: frozenset({Role.SUPERVISOR}),
     Action.RETENTION_HOLD: frozenset({Role.SUPERVISOR}),
+    # The registry says who held each recorder when, so whose footage each clip is: kept by
+    # supervisors, and by admins, who set the station up (it touches no footage).
+    Action.RECORDER_REGISTER: frozenset({Role.SUPERVISOR, Role.ADMIN}),
+    # The people at the desk when a recorder is docked by hand or could not be recognised.
+    Action.RECORDER_NAME: frozenset({Role.CLERK, Role.SUPERVISOR}),
 }
 
 # OS groups that give a role without any configuration.

@@ -40,6 +40,7 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.RETRIEVE,
             Action.RETENTION_READ,
             Action.RETENTION_REQUEST,
+            Action.RECORDER_NAME,
         },
         Role.SUPERVISOR: set(Action),
         Role.AUDITOR: {
@@ -50,7 +51,7 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.ACCESS_LOG,
             Action.RETENTION_READ,
         },
-        Role.ADMIN: set(),
+        Role.ADMIN: {Action.RECORDER_REGISTER},  # the registry; no footage
     }
     for role, actions in expected.items():
         allowed = {a for a in Action if decide([role], a).allowed}
