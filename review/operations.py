@@ -16,11 +16,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from evidence_agent.custody.vocabulary import Subject
+from evidence_agent.catalog.queries import clip_views
+from evidence_agent.catalog.queries import station_status as status_view
+from evidence_agent.custody.vocabulary import EventType, Subject
+from evidence_agent.domain.deadline import DeadlineRule
 from evidence_agent.domain.roles import Action, Caller, Identity, caller_for, decide
 from evidence_agent.errors import EvidenceError, InputError
 from evidence_agent.services.copy_out import Target
-from evidence_agent.services.guard import require
+from evidence_agent.services.guard import record_view, require
 from evidence_agent.services.local_api import Handler, Peer
 from evidence_agent.services.roles_changes import RolesWatch
 from evidence_agent.services.station import Station
@@ -183,6 +186,59 @@ def _delete(call: Call) -> dict[str, Any]:
     return result.to_json()
 
 
+def clip_list(station: Station, fields: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`clips list`: every clip with hash, source, recorder, officer, unit, times, state, flags."""
+    limit = fields.get("limit")
+    with station.reading() as session:
+        views = clip_views(
+            session,
+            officer=fields.get("officer"),
+            recorder=fields.get("recorder"),
+            unit=fields.get("unit"),
+            state=fields.get("state"),
+            limit=int(limit) if limit is not None else None,
+            limit_hours=station.settings.deadline.limit_hours,
+            late=True if fields.get("late") else None,
+        )
+    return [v.to_json() for v in views]
+
+
+def station_status(station: Station) -> dict[str, Any]:
+    """`status`: backlog, running docks, the 24-hour rule per unit and officer, case files due."""
+    settings = station.settings
+    rule = DeadlineRule(
+        limit=timedelta(hours=settings.deadline.limit_hours),
+        warn=timedelta(hours=settings.deadline.warn_hours),
+    )
+    with station.reading() as session:
+        view = status_view(
+            session,
+            station.clock.now(),
+            rule,
+            clock_skew_warn_seconds=settings.dock.clock_skew_warn_seconds,
+            undocked_warn_hours=settings.deadline.undocked_warn_hours,
+            case_file_days=settings.review.case_file_days,
+        )
+    data = view.to_json()
+    data["station"] = settings.station_id
+    data["store"] = station.store.describe()
+    return data
+
+
+def _clips_list(call: Call) -> list[dict[str, Any]]:
+    """Through the local API a listing is a person seeing clips' metadata: logged as a search."""
+    rows = clip_list(call.station, call.fields)
+    record_view(
+        call.station,
+        call.caller,
+        EventType.CLIPS_SEARCHED,
+        subject_kind=Subject.STATION,
+        subject_id=call.station.settings.station_id,
+        data={"query": {"command": "clips list", **call.fields}, "clips": [r["id"] for r in rows]},
+    )
+    return rows
+
+
 _CASE = (Subject.CASE, "number")
 _CLIP = (Subject.CLIP, "clip")
 
@@ -249,6 +305,10 @@ OPERATIONS: Mapping[str, Operation] = {
         # An officer may search too, their own footage only: search_scope narrows it.
         Operation("clips.search", Action.SEARCH_OWN, _search),
         Operation("retrieve", Action.RETRIEVE, _retrieve),
+        # The station's own listings, for people who reach it through the local API (run on
+        # the station itself by its owner, `clips list` and `status` check no role).
+        Operation("clips.list", Action.SEARCH, _clips_list),
+        Operation("status", Action.STATUS, lambda c: station_status(c.station)),
         Operation("access-log", Action.ACCESS_LOG, _access_log),
         Operation(
             "retention.due", Action.RETENTION_READ, lambda c: retention.due(c.station, c.caller)

@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -16,10 +15,12 @@ from evidence_agent.cli import audit, recorders, review, storage
 from evidence_agent.cli.common import (
     Context,
     JsonOption,
+    can_open,
     emit_json,
     open_station,
     require_role,
     root_context,
+    run_through_daemon,
 )
 from evidence_agent.cli.display import text_lines, write_line
 from evidence_agent.config import Settings
@@ -319,52 +320,42 @@ def clips_list(
     as_json: JsonOption = False,
 ) -> None:
     """List clips with their hash, source, recorder, officer, unit, times, state and flags."""
-    from evidence_agent.catalog.queries import clip_views
-
     settings = root_context(ctx).settings
-    with open_station(ctx, create=False) as station, station.reading() as session:
-        views = clip_views(
-            session,
-            officer=officer,
-            recorder=recorder,
-            unit=unit,
-            state=state,
-            limit=limit,
-            limit_hours=settings.deadline.limit_hours,
-            late=True if late else None,
-        )
+    fields = {
+        "officer": officer,
+        "recorder": recorder,
+        "unit": unit,
+        "state": state,
+        "limit": limit,
+        "late": late,
+    }
+    if can_open(settings.data_dir):
+        from review.operations import clip_list
+
+        with open_station(ctx, create=False) as station:
+            rows = clip_list(station, fields)
+    else:
+        rows = run_through_daemon(settings, "clips.list", fields)
     if as_json:
-        emit_json([v.to_json() for v in views])
+        emit_json(rows)
         return
     from evidence_agent.cli.display import clip_table
 
-    sys.stdout.write(clip_table([v.to_json() for v in views], settings.tz))
+    sys.stdout.write(clip_table(rows, settings.tz))
 
 
 @app.command()
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Backlog, running docks, per unit and officer the clips over or near 24 hours, and the
     case-file clock of open cases whose action has ended."""
-    from evidence_agent.catalog.queries import station_status
-    from evidence_agent.domain.deadline import DeadlineRule
-
     settings = root_context(ctx).settings
-    rule = DeadlineRule(
-        limit=timedelta(hours=settings.deadline.limit_hours),
-        warn=timedelta(hours=settings.deadline.warn_hours),
-    )
-    with open_station(ctx, create=False) as station, station.reading() as session:
-        view = station_status(
-            session,
-            station.clock.now(),
-            rule,
-            clock_skew_warn_seconds=settings.dock.clock_skew_warn_seconds,
-            undocked_warn_hours=settings.deadline.undocked_warn_hours,
-            case_file_days=settings.review.case_file_days,
-        )
-    data = view.to_json()
-    data["station"] = settings.station_id
-    data["store"] = station.store.describe()
+    if can_open(settings.data_dir):
+        from review.operations import station_status
+
+        with open_station(ctx, create=False) as station:
+            data = station_status(station)
+    else:
+        data = run_through_daemon(settings, "status", {})
     if as_json:
         emit_json(data)
         return

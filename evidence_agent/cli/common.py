@@ -91,6 +91,17 @@ def require_role(
     )
 
 
+def run_through_daemon(settings: Settings, name: str, fields: dict[str, Any]) -> Any:
+    """An operation's result from the daemon's local API, as the calling OS user; its error
+    raised, with its exit code."""
+    from evidence_agent.services.local_api import call
+
+    result, error = call(settings.api_socket, name, fields)
+    if error is not None:
+        raise error
+    return result
+
+
 def can_open(data_dir: Path) -> bool:
     """Whether this account may open the station's data directory itself. Not on a station
     installed as a service (the directory is the service account's alone): commands then go

@@ -26,6 +26,7 @@ class Action(StrEnum):
     RETENTION_REQUEST = "retention_request"  # ask for a deletion past retention
     RETENTION_APPROVE = "retention_approve"  # approve a deletion
     RETENTION_HOLD = "retention_hold"  # legal hold, grounds for permanent keeping
+    STATUS = "status"  # the station's backlog, 24-hour rule per unit and officer, case files due
     # Acts that say whom footage belongs to:
     RECORDER_REGISTER = "recorder_register"  # enrol a recorder, assign it to an officer, unassign
     RECORDER_NAME = (
@@ -46,6 +47,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.RETENTION_REQUEST: frozenset({Role.CLERK, Role.SUPERVISOR}),
     Action.RETENTION_APPROVE: frozenset({Role.SUPERVISOR}),
     Action.RETENTION_HOLD: frozenset({Role.SUPERVISOR}),
+    Action.STATUS: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
     # The registry says who held each recorder when, so whose footage each clip is: kept by
     # supervisors, and by admins, who set the station up (it touches no footage).
     Action.RECORDER_REGISTER: frozenset({Role.SUPERVISOR, Role.ADMIN}),

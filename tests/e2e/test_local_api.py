@@ -273,6 +273,19 @@ def test_a_clerk_searches_and_retrieves_under_their_own_name(station: Station) -
     assert retrieved["reason"] == "court request 2026-117"
 
 
+def test_the_station_listings_go_through_the_daemon_with_a_role(station: Station) -> None:
+    clerk, outsider = station.accounts.clerk, station.accounts.outsider
+    status = station.json_as(clerk, "status")
+    assert status["station"] and "backlog" in status
+    listed = station.json_as(clerk, "clips", "list")
+    assert {c["id"] for c in station.videos} <= {c["id"] for c in listed}
+    seen = station.access_log("--actor", clerk, "--type", "clips.searched")
+    assert seen[-1]["data"]["query"]["command"] == "clips list"
+    for args in (["status"], ["clips", "list"]):
+        refused = station.as_user(outsider, *args)
+        assert refused.returncode == 5, refused.stderr
+
+
 def test_an_account_without_a_role_is_refused_and_logged_under_its_name(station: Station) -> None:
     outsider = station.accounts.outsider
     refused = station.as_user(outsider, "clips", "search", "--officer", "100231")

@@ -41,6 +41,7 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.RETENTION_READ,
             Action.RETENTION_REQUEST,
             Action.RECORDER_NAME,
+            Action.STATUS,
         },
         Role.SUPERVISOR: set(Action),
         Role.AUDITOR: {
@@ -50,6 +51,7 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.RETRIEVE,
             Action.ACCESS_LOG,
             Action.RETENTION_READ,
+            Action.STATUS,
         },
         Role.ADMIN: {Action.RECORDER_REGISTER},  # the registry; no footage
     }
