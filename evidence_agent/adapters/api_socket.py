@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): the first descriptor systemd passes
 MAX_FDS = 4  # descriptors one message may carry
 _HEADER = struct.Struct("!I")
-_MAX_MESSAGE = 64 << 20  # a search of many clips is a few MB; anything larger is not ours
+# What a caller may send the daemon (a request, an answer about a file): small. What the
+# daemon sends back (a listing of every clip) may be large, and comes from the station.
+MAX_REQUEST = 1 << 20
+MAX_RESULT = 1 << 30
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -39,7 +42,9 @@ def send_message(sock: socket.socket, message: Mapping[str, Any], fds: Sequence[
         sock.sendall(data[sent:])
 
 
-def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+def recv_message(
+    sock: socket.socket, max_bytes: int = MAX_REQUEST
+) -> tuple[dict[str, Any], list[int]]:
     """The next message and the descriptors passed with it (the receiver closes them).
 
     Raises ConnectionError when the peer closed the connection between messages."""
@@ -47,7 +52,7 @@ def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     try:
         header += _recv_exactly(sock, _HEADER.size - len(header), at_start=not header)
         (length,) = _HEADER.unpack(header)
-        if length > _MAX_MESSAGE:
+        if length > max_bytes:
             raise InputError(f"a local API message of {length} bytes is too large")
         message = json.loads(_recv_exactly(sock, length, at_start=False))
         if not isinstance(message, dict):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence_agent.adapters.api_socket import (
+    MAX_RESULT,
     connect,
     error_from,
     error_message,
@@ -280,7 +281,7 @@ def call(
 def _converse(sock: socket.socket, target: DirectoryTarget | None) -> Outcome:
     while True:
         try:
-            message, fds = recv_message(sock)
+            message, fds = recv_message(sock, MAX_RESULT)
         except ConnectionError as e:
             raise StorageError(
                 "the station's daemon closed the connection before answering",
