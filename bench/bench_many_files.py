@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import statistics
 import subprocess
@@ -163,7 +164,13 @@ def main() -> None:
 
     def run_ingest() -> dict[str, float]:
         shutil.rmtree(data, ignore_errors=True)
-        # the station (its key, its schema) made before the clock starts, as a dock finds it
+        # the station (its key, its schema) made before the clock starts, as a dock finds it;
+        # naming the recorder with --recorder is a clerk's act (the roles file says who)
+        data.mkdir(mode=0o700)
+        (data / "roles.toml").write_text(
+            f'[roles.users]\n"{pwd.getpwuid(os.getuid()).pw_name}" = ["clerk"]\n'
+        )
+        (data / "roles.toml").chmod(0o644)
         empty.mkdir(exist_ok=True)
         subprocess.run(
             [agent, "ingest", "--recorder", "B000000", str(empty)],

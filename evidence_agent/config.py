@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from evidence_agent.config_keys import (
+    DEFAULT_API_SOCKET,
     DEFAULT_DATA_DIR,
     DEFAULT_MOUNT_ROOT,
     EXAMPLE_FILE,
@@ -133,6 +134,7 @@ class Settings:
     calendar: WorkingDayCalendar
     checkpoint_interval_seconds: int
     log_level: str
+    api_socket: Path = DEFAULT_API_SOCKET
     # Every key's effective value, by section, as `config show` prints them.
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
     source: Path | None = field(default=None, compare=False)
@@ -309,6 +311,7 @@ def _derive(effective: dict[str, Any], environ: Mapping[str, str]) -> None:
         effective["catalog.url"] or f"sqlite:///{data_dir / 'catalog.sqlite3'}"
     )
     effective["dock.mount_root"] = str(_mount_root(effective["dock.mount_root"], environ))
+    effective["paths.api_socket"] = str(_api_socket(effective["paths.api_socket"], data_dir))
 
 
 _Section = TypeVar("_Section")
@@ -357,6 +360,7 @@ def _settings(effective: Mapping[str, Any], source: Path | None) -> Settings:
         ),
         checkpoint_interval_seconds=effective["custody.checkpoint_interval_seconds"],
         log_level=effective["log.level"],
+        api_socket=Path(effective["paths.api_socket"]),
         values=by_section,
         source=source,
     )
@@ -371,6 +375,14 @@ def _mount_root(value: str | None, environ: Mapping[str, str]) -> Path:
         # RuntimeDirectory= may list several directories, separated by colons: the first is ours.
         return Path(runtime.split(":")[0]) / "mnt"
     return DEFAULT_MOUNT_ROOT
+
+
+def _api_socket(value: str | None, data_dir: Path) -> Path:
+    """The local API's socket: configured, else the socket unit's for the installed station's
+    data directory, else in the data directory (a station of one person's, or of a test)."""
+    if value:
+        return Path(value).expanduser()
+    return DEFAULT_API_SOCKET if data_dir == DEFAULT_DATA_DIR else data_dir / "api.sock"
 
 
 def _default_station_id() -> str:

@@ -17,6 +17,7 @@ from evidence_agent.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("/var/lib/evidence-agent")
 DEFAULT_MOUNT_ROOT = Path("/run/evidence-agent/mnt")
+DEFAULT_API_SOCKET = Path("/run/evidence-agent.sock")
 EXAMPLE_FILE = "config/evidence-agent.toml"
 DEFAULT_FILENAME_PATTERN = (
     r"^(?P<serial>[A-Za-z0-9]{7})_(?P<badge>[0-9]{6})_(?P<start>[0-9]{14})_(?P<seq>[0-9]{1,6})"
@@ -305,6 +306,18 @@ KEYS: tuple[Key, ...] = (
         "The station's custody-log signing key (station.key, mode 0600) and its public forms.",
         default_doc="<data_dir>/keys",
         example=str(DEFAULT_DATA_DIR / "keys"),
+    ),
+    Key(
+        "paths",
+        "api_socket",
+        TEXT,
+        None,
+        "The local API's Unix socket: people's own accounts reach the station through it when "
+        "the data directory is private to the service. Under systemd the socket unit "
+        "(systemd/evidence-agent.socket) makes it and hands it over; a daemon run otherwise "
+        "binds it here itself, mode 0660, group its own group.",
+        default_doc=f"{DEFAULT_API_SOCKET} with the default data directory, else <data_dir>/api.sock",
+        example=str(DEFAULT_API_SOCKET),
     ),
     Key(
         "catalog",

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from sqlmodel import Session, col, select
 
@@ -572,14 +572,18 @@ def attach_document(
     path: Path,
     reason: str | None,
     document_time: datetime | None = None,
+    source: BinaryIO | None = None,
 ) -> dict[str, Any]:
-    """Keep a case document in the object store by its hash and list it in the case file."""
+    """Keep a case document in the object store by its hash and list it in the case file.
+
+    `source`: the document already opened by the caller's own process (local API), `path`
+    then only names it; else `path` is opened here."""
     case, text = _case_to_change(station, caller, "case_attach", ref, reason)
-    if not path.is_file():
+    if source is None and not path.is_file():
         _refuse_on_case(
             station, caller, "case_attach", InputError(f"{path} is not a file"), case.number, text
         )
-    digest, size = _keep_document(station, path)
+    digest, size = _keep_document(station, path, source)
     now = station.clock.now()
     with station.transaction() as session:
         row = CaseDocument(
@@ -618,7 +622,7 @@ def attach_document(
         }
 
 
-def _keep_document(station: Station, path: Path) -> tuple[str, int]:
+def _keep_document(station: Station, path: Path, source: BinaryIO | None) -> tuple[str, int]:
     """Put the file in the object store under its SHA-256 and verify it there; its hash and size.
 
     A private copy, hashed on the way, is what the store takes: the caller's file may change.
@@ -627,7 +631,7 @@ def _keep_document(station: Station, path: Path) -> tuple[str, int]:
     sha = hashlib.sha256()
     size = 0
     try:
-        with path.open("rb") as src, tmp.open("xb") as dst:
+        with source or path.open("rb") as src, tmp.open("xb") as dst:
             while chunk := src.read(1 << 20):
                 sha.update(chunk)
                 dst.write(chunk)

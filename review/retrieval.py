@@ -44,12 +44,11 @@ from evidence_agent.domain.text import is_plain_text
 from evidence_agent.errors import EvidenceError, InputError, IntegrityError
 from evidence_agent.services.copy_out import (
     CHUNK_BYTES,
+    DirectoryTarget,
+    Target,
     copy_verified,
     identical_in_target,
     ingest_hash,
-    place,
-    prepare_target,
-    write_document,
 )
 from evidence_agent.services.guard import record_refusal, require, role_names
 from evidence_agent.services.station import Station
@@ -67,7 +66,7 @@ _Attribution = tuple[str | None, str | None, str | None]  # a clip's officer, re
 class RetrievalRequest:
     clips: Sequence[str]  # clip ids, id prefixes or SHA-256
     case: str | None  # every clip linked to this case
-    target: Path
+    target: Path  # as the caller named it (logged with a refusal)
     reason: str | None
 
 
@@ -153,23 +152,27 @@ def retrieve(
     request: RetrievalRequest,
     *,
     chunk_bytes: int | None = None,
+    target: Target | None = None,
 ) -> RetrievalReport:
     """Hand over verified copies of the requested clips, or refuse with the refusal logged.
 
+    `target`: where the copies go, by default the directory `request.target` opened by this
+    process; the local API passes one whose files the caller's own process opens.
     Raises IntegrityError after the rest are handed over when any stored copy fails its hash."""
     reason = (request.reason or "").strip()
     refused = _Refusal(station, caller, request, reason)
-    clips, views, documents, target = _checked_request(station, caller, request, refused)
-    report = RetrievalReport(uuid.uuid4().hex, target, reason, request.case)
+    target = target or DirectoryTarget(request.target)
+    clips, views, documents = _checked_request(station, caller, request, target, refused)
+    report = RetrievalReport(uuid.uuid4().hex, target.path, reason, request.case)
     chunk = chunk_bytes or CHUNK_BYTES
     try:
         for clip in clips:
-            _hand_over(station, caller, clip, views[clip.id], report, chunk, refused)
+            _hand_over(station, caller, clip, views[clip.id], report, target, chunk, refused)
         for document in documents:
             _hand_over_document(station, document, target, chunk, report)
     finally:
         if report.handed_over or report.documents or report.failed or report.failed_documents:
-            _write_receipt(station, caller, report)
+            _write_receipt(station, caller, report, target)
     if report.failed or report.failed_documents:
         raise RetrievalIntegrityError(report)
     return report
@@ -217,8 +220,8 @@ class _Refusal:
 
 
 def _checked_request(
-    station: Station, caller: Caller, request: RetrievalRequest, refused: _Refusal
-) -> tuple[list[Clip], dict[str, _Attribution], list[CaseDocument], Path]:
+    station: Station, caller: Caller, request: RetrievalRequest, target: Target, refused: _Refusal
+) -> tuple[list[Clip], dict[str, _Attribution], list[CaseDocument]]:
     """1: the caller's role, the reason, the clips (each in the store) and the target, checked;
     the clips in recording order, who each is attributed to, the case's documents, and the
     target ready for them."""
@@ -258,10 +261,10 @@ def _checked_request(
             )
     try:
         needed = sum(c.size for c in clips) + sum(d.size for d in documents)
-        target = prepare_target(request.target, needed, spare=_RECEIPT_ROOM)
+        target.prepare(needed, _RECEIPT_ROOM)
     except EvidenceError as e:
         raise refused(e) from None
-    return clips, views, documents, target
+    return clips, views, documents
 
 
 def _hand_over(
@@ -270,19 +273,23 @@ def _hand_over(
     clip: Clip,
     attribution: _Attribution,
     report: RetrievalReport,
+    target: Target,
     chunk: int,
     refused: _Refusal,
 ) -> None:
     """2-4 for one clip: copied out and verified, logged, then placed under its final name.
 
     A copy that fails its hash is logged and noted in the report, and the next clip goes on."""
-    target = report.target
     name = clip_file_name(clip)
     try:
         check = ingest_hash(station, clip)
         found = identical_in_target(target, name, clip.size, check)
-        tmp = found or copy_verified(
-            station, clip.sha256, clip.size, check, target, chunk, f"clip {clip.id}"
+        tmp = (
+            ""
+            if found
+            else copy_verified(
+                station, clip.sha256, clip.size, check, target, chunk, f"clip {clip.id}"
+            )
         )
     except IntegrityError as e:
         report.failed[clip.id] = e.message
@@ -293,15 +300,15 @@ def _hand_over(
     verified = check[0]
     try:
         # 4. logged first: a file is never in the target without its retrieval event
-        seq = _record_retrieval(station, caller, clip, report, target, verified, found is not None)
+        seq = _record_retrieval(station, caller, clip, report, verified, found is not None)
     except BaseException:
         if found is None:
-            tmp.unlink(missing_ok=True)
+            target.discard(tmp)
         raise
     try:
-        final = found or place(tmp, target, name, clip.id)
+        final = found or target.place(tmp, name, clip.id)
     except EvidenceError as e:
-        tmp.unlink(missing_ok=True)
+        target.discard(tmp)
         # not_completed_seq: the logged retrieval that did not hand over
         raise refused(e, clip, not_completed_seq=seq) from None
     report.handed_over.append(
@@ -311,7 +318,7 @@ def _hand_over(
 
 
 def _hand_over_document(
-    station: Station, document: CaseDocument, target: Path, chunk: int, report: RetrievalReport
+    station: Station, document: CaseDocument, target: Target, chunk: int, report: RetrievalReport
 ) -> None:
     """A case document, checked against the SHA-256 recorded when it was attached; listed in the
     receipt, whose hash the log keeps."""
@@ -327,9 +334,9 @@ def _hand_over_document(
             log.error("%s not handed over: %s", what, e.message)
             return
         try:
-            found = place(tmp, target, name, f"document-{document.id}")
+            found = target.place(tmp, name, f"document-{document.id}")
         finally:
-            tmp.unlink(missing_ok=True)
+            target.discard(tmp)
         report.documents.append(DocumentHandedOver(document, found))
     else:
         report.documents.append(DocumentHandedOver(document, found, already_there=True))
@@ -414,7 +421,6 @@ def _record_retrieval(
     caller: Caller,
     clip: Clip,
     report: RetrievalReport,
-    target: Path,
     verified: str,
     already_there: bool = False,
 ) -> int:
@@ -434,7 +440,7 @@ def _record_retrieval(
                 data={
                     "retrieval": report.retrieval_id,
                     "case": report.case,
-                    "target": str(target),
+                    "target": str(report.target),
                     "size": clip.size,
                     "verified": f"{verified} of {checked} equals the ingest hash",
                     "store": station.store.describe(),
@@ -468,7 +474,9 @@ def _record_integrity_failure(
         )
 
 
-def _write_receipt(station: Station, caller: Caller, report: RetrievalReport) -> None:
+def _write_receipt(
+    station: Station, caller: Caller, report: RetrievalReport, target: Target
+) -> None:
     """5: the receipt, written atomically next to the files; its hash goes into the log."""
     now = station.clock.now()
     document = {
@@ -495,12 +503,11 @@ def _write_receipt(station: Station, caller: Caller, report: RetrievalReport) ->
         ],
     }
     data = canonical_json(document)
-    path: Path | None = report.target / f"receipt-{report.retrieval_id}.json"
+    path: Path | None = None
     try:
-        write_document(report.target / f"receipt-{report.retrieval_id}.json", data + b"\n")
-    except OSError as e:
+        path = target.write_document(f"receipt-{report.retrieval_id}.json", data + b"\n")
+    except EvidenceError as e:
         log.error("the receipt of retrieval %s could not be written: %s", report.retrieval_id, e)
-        path = None
     digest = hashlib.sha256(data + b"\n").hexdigest()
     with station.transaction() as session:
         station.record(

@@ -13,8 +13,8 @@ from typing import Any
 from evidence_agent.domain.retention import DeletionApproval
 from evidence_agent.domain.roles import DEFAULT_GROUPS, Role, RoleMap, parse_roles
 from evidence_agent.errors import ConfigError
+from evidence_agent.services.roles_changes import ROLES_FILE_NAME
 
-ROLES_FILE_NAME = "roles.toml"
 # Read by earlier releases, which let any caller name their own roles file: now refused.
 FORMER_ENV_ROLES_FILE = "EVIDENCE_AGENT_ROLES_FILE"
 

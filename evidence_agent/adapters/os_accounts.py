@@ -18,11 +18,25 @@ def current_identity() -> Identity:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:
         user = f"uid{uid}"
-    gids = {os.getgid(), *os.getgroups()}
+    return Identity(user=user, uid=uid, groups=_group_names({os.getgid(), *os.getgroups()}))
+
+
+def identity_of_uid(uid: int) -> Identity:
+    """Another process's account (a local API caller's uid, from the kernel): its name, and the
+    groups the user database gives it (its primary group and every group listing it)."""
+    try:
+        account = pwd.getpwuid(uid)
+    except KeyError:
+        return Identity(user=f"uid{uid}", uid=uid)
+    gids = os.getgrouplist(account.pw_name, account.pw_gid)
+    return Identity(user=account.pw_name, uid=uid, groups=_group_names(set(gids)))
+
+
+def _group_names(gids: set[int]) -> frozenset[str]:
     groups = set()
     for gid in gids:
         try:
             groups.add(grp.getgrgid(gid).gr_name)
         except KeyError:
             groups.add(f"gid{gid}")
-    return Identity(user=user, uid=uid, groups=frozenset(groups))
+    return frozenset(groups)

@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -14,10 +13,21 @@ import typer
 
 from evidence_agent.cli import audit, clocks, disclose, recorders, review, storage
 from evidence_agent.cli.clocks import clocks_text
-from evidence_agent.cli.common import Context, JsonOption, emit_json, open_station, root_context
+from evidence_agent.cli.common import (
+    Context,
+    JsonOption,
+    can_open,
+    emit_json,
+    open_station,
+    require_role,
+    root_context,
+    run_through_daemon,
+)
 from evidence_agent.cli.display import text_lines, write_line
 from evidence_agent.config import Settings
+from evidence_agent.custody.vocabulary import Subject
 from evidence_agent.domain.identity import check_serial
+from evidence_agent.domain.roles import Action
 from evidence_agent.domain.states import ClipOutcome, ClipState
 from evidence_agent.domain.text import shown
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
@@ -136,11 +146,26 @@ def ingest(
     def run(
         station: Station, progress: ProgressCallback | None, on_clip: ClipCallback
     ) -> IngestReport:
+        if recorder is not None:  # the caller, not the volume, says whose footage it is
+            _may_name_recorder(ctx, station, Subject.RECORDER, recorder)
         return ingest_volume(
             station, path, recorder_serial=recorder, progress=progress, on_clip=on_clip
         )
 
     _ingest_and_report(ctx, path, as_json, run)
+
+
+def _may_name_recorder(
+    ctx: typer.Context, station: Station, kind: Subject, subject: str, reason: str = ""
+) -> None:
+    require_role(
+        ctx,
+        station,
+        Action.RECORDER_NAME,
+        subject_kind=kind,
+        subject_id=subject[:64],
+        reason=reason,
+    )
 
 
 def _ingest_and_report(
@@ -247,6 +272,7 @@ def dock_identify(
     def run(
         station: Station, progress: ProgressCallback | None, on_clip: ClipCallback
     ) -> IngestReport:
+        _may_name_recorder(ctx, station, Subject.DOCK, dock_id, reason)
         return identify_dock(
             station, dock_id, recorder, reason, volume=volume, progress=progress, on_clip=on_clip
         )
@@ -295,26 +321,28 @@ def clips_list(
     as_json: JsonOption = False,
 ) -> None:
     """List clips with their hash, source, recorder, officer, unit, times, state and flags."""
-    from evidence_agent.catalog.queries import clip_views
-
     settings = root_context(ctx).settings
-    with open_station(ctx, create=False) as station, station.reading() as session:
-        views = clip_views(
-            session,
-            officer=officer,
-            recorder=recorder,
-            unit=unit,
-            state=state,
-            limit=limit,
-            limit_hours=settings.deadline.limit_hours,
-            late=True if late else None,
-        )
+    fields = {
+        "officer": officer,
+        "recorder": recorder,
+        "unit": unit,
+        "state": state,
+        "limit": limit,
+        "late": late,
+    }
+    if can_open(settings.data_dir):
+        from review.operations import clip_list
+
+        with open_station(ctx, create=False) as station:
+            rows = clip_list(station, fields)
+    else:
+        rows = run_through_daemon(settings, "clips.list", fields)
     if as_json:
-        emit_json([v.to_json() for v in views])
+        emit_json(rows)
         return
     from evidence_agent.cli.display import clip_table
 
-    sys.stdout.write(clip_table([v.to_json() for v in views], settings.tz))
+    sys.stdout.write(clip_table(rows, settings.tz))
 
 
 @app.command()
@@ -322,31 +350,14 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Backlog, running docks, per unit and officer the clips over or near 24 hours, the
     case-file clock of open cases whose action has ended, and what is due and overdue in
     legal review, public notices and the annual statistics."""
-    from evidence_agent.catalog.queries import station_status
-    from evidence_agent.domain.deadline import DeadlineRule
-    from publish.clocks_due import clocks_due
-
     settings = root_context(ctx).settings
-    rule = DeadlineRule(
-        limit=timedelta(hours=settings.deadline.limit_hours),
-        warn=timedelta(hours=settings.deadline.warn_hours),
-    )
-    with open_station(ctx, create=False) as station, station.reading() as session:
-        view = station_status(
-            session,
-            station.clock.now(),
-            rule,
-            clock_skew_warn_seconds=settings.dock.clock_skew_warn_seconds,
-            undocked_warn_hours=settings.deadline.undocked_warn_hours,
-            case_file_days=settings.review.case_file_days,
-        )
-        clocks_data = clocks_due(
-            session, settings.calendar, settings.local_date(station.clock.now())
-        )
-    data = view.to_json()
-    data["clocks"] = clocks_data
-    data["station"] = settings.station_id
-    data["store"] = station.store.describe()
+    if can_open(settings.data_dir):
+        from publish.operations import full_status
+
+        with open_station(ctx, create=False) as station:
+            data = full_status(station)
+    else:
+        data = run_through_daemon(settings, "status", {})
     if as_json:
         emit_json(data)
         return
@@ -391,10 +402,12 @@ def _case_file_text(case_files: dict[str, Any] | None, settings: Settings) -> st
 def run(ctx: typer.Context) -> None:
     """Run the docking daemon: ingest every recorder volume that appears, with no action by anyone."""
     from evidence_agent.services.daemon import run_daemon
+    from publish.operations import STATION_OPERATIONS
+    from review.operations import api_handler
 
     settings = root_context(ctx).settings
     _configure_logging(settings.log_level, root_context(ctx).verbose)
-    run_daemon(settings)
+    run_daemon(settings, lambda station: api_handler(station, STATION_OPERATIONS))
 
 
 @app.command("demo-recorder")

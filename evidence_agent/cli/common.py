@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ import typer
 from evidence_agent.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from evidence_agent.custody.vocabulary import Subject
+    from evidence_agent.domain.roles import Action
     from evidence_agent.services.station import Station  # sqlalchemy loads only when a command runs
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")]
@@ -63,6 +66,54 @@ def open_station(
         yield station
     finally:
         station.close()
+
+
+def require_role(
+    ctx: typer.Context,
+    station: Station,
+    action: Action,
+    *,
+    subject_kind: Subject,
+    subject_id: str,
+    reason: str = "",
+) -> None:
+    """Go on when the calling OS user's roles allow `action`; else the refusal is logged under
+    their name and raised (exit 5). For the station's acts that say whom footage belongs to."""
+    from evidence_agent.adapters.os_accounts import current_identity
+    from evidence_agent.domain.roles import caller_for
+    from evidence_agent.services.guard import require
+    from review.settings import load_station_roles
+
+    roles = load_station_roles(settings_of(ctx).data_dir).roles
+    caller = caller_for(current_identity(), roles)
+    require(
+        station, caller, action, subject_kind=subject_kind, subject_id=subject_id, reason=reason
+    )
+
+
+def run_through_daemon(settings: Settings, name: str, fields: dict[str, Any]) -> Any:
+    """An operation's result from the daemon's local API, as the calling OS user; its error
+    raised, with its exit code."""
+    from evidence_agent.services.local_api import call
+
+    result, error = call(settings.api_socket, name, fields)
+    if error is not None:
+        raise error
+    return result
+
+
+def can_open(data_dir: Path) -> bool:
+    """Whether this account may open the station's data directory itself. Not on a station
+    installed as a service (the directory is the service account's alone): commands then go
+    through the daemon's local API. A directory that is not there is for the command to say."""
+    try:
+        fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+    os.close(fd)
+    return True
 
 
 def emit_json(value: Any) -> None:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evidence_agent.cli.common import JsonOption, emit_json, open_station, settings_of
+from evidence_agent.cli.common import (
+    JsonOption,
+    emit_json,
+    open_station,
+    require_role,
+    settings_of,
+)
 from evidence_agent.cli.display import write_line
 from evidence_agent.errors import InputError
+
+if TYPE_CHECKING:
+    from evidence_agent.services.station import Station
 
 recorders_app = typer.Typer(
     help="The recorder registry: which recorders are enrolled and who holds each.",
@@ -31,6 +40,20 @@ AtOption = Annotated[
 
 def register(app: typer.Typer) -> None:
     app.add_typer(recorders_app, name="recorders")
+
+
+def _may_register(ctx: typer.Context, station: Station, serial: str, reason: str) -> None:
+    from evidence_agent.custody.vocabulary import Subject
+    from evidence_agent.domain.roles import Action
+
+    require_role(
+        ctx,
+        station,
+        Action.RECORDER_REGISTER,
+        subject_kind=Subject.RECORDER,
+        subject_id=serial[:64],
+        reason=reason,
+    )
 
 
 def _parse_at(text: str | None) -> datetime | None:
@@ -124,6 +147,7 @@ def enroll(
     from evidence_agent.services import recorders
 
     with open_station(ctx) as station:
+        _may_register(ctx, station, serial, reason)
         view = recorders.enroll(
             station,
             serial,
@@ -207,6 +231,7 @@ def assign(
     from evidence_agent.services import recorders
 
     with open_station(ctx) as station:
+        _may_register(ctx, station, serial, reason)
         view = recorders.assign(
             station, serial, badge, reason=reason, at=_parse_at(at), officer_name=name
         )
@@ -228,6 +253,7 @@ def unassign(
     from evidence_agent.services import recorders
 
     with open_station(ctx) as station:
+        _may_register(ctx, station, serial, reason)
         view = recorders.unassign(station, serial, reason=reason, at=_parse_at(at))
     if as_json:
         emit_json(view.to_json())

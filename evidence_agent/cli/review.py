@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evidence_agent.cli.common import JsonOption, emit_json, open_station, root_context
+from evidence_agent.cli.common import (
+    JsonOption,
+    can_open,
+    emit_json,
+    open_station,
+    root_context,
+)
 from evidence_agent.cli.display import text_lines
 from evidence_agent.domain.roles import Caller, caller_for
 from evidence_agent.errors import ExitCode, IncompleteError, InputError
 from review.settings import ReviewSettings, load_station_roles
 
 if TYPE_CHECKING:
-    from evidence_agent.services.station import (
-        Station,
-    )  # sqlalchemy is loaded only when a command runs
+    from evidence_agent.services.station import Station  # sqlalchemy: only when a command runs
+    from review.operations import Outcome
 
 case_app = typer.Typer(
     help="Case files: cases, their footage and documents, completeness.", no_args_is_help=True
@@ -38,14 +44,66 @@ ReasonOption = Annotated[
 def review_session(
     ctx: typer.Context, *, create: bool = True
 ) -> Iterator[tuple[Station, Caller, ReviewSettings]]:
-    """The station opened as the calling OS user, with their roles from groups and the roles file."""
+    """The station opened as the calling OS user, with their roles from groups and the roles file
+    (a change of the roles file logged first), for the commands run on the station itself."""
     from evidence_agent.adapters.os_accounts import current_identity
+    from evidence_agent.services.roles_changes import RolesWatch
 
     settings = root_context(ctx).settings
     review = load_station_roles(settings.data_dir)
     caller = caller_for(current_identity(), review.roles)
     with open_station(ctx, actor=caller.actor, create=create) as station:
+        RolesWatch(station).check()
         yield station, caller, review
+
+
+def call_operation(
+    ctx: typer.Context,
+    name: str,
+    fields: dict[str, Any],
+    *,
+    target: Path | None = None,
+    files: Sequence[Path] = (),
+) -> Outcome:
+    """Run a review operation (review/operations.py) as the calling OS user: on the station
+    opened here, or, where this account cannot open the station's data directory (a station
+    installed as a service), by the daemon over its local API, which names the caller from the
+    kernel. Either way the same operation, guard and result."""
+    settings = root_context(ctx).settings
+    if not can_open(settings.data_dir):
+        from evidence_agent.services.local_api import call
+
+        return call(settings.api_socket, name, fields, target=target, files=files)
+    from evidence_agent.adapters.os_accounts import current_identity
+    from evidence_agent.services.copy_out import DirectoryTarget
+    from evidence_agent.services.roles_changes import RolesWatch
+    from publish.operations import STATION_OPERATIONS
+    from review.operations import operation, perform
+
+    op = operation(name, STATION_OPERATIONS)
+    with open_station(ctx, create=op.writes) as station:
+        RolesWatch(station).check()
+        return perform(
+            station,
+            current_identity(),
+            name,
+            fields,
+            target=lambda path: DirectoryTarget(Path(path)),
+            source=lambda _name: None,
+            table=STATION_OPERATIONS,
+        )
+
+
+def _run(ctx: typer.Context, name: str, fields: dict[str, Any], **kw: Any) -> Any:
+    """An operation's result; its error, if it ended with one, raised."""
+    result, error = call_operation(ctx, name, fields, **kw)
+    if error is not None:
+        raise error
+    return result
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _tz(ctx: typer.Context) -> Any:
@@ -105,22 +163,21 @@ def case_create(
 ) -> None:
     """Open a case: number, parties, cause, enforcement type, unit, handling officers, action window."""
     from evidence_agent.cli.review_tables import case_rows
-    from review.cases import CaseInput, create_case
 
     tz = _tz(ctx)
-    data = CaseInput(
-        number=number,
-        title=title,
-        parties=party or [],
-        cause_of_action=cause,
-        enforcement_type=enforcement_type,
-        unit=unit,
-        officers=officer or [],
-        action_start=parse_time(start, tz),
-        action_end=parse_time(end, tz),
-    )
-    with review_session(ctx) as (station, caller, _):
-        case = create_case(station, caller, data, reason)
+    fields = {
+        "number": number,
+        "title": title,
+        "parties": party or [],
+        "cause": cause,
+        "type": enforcement_type,
+        "unit": unit,
+        "officers": officer or [],
+        "start": _iso(parse_time(start, tz)),
+        "end": _iso(parse_time(end, tz)),
+        "reason": reason,
+    }
+    case = _run(ctx, "case.create", fields)
     emit(as_json, case, case_rows([case], tz))
 
 
@@ -132,10 +189,8 @@ def case_list(
 ) -> None:
     """List cases, newest first."""
     from evidence_agent.cli.review_tables import case_rows
-    from review.cases import list_cases
 
-    with review_session(ctx, create=False) as (station, caller, _):
-        cases = list_cases(station, caller, state)
+    cases = _run(ctx, "case.list", {"state": state})
     emit(as_json, cases, case_rows(cases, _tz(ctx)))
 
 
@@ -147,10 +202,8 @@ def case_show(
 ) -> None:
     """A case with its footage and documents on one timeline, and the 30-day case-file clock."""
     from evidence_agent.cli.review_tables import case_text, clip_rows
-    from review.cases import show_case
 
-    with review_session(ctx, create=False) as (station, caller, _):
-        case = show_case(station, caller, number)
+    case = _run(ctx, "case.show", {"number": number})
     tz = _tz(ctx)
     emit(as_json, case, case_text(case, tz) + "footage:\n" + clip_rows(case["footage"], tz))
 
@@ -172,10 +225,9 @@ def case_close(
     """Close a case: its file no longer changes. A case that needs full recording and is
     incomplete (`case check`) is refused (exit 6) unless overridden with a reason."""
     from evidence_agent.cli.review_tables import case_rows
-    from review.cases import close_case
 
-    with review_session(ctx) as (station, caller, _):
-        case = close_case(station, caller, number, reason, override_incomplete=override_incomplete)
+    fields = {"number": number, "reason": reason, "override_incomplete": override_incomplete}
+    case = _run(ctx, "case.close", fields)
     emit(as_json, case, case_rows([case], _tz(ctx)))
 
 
@@ -200,10 +252,7 @@ def case_link(
     as_json: JsonOption = False,
 ) -> None:
     """Link clips to a case (who, when and why are logged); linked footage is kept permanently."""
-    from review.cases import link_clips
-
-    with review_session(ctx) as (station, caller, _):
-        result = link_clips(station, caller, number, clips, reason)
+    result = _run(ctx, "case.link", {"number": number, "clips": clips, "reason": reason})
     emit(as_json, result, _link_text(result, "linked"))
 
 
@@ -216,10 +265,7 @@ def case_unlink(
     as_json: JsonOption = False,
 ) -> None:
     """Unlink clips from a case (logged); their retention follows from their remaining links."""
-    from review.cases import unlink_clips
-
-    with review_session(ctx) as (station, caller, _):
-        result = unlink_clips(station, caller, number, clips, reason)
+    result = _run(ctx, "case.unlink", {"number": number, "clips": clips, "reason": reason})
     emit(as_json, result, _link_text(result, "unlinked"))
 
 
@@ -236,18 +282,10 @@ def case_suggest(
 ) -> None:
     """Candidate clips: the handling officers' footage around the action window, not yet linked."""
     from evidence_agent.cli.review_tables import clip_rows
-    from review.cases import link_clips, suggest
 
-    with review_session(ctx, create=False) as (station, caller, _):
-        rows = suggest(
-            station,
-            caller,
-            number,
-            timedelta(minutes=margin) if margin is not None else None,
-        )
-        linked = None
-        if link and rows:
-            linked = link_clips(station, caller, number, [r["id"] for r in rows], reason)
+    fields = {"number": number, "margin_minutes": margin, "link": link, "reason": reason}
+    result = _run(ctx, "case.suggest", fields)
+    rows, linked = result["suggested"], result["linked"]
     if as_json:
         emit_json({"suggested": rows, "linked": linked})
         return
@@ -266,10 +304,8 @@ def case_check(
 
     Exit 6 when a type that requires full-process recording is incomplete."""
     from evidence_agent.cli.review_tables import check_text
-    from review.cases import check_case
 
-    with review_session(ctx, create=False) as (station, caller, _):
-        result, _ = check_case(station, caller, number)
+    result = _run(ctx, "case.check", {"number": number})
     emit(as_json, result, check_text(result, _tz(ctx)))
     if not result["complete"] and result.get("full_recording_required"):
         raise IncompleteError(f"case {number}: the recording of the action is not complete")
@@ -287,10 +323,13 @@ def case_attach(
     as_json: JsonOption = False,
 ) -> None:
     """Keep a case document in the store (by its SHA-256) and put it on the case's timeline."""
-    from review.cases import attach_document
-
-    with review_session(ctx) as (station, caller, _):
-        result = attach_document(station, caller, number, file, reason, parse_time(time, _tz(ctx)))
+    fields = {
+        "number": number,
+        "file": str(file),
+        "reason": reason,
+        "time": _iso(parse_time(time, _tz(ctx))),
+    }
+    result = _run(ctx, "case.attach", fields, files=[file])
     emit(as_json, result, f"document {result['name']} kept as {result['sha256']}\n")
 
 
@@ -319,24 +358,22 @@ def clips_search(
 ) -> None:
     """Search clips by case, officer, recorder, unit, time window, cause, party, important, state."""
     from evidence_agent.cli.review_tables import clip_rows
-    from review.search import ClipQuery, search_clips
 
     tz = _tz(ctx)
-    query = ClipQuery(
-        case=case,
-        officer=officer,
-        recorder=recorder,
-        unit=unit,
-        since=parse_time(since, tz),
-        until=parse_time(until, tz),
-        cause=cause,
-        party=party,
-        important=important,
-        state=state,
-        limit=limit,
-    )
-    with review_session(ctx, create=False) as (station, caller, _):
-        rows = search_clips(station, caller, query)
+    fields = {
+        "case": case,
+        "officer": officer,
+        "recorder": recorder,
+        "unit": unit,
+        "since": _iso(parse_time(since, tz)),
+        "until": _iso(parse_time(until, tz)),
+        "cause": cause,
+        "party": party,
+        "important": important,
+        "state": state,
+        "limit": limit,
+    }
+    rows = _run(ctx, "clips.search", fields)
     emit(as_json, rows, clip_rows(rows, tz))
 
 
@@ -360,17 +397,15 @@ def retrieve(
     Every retrieval and every refusal is logged with who, when, what and why.
     Exit 3 when a stored copy fails its hash: that clip is not handed over."""
     from evidence_agent.cli.review_tables import retrieval_text
-    from review.retrieval import RetrievalIntegrityError, RetrievalRequest
-    from review.retrieval import retrieve as run_retrieval
 
-    request = RetrievalRequest(clips=clips or [], case=case, target=to, reason=reason)
-    with review_session(ctx, create=False) as (station, caller, _):
-        try:
-            report = run_retrieval(station, caller, request)
-        except RetrievalIntegrityError as e:
-            emit(as_json, e.report.to_json(), retrieval_text(e.report.to_json()))
-            raise
-    emit(as_json, report.to_json(), retrieval_text(report.to_json()))
+    # Made absolute here: the daemon, which may run the operation, has another directory.
+    target = Path(os.path.abspath(to))
+    fields = {"clips": clips or [], "case": case, "target": str(target), "reason": reason}
+    report, error = call_operation(ctx, "retrieve", fields, target=target)
+    if report is not None:
+        emit(as_json, report, retrieval_text(report))
+    if error is not None:
+        raise error
 
 
 def access_log(
@@ -388,19 +423,17 @@ def access_log(
 ) -> None:
     """Who saw, retrieved or was refused what, when and why (supervisors and auditors)."""
     from evidence_agent.cli.review_tables import access_rows
-    from review.access_log import ACCESS_TYPES, AccessQuery, read_access_log
 
     tz = _tz(ctx)
-    query = AccessQuery(
-        since=parse_time(since, tz),
-        until=parse_time(until, tz),
-        actor=actor,
-        subject=subject,
-        types=tuple(event_type) if event_type else ACCESS_TYPES,
-        limit=limit,
-    )
-    with review_session(ctx, create=False) as (station, caller, _):
-        rows = read_access_log(station, caller, query)
+    fields = {
+        "since": _iso(parse_time(since, tz)),
+        "until": _iso(parse_time(until, tz)),
+        "actor": actor,
+        "subject": subject,
+        "types": event_type or [],
+        "limit": limit,
+    }
+    rows = _run(ctx, "access-log", fields)
     emit(as_json, rows, access_rows(rows, tz))
 
 
@@ -411,10 +444,8 @@ def access_log(
 def retention_due(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Clips past retention (nothing expires by itself: each deletion needs approval)."""
     from evidence_agent.cli.review_tables import due_rows
-    from review.retention import due
 
-    with review_session(ctx, create=False) as (station, caller, _):
-        rows = due(station, caller)
+    rows = _run(ctx, "retention.due", {})
     emit(as_json, rows, due_rows(rows, _tz(ctx)))
 
 
@@ -426,10 +457,7 @@ def retention_request(
     as_json: JsonOption = False,
 ) -> None:
     """Ask for the deletion of a clip past retention; a supervisor approves with `retention delete`."""
-    from review.retention import request_deletion
-
-    with review_session(ctx) as (station, caller, _):
-        result = request_deletion(station, caller, clip, reason)
+    result = _run(ctx, "retention.request", {"clip": clip, "reason": reason})
     r = result["request"]
     emit(
         as_json,
@@ -446,18 +474,16 @@ def retention_delete(
     as_json: JsonOption = False,
 ) -> None:
     """Approve (as a supervisor) the deletion of a clip past retention: tombstone, store removal."""
-    from review.retention import approve_deletion
-
-    with review_session(ctx) as (station, caller, review):
-        result = approve_deletion(station, caller, review, clip, reason)
+    result = _run(ctx, "retention.delete", {"clip": clip, "reason": reason})
     emit(
         as_json,
-        result.to_json(),
-        f"clip {result.clip} deleted (sha256 {result.sha256}); stored object: {result.store}\n",
+        result,
+        f"clip {result['clip']} deleted (sha256 {result['sha256']}); "
+        f"stored object: {result['store']}\n",
     )
-    for warning in result.warnings:
+    for warning in result["warnings"]:
         sys.stderr.write(f"warning: {warning}\n")
-    if result.warnings:
+    if result["warnings"]:
         raise typer.Exit(int(ExitCode.WARNING))
 
 
@@ -473,10 +499,8 @@ def retention_hold(
     as_json: JsonOption = False,
 ) -> None:
     """Put clips under legal hold (no deletion while held), or release them."""
-    from review.retention import set_hold
-
-    with review_session(ctx) as (station, caller, _):
-        changed = set_hold(station, caller, clips or [], case, reason, release=release)
+    fields = {"clips": clips or [], "case": case, "reason": reason, "release": release}
+    changed = _run(ctx, "retention.hold", fields)
     verb = "released" if release else "held"
     emit(as_json, changed, f"{len(changed)} clip(s) {verb}\n")
 
@@ -493,10 +517,8 @@ def retention_mark(
     as_json: JsonOption = False,
 ) -> None:
     """Record why a clip is kept permanently (obstruction, major emergency, mass incident, ...)."""
-    from review.retention import mark_ground
-
-    with review_session(ctx) as (station, caller, _):
-        result = mark_ground(station, caller, clip, ground, reason)
+    fields = {"clip": clip, "ground": ground, "reason": reason}
+    result = _run(ctx, "retention.mark", fields)
     emit(
         as_json,
         result,

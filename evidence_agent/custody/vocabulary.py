@@ -375,7 +375,15 @@ class EventType(StrEnum):
     CLIP_PROVED = ("clip.proved", Subject.CLIP, (*_VIEW, "tree_size", "events"))
     ACCESS_REFUSED = (
         "access.refused",
-        (Subject.STATION, Subject.CASE, Subject.CLIP, Subject.NOTICE, Subject.DISCLOSURE),
+        (
+            Subject.STATION,
+            Subject.CASE,
+            Subject.CLIP,
+            Subject.NOTICE,
+            Subject.DISCLOSURE,
+            Subject.RECORDER,
+            Subject.DOCK,
+        ),
         ("action", "cause", "roles"),
         # what the refused command asked for: a search's query, a retrieval's target, case
         # and clips (and the logged retrieval a failed hand-over leaves), a deletion's rule
@@ -390,6 +398,13 @@ class EventType(StrEnum):
             "store",
             "recipient",
         ),
+    )
+
+    # -- who may do what
+    ROLES_CHANGED = (
+        "roles.changed",
+        Subject.STATION,
+        ("file", "old_sha256", "new_sha256", "owner", "mode"),
     )
 
     def event(

@@ -39,6 +39,12 @@ class Action(StrEnum):
     DISCLOSE_APPROVE = "disclose_approve"  # approve or refuse another person's disclosure
     AUDIT_EXPORT = "audit_export"  # the custody log, checkpoints and catalog rows, exported
     PROVE = "prove"  # inclusion proofs of a clip's custody events
+    STATUS = "status"  # the station's backlog, 24-hour rule per unit and officer, case files due
+    # Acts that say whom footage belongs to:
+    RECORDER_REGISTER = "recorder_register"  # enrol a recorder, assign it to an officer, unassign
+    RECORDER_NAME = (
+        "recorder_name"  # name a volume's recorder (`ingest --recorder`, `dock identify`)
+    )
 
 
 # The whole policy in one table; everything not listed is refused.
@@ -68,6 +74,12 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     # readers. A proof shows one clip's events, for whoever may search and hand footage over.
     Action.AUDIT_EXPORT: frozenset({Role.SUPERVISOR, Role.AUDITOR}),
     Action.PROVE: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
+    Action.STATUS: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
+    # The registry says who held each recorder when, so whose footage each clip is: kept by
+    # supervisors, and by admins, who set the station up (it touches no footage).
+    Action.RECORDER_REGISTER: frozenset({Role.SUPERVISOR, Role.ADMIN}),
+    # The people at the desk when a recorder is docked by hand or could not be recognised.
+    Action.RECORDER_NAME: frozenset({Role.CLERK, Role.SUPERVISOR}),
 }
 
 # OS groups that give a role without any configuration.

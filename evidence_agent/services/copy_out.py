@@ -14,7 +14,7 @@ import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from blake3 import blake3
 from sqlmodel import col, select
@@ -46,39 +46,6 @@ _NAMES = {"blake3": "BLAKE3", "sha256": "SHA-256"}
 _NAME_REFUSED = frozenset({errno.EINVAL, errno.EILSEQ})  # a character the file system lacks
 
 
-def prepare_target(target: Path, needed: int, *, spare: int = 0) -> Path:
-    """The target directory, made if absent, writable, with room for `needed` bytes of copies
-    and `spare` more (a receipt)."""
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as e:
-        raise InputError(f"the target {target} is not a directory") from e
-    except OSError as e:
-        raise StorageError(
-            f"cannot create the target directory {target}: {e.strerror}",
-            remedy="choose a directory you can write to with --to",
-        ) from e
-    if not target.is_dir():
-        raise InputError(f"the target {target} is not a directory")
-    probe = target / f".evidence-agent-{uuid.uuid4().hex}.probe"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        probe.unlink()
-    except OSError as e:
-        raise StorageError(
-            f"the target directory {target} is not writable: {e.strerror}",
-            remedy="choose a directory you can write to with --to",
-        ) from e
-    free = shutil.disk_usage(target).free
-    if free < needed + spare:
-        raise StorageError(
-            f"the target {target} is too full: the retrieval needs {needed} bytes, {free} are free",
-            remedy="free space there or retrieve to another disk",
-        )
-    return target.resolve()
-
-
 # (algorithm, hex digest): what a copy is checked by, "blake3" or "sha256" (ingest_hash).
 Check = tuple[str, str]
 
@@ -88,18 +55,18 @@ def copy_verified(
     sha256: str,
     size: int,
     check: Check,
-    target: Path,
+    target: Target,
     chunk_bytes: int,
     what: str,
-) -> Path:
+) -> str:
     """Copy the stored object `sha256` to a temporary file in `target` while hashing it, then
     compare size and hash (constant time) with the recorded ones: `size` and `check` (for a
     clip, its ingest_hash). `what` names it in messages ("clip <id>").
 
-    Returns the temporary file, complete, synced, read-only and verified; on any failure it is
-    gone."""
+    Returns the temporary file's name in the target, complete, synced, read-only and verified;
+    on any failure it is gone. The bytes go through the descriptor the target opened: for a
+    caller of the local API, one the caller's own process opened and passed."""
     algorithm, expected = check
-    tmp = target / f".evidence-agent-{uuid.uuid4().hex}.part"
     try:
         source = station.store.open(sha256)
     except NotFoundError as e:
@@ -107,60 +74,52 @@ def copy_verified(
             f"the stored copy of {what} is missing from {station.store.describe()}"
         ) from e
     try:
+        temp, dst = target.create_temp()
         try:
-            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            raise _target_error(e, target) from e
-        try:
-            digest, copied = copy_and_hash(
-                source, dst, chunk_bytes, lambda e: _target_error(e, target), algorithm
-            )
-            os.fchmod(dst, 0o444)  # a handed-over copy is read-only, like the original
             try:
+                digest, copied = copy_and_hash(
+                    source, dst, chunk_bytes, lambda e: target_error(e, target.path), algorithm
+                )
                 os.fsync(dst)
             except OSError as e:
-                raise _target_error(e, target) from e
-        finally:
-            os.close(dst)
-        if copied != size:
-            raise IntegrityError(
-                f"the stored copy of {what} has {copied} bytes, the catalog says {size}"
-            )
-        check_digest(expected, digest, f"stored copy of {what}", _NAMES[algorithm])
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                raise target_error(e, target.path) from e
+            finally:
+                os.close(dst)
+            target.seal(temp)  # a handed-over copy is read-only, like the original
+            if copied != size:
+                raise IntegrityError(
+                    f"the stored copy of {what} has {copied} bytes, the catalog says {size}"
+                )
+            check_digest(expected, digest, f"stored copy of {what}", _NAMES[algorithm])
+        except BaseException:
+            target.discard(temp)
+            raise
     finally:
         source.close()
-    return tmp
+    return temp
 
 
-def identical_in_target(target: Path, name: str, size: int, check: Check) -> Path | None:
+def identical_in_target(target: Target, name: str, size: int, check: Check) -> Path | None:
     """A file already in `target` that holds exactly the expected bytes, under `name` or a name
     `place` gave instead (`name-2`...): a regular file of `size` bytes whose hash is `check`.
     None when there is none: a different file of that name does not count, and is never
     replaced."""
     algorithm, expected = check
-    for candidate in _candidates(name):
-        path = target / candidate
-        try:
-            found = os.stat(path, follow_symlinks=False)
-        except FileNotFoundError:
+    for candidate in candidates(name):
+        exists, fd = target.open_existing(candidate)
+        if not exists:
             return None  # place() would take this name: no later one is its
-        except OSError:
-            continue
-        if not stat.S_ISREG(found.st_mode) or found.st_size != size:
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+        if fd is None:
             continue
         with os.fdopen(fd, "rb") as f:
+            found = os.fstat(f.fileno())
+            if not stat.S_ISREG(found.st_mode) or found.st_size != size:
+                continue
             hasher = blake3() if algorithm == "blake3" else hashlib.sha256()
             while chunk := f.read(CHUNK_BYTES):
                 hasher.update(chunk)
         if _same(hasher.hexdigest(), expected):
-            return path
+            return target.path / candidate
     return None
 
 
@@ -260,45 +219,29 @@ def _read_error(e: OSError) -> StorageError:
     return StorageError(f"cannot read the stored object: {e.strerror or e}")
 
 
-def place(tmp: Path, target: Path, name: str, fallback: str | None = None) -> Path:
-    """Give the verified file its final name, never replacing an existing file. Where the
-    target's file system refuses the name itself (FAT refuses a backslash), `fallback`."""
-    for candidate in _candidates(name):
-        final = target / candidate
-        try:
-            os.link(tmp, final)  # fails when the name exists: never an overwrite
-        except FileExistsError:
-            continue
-        except OSError as e:
-            if e.errno in _NAME_REFUSED and fallback is not None and fallback != name:
-                return place(tmp, target, fallback)
-            if e.errno not in _NO_HARD_LINKS:
-                raise _target_error(e, target) from e
-            # File systems without hard links (FAT on a USB stick): check, then rename.
-            if final.exists():
-                continue
-            try:
-                os.rename(tmp, final)
-            except OSError as e2:
-                if e2.errno in _NAME_REFUSED and fallback is not None and fallback != name:
-                    return place(tmp, target, fallback)
-                raise _target_error(e2, target) from e2
-            fsync_dir(target)
-            return final
-        tmp.unlink()
-        fsync_dir(target)
-        return final
-    raise InputError(f"too many files named like {name} in {target}")
+def target_error(e: OSError, target: Path) -> StorageError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(
+            f"the target {target} is full; nothing unverified was left there",
+            remedy="free space there or retrieve to another disk",
+        )
+    return StorageError(f"cannot write to the target {target}: {e.strerror}")
 
 
-def _candidates(name: str) -> list[str]:
-    stem, suffix = _split(name)
-    return [name, *(f"{stem}-{n}{suffix}" for n in range(2, 1000))]
-
-
-def _split(name: str) -> tuple[str, str]:
-    dot = name.rfind(".")
-    return (name[:dot], name[dot:]) if dot > 0 else (name, "")
+def copy_verified_into(
+    station: Station,
+    sha256: str,
+    size: int,
+    check: Check,
+    directory: Path,
+    chunk_bytes: int,
+    what: str,
+) -> Path:
+    """copy_verified into a directory this process writes itself (a disclosure package, a
+    working directory): the temporary file's path."""
+    return directory / copy_verified(
+        station, sha256, size, check, DirectoryTarget(directory), chunk_bytes, what
+    )
 
 
 def write_document(path: Path, data: bytes) -> None:
@@ -308,10 +251,170 @@ def write_document(path: Path, data: bytes) -> None:
     write_atomically(path, data, mode=0o444)
 
 
-def _target_error(e: OSError, target: Path) -> StorageError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(
-            f"the target {target} is full; nothing unverified was left there",
+class Target(Protocol):
+    """Where verified copies are handed over: a directory, reached through whoever may write it.
+
+    Locally that is this process (DirectoryTarget); for a caller of the local API it is the
+    caller's own process, which opens every file itself and passes the descriptors, so the
+    station's account never opens a path a caller chose."""
+
+    @property
+    def path(self) -> Path:
+        """The directory, as messages, events and receipts name it."""
+        ...
+
+    def prepare(self, needed: int, spare: int) -> Path:
+        """Made if absent, writable, with room for `needed` bytes and `spare` more."""
+        ...
+
+    def open_existing(self, name: str) -> tuple[bool, int | None]:
+        """Whether `name` exists, and a descriptor to read it when it is a regular file."""
+        ...
+
+    def create_temp(self) -> tuple[str, int]:
+        """A new hidden file's name and a descriptor to write it (the caller closes it)."""
+        ...
+
+    def seal(self, temp: str) -> None:
+        """Make the temporary file read-only."""
+        ...
+
+    def discard(self, temp: str) -> None: ...
+
+    def place(self, temp: str, name: str, fallback: str | None) -> Path:
+        """Give the temporary file its final name, never replacing a file (`place`)."""
+        ...
+
+    def write_document(self, name: str, data: bytes) -> Path:
+        """A document beside the copies (a receipt): atomic, durable, read-only."""
+        ...
+
+
+class DirectoryTarget:
+    """A target directory this process opens itself."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def prepare(self, needed: int, spare: int) -> Path:
+        self.path = prepare_target(self.path, needed, spare=spare)
+        return self.path
+
+    def open_existing(self, name: str) -> tuple[bool, int | None]:
+        path = self.path / name
+        try:
+            found = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False, None
+        except OSError:
+            return True, None
+        if not stat.S_ISREG(found.st_mode):
+            return True, None
+        try:
+            return True, os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return True, None
+
+    def create_temp(self) -> tuple[str, int]:
+        temp = f".evidence-agent-{uuid.uuid4().hex}.part"
+        try:
+            fd = os.open(
+                self.path / temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+            )
+        except OSError as e:
+            raise target_error(e, self.path) from e
+        return temp, fd
+
+    def seal(self, temp: str) -> None:
+        try:
+            os.chmod(self.path / temp, 0o444)
+        except OSError as e:
+            raise target_error(e, self.path) from e
+
+    def discard(self, temp: str) -> None:
+        (self.path / temp).unlink(missing_ok=True)
+
+    def place(self, temp: str, name: str, fallback: str | None) -> Path:
+        return place(self.path / temp, self.path, name, fallback)
+
+    def write_document(self, name: str, data: bytes) -> Path:
+        path = self.path / name
+        try:
+            write_document(path, data)
+        except OSError as e:
+            raise target_error(e, self.path) from e
+        return path
+
+
+def prepare_target(target: Path, needed: int, *, spare: int = 0) -> Path:
+    """The target directory, made if absent, writable, with room for `needed` bytes of copies
+    and `spare` more (a receipt)."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise InputError(f"the target {target} is not a directory") from e
+    except OSError as e:
+        raise StorageError(
+            f"cannot create the target directory {target}: {e.strerror}",
+            remedy="choose a directory you can write to with --to",
+        ) from e
+    if not target.is_dir():
+        raise InputError(f"the target {target} is not a directory")
+    probe = target / f".evidence-agent-{uuid.uuid4().hex}.probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except OSError as e:
+        raise StorageError(
+            f"the target directory {target} is not writable: {e.strerror}",
+            remedy="choose a directory you can write to with --to",
+        ) from e
+    free = shutil.disk_usage(target).free
+    if free < needed + spare:
+        raise StorageError(
+            f"the target {target} is too full: the retrieval needs {needed} bytes, {free} are free",
             remedy="free space there or retrieve to another disk",
         )
-    return StorageError(f"cannot write to the target {target}: {e.strerror}")
+    return target.resolve()
+
+
+def place(tmp: Path, target: Path, name: str, fallback: str | None = None) -> Path:
+    """Give the verified file its final name, never replacing an existing file. Where the
+    target's file system refuses the name itself (FAT refuses a backslash), `fallback`."""
+    for candidate in candidates(name):
+        final = target / candidate
+        try:
+            os.link(tmp, final)  # fails when the name exists: never an overwrite
+        except FileExistsError:
+            continue
+        except OSError as e:
+            if e.errno in _NAME_REFUSED and fallback is not None and fallback != name:
+                return place(tmp, target, fallback)
+            if e.errno not in _NO_HARD_LINKS:
+                raise target_error(e, target) from e
+            # File systems without hard links (FAT on a USB stick): check, then rename.
+            if final.exists():
+                continue
+            try:
+                os.rename(tmp, final)
+            except OSError as e2:
+                if e2.errno in _NAME_REFUSED and fallback is not None and fallback != name:
+                    return place(tmp, target, fallback)
+                raise target_error(e2, target) from e2
+            fsync_dir(target)
+            return final
+        tmp.unlink()
+        fsync_dir(target)
+        return final
+    raise InputError(f"too many files named like {name} in {target}")
+
+
+def candidates(name: str) -> list[str]:
+    stem, suffix = _split(name)
+    return [name, *(f"{stem}-{n}{suffix}" for n in range(2, 1000))]
+
+
+def _split(name: str) -> tuple[str, str]:
+    dot = name.rfind(".")
+    return (name[:dot], name[dot:]) if dot > 0 else (name, "")

@@ -37,6 +37,7 @@ from evidence_agent.services.checkpoint_publishing import publish_checkpoints
 from evidence_agent.services.clearing import ClearingSystemMounter, WritableMounter
 from evidence_agent.services.dock_sessions import recover_interrupted
 from evidence_agent.services.dock_workers import DockWorkers, store_spooled
+from evidence_agent.services.local_api import ApiServer, Handler
 from evidence_agent.services.station import Station, open_station, service_actor
 from evidence_agent.services.storing import StoreWorker, store_pending
 
@@ -368,11 +369,15 @@ def build_sources(settings: Settings) -> list[DockSource]:
     return sources
 
 
-def run_daemon(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT; clips left in the spool by an earlier run are stored first."""
+def run_daemon(settings: Settings, api: Callable[[Station], Handler] | None = None) -> None:
+    """Run until SIGTERM or SIGINT; clips left in the spool by an earlier run are stored first.
+
+    `api` makes the handler of the local API's requests (the operations are above this layer);
+    without it the daemon only docks."""
     notifier = SystemdNotifier.from_environ()
     station = open_station(settings, actor=service_actor(settings.station_id))
     daemon = Daemon(station, build_sources(settings), notifier=notifier)
+    server: ApiServer | None = None
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d received", signum)
@@ -382,6 +387,12 @@ def run_daemon(settings: Settings) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         daemon.start()
+        if api is not None:
+            try:
+                server = ApiServer(settings.api_socket, api(station)).start()
+            except EvidenceError as e:
+                # Docking goes on: footage must still come in within 24 hours.
+                log.error("the local API is off: %s", e)
         gc.freeze()  # what start-up made lives as long as the daemon: out of the collector's scans
         log.info(
             "evidence agent running: station %s, dock folder %s, %s",
@@ -391,4 +402,6 @@ def run_daemon(settings: Settings) -> None:
         )
         daemon.serve()
     finally:
+        if server is not None:
+            server.stop()
         station.close()

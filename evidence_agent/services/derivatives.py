@@ -11,7 +11,7 @@ from evidence_agent.catalog.models import Clip
 from evidence_agent.domain.redaction import RedactionPlan, plan_problems
 from evidence_agent.errors import InputError, IntegrityError
 from evidence_agent.io.hashing import hash_file
-from evidence_agent.services.copy_out import CHUNK_BYTES, copy_verified, ingest_hash
+from evidence_agent.services.copy_out import CHUNK_BYTES, copy_verified_into, ingest_hash
 from evidence_agent.services.station import Station
 
 
@@ -44,7 +44,7 @@ def produce_derivative(station: Station, clip: Clip, plan: RedactionPlan) -> Mad
     with tempfile.TemporaryDirectory(prefix="derivative-", dir=station.settings.spool_dir) as d:
         work = Path(d)
         check = ingest_hash(station, clip)
-        original = copy_verified(
+        original = copy_verified_into(
             station, clip.sha256, clip.size, check, work, CHUNK_BYTES, f"clip {clip.id}"
         )
         target = work / "derivative.mp4"

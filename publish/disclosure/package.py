@@ -50,7 +50,7 @@ from evidence_agent.errors import EvidenceError, InputError, IntegrityError, Sto
 from evidence_agent.services.audit.proofs import prove_subjects
 from evidence_agent.services.copy_out import (
     CHUNK_BYTES,
-    copy_verified,
+    copy_verified_into,
     ingest_hash,
     place,
     prepare_target,
@@ -185,7 +185,7 @@ def _write_derivatives(
     d = package.disclosure
     for row, clip in derivatives:
         sha, size = row.sha256 or "", row.size or 0
-        tmp = copy_verified(station, sha, size, ("sha256", sha), target,
+        tmp = copy_verified_into(station, sha, size, ("sha256", sha), target,
                             chunk_bytes or CHUNK_BYTES, f"derivative {row.id}")  # fmt: skip
         stem = clip_file_name(clip).rsplit(".", 1)[0]
         name = _file_name(f"{stem}-redacted-{row.id[:8]}.mp4", f"{row.id}.mp4")
@@ -256,7 +256,7 @@ def _write_payload(
     d = package.disclosure
     for clip, attribution in clips:
         check = ingest_hash(station, clip)
-        tmp = copy_verified(station, clip.sha256, clip.size, check, clips_dir, chunk,
+        tmp = copy_verified_into(station, clip.sha256, clip.size, check, clips_dir, chunk,
                             f"clip {clip.id}")  # fmt: skip
         name = _file_name(clip_file_name(clip), clip.id)
         try:
@@ -298,7 +298,9 @@ def _write_payload(
     for document in documents:
         what = f"document {document.id} ({document.name}) of case {package.case}"
         check = ("sha256", document.sha256)
-        tmp = copy_verified(station, document.sha256, document.size, check, docs_dir, chunk, what)
+        tmp = copy_verified_into(
+            station, document.sha256, document.size, check, docs_dir, chunk, what
+        )
         try:
             name = _file_name(document_file_name(document), f"document-{document.id}")
             final = place(tmp, docs_dir, name, f"document-{document.id}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from tests.integration.test_docking_daemon import anonymous_copy
 from tests.support import service_missing
 
 START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+USER = pwd.getpwuid(os.getuid()).pw_name
 
 
 def agent_env(data: Path) -> dict[str, str]:
@@ -30,7 +32,15 @@ def agent_env(data: Path) -> dict[str, str]:
     return env
 
 
-def agent(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def agent(
+    data: Path, *args: str, roles: tuple[str, ...] = ("supervisor",)
+) -> subprocess.CompletedProcess[str]:
+    """`evidence-agent` as the test's OS user holding `roles` (the registry and naming a dock's
+    recorder are a supervisor's acts; $USER, set to someone else, counts for nothing)."""
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    roles_file = data / "roles.toml"
+    roles_file.write_text(f"[roles.users]\n{USER} = {json.dumps(list(roles))}\n")
+    roles_file.chmod(0o644)
     return subprocess.run(
         [*agent_command(), *args], env=agent_env(data), capture_output=True, text=True, timeout=120
     )
@@ -69,6 +79,18 @@ def test_enrol_assign_show_unassign_with_reasons_and_refusals(tmp_path: Path) ->
     ]
     assert shown["history"][0]["actor"].startswith("user:")
     assert shown["history"][0]["end"] is not None
+
+    # Saying who holds a recorder is a supervisor's act: an auditor is refused, logged by name.
+    refused = agent(
+        data, "recorders", "assign", "A123456", "100232", "--reason", "x", roles=("auditor",)
+    )
+    assert refused.returncode == 5 and "recorder_register" in refused.stderr
+    log = agent(data, "access-log", "--type", "access.refused", "--json", roles=("auditor",))
+    last = json.loads(log.stdout)[-1]
+    assert last["actor"] == f"user:{USER}" and last["subject"] == {
+        "kind": "recorder",
+        "id": "A123456",
+    }
 
     listing = agent(data, "recorders", "list")
     assert listing.returncode == 0 and "A123456" in listing.stdout and "BWC0001" in listing.stdout
@@ -115,6 +137,11 @@ def test_a_dock_no_recorder_is_named_for_is_shown_and_identified_by_an_operator(
     assert waiting["deadline"] == "breached"
     assert dock_id in agent(data, "status").stdout
 
+    no_role = agent(
+        data, "dock", "identify", dock_id, "--recorder", "B765432", "--reason", "x",
+        roles=("auditor",),
+    )  # fmt: skip
+    assert no_role.returncode == 5 and "recorder_name" in no_role.stderr
     unreasoned = agent(data, "dock", "identify", dock_id, "--recorder", "B765432")
     assert unreasoned.returncode == 2 and "--reason" in unreasoned.stderr
     identified = agent(

@@ -321,12 +321,13 @@ def test_refusals_are_clear_and_logged(
     assert "not a directory" in causes[4][2] and len(causes) == 5
     assert all(e["actor"] == ME for e in refusals)
 
-    # Someone with no role at all may not even search, and is told how to get one.
+    # Someone with no role at all may not even search their own footage (the operation's
+    # guard action, checked before the search), and is told how to get one.
     no_role = station.run("clips", "search", "--officer", "100231", roles=[])
     assert no_role.returncode == 5
     assert "remedy: ask an admin for the role" in no_role.stderr
     searched = access_log(station, "--type", "access.refused")[-1]
-    assert searched["data"]["action"] == "search" and searched["data"]["roles"] == []
+    assert searched["data"]["action"] == "search_own" and searched["data"]["roles"] == []
 
 
 def test_an_officer_sees_only_their_own_footage(station: Station) -> None:

@@ -110,6 +110,24 @@ def test_sysusers_creates_the_service_user(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Creating user 'evidence-agent'" in done.stdout + done.stderr
+    assert "Creating group 'evidence-agent-users'" in done.stdout + done.stderr
+
+
+def test_the_socket_unit_verifies_and_is_for_the_group_only() -> None:
+    analyze = tool("systemd-analyze")
+    socket_unit = SYSTEMD / "evidence-agent.socket"
+    done = subprocess.run(
+        [analyze, "verify", str(socket_unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    ours = [line for line in (done.stdout + done.stderr).splitlines() if socket_unit.name in line]
+    assert ours == [], "\n".join(ours)
+    found = directives(socket_unit.read_text(encoding="utf-8"))
+    assert found["ListenStream"] == ["/run/evidence-agent.sock"]  # paths.api_socket's default
+    assert found["SocketGroup"] == ["evidence-agent-users"] and found["SocketMode"] == ["0660"]
 
 
 @pytest.mark.parametrize(

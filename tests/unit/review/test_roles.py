@@ -46,6 +46,8 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.DISCLOSE_READ,
             Action.DISCLOSE_REQUEST,
             Action.PROVE,
+            Action.RECORDER_NAME,
+            Action.STATUS,
         },
         # A legal opinion is the legal department's own: not even a supervisor gives it.
         Role.SUPERVISOR: set(Action) - {Action.LEGAL_REVIEW_OPINION},
@@ -61,8 +63,9 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.DISCLOSE_READ,
             Action.AUDIT_EXPORT,
             Action.PROVE,
+            Action.STATUS,
         },
-        Role.ADMIN: set(),
+        Role.ADMIN: {Action.RECORDER_REGISTER},  # the registry; no footage
         Role.REVIEWER: {Action.CASE_READ, Action.CLOCKS_READ, Action.LEGAL_REVIEW_OPINION},
     }
     for role, actions in expected.items():

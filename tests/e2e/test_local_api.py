@@ -1,0 +1,352 @@
+"""End to end: a station installed as a service, used by people under their own OS accounts.
+
+Real accounts (useradd, removed afterwards): the service's, a clerk, a supervisor and an
+outsider, the last three in the station's socket group. The data directory is the service
+account's alone (0700), the daemon runs as that account with the socket group as its group,
+and each person runs the ordinary `evidence-agent` commands, which reach the station through
+the daemon's local API. Who they are comes from the kernel; nothing they set in their
+environment counts. The daemon runs 200 days ahead (libfaketime), so that the demo's clips are
+past retention and a deletion can be asked for and approved."""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import service_missing
+
+EA = Path(sys.executable).with_name("evidence-agent")
+REPO = Path(__file__).resolve().parents[2]
+FAKETIME_LIBRARIES = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+)
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        service_missing(f"{name} is not installed (passwd / util-linux)")
+    return found
+
+
+def _sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=60)
+
+
+@dataclass(frozen=True)
+class Accounts:
+    service: str
+    clerk: str
+    supervisor: str
+    outsider: str
+    group: str  # the socket's group: who may connect
+
+
+@pytest.fixture(scope="module")
+def accounts() -> Iterator[Accounts]:
+    if os.geteuid() != 0:
+        pytest.skip("making OS accounts needs root")
+    for name in ("useradd", "userdel", "groupadd", "groupdel", "runuser", "setpriv"):
+        _tool(name)
+    run = uuid.uuid4().hex[:6]  # unique per run: two runs at once do not meet
+    made = Accounts(f"eas{run}", f"eac{run}", f"eap{run}", f"eao{run}", f"eag{run}")
+    created: list[str] = []
+    _sh("groupadd", made.group)
+    try:
+        _sh("useradd", "--system", "-M", "-s", "/usr/sbin/nologin", made.service)
+        created.append(made.service)
+        for person in (made.clerk, made.supervisor, made.outsider):
+            _sh("useradd", "-M", "-s", "/usr/sbin/nologin", "-G", made.group, person)
+            created.append(person)
+        yield made
+    finally:
+        for name in created:
+            subprocess.run(["userdel", name], capture_output=True, timeout=60, check=False)
+        subprocess.run(["groupdel", made.group], capture_output=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def program() -> Iterator[Path]:
+    """`evidence-agent` as other accounts can run it: the test's own environment lives under
+    root's private home, so a venv of the system's Python 3.11 in a world-readable temporary
+    directory, reading this checkout and its installed packages."""
+    if not SYSTEM_PYTHON.exists():
+        service_missing(f"{SYSTEM_PYTHON} is not installed: apt-get install -y python3")
+    site = Path(sys.prefix) / "lib" / "python3.11" / "site-packages"
+    base = Path(tempfile.mkdtemp(prefix="ea-program-"))
+    try:
+        base.chmod(0o755)
+        subprocess.run(
+            [str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(base / "venv")],
+            check=True,
+            timeout=120,
+        )
+        pth = base / "venv" / "lib" / "python3.11" / "site-packages" / "evidence_agent_test.pth"
+        pth.write_text(f"import site; site.addsitedir({str(site)!r})\n{REPO}\n")
+        script = base / "venv" / "bin" / "evidence-agent"
+        script.write_text(
+            f"#!{base / 'venv' / 'bin' / 'python'}\nfrom evidence_agent.cli.app import main\nmain()\n"
+        )
+        script.chmod(0o755)
+        yield script
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def faketime_library() -> str:
+    found = [p for p in FAKETIME_LIBRARIES if Path(p).exists()]
+    if not found:
+        service_missing("libfaketime is not installed: scripts/setup.sh --dev installs it")
+    return found[0]
+
+
+@dataclass
+class Station:
+    base: Path
+    data: Path
+    socket: Path
+    accounts: Accounts
+    program: Path
+    videos: list[dict[str, Any]]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """What a station's configuration file says to everyone: where the data and socket are."""
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "EVIDENCE_AGENT_DATA_DIR": str(self.data),
+            "EVIDENCE_AGENT__PATHS__API_SOCKET": str(self.socket),
+            "EVIDENCE_AGENT__STATION__TIMEZONE": "Asia/Shanghai",
+            **extra,
+        }
+        return env
+
+    def as_user(self, user: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["runuser", "-u", user, "--", str(self.program), *args],
+            env=self.env(**extra),
+            cwd=self.base,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def json_as(self, user: str, *args: str) -> Any:
+        done = self.as_user(user, *args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def access_log(self, *args: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.json_as(self.accounts.supervisor, "access-log", *args)
+        return rows
+
+
+def _ready(socket_path: Path, daemon: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 90
+    while not socket_path.exists():
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            daemon.kill()
+            _, log = daemon.communicate(timeout=30)
+            pytest.fail(f"the daemon did not serve its socket:\n{log}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def station(accounts: Accounts, program: Path) -> Iterator[Station]:
+    if shutil.which("ffmpeg") is None:
+        service_missing("ffmpeg is not installed: scripts/setup.sh installs it")
+    base = Path(tempfile.mkdtemp(prefix="ea-installed-"))
+    base.chmod(0o755)
+    data = base / "data"
+    run_dir = base / "run"
+    run_dir.mkdir()
+    sock = run_dir / "api.sock"
+    root_env = {**os.environ, "EVIDENCE_AGENT_DATA_DIR": str(data)}
+    root_env.pop("EVIDENCE_AGENT_CONFIG", None)
+    # Installed and docked once, then handed to the service account as the unit would have it.
+    for args in (["demo-recorder", str(base / "volume")], ["ingest", str(base / "volume")]):
+        done = subprocess.run(
+            [str(EA), *args], env=root_env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode in (0, 1), done.stderr  # 1: the demo's cut-off clip is flagged
+    _sh("chown", "-R", f"{accounts.service}:", str(data), str(run_dir))
+    data.chmod(0o700)
+    roles = data / "roles.toml"  # an administrator's file: root's, read by everyone
+    roles.write_text(
+        f'[roles.users]\n{accounts.clerk} = ["clerk"]\n{accounts.supervisor} = ["supervisor"]\n'
+    )
+    os.chown(roles, 0, 0)
+    roles.chmod(0o644)
+    made = Station(base, data, sock, accounts, program, [])
+    daemon_env = made.env(
+        EVIDENCE_AGENT__DOCK__METRICS_PORT="0",
+        EVIDENCE_AGENT__DOCK__SOURCES='["folder"]',
+    )
+    # libfaketime preloaded only once the account is the service's (env runs after setpriv):
+    # loaded into root's setpriv, it would make shared memory the service cannot open.
+    daemon = subprocess.Popen(
+        ["setpriv", f"--reuid={accounts.service}", f"--regid={accounts.group}", "--clear-groups",
+         "--", "env", f"LD_PRELOAD={faketime_library()}", "FAKETIME=+200d", str(program), "run"],
+        env=daemon_env,
+        cwd=base,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _ready(sock, daemon)
+        clips = made.json_as(accounts.clerk, "clips", "search", "--officer", "100231")
+        made.videos = sorted(
+            (c for c in clips if c["media_kind"] == "video" and c["duration_seconds"]),
+            key=lambda c: c["recorded_start"],
+        )
+        yield made
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.communicate(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_station_is_private_and_its_socket_for_the_group(station: Station) -> None:
+    assert station.data.stat().st_mode & 0o777 == 0o700
+    peek = subprocess.run(
+        ["runuser", "-u", station.accounts.clerk, "--", "ls", str(station.data)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert peek.returncode != 0  # the clerk cannot read the station's files themselves
+    info = station.socket.stat()
+    assert info.st_mode & 0o777 == 0o660
+    assert info.st_gid == grp.getgrnam(station.accounts.group).gr_gid  # the daemon's group
+    assert info.st_uid == pwd.getpwnam(station.accounts.service).pw_uid
+
+
+def test_a_clerk_searches_and_retrieves_under_their_own_name(station: Station) -> None:
+    clerk = station.accounts.clerk
+    assert station.videos, "the demo's clips were found by the clerk's search"
+    clip = station.videos[0]
+    home = station.base / f"home-{clerk}"
+    home.mkdir(mode=0o700)
+    os.chown(home, pwd.getpwnam(clerk).pw_uid, -1)
+    target = home / "for-court"
+
+    report = station.json_as(
+        clerk, "retrieve", clip["id"], "--to", str(target), "--reason", "court request 2026-117"
+    )
+
+    (item,) = report["handed_over"]
+    copy = target / item["file"]
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == clip["sha256"]
+    # Written by the clerk's own process, with the clerk's rights: the clerk's file.
+    assert copy.stat().st_uid == pwd.getpwnam(clerk).pw_uid
+    assert copy.stat().st_mode & 0o777 == 0o444
+    receipt = json.loads(Path(report["receipt"]).read_text())
+    assert receipt["actor"] == f"user:{clerk}" and receipt["roles"] == ["clerk"]
+
+    seen = station.access_log("--actor", clerk)
+    kinds = {(e["type"], e["actor"]) for e in seen}
+    assert ("clips.searched", f"user:{clerk}") in kinds
+    assert ("clip.retrieved", f"user:{clerk}") in kinds
+    retrieved = [e for e in seen if e["type"] == "clip.retrieved"][-1]
+    assert retrieved["reason"] == "court request 2026-117"
+
+
+def test_the_station_listings_go_through_the_daemon_with_a_role(station: Station) -> None:
+    clerk, outsider = station.accounts.clerk, station.accounts.outsider
+    status = station.json_as(clerk, "status")
+    assert status["station"] and "backlog" in status
+    listed = station.json_as(clerk, "clips", "list")
+    assert {c["id"] for c in station.videos} <= {c["id"] for c in listed}
+    seen = station.access_log("--actor", clerk, "--type", "clips.searched")
+    assert seen[-1]["data"]["query"]["command"] == "clips list"
+    for args in (["status"], ["clips", "list"]):
+        refused = station.as_user(outsider, *args)
+        assert refused.returncode == 5, refused.stderr
+
+
+def test_an_account_without_a_role_is_refused_and_logged_under_its_name(station: Station) -> None:
+    outsider = station.accounts.outsider
+    refused = station.as_user(outsider, "clips", "search", "--officer", "100231")
+    assert refused.returncode == 5, refused.stderr
+    assert "remedy: ask an admin for the role" in refused.stderr
+    refusals = station.access_log("--type", "access.refused", "--actor", outsider)
+    assert refusals and refusals[-1]["actor"] == f"user:{outsider}"
+    assert refusals[-1]["data"]["roles"] == []
+
+
+@pytest.mark.parametrize("variable", ["USER", "LOGNAME", "SUDO_UID", "SUDO_USER"])
+def test_the_environment_names_nobody(station: Station, variable: str) -> None:
+    """A clerk who says they are the supervisor (or root) is still the clerk."""
+    clerk, supervisor = station.accounts.clerk, station.accounts.supervisor
+    claim = "0" if variable == "SUDO_UID" else supervisor
+    done = station.as_user(clerk, "access-log", "--json", **{variable: claim})
+    assert done.returncode == 5, done.stderr  # the access log is for supervisors and auditors
+    last = station.access_log("--type", "access.refused")[-1]
+    assert last["actor"] == f"user:{clerk}" and last["data"]["action"] == "access_log"
+
+
+def test_a_supervisor_approves_a_deletion_a_clerk_requested_never_their_own(
+    station: Station,
+) -> None:
+    clerk, supervisor = station.accounts.clerk, station.accounts.supervisor
+    first, second = [v for v in station.videos if v["retention_class"] == "standard"][-2:]
+
+    requested = station.json_as(
+        clerk, "retention", "request", first["id"], "--reason", "past retention, no case"
+    )
+    assert requested["request"]["requested_by"] == f"user:{clerk}"
+    not_theirs = station.as_user(clerk, "retention", "delete", first["id"], "--reason", "ok")
+    assert not_theirs.returncode == 5, not_theirs.stderr  # a clerk cannot approve
+
+    deleted = station.json_as(
+        supervisor, "retention", "delete", first["id"], "--reason", "approved"
+    )
+    assert deleted["clip"] == first["id"] and deleted["store"] == "removed"
+
+    # One person cannot both ask and approve: the two-person rule.
+    station.json_as(supervisor, "retention", "request", second["id"], "--reason", "past retention")
+    own = station.as_user(supervisor, "retention", "delete", second["id"], "--reason", "mine")
+    assert own.returncode == 5, own.stderr
+    log = station.access_log("--type", "clip.deleted", "--type", "access.refused")
+    tombstone = next(e for e in log if e["type"] == "clip.deleted")
+    assert tombstone["actor"] == f"user:{supervisor}" and tombstone["subject"]["id"] == first["id"]
+    assert log[-1]["actor"] == f"user:{supervisor}" and log[-1]["subject"]["id"] == second["id"]
+
+
+def test_a_change_of_roles_is_recorded_before_anyone_acts_under_it(station: Station) -> None:
+    outsider = station.accounts.outsider
+    roles = station.data / "roles.toml"
+    before = hashlib.sha256(roles.read_bytes()).hexdigest()
+    logged = station.access_log("--type", "roles.changed")
+    assert logged[-1]["data"]["new_sha256"] == before and logged[-1]["data"]["owner"] == "root"
+
+    # An administrator (root) gives the outsider the auditor's role.
+    roles.write_text(roles.read_text() + f'{outsider} = ["auditor"]\n')
+    after = hashlib.sha256(roles.read_bytes()).hexdigest()
+    rows = station.json_as(outsider, "access-log", "--type", "roles.changed")
+
+    change = rows[-1]
+    assert (change["data"]["old_sha256"], change["data"]["new_sha256"]) == (before, after)
+    assert change["actor"].startswith("service:") and change["data"]["mode"] == "0644"
