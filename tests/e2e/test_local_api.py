@@ -86,22 +86,33 @@ def accounts() -> Iterator[Accounts]:
 
 @pytest.fixture(scope="module")
 def program() -> Iterator[Path]:
-    """`evidence-agent` as other accounts can run it: the test's own environment lives under
-    root's private home, so a venv of the system's Python 3.11 in a world-readable temporary
-    directory, reading this checkout and its installed packages."""
+    """`evidence-agent` as other accounts can run it: a venv of the system's Python 3.11 in a
+    world-readable temporary directory, reading this checkout and its installed packages
+    through a bind mount of the checkout there (the checkout may lie under a directory only
+    root may enter, as root's home is)."""
     if not SYSTEM_PYTHON.exists():
         service_missing(f"{SYSTEM_PYTHON} is not installed: apt-get install -y python3")
-    site = Path(sys.prefix) / "lib" / "python3.11" / "site-packages"
+    if shutil.which("mount") is None:
+        service_missing("mount is not installed (util-linux)")
+    prefix = Path(sys.prefix).resolve()
+    if not prefix.is_relative_to(REPO):
+        service_missing(f"the tests' virtualenv {prefix} is not inside the checkout {REPO}")
     base = Path(tempfile.mkdtemp(prefix="ea-program-"))
+    repo = base / "repo"
+    repo.mkdir()
+    mounted = False
     try:
         base.chmod(0o755)
+        subprocess.run(["mount", "--bind", str(REPO), str(repo)], check=True, timeout=60)
+        mounted = True
+        site = repo / prefix.relative_to(REPO) / "lib" / "python3.11" / "site-packages"
         subprocess.run(
             [str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(base / "venv")],
             check=True,
             timeout=120,
         )
         pth = base / "venv" / "lib" / "python3.11" / "site-packages" / "evidence_agent_test.pth"
-        pth.write_text(f"import site; site.addsitedir({str(site)!r})\n{REPO}\n")
+        pth.write_text(f"import site; site.addsitedir({str(site)!r})\n{repo}\n")
         script = base / "venv" / "bin" / "evidence-agent"
         script.write_text(
             f"#!{base / 'venv' / 'bin' / 'python'}\nfrom evidence_agent.cli.app import main\nmain()\n"
@@ -109,7 +120,11 @@ def program() -> Iterator[Path]:
         script.chmod(0o755)
         yield script
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(repo)], check=False, timeout=60)
+        # Never delete through a mount that is still there: it is the checkout itself.
+        if not os.path.ismount(repo):
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def faketime_library() -> str:
