@@ -22,6 +22,7 @@ from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.deadline import DeadlineRule
 from evidence_agent.domain.roles import Action, Caller, Identity, caller_for, decide
 from evidence_agent.errors import EvidenceError, InputError
+from evidence_agent.services import recorders
 from evidence_agent.services.copy_out import Target
 from evidence_agent.services.guard import record_view, require
 from evidence_agent.services.local_api import Handler, Peer
@@ -239,8 +240,80 @@ def _clips_list(call: Call) -> list[dict[str, Any]]:
     return rows
 
 
+def _as_caller(call: Call) -> Station:
+    """The station acting as the caller: the registry's events name the person, not the
+    station's account."""
+    return dataclasses.replace(call.station, actor=call.caller.actor)
+
+
+def _at(call: Call) -> datetime | None:
+    text = call.text("at")
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise InputError(f"--at {text!r} is not an ISO 8601 time") from e
+    if value.tzinfo is None:
+        raise InputError(
+            f"--at {text!r} needs a UTC offset", remedy="e.g. 2026-11-20T08:00+08:00 or ...Z"
+        )
+    return value
+
+
+def _enroll(call: Call) -> dict[str, Any]:
+    return recorders.enroll(
+        _as_caller(call),
+        call.need("serial"),
+        reason=call.text("reason") or "",
+        usb_serial=call.text("usb_serial"),
+        usb_vendor_id=call.text("vendor_id"),
+        usb_model_id=call.text("model_id"),
+        vendor=call.text("vendor"),
+        model=call.text("model"),
+        unit=call.text("unit"),
+    ).to_json()
+
+
+def _assign(call: Call) -> dict[str, Any]:
+    return recorders.assign(
+        _as_caller(call),
+        call.need("serial"),
+        call.need("badge"),
+        reason=call.text("reason") or "",
+        at=_at(call),
+        officer_name=call.text("name"),
+    ).to_json()
+
+
+def _unassign(call: Call) -> dict[str, Any]:
+    return recorders.unassign(
+        _as_caller(call), call.need("serial"), reason=call.text("reason") or "", at=_at(call)
+    ).to_json()
+
+
+def _recorders(call: Call) -> Any:
+    """The registry as people read it: every recorder, or one (`serial`) with its history."""
+    station = call.station
+    hours = station.settings.deadline.undocked_warn_hours
+    serial = call.text("serial")
+    with station.reading() as session:
+        if serial is not None:
+            return recorders.show_recorder(
+                session, serial, station.clock.now(), undocked_warn_hours=hours
+            ).to_json()
+        views = recorders.list_recorders(
+            session,
+            station.clock.now(),
+            undocked_warn_hours=hours,
+            enrolled_only=call.flag("enrolled"),
+        )
+    return [v.to_json() for v in views]
+
+
 _CASE = (Subject.CASE, "number")
 _CLIP = (Subject.CLIP, "clip")
+_RECORDER = (Subject.RECORDER, "serial")
 
 OPERATIONS: Mapping[str, Operation] = {
     op.name: op
@@ -345,6 +418,13 @@ OPERATIONS: Mapping[str, Operation] = {
             _CLIP,
             writes=True,
         ),
+        Operation("recorders.enroll", Action.RECORDER_REGISTER, _enroll, _RECORDER, writes=True),
+        Operation("recorders.assign", Action.RECORDER_REGISTER, _assign, _RECORDER, writes=True),
+        Operation(
+            "recorders.unassign", Action.RECORDER_REGISTER, _unassign, _RECORDER, writes=True
+        ),
+        # Who held which recorder when: the people who may read clips' attribution.
+        Operation("recorders.list", Action.SEARCH, _recorders, _RECORDER),
     )
 }
 

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from evidence_agent.cli.common import (
-    JsonOption,
-    emit_json,
-    open_station,
-    require_role,
-    settings_of,
-)
+from evidence_agent.cli.common import JsonOption, emit_json, settings_of
 from evidence_agent.cli.display import write_line
-from evidence_agent.errors import InputError
-
-if TYPE_CHECKING:
-    from evidence_agent.services.station import Station
+from evidence_agent.cli.review import run_operation
 
 recorders_app = typer.Typer(
     help="The recorder registry: which recorders are enrolled and who holds each.",
@@ -42,39 +32,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(recorders_app, name="recorders")
 
 
-def _may_register(ctx: typer.Context, station: Station, serial: str, reason: str) -> None:
-    from evidence_agent.custody.vocabulary import Subject
-    from evidence_agent.domain.roles import Action
-
-    require_role(
-        ctx,
-        station,
-        Action.RECORDER_REGISTER,
-        subject_kind=Subject.RECORDER,
-        subject_id=serial[:64],
-        reason=reason,
-    )
+def _show(ctx: typer.Context, view: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(view)
+    else:
+        _print(view, settings_of(ctx))
 
 
-def _parse_at(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as e:
-        raise InputError(f"--at {text!r} is not an ISO 8601 time") from e
-    if value.tzinfo is None:
-        raise InputError(
-            f"--at {text!r} needs a UTC offset", remedy="e.g. 2026-11-20T08:00+08:00 or ...Z"
-        )
-    return value
-
-
-def _print(view: Any, settings: Any, *, detail: bool = False) -> None:
+def _print(data: dict[str, Any], settings: Any, *, detail: bool = False) -> None:
     from evidence_agent.cli.display import local_time
 
     tz = settings.tz
-    data = view.to_json()
     out = sys.stdout
     usb = data["usb_serial"] or "-"
     ids = ":".join(x for x in (data["usb_vendor_id"], data["usb_model_id"]) if x)
@@ -144,25 +112,17 @@ def enroll(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol a recorder; two recorders can never claim the same USB serial."""
-    from evidence_agent.services import recorders
-
-    with open_station(ctx) as station:
-        _may_register(ctx, station, serial, reason)
-        view = recorders.enroll(
-            station,
-            serial,
-            reason=reason,
-            usb_serial=usb_serial,
-            usb_vendor_id=vendor_id,
-            usb_model_id=model_id,
-            vendor=vendor,
-            model=model,
-            unit=unit,
-        )
-    if as_json:
-        emit_json(view.to_json())
-    else:
-        _print(view, settings_of(ctx))
+    fields = {
+        "serial": serial,
+        "reason": reason,
+        "usb_serial": usb_serial,
+        "vendor_id": vendor_id,
+        "model_id": model_id,
+        "vendor": vendor,
+        "model": model,
+        "unit": unit,
+    }
+    _show(ctx, run_operation(ctx, "recorders.enroll", fields), as_json)
 
 
 @recorders_app.command("list")
@@ -175,23 +135,14 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """Every recorder with its holder, last dock and an undocked warning."""
-    from evidence_agent.services import recorders
-
-    settings = settings_of(ctx)
-    with open_station(ctx, create=False) as station, station.reading() as session:
-        views = recorders.list_recorders(
-            session,
-            station.clock.now(),
-            undocked_warn_hours=settings.deadline.undocked_warn_hours,
-            enrolled_only=enrolled,
-        )
+    views = run_operation(ctx, "recorders.list", {"enrolled": enrolled})
     if as_json:
-        emit_json([v.to_json() for v in views])
+        emit_json(views)
         return
     if not views:
         sys.stdout.write("no recorders\n")
     for view in views:
-        _print(view, settings)
+        _print(view, settings_of(ctx))
 
 
 @recorders_app.command("show")
@@ -201,20 +152,11 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """A recorder with its assignment history and its latest docks (clock drift, warnings)."""
-    from evidence_agent.services import recorders
-
-    settings = settings_of(ctx)
-    with open_station(ctx, create=False) as station, station.reading() as session:
-        view = recorders.show_recorder(
-            session,
-            serial,
-            station.clock.now(),
-            undocked_warn_hours=settings.deadline.undocked_warn_hours,
-        )
+    view = run_operation(ctx, "recorders.list", {"serial": serial})
     if as_json:
-        emit_json(view.to_json())
+        emit_json(view)
     else:
-        _print(view, settings, detail=True)
+        _print(view, settings_of(ctx), detail=True)
 
 
 @recorders_app.command("assign")
@@ -228,17 +170,8 @@ def assign(
     as_json: JsonOption = False,
 ) -> None:
     """Hand a recorder to an officer; footage recorded from then on is attributed to them."""
-    from evidence_agent.services import recorders
-
-    with open_station(ctx) as station:
-        _may_register(ctx, station, serial, reason)
-        view = recorders.assign(
-            station, serial, badge, reason=reason, at=_parse_at(at), officer_name=name
-        )
-    if as_json:
-        emit_json(view.to_json())
-    else:
-        _print(view, settings_of(ctx))
+    fields = {"serial": serial, "badge": badge, "reason": reason, "at": at, "name": name}
+    _show(ctx, run_operation(ctx, "recorders.assign", fields), as_json)
 
 
 @recorders_app.command("unassign")
@@ -250,12 +183,5 @@ def unassign(
     as_json: JsonOption = False,
 ) -> None:
     """End a recorder's current assignment."""
-    from evidence_agent.services import recorders
-
-    with open_station(ctx) as station:
-        _may_register(ctx, station, serial, reason)
-        view = recorders.unassign(station, serial, reason=reason, at=_parse_at(at))
-    if as_json:
-        emit_json(view.to_json())
-    else:
-        _print(view, settings_of(ctx))
+    fields = {"serial": serial, "reason": reason, "at": at}
+    _show(ctx, run_operation(ctx, "recorders.unassign", fields), as_json)

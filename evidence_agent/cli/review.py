@@ -94,7 +94,7 @@ def call_operation(
         )
 
 
-def _run(ctx: typer.Context, name: str, fields: dict[str, Any], **kw: Any) -> Any:
+def run_operation(ctx: typer.Context, name: str, fields: dict[str, Any], **kw: Any) -> Any:
     """An operation's result; its error, if it ended with one, raised."""
     result, error = call_operation(ctx, name, fields, **kw)
     if error is not None:
@@ -177,7 +177,7 @@ def case_create(
         "end": _iso(parse_time(end, tz)),
         "reason": reason,
     }
-    case = _run(ctx, "case.create", fields)
+    case = run_operation(ctx, "case.create", fields)
     emit(as_json, case, case_rows([case], tz))
 
 
@@ -190,7 +190,7 @@ def case_list(
     """List cases, newest first."""
     from evidence_agent.cli.review_tables import case_rows
 
-    cases = _run(ctx, "case.list", {"state": state})
+    cases = run_operation(ctx, "case.list", {"state": state})
     emit(as_json, cases, case_rows(cases, _tz(ctx)))
 
 
@@ -203,7 +203,7 @@ def case_show(
     """A case with its footage and documents on one timeline, and the 30-day case-file clock."""
     from evidence_agent.cli.review_tables import case_text, clip_rows
 
-    case = _run(ctx, "case.show", {"number": number})
+    case = run_operation(ctx, "case.show", {"number": number})
     tz = _tz(ctx)
     emit(as_json, case, case_text(case, tz) + "footage:\n" + clip_rows(case["footage"], tz))
 
@@ -227,7 +227,7 @@ def case_close(
     from evidence_agent.cli.review_tables import case_rows
 
     fields = {"number": number, "reason": reason, "override_incomplete": override_incomplete}
-    case = _run(ctx, "case.close", fields)
+    case = run_operation(ctx, "case.close", fields)
     emit(as_json, case, case_rows([case], _tz(ctx)))
 
 
@@ -252,7 +252,7 @@ def case_link(
     as_json: JsonOption = False,
 ) -> None:
     """Link clips to a case (who, when and why are logged); linked footage is kept permanently."""
-    result = _run(ctx, "case.link", {"number": number, "clips": clips, "reason": reason})
+    result = run_operation(ctx, "case.link", {"number": number, "clips": clips, "reason": reason})
     emit(as_json, result, _link_text(result, "linked"))
 
 
@@ -265,7 +265,7 @@ def case_unlink(
     as_json: JsonOption = False,
 ) -> None:
     """Unlink clips from a case (logged); their retention follows from their remaining links."""
-    result = _run(ctx, "case.unlink", {"number": number, "clips": clips, "reason": reason})
+    result = run_operation(ctx, "case.unlink", {"number": number, "clips": clips, "reason": reason})
     emit(as_json, result, _link_text(result, "unlinked"))
 
 
@@ -284,7 +284,7 @@ def case_suggest(
     from evidence_agent.cli.review_tables import clip_rows
 
     fields = {"number": number, "margin_minutes": margin, "link": link, "reason": reason}
-    result = _run(ctx, "case.suggest", fields)
+    result = run_operation(ctx, "case.suggest", fields)
     rows, linked = result["suggested"], result["linked"]
     if as_json:
         emit_json({"suggested": rows, "linked": linked})
@@ -305,7 +305,7 @@ def case_check(
     Exit 6 when a type that requires full-process recording is incomplete."""
     from evidence_agent.cli.review_tables import check_text
 
-    result = _run(ctx, "case.check", {"number": number})
+    result = run_operation(ctx, "case.check", {"number": number})
     emit(as_json, result, check_text(result, _tz(ctx)))
     if not result["complete"] and result.get("full_recording_required"):
         raise IncompleteError(f"case {number}: the recording of the action is not complete")
@@ -329,7 +329,7 @@ def case_attach(
         "reason": reason,
         "time": _iso(parse_time(time, _tz(ctx))),
     }
-    result = _run(ctx, "case.attach", fields, files=[file])
+    result = run_operation(ctx, "case.attach", fields, files=[file])
     emit(as_json, result, f"document {result['name']} kept as {result['sha256']}\n")
 
 
@@ -373,7 +373,7 @@ def clips_search(
         "state": state,
         "limit": limit,
     }
-    rows = _run(ctx, "clips.search", fields)
+    rows = run_operation(ctx, "clips.search", fields)
     emit(as_json, rows, clip_rows(rows, tz))
 
 
@@ -433,7 +433,7 @@ def access_log(
         "types": event_type or [],
         "limit": limit,
     }
-    rows = _run(ctx, "access-log", fields)
+    rows = run_operation(ctx, "access-log", fields)
     emit(as_json, rows, access_rows(rows, tz))
 
 
@@ -445,7 +445,7 @@ def retention_due(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Clips past retention (nothing expires by itself: each deletion needs approval)."""
     from evidence_agent.cli.review_tables import due_rows
 
-    rows = _run(ctx, "retention.due", {})
+    rows = run_operation(ctx, "retention.due", {})
     emit(as_json, rows, due_rows(rows, _tz(ctx)))
 
 
@@ -457,7 +457,7 @@ def retention_request(
     as_json: JsonOption = False,
 ) -> None:
     """Ask for the deletion of a clip past retention; a supervisor approves with `retention delete`."""
-    result = _run(ctx, "retention.request", {"clip": clip, "reason": reason})
+    result = run_operation(ctx, "retention.request", {"clip": clip, "reason": reason})
     r = result["request"]
     emit(
         as_json,
@@ -474,7 +474,7 @@ def retention_delete(
     as_json: JsonOption = False,
 ) -> None:
     """Approve (as a supervisor) the deletion of a clip past retention: tombstone, store removal."""
-    result = _run(ctx, "retention.delete", {"clip": clip, "reason": reason})
+    result = run_operation(ctx, "retention.delete", {"clip": clip, "reason": reason})
     emit(
         as_json,
         result,
@@ -500,7 +500,7 @@ def retention_hold(
 ) -> None:
     """Put clips under legal hold (no deletion while held), or release them."""
     fields = {"clips": clips or [], "case": case, "reason": reason, "release": release}
-    changed = _run(ctx, "retention.hold", fields)
+    changed = run_operation(ctx, "retention.hold", fields)
     verb = "released" if release else "held"
     emit(as_json, changed, f"{len(changed)} clip(s) {verb}\n")
 
@@ -518,7 +518,7 @@ def retention_mark(
 ) -> None:
     """Record why a clip is kept permanently (obstruction, major emergency, mass incident, ...)."""
     fields = {"clip": clip, "ground": ground, "reason": reason}
-    result = _run(ctx, "retention.mark", fields)
+    result = run_operation(ctx, "retention.mark", fields)
     emit(
         as_json,
         result,

@@ -301,6 +301,19 @@ def test_the_station_listings_go_through_the_daemon_with_a_role(station: Station
         assert refused.returncode == 5, refused.stderr
 
 
+def test_a_supervisor_keeps_the_recorder_registry_under_their_own_name(station: Station) -> None:
+    clerk, supervisor = station.accounts.clerk, station.accounts.supervisor
+    serial = "R" + uuid.uuid4().hex[:7].upper()
+    refused = station.as_user(clerk, "recorders", "enroll", serial, "--reason", "a new recorder")
+    assert refused.returncode == 5, refused.stderr
+    station.json_as(supervisor, "recorders", "enroll", serial, "--reason", "a new recorder")
+    station.json_as(supervisor, "recorders", "assign", serial, "100231", "--reason", "day shift")
+    shown = station.json_as(clerk, "recorders", "show", serial)
+    assert shown["enrolled"] and shown["assigned_to"]["officer"] == "100231"
+    assert shown["history"][-1]["actor"] == f"user:{supervisor}"
+    assert "clocks" in station.json_as(clerk, "status")  # status through the station's table
+
+
 def test_an_account_without_a_role_is_refused_and_logged_under_its_name(station: Station) -> None:
     outsider = station.accounts.outsider
     refused = station.as_user(outsider, "clips", "search", "--officer", "100231")
