@@ -311,6 +311,22 @@ def _recorders(call: Call) -> Any:
     return [v.to_json() for v in views]
 
 
+def _prove(call: Call) -> dict[str, Any]:
+    """A clip's inclusion proofs, logged as made for the caller; the caller writes the file."""
+    from evidence_agent.services.audit.proofs import prove
+
+    proof = prove(_as_caller(call), call.need("clip"))
+    record_view(
+        call.station,
+        call.caller,
+        EventType.CLIP_PROVED,
+        subject_kind=Subject.CLIP,
+        subject_id=proof["clip"],
+        data={"tree_size": proof["tree_size"], "events": len(proof["events"])},
+    )
+    return proof
+
+
 _CASE = (Subject.CASE, "number")
 _CLIP = (Subject.CLIP, "clip")
 _RECORDER = (Subject.RECORDER, "serial")
@@ -425,6 +441,7 @@ OPERATIONS: Mapping[str, Operation] = {
         ),
         # Who held which recorder when: the people who may read clips' attribution.
         Operation("recorders.list", Action.SEARCH, _recorders, _RECORDER),
+        Operation("prove", Action.PROVE, _prove, _CLIP),
     )
 }
 

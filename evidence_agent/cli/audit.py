@@ -11,12 +11,11 @@ import typer
 
 from evidence_agent.cli.common import JsonOption, emit_json, open_station, settings_of
 from evidence_agent.cli.display import text_lines
-from evidence_agent.cli.review import review_session
-from evidence_agent.custody.vocabulary import EventType, Subject
+from evidence_agent.cli.review import review_session, run_operation
 from evidence_agent.domain.roles import Action
 from evidence_agent.errors import ExitCode, StorageError
 from evidence_agent.io.atomic import write_atomically
-from evidence_agent.services.guard import record_view, require
+from evidence_agent.services.guard import require
 
 if TYPE_CHECKING:
     from evidence_agent.custody.audit_report import AuditReport
@@ -185,19 +184,9 @@ def prove_command(
     as_json: JsonOption = False,
 ) -> None:
     """Inclusion proofs of a clip's custody events against the latest signed checkpoint."""
-    from evidence_agent.services.audit.proofs import prove
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        require(station, caller, Action.PROVE, subject_kind=Subject.CLIP, subject_id=clip[:64])
-        proof = prove(station, clip)
-        record_view(
-            station,
-            caller,
-            EventType.CLIP_PROVED,
-            subject_kind=Subject.CLIP,
-            subject_id=proof["clip"],
-            data={"tree_size": proof["tree_size"], "events": len(proof["events"])},
-        )
+    # Run here or by the daemon for a caller of its local API; the file is written by this
+    # process, with the caller's rights.
+    proof = run_operation(ctx, "prove", {"clip": clip})
     if out is not None:
         document = (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode()
         try:

@@ -314,6 +314,20 @@ def test_a_supervisor_keeps_the_recorder_registry_under_their_own_name(station: 
     assert "clocks" in station.json_as(clerk, "status")  # status through the station's table
 
 
+def test_a_clerk_proves_a_clip_and_keeps_the_proof_file_as_their_own(station: Station) -> None:
+    clerk, outsider = station.accounts.clerk, station.accounts.outsider
+    clip = station.videos[0]["id"]
+    home = station.base / f"proof-{clerk}"
+    home.mkdir(mode=0o700)
+    shutil.chown(home, clerk, clerk)
+    proof = home / "proof.json"
+    done = station.json_as(clerk, "prove", clip, "--out", str(proof))
+    assert done["clip"] == clip and json.loads(proof.read_text()) == done
+    assert proof.stat().st_uid == pwd.getpwnam(clerk).pw_uid
+    refused = station.as_user(outsider, "prove", clip)
+    assert refused.returncode == 5, refused.stderr
+
+
 def test_an_account_without_a_role_is_refused_and_logged_under_its_name(station: Station) -> None:
     outsider = station.accounts.outsider
     refused = station.as_user(outsider, "clips", "search", "--officer", "100231")
