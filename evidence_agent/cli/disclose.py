@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from evidence_agent.cli.common import JsonOption
-from evidence_agent.cli.review import ReasonOption, emit, review_session
+from evidence_agent.cli.review import ReasonOption, emit, review_session, run_operation
 from evidence_agent.errors import InputError
 
 disclose_app = typer.Typer(
@@ -58,21 +58,22 @@ def request(
     as_json: JsonOption = False,
 ) -> None:
     """Ask for a disclosure of a case, chosen clips or redacted derivatives to a recipient."""
-    from publish.disclosure.requests import DisclosureRequest, request_disclosure
-
-    request = DisclosureRequest(recipient, reason, case, clips or [], derivative or [])
-    with review_session(ctx, create=False) as (station, caller, _):
-        shown = request_disclosure(station, caller, request)
+    fields = {
+        "recipient": recipient,
+        "reason": reason,
+        "case": case,
+        "clips": clips or [],
+        "derivatives": derivative or [],
+    }
+    shown = run_operation(ctx, "disclose.request", fields)
     emit(as_json, shown, _text(shown))
 
 
 def _decide(
     ctx: typer.Context, disclosure: str, reason: str | None, as_json: bool, approve: bool
 ) -> None:
-    from publish.disclosure.requests import decide_disclosure
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        shown = decide_disclosure(station, caller, disclosure, reason, approve=approve)
+    name = "disclose.approve" if approve else "disclose.refuse"
+    shown = run_operation(ctx, name, {"disclosure": disclosure, "reason": reason})
     emit(as_json, shown, _text(shown))
 
 
@@ -125,20 +126,14 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """Disclosures, oldest first: requested, approved, refused and produced."""
-    from publish.disclosure.requests import list_disclosures
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        rows = list_disclosures(station, caller, recipient)
+    rows = run_operation(ctx, "disclose.list", {"recipient": recipient})
     emit(as_json, rows, "".join(_text(d) for d in rows) or "no disclosures\n")
 
 
 @disclose_app.command("show")
 def show(ctx: typer.Context, disclosure: DisclosureArgument, as_json: JsonOption = False) -> None:
     """One disclosure with the manifests kept of its package."""
-    from publish.disclosure.requests import show_disclosure
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        shown = show_disclosure(station, caller, disclosure)
+    shown = run_operation(ctx, "disclose.show", {"disclosure": disclosure})
     text = _text(shown) + (shown["manifest"] or "")
     emit(as_json, shown, text)
 
