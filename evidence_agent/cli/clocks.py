@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from evidence_agent.cli.common import JsonOption, emit_json
+from evidence_agent.cli.common import JsonOption
 from evidence_agent.cli.display import text_lines
-from evidence_agent.cli.review import ReasonOption, review_session
+from evidence_agent.cli.review import ReasonOption, emit, review_session
 from evidence_agent.errors import InputError
 
 legal_review_app = typer.Typer(
@@ -43,10 +42,7 @@ def _day(text: str | None, what: str) -> date | None:
 
 
 def _out(as_json: bool, value: Any, lines: list[str]) -> None:
-    if as_json:
-        emit_json(value)
-    else:
-        sys.stdout.write(text_lines(lines))
+    emit(as_json, value, text_lines(lines))
 
 
 def review_line(r: dict[str, Any]) -> str:
