@@ -26,12 +26,15 @@ from evidence_agent.services import recorders
 from evidence_agent.services.copy_out import Target
 from evidence_agent.services.guard import record_view, require
 from evidence_agent.services.local_api import Handler, Peer
-from evidence_agent.services.roles_changes import RolesWatch
+from evidence_agent.services.roles_changes import RolesEdit, RolesWatch
 from evidence_agent.services.station import Station
 from review import access_log, cases, retention, retrieval, search
 from review.settings import ReviewSettings, load_station_roles
 
 Outcome = tuple[Any, EvidenceError | None]  # the result, and the error the command ends with
+# An administrator's `roles grant`/`revoke`, recorded by the daemon under the caller's name.
+# Not in the table: no role allows it; only root or the roles file's owner, who wrote the file.
+RECORD_ROLES_EDIT = "roles.record"
 
 
 @dataclass(frozen=True)
@@ -508,6 +511,11 @@ def api_handler(station: Station, table: Mapping[str, Operation] = OPERATIONS) -
     watch.check()
 
     def handle(identity: Identity, name: str, fields: Mapping[str, Any], peer: Peer) -> Outcome:
+        if name == RECORD_ROLES_EDIT:
+            # Root's own edit, logged under root's name; the kernel, not a role, says who may.
+            caller = caller_for(identity, load_station_roles(station.settings.data_dir).roles)
+            edit = RolesEdit.from_json(fields)
+            return watch.record_edit(caller, peer.login_user(), edit), None
         watch.check()
         return perform(
             station,

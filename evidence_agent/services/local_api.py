@@ -32,6 +32,7 @@ from evidence_agent.adapters.api_socket import (
     error_message,
     listening_socket,
     peer_identity,
+    peer_login_user,
     recv_message,
     send_message,
 )
@@ -55,6 +56,10 @@ class Peer:
     def __init__(self, sock: socket.socket, fds: Sequence[int]) -> None:
         self.sock = sock
         self.fds = list(fds)
+
+    def login_user(self) -> str | None:
+        """The person behind the caller's session (the kernel's login uid): who ran sudo."""
+        return peer_login_user(self.sock)
 
     def take_fd(self) -> int:
         """The next descriptor the caller passed with its request (the taker closes it)."""
