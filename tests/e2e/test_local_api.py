@@ -443,3 +443,11 @@ def test_nobody_else_changes_roles_or_claims_a_change(station: Station) -> None:
     assert forged.returncode == 5, forged.stderr
     refusal = station.access_log("--type", "access.refused", "--actor", clerk)[-1]
     assert refusal["data"]["action"] == "roles.change"
+
+
+@pytest.mark.parametrize("command", [("store",), ("custody", "checkpoint"), ("storage", "check")])
+def test_the_stations_own_work_says_whose_it_is(station: Station, command: tuple[str, ...]) -> None:
+    done = station.as_user(station.accounts.clerk, *command)
+    assert done.returncode == 5, done.stderr
+    assert "is the station's own work" in done.stderr
+    assert f"sudo -u {station.accounts.service}" in done.stderr
