@@ -47,6 +47,7 @@ from evidence_agent.custody.events import format_time
 from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.errors import EvidenceError, InputError, IntegrityError, StorageError
+from evidence_agent.services.audit.logged_rows import check_disclosure
 from evidence_agent.services.audit.proofs import prove_subjects
 from evidence_agent.services.copy_out import (
     CHUNK_BYTES,
@@ -100,6 +101,7 @@ def produce(
     try:
         with station.reading() as session:
             row = get_disclosure(session, ref)
+            check_disclosure(session, row)  # approved, and what for whom, as the log says
             _producible(row)
             case = session.get(Case, row.case_id) if row.case_id is not None else None
             clips = [_clip(session, clip_id) for clip_id in json_list(row.clips)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
+from typing import Any
 
 from sqlmodel import Session, col, select
 
-from evidence_agent.catalog.models import Case, CaseClip, Clip, Unit
+from evidence_agent.catalog.models import Case, CaseClip, Clip, Derivative, Disclosure, Unit
 from evidence_agent.custody.catalog_rows import case_row_differences, clip_keeping_differences
 from evidence_agent.custody.entry_schema import ParsedEntry, parse_entry
 from evidence_agent.custody.log_facts import LogFacts, fold_entries
@@ -32,11 +35,33 @@ _LINK_EVENTS = (EventType.CASE_CLIP_LINKED, EventType.CASE_CLIP_UNLINKED)
 _NOTHING_DONE = "nothing was done; run `evidence-agent verify` and report the finding"
 
 
+_DISCLOSURE_EVENTS = (
+    EventType.DISCLOSURE_REQUESTED,
+    EventType.DISCLOSURE_APPROVED,
+    EventType.DISCLOSURE_REFUSED,
+    EventType.DISCLOSURE_PRODUCED,
+)
+_DERIVATIVE_EVENTS = (
+    EventType.DERIVATIVE_REQUESTED,
+    EventType.DERIVATIVE_APPROVED,
+    EventType.DERIVATIVE_REFUSED,
+    EventType.CLIP_DERIVATIVE_MADE,
+)
+
+
 def subject_facts(
     session: Session, station_id: str, subject_ids: Iterable[str], types: Iterable[EventType]
 ) -> LogFacts:
     """What the custody log says of a few clips or cases, from their events of ``types`` in
     every station's log, in the order they were recorded."""
+    return fold_entries(station_id, subject_events(session, subject_ids, types))
+
+
+def subject_events(
+    session: Session, subject_ids: Iterable[str], types: Iterable[EventType]
+) -> list[ParsedEntry]:
+    """The events of ``types`` about a few subjects, from every station's log, in the order
+    they were recorded."""
     events: list[ParsedEntry] = []
     for sid, seq, entry in live_catalog.subject_entries(session, subject_ids, types):
         event, problem = parse_entry(entry, sid, canonical=False)
@@ -46,7 +71,7 @@ def subject_facts(
             )
         events.append(event)
     events.sort(key=lambda e: (e.time or "", e.station or "", e.seq))
-    return fold_entries(station_id, events)
+    return events
 
 
 def clip_keeping_problems(session: Session, clip: Clip) -> list[str]:
@@ -152,3 +177,103 @@ def case_as_logged_or_refuse(
         subject_id=case.number,
         reason=reason,
     )
+
+
+def _decided(events: list[ParsedEntry], types: tuple[EventType, ...], first: str) -> str:
+    """The state the events leave a request in: `first`, then approved or refused, then the
+    last type's (produced, made)."""
+    state = first
+    for event in events:
+        if event.type == types[1]:
+            state = "approved"
+        elif event.type == types[2]:
+            state = "refused"
+        elif event.type == types[3]:
+            state = "made" if types[3] == EventType.CLIP_DERIVATIVE_MADE else "produced"
+    return state
+
+
+def _differences(row: dict[str, Any], logged: dict[str, Any]) -> list[str]:
+    return [
+        f"its {name} is {row[name]!r} in the catalog but {logged[name]!r} in the custody log"
+        for name in row
+        if row[name] != logged[name]
+    ]
+
+
+def disclosure_problems(session: Session, row: Disclosure) -> list[str]:
+    """How a disclosure's row (what is handed over, to whom, asked by whom, and its state)
+    differs from its disclosure.requested, .approved/.refused and .produced events."""
+    events = subject_events(session, [row.id], _DISCLOSURE_EVENTS)
+    asked = next((e for e in events if e.type == EventType.DISCLOSURE_REQUESTED), None)
+    if asked is None:
+        return ["no disclosure.requested event stands behind its catalog row"]
+    case = session.get(Case, row.case_id) if row.case_id is not None else None
+    in_row = {
+        "case": case.number if case is not None else None,
+        "clips": _json(row.clips),
+        "documents": _json(row.documents),
+        "derivatives": _json(row.derivatives),
+        "recipient": row.recipient,
+        "requester": row.requested_by,
+        "state": row.state,
+    }
+    logged = {
+        **{name: asked.data.get(name) for name in ("case", "clips", "documents", "recipient")},
+        "derivatives": asked.data.get("derivatives", []),
+        "requester": asked.actor,
+        "state": _decided(events, _DISCLOSURE_EVENTS, "requested"),
+    }
+    return _differences(in_row, logged)
+
+
+def derivative_problems(session: Session, row: Derivative) -> list[str]:
+    """How a derivative's row (its clip, plan, requester and state) differs from the events
+    logged on its clip for it."""
+    events = [
+        e
+        for e in subject_events(session, [row.clip_id], _DERIVATIVE_EVENTS)
+        if e.data.get("derivative") == row.id
+    ]
+    asked = next((e for e in events if e.type == EventType.DERIVATIVE_REQUESTED), None)
+    if asked is None:
+        return ["no derivative.requested event on its clip stands behind its catalog row"]
+    in_row = {
+        "plan": hashlib.sha256(row.plan.encode("utf-8")).hexdigest(),
+        "recorded plan hash": row.plan_sha256,
+        "requester": row.requested_by,
+        "state": row.state,
+    }
+    logged = {
+        "plan": asked.data.get("plan_sha256"),
+        "recorded plan hash": asked.data.get("plan_sha256"),
+        "requester": asked.actor,
+        "state": _decided(events, _DERIVATIVE_EVENTS, "requested"),
+    }
+    return _differences(in_row, logged)
+
+
+def check_disclosure(session: Session, row: Disclosure) -> None:
+    """Raise IntegrityError when a disclosure's row is not what its events say."""
+    _raise_if(f"disclosure {row.id}", disclosure_problems(session, row))
+
+
+def check_derivative(session: Session, row: Derivative) -> None:
+    """Raise IntegrityError when a derivative's row is not what its events say."""
+    _raise_if(f"derivative {row.id}", derivative_problems(session, row))
+
+
+def _raise_if(what: str, found: list[str]) -> None:
+    if found:
+        raise IntegrityError(
+            f"{what}: " + "; ".join(found) + ": its catalog row was changed behind the custody "
+            "log's back",
+            remedy=_NOTHING_DONE,
+        )
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # kept as found: the comparison then names the field
