@@ -404,6 +404,8 @@ def test_a_disclosure_row_edited_behind_the_logs_back_is_not_acted_on(
     assert not target.exists()
     (refusal,) = _refusals_of(station, {"kind": "disclosure", "id": asked["id"]})
     assert "in the custody log" in refusal["data"]["cause"]
+    audit = station.run("verify")  # and the auditor's verify names it too
+    assert audit.returncode == 3 and f"disclosure {asked['id']}" in audit.stdout, audit.stdout
 
     # A request whose requester was rewritten cannot then be approved by its real requester.
     mine = station.json(

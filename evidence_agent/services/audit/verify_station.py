@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from hmac import compare_digest
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from evidence_agent.catalog.models import CustodyHead
+from evidence_agent.catalog.models import CustodyHead, Derivative, Disclosure
 from evidence_agent.custody.audit_report import AuditReport, LogSummary
 from evidence_agent.custody.catalog_rows import CatalogSnapshot, step4_catalog_rows_against_log
 from evidence_agent.custody.log_facts import LogFacts
@@ -27,6 +28,7 @@ from evidence_agent.custody.verification import (
 from evidence_agent.errors import EvidenceError, InputError, IntegrityError
 from evidence_agent.io.hashing import hash_file
 from evidence_agent.services.audit import live_catalog
+from evidence_agent.services.audit.logged_rows import derivative_problems, disclosure_problems
 from evidence_agent.services.audit.trusted_files import read_trusted_checkpoint, read_trusted_key
 
 if TYPE_CHECKING:
@@ -78,9 +80,36 @@ def verify_station(
             "station's log has this hash",
             station=sid,
         )
+    decisions = _decision_rows(report, station)
     _describe(report, audited, checked, len(store_keys))
+    if report.steps[4].status != "failed":
+        report.steps[4].detail += f", {decisions} disclosure and derivative row(s)"
     finish_report(report, trusted_note, started)
     return report
+
+
+def _decision_rows(report: AuditReport, station: Station) -> int:
+    """Step 4 for the rows decisions act on (disclosures, redacted derivatives), each against
+    its own events, as `disclose produce` and `redact make` check them first. Returns how many."""
+    sid = station.settings.station_id
+    found: list[tuple[str, Callable[[], list[str]]]] = []
+    with live_catalog.snapshot(station.engine) as session:
+        for disclosure in session.exec(select(Disclosure)).all():
+            found.append(
+                (f"disclosure {disclosure.id}", partial(disclosure_problems, session, disclosure))
+            )
+        for derivative in session.exec(select(Derivative)).all():
+            found.append(
+                (f"derivative {derivative.id}", partial(derivative_problems, session, derivative))
+            )
+        for item, problems in found:
+            try:
+                messages = problems()
+            except IntegrityError as e:  # an event of its own that does not parse
+                messages = [e.message]
+            for message in messages:
+                report.add(4, item, message, station=sid)
+    return len(found)
 
 
 def _station_key(
