@@ -11,9 +11,17 @@ from hmac import compare_digest
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from evidence_agent.catalog.models import CustodyHead, Derivative, Disclosure
+from evidence_agent.catalog.models import (
+    Case,
+    CustodyHead,
+    Derivative,
+    Disclosure,
+    LegalReview,
+    Notice,
+    StatisticsReport,
+)
 from evidence_agent.custody.audit_report import AuditReport, LogSummary
 from evidence_agent.custody.catalog_rows import CatalogSnapshot, step4_catalog_rows_against_log
 from evidence_agent.custody.log_facts import LogFacts
@@ -28,7 +36,13 @@ from evidence_agent.custody.verification import (
 from evidence_agent.errors import EvidenceError, InputError, IntegrityError
 from evidence_agent.io.hashing import hash_file
 from evidence_agent.services.audit import live_catalog
-from evidence_agent.services.audit.logged_rows import derivative_problems, disclosure_problems
+from evidence_agent.services.audit.logged_rows import (
+    derivative_problems,
+    disclosure_problems,
+    legal_review_problems,
+    notice_problems,
+    statistics_problems,
+)
 from evidence_agent.services.audit.trusted_files import read_trusted_checkpoint, read_trusted_key
 
 if TYPE_CHECKING:
@@ -83,20 +97,41 @@ def verify_station(
     decisions = _decision_rows(report, station)
     _describe(report, audited, checked, len(store_keys))
     if report.steps[4].status != "failed":
-        report.steps[4].detail += f", {decisions} disclosure and derivative row(s)"
+        report.steps[
+            4
+        ].detail += f", {decisions} disclosure, notice, review, statistics and derivative row(s)"
     finish_report(report, trusted_note, started)
     return report
 
 
 def _decision_rows(report: AuditReport, station: Station) -> int:
-    """Step 4 for the rows decisions act on (disclosures, redacted derivatives), each against
-    its own events, as `disclose produce` and `redact make` check them first. Returns how many."""
+    """Step 4 for the rows decisions act on (disclosures, notices, legal reviews, statistics
+    reports, redacted derivatives), each against its own events, as the commands acting on
+    them check them first. Returns how many."""
     sid = station.settings.station_id
     found: list[tuple[str, Callable[[], list[str]]]] = []
     with live_catalog.snapshot(station.engine) as session:
         for disclosure in session.exec(select(Disclosure)).all():
             found.append(
                 (f"disclosure {disclosure.id}", partial(disclosure_problems, session, disclosure))
+            )
+        for notice in session.exec(select(Notice)).all():
+            found.append((f"notice {notice.number}", partial(notice_problems, session, notice)))
+        for review, case in session.exec(
+            select(LegalReview, Case.number).join(Case, col(Case.id) == col(LegalReview.case_id))
+        ).all():
+            found.append(
+                (
+                    f"legal review {review.id} of case {case}",
+                    partial(legal_review_problems, session, review, case),
+                )
+            )
+        for report_row in session.exec(select(StatisticsReport)).all():
+            found.append(
+                (
+                    f"statistics report {report_row.id}",
+                    partial(statistics_problems, session, report_row, sid),
+                )
             )
         for derivative in session.exec(select(Derivative)).all():
             found.append(
