@@ -4,13 +4,14 @@ A person's `evidence-agent` command, where it cannot open the station's private 
 sends the operation it would run (a name and its fields) over the daemon's Unix socket. The
 daemon takes the caller from the socket (SO_PEERCRED), never from the request, and runs the
 operation through the table the CLI uses too (review/operations.py). Files the caller reads or
-writes (a retrieval's target, a document to attach) are opened by the caller's own process,
-which passes the descriptors (SCM_RIGHTS): the station's account never opens a path a caller
-chose, and what is written lands with the caller's rights.
+writes (a retrieval's target, a document to attach, every file of a directory of output) are
+opened by the caller's own process, which passes the descriptors (SCM_RIGHTS): the station's
+account never opens a path a caller chose, and what is written lands with the caller's rights.
 
 Conversation on one connection: the client sends {"op", "request"} (with descriptors for the
 files it names); while the operation runs, the daemon may send {"ask": {...}} for a target
-directory's file work, each answered by {"reply": {...}} or {"error": {...}} with descriptors;
+directory's file work ({"target": ...} for copies, {"output": ...} for a directory of output),
+each answered by {"reply": {...}} or {"error": {...}} with descriptors;
 the daemon ends with {"result": ..., "error": null or {...}}.
 """
 

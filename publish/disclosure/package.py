@@ -423,7 +423,10 @@ def _check_complete(package: _Package) -> None:
     if wrong:
         raise IntegrityError(
             f"the package {package.bag} is not the bag written: "
-            + ", ".join(f"{name} ({found.get(name, 'missing')} bytes)" for name in wrong[:5])
+            + ", ".join(
+                f"{name} (found {found.get(name, 'none')}, written {written.get(name, 'none')})"
+                for name in wrong[:5]
+            )
         )
 
 
