@@ -26,6 +26,7 @@ from evidence_agent.services import recorders
 from evidence_agent.services.copy_out import Target
 from evidence_agent.services.guard import record_view, require
 from evidence_agent.services.local_api import Handler, Peer
+from evidence_agent.services.output_directory import LocalDirectory, OutputDirectory
 from evidence_agent.services.roles_changes import RolesEdit, RolesWatch
 from evidence_agent.services.station import Station
 from review import access_log, cases, retention, retrieval, search
@@ -49,6 +50,9 @@ class Call:
     # A file the caller hands to the station (a document to attach), opened by the caller's
     # process; None: this process opens the path itself.
     source: Callable[[str], BinaryIO | None]
+    # A directory a command writes its output in (an audit bundle's parent, a notice site), as
+    # the caller named it: written by the caller's process when they came through the daemon.
+    output: Callable[[str], OutputDirectory]
 
     def text(self, name: str) -> str | None:
         value = self.fields.get(name)
@@ -330,6 +334,35 @@ def _prove(call: Call) -> dict[str, Any]:
     return proof
 
 
+def _audit_export(call: Call) -> dict[str, Any]:
+    """The audit bundle written where the caller named, by the caller's process when they came
+    through the daemon; the export event names the caller."""
+    from evidence_agent.services.audit.export import export_bundle
+
+    dest = Path(call.need("directory"))
+    output = call.output(str(dest.parent))
+    return export_bundle(_as_caller(call), dest, output=output).to_json()
+
+
+def _verify(call: Call) -> Outcome:
+    """The station's custody chain verified against the caller's anchors (read by the caller);
+    a failed audit ends with its exit code, after the report."""
+    from evidence_agent.services.audit.trusted_files import Anchors
+    from evidence_agent.services.audit.verify_station import verify_station
+
+    anchors = Anchors(
+        call.text("trusted_checkpoint"),
+        call.text("trusted_key"),
+        call.text("trusted_checkpoint_name") or "trusted checkpoint",
+    )
+    report = verify_station(call.station, anchors=anchors)
+    if report.intact:
+        return report.to_json(), None
+    failed = EvidenceError("the custody audit failed: see its report")
+    failed.exit_code = report.exit_code
+    return report.to_json(), failed
+
+
 _CASE = (Subject.CASE, "number")
 _CLIP = (Subject.CLIP, "clip")
 _RECORDER = (Subject.RECORDER, "serial")
@@ -445,6 +478,9 @@ OPERATIONS: Mapping[str, Operation] = {
         # Who held which recorder when: the people who may read clips' attribution.
         Operation("recorders.list", Action.SEARCH, _recorders, _RECORDER),
         Operation("prove", Action.PROVE, _prove, _CLIP),
+        Operation("audit.export", Action.AUDIT_EXPORT, _audit_export),
+        # Through the daemon only: on the station itself its owner verifies without a role.
+        Operation("verify", Action.VERIFY, _verify),
     )
 }
 
@@ -464,6 +500,7 @@ def perform(
     *,
     target: Callable[[str], Target],
     source: Callable[[str], BinaryIO | None],
+    output: Callable[[str], OutputDirectory] = lambda path: LocalDirectory(Path(path)),
     table: Mapping[str, Operation] = OPERATIONS,
 ) -> Outcome:
     """Run operation `name` of `table` as `identity`: their roles from the station's roles
@@ -484,7 +521,7 @@ def perform(
             subject_id=subject[:64] if isinstance(subject, str) else None,
             reason=reason.strip() if isinstance(reason, str) else "",
         )
-    call = Call(station, caller, review, fields, target, source)
+    call = Call(station, caller, review, fields, target, source, output)
     result = op.run(call)
     if isinstance(result, tuple):
         return result
@@ -524,6 +561,7 @@ def api_handler(station: Station, table: Mapping[str, Operation] = OPERATIONS) -
             fields,
             target=peer.target,
             source=passed_source(peer.take_fd),
+            output=peer.output,
             table=table,
         )
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from hmac import compare_digest
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
@@ -43,7 +42,7 @@ from evidence_agent.services.audit.logged_rows import (
     notice_problems,
     statistics_problems,
 )
-from evidence_agent.services.audit.trusted_files import read_trusted_checkpoint, read_trusted_key
+from evidence_agent.services.audit.trusted_files import Anchors
 
 if TYPE_CHECKING:
     from evidence_agent.services.station import Station
@@ -59,21 +58,21 @@ class _AuditedLog:
 def verify_station(
     station: Station,
     *,
-    trusted_checkpoint: Path | None = None,
-    trusted_key: Path | None = None,
+    anchors: Anchors | None = None,
 ) -> AuditReport:
     """Verify the live station: steps 1, 2 and 5 of every log in its catalog (this station's
-    first) in one snapshot, then step 4 against the catalog's rows and step 3 against the store."""
+    first) in one snapshot, then step 4 against the catalog's rows and step 3 against the store.
+    `anchors`: the auditor's trusted checkpoint and key, if they gave them."""
+    anchors = anchors or Anchors()
     started = time.perf_counter()
     sid = station.settings.station_id
     report = AuditReport("station", f"{sid} ({station.store.describe()})", datetime.now(UTC))
-    trusted_note = read_trusted_checkpoint(trusted_checkpoint)
-    key = _station_key(report, station, read_trusted_key(trusted_key))
+    trusted_note = anchors.checkpoint
+    key = _station_key(report, station, anchors.verifier())
     # Listed before the catalog is read: an object put before then has its ingest event
     # committed before then, so none is wrongly reported as unknown to the log.
     store_keys = list(station.store.iter_keys())
-    label = str(trusted_checkpoint) if trusted_checkpoint else "trusted checkpoint"
-    audited = _verify_logs(report, station, key, trusted_note, label)
+    audited = _verify_logs(report, station, key, trusted_note, anchors.label)
     checked = 0
     known: set[str] = set()
     for log in audited:
