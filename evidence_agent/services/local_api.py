@@ -282,9 +282,10 @@ def lower_priority() -> None:
 
 
 def _caller_gone(conn: socket.socket) -> bool:
-    """True when the caller closed its end while its request waited in the queue."""
+    """True when the caller closed its connection while its request waited in the queue (a
+    caller that only ended its sending side still waits for the answer)."""
     poller = select.poll()
-    poller.register(conn, select.POLLHUP | select.POLLRDHUP)
+    poller.register(conn, select.POLLHUP)
     return bool(poller.poll(0))
 
 
