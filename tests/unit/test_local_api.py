@@ -15,6 +15,7 @@ import pytest
 from evidence_agent.adapters.api_socket import peer_identity, recv_message, send_message
 from evidence_agent.domain.roles import Identity
 from evidence_agent.errors import ExitCode, PermissionDeniedError, StorageError
+from evidence_agent.services import local_api
 from evidence_agent.services.local_api import REQUEST_NICENESS, ApiServer, Outcome, Peer, call
 
 
@@ -189,3 +190,18 @@ def test_stopping_finishes_the_request_under_way_and_answers_the_queued(tmp_path
     assert answer["result"] is None and "stopping" in answer["error"]["message"]
     assert answer["error"]["exit_code"] == ExitCode.ERROR
     assert gate.ran == ["hold"]
+
+
+def test_a_request_that_waited_too_long_is_answered_busy_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+    monkeypatch.setattr(local_api, "QUEUE_TIMEOUT", 0.0)  # every request has waited too long
+    path = tmp_path / "api.sock"
+    server = ApiServer(path, gate, environ={}, workers=1).start()
+    try:
+        result, error = call(path, "echo", {"n": "1"})
+    finally:
+        server.stop()
+    assert result is None and error is not None and "too busy" in error.message
+    assert error.exit_code == ExitCode.ERROR and gate.ran == []
