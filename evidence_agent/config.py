@@ -85,6 +85,7 @@ class DockSettings:
     sources: tuple[str, ...]
     settle_seconds: float
     max_concurrent: int
+    api_workers: int
     clock_skew_warn_seconds: int
     clear_recorder: bool
     usb_allowlist: tuple[AllowlistEntry, ...]

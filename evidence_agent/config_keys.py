@@ -529,6 +529,16 @@ KEYS: tuple[Key, ...] = (
     Key("dock", "max_concurrent", INTEGER, 8, "Recorders ingested at once.", low=1, high=64),
     Key(
         "dock",
+        "api_workers",
+        INTEGER,
+        4,
+        "Local API requests the daemon serves at once, each on a thread below the docks' CPU "
+        "priority; more callers wait in order for a free one (docs/review.md).",
+        low=1,
+        high=64,
+    ),
+    Key(
+        "dock",
         "clock_skew_warn_seconds",
         INTEGER,
         60,

@@ -123,7 +123,7 @@ def listening_socket(path: Path, environ: Mapping[str, str]) -> tuple[socket.soc
     try:
         sock.bind(str(path))
         os.chmod(path, 0o660)  # bound under the umask (0077): never wider in between
-        sock.listen(64)
+        sock.listen(socket.SOMAXCONN)  # a burst of callers waits, never refused
     except OSError as e:
         sock.close()
         raise StorageError(

@@ -389,7 +389,9 @@ def run_daemon(settings: Settings, api: Callable[[Station], Handler] | None = No
         daemon.start()
         if api is not None:
             try:
-                server = ApiServer(settings.api_socket, api(station)).start()
+                server = ApiServer(
+                    settings.api_socket, api(station), workers=settings.dock.api_workers
+                ).start()
             except EvidenceError as e:
                 # Docking goes on: footage must still come in within 24 hours.
                 log.error("the local API is off: %s", e)

@@ -20,8 +20,11 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import queue
+import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,11 @@ from evidence_agent.services.output_directory import LocalDirectory, OutputDirec
 log = logging.getLogger(__name__)
 
 _IO_TIMEOUT = 120.0  # a caller that stops answering frees its thread after this long
-_MAX_CALLERS = 64  # requests served at once; more wait for a free thread
+# A request that waited this long for a thread is answered "busy" rather than run: its caller
+# has most likely given up, and the queue must not grow without end.
+QUEUE_TIMEOUT = 300.0
+DEFAULT_WORKERS = 4  # the configuration's dock.api_workers sets the daemon's
+REQUEST_NICENESS = 10  # added to a request thread's niceness: below the docks'
 
 Outcome = tuple[Any, EvidenceError | None]  # the result, and the error the command ends with
 # (caller, operation name, its fields, the caller's side of the connection) -> outcome
@@ -232,37 +239,57 @@ def answer_target(target: Target, question: Mapping[str, Any]) -> tuple[dict[str
 
 
 class ApiServer:
-    """Serves the local API on its socket, a thread per request, until stopped."""
+    """Serves the local API on its socket until stopped: every connection accepted at once and
+    queued in order, answered by a fixed pool of request threads at a lower CPU priority than
+    the docks, so that people's requests never take a dock's share of the machine."""
 
     def __init__(
-        self, path: Path, handler: Handler, environ: Mapping[str, str] | None = None
+        self,
+        path: Path,
+        handler: Handler,
+        environ: Mapping[str, str] | None = None,
+        *,
+        workers: int = DEFAULT_WORKERS,
     ) -> None:
         self.path = path
         self.handler = handler
         self.environ = os.environ if environ is None else environ
+        self.workers = workers
         self._sock: socket.socket | None = None
         self._bound = False
         self._stopping = threading.Event()
-        self._slots = threading.BoundedSemaphore(_MAX_CALLERS)
-        self._threads: set[threading.Thread] = set()
-        self._lock = threading.Lock()
+        # (connection, when it was accepted); None tells a request thread to end.
+        self._queue: queue.SimpleQueue[tuple[socket.socket, float] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._acceptor: threading.Thread | None = None
 
     def start(self) -> ApiServer:
         self._sock, self._bound = listening_socket(self.path, self.environ)
         self._sock.settimeout(0.5)  # the accept loop looks at the stop flag this often
+        self._threads = [
+            threading.Thread(target=self._work, name=f"local-api-{n}", daemon=True)
+            for n in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
         self._acceptor = threading.Thread(target=self._accept, name="local-api", daemon=True)
         self._acceptor.start()
-        log.info("local API on %s", self.path if self._bound else "the socket systemd passed")
+        log.info(
+            "local API on %s, %d request threads",
+            self.path if self._bound else "the socket systemd passed",
+            self.workers,
+        )
         return self
 
     def stop(self) -> None:
+        """Accept no more; requests under way finish, those still queued are told the daemon
+        stops (an answer, not a dropped connection)."""
         self._stopping.set()
         if self._acceptor is not None:
             self._acceptor.join()
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
+        for _ in self._threads:
+            self._queue.put(None)  # behind every connection already queued
+        for thread in self._threads:
             thread.join()
         if self._sock is not None:
             self._sock.close()
@@ -279,21 +306,22 @@ class ApiServer:
             except OSError as e:
                 log.error("local API: accept failed: %s", e)
                 continue
-            self._slots.acquire()
-            thread = threading.Thread(target=self._serve, args=(conn,), name="local-api-call")
-            with self._lock:
-                self._threads.add(thread)
-            thread.start()
+            self._queue.put((conn, time.monotonic()))
 
-    def _serve(self, conn: socket.socket) -> None:
-        try:
+    def _work(self) -> None:
+        lower_priority()
+        while (item := self._queue.get()) is not None:
+            conn, accepted = item
             with conn:
                 conn.settimeout(_IO_TIMEOUT)
-                self._answer(conn)
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
-            self._slots.release()
+                if _caller_gone(conn):
+                    continue  # nobody waits for the answer: its place goes to the next
+                if self._stopping.is_set():
+                    _turn_away(conn, "the station's daemon is stopping")
+                elif time.monotonic() - accepted > QUEUE_TIMEOUT:
+                    _turn_away(conn, "the station's daemon is too busy to answer now")
+                else:
+                    self._answer(conn)
 
     def _answer(self, conn: socket.socket) -> None:
         try:
@@ -323,6 +351,38 @@ class ApiServer:
             send_message(conn, reply)
         except OSError as e:
             log.warning("local API: the answer to %s was not delivered: %s", identity.user, e)
+
+
+def lower_priority() -> None:
+    """This thread yields the CPU to the docks: a nicer value for it alone (Linux gives each
+    thread its own)."""
+    tid = threading.get_native_id()
+    try:
+        niceness = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, niceness + REQUEST_NICENESS))
+    except OSError as e:
+        log.warning("local API: requests run at the docks' priority: %s", e)
+
+
+def _caller_gone(conn: socket.socket) -> bool:
+    """True when the caller closed its connection while its request waited in the queue (a
+    caller that only ended its sending side still waits for the answer)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _turn_away(conn: socket.socket, why: str) -> None:
+    """Read the request (a close over unread data would reset the connection before the
+    caller reads why) and answer that it was not run."""
+    error = StorageError(why, remedy="run the command again in a moment")
+    try:
+        _message, fds = recv_message(conn)
+        for fd in fds:
+            os.close(fd)
+        send_message(conn, {"result": None, "error": error_message(error)})
+    except (OSError, EvidenceError, ValueError) as e:
+        log.warning("local API: a request turned away (%s) was not told: %s", why, e)
 
 
 def _fields(message: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -1,12 +1,10 @@
-"""An installed station for end-to-end tests: real OS accounts, the daemon as the service account.
+"""A station installed as a service, for the end-to-end tests of the local API.
 
 Real accounts (useradd, removed afterwards): the service's, a clerk, a supervisor, an auditor
 and an outsider, the last four in the station's socket group. The data directory is the service
-account's alone (0700), the daemon runs as that account with the socket group as its group,
-and each person runs the ordinary `evidence-agent` commands, which reach the station through
-the daemon's local API. The daemon runs 200 days ahead (libfaketime), so that the demo's clips
-are past retention and a deletion can be asked for and approved. Each test module that asks
-for `station` gets its own."""
+account's alone (0700), the daemon runs as that account with the socket group as its group, and
+each person runs the ordinary `evidence-agent` commands, which reach the station through the
+daemon's local API."""
 
 from __future__ import annotations
 
@@ -18,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +36,14 @@ FAKETIME_LIBRARIES = (
 SYSTEM_PYTHON = Path("/usr/bin/python3.11")
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         service_missing(f"{name} is not installed (passwd / util-linux)")
     return found
 
 
-def _sh(*args: str) -> None:
+def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=60)
 
 
@@ -57,72 +55,6 @@ class Accounts:
     auditor: str
     outsider: str
     group: str  # the socket's group: who may connect
-
-
-@pytest.fixture(scope="module")
-def accounts() -> Iterator[Accounts]:
-    if os.geteuid() != 0:
-        pytest.skip("making OS accounts needs root")
-    for name in ("useradd", "userdel", "groupadd", "groupdel", "runuser", "setpriv"):
-        _tool(name)
-    run = uuid.uuid4().hex[:6]  # unique per run: two runs at once do not meet
-    made = Accounts(f"eas{run}", f"eac{run}", f"eap{run}", f"eaa{run}", f"eao{run}", f"eag{run}")
-    created: list[str] = []
-    _sh("groupadd", made.group)
-    try:
-        _sh("useradd", "--system", "-M", "-s", "/usr/sbin/nologin", made.service)
-        created.append(made.service)
-        for person in (made.clerk, made.supervisor, made.auditor, made.outsider):
-            _sh("useradd", "-M", "-s", "/usr/sbin/nologin", "-G", made.group, person)
-            created.append(person)
-        yield made
-    finally:
-        for name in created:
-            subprocess.run(["userdel", name], capture_output=True, timeout=60, check=False)
-        subprocess.run(["groupdel", made.group], capture_output=True, timeout=60, check=False)
-
-
-@pytest.fixture(scope="module")
-def program() -> Iterator[Path]:
-    """`evidence-agent` as other accounts can run it: a venv of the system's Python 3.11 in a
-    world-readable temporary directory, reading this checkout and its installed packages
-    through a bind mount of the checkout there (the checkout may lie under a directory only
-    root may enter, as root's home is)."""
-    if not SYSTEM_PYTHON.exists():
-        service_missing(f"{SYSTEM_PYTHON} is not installed: apt-get install -y python3")
-    if shutil.which("mount") is None:
-        service_missing("mount is not installed (util-linux)")
-    prefix = Path(sys.prefix).resolve()
-    if not prefix.is_relative_to(REPO):
-        service_missing(f"the tests' virtualenv {prefix} is not inside the checkout {REPO}")
-    base = Path(tempfile.mkdtemp(prefix="ea-program-"))
-    repo = base / "repo"
-    repo.mkdir()
-    mounted = False
-    try:
-        base.chmod(0o755)
-        subprocess.run(["mount", "--bind", str(REPO), str(repo)], check=True, timeout=60)
-        mounted = True
-        site = repo / prefix.relative_to(REPO) / "lib" / "python3.11" / "site-packages"
-        subprocess.run(
-            [str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(base / "venv")],
-            check=True,
-            timeout=120,
-        )
-        pth = base / "venv" / "lib" / "python3.11" / "site-packages" / "evidence_agent_test.pth"
-        pth.write_text(f"import site; site.addsitedir({str(site)!r})\n{repo}\n")
-        script = base / "venv" / "bin" / "evidence-agent"
-        script.write_text(
-            f"#!{base / 'venv' / 'bin' / 'python'}\nfrom evidence_agent.cli.app import main\nmain()\n"
-        )
-        script.chmod(0o755)
-        yield script
-    finally:
-        if mounted:
-            subprocess.run(["umount", "--lazy", str(repo)], check=False, timeout=60)
-        # Never delete through a mount that is still there: it is the checkout itself.
-        if not os.path.ismount(repo):
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def faketime_library() -> str:
@@ -172,18 +104,24 @@ class Station:
         return rows
 
 
-def _ready(socket_path: Path, daemon: subprocess.Popen[str]) -> None:
+def _ready(socket_path: Path, daemon: subprocess.Popen[str], log: Path) -> None:
     deadline = time.monotonic() + 90
     while not socket_path.exists():
         if daemon.poll() is not None or time.monotonic() > deadline:
             daemon.kill()
-            _, log = daemon.communicate(timeout=30)
-            pytest.fail(f"the daemon did not serve its socket:\n{log}")
+            daemon.wait(timeout=30)
+            pytest.fail(f"the daemon did not serve its socket:\n{log.read_text()}")
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def station(accounts: Accounts, program: Path) -> Iterator[Station]:
+@contextmanager
+def installed_station(
+    accounts: Accounts, program: Path, *, faketime: str | None = None, **daemon_env: str
+) -> Iterator[Station]:
+    """A station installed as a service: docked once as root (the demo recorder), handed to the
+    service account (data directory 0700), the clerk, supervisor and auditor given their roles in
+    the roles file, the daemon run as the service account with the socket group as its group
+    (`faketime`: that far from now, e.g. "+200d"; `daemon_env`: more of its settings)."""
     if shutil.which("ffmpeg") is None:
         service_missing("ffmpeg is not installed: scripts/setup.sh installs it")
     base = Path(tempfile.mkdtemp(prefix="ea-installed-"))
@@ -200,7 +138,7 @@ def station(accounts: Accounts, program: Path) -> Iterator[Station]:
             [str(EA), *args], env=root_env, capture_output=True, text=True, timeout=300
         )
         assert done.returncode in (0, 1), done.stderr  # 1: the demo's cut-off clip is flagged
-    _sh("chown", "-R", f"{accounts.service}:", str(data), str(run_dir))
+    sh("chown", "-R", f"{accounts.service}:", str(data), str(run_dir))
     data.chmod(0o700)
     roles = data / "roles.toml"  # an administrator's file: root's, read by everyone
     roles.write_text(
@@ -210,22 +148,26 @@ def station(accounts: Accounts, program: Path) -> Iterator[Station]:
     os.chown(roles, 0, 0)
     roles.chmod(0o644)
     made = Station(base, data, sock, accounts, program, [])
-    daemon_env = made.env(
+    env = made.env(
         EVIDENCE_AGENT__DOCK__METRICS_PORT="0",
         EVIDENCE_AGENT__DOCK__SOURCES='["folder"]',
+        **daemon_env,
     )
     # libfaketime preloaded only once the account is the service's (env runs after setpriv):
     # loaded into root's setpriv, it would make shared memory the service cannot open.
-    daemon = subprocess.Popen(
-        ["setpriv", f"--reuid={accounts.service}", f"--regid={accounts.group}", "--clear-groups",
-         "--", "env", f"LD_PRELOAD={faketime_library()}", "FAKETIME=+200d", str(program), "run"],
-        env=daemon_env,
-        cwd=base,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    preload = [f"LD_PRELOAD={faketime_library()}", f"FAKETIME={faketime}"] if faketime else []
+    log = base / "daemon.log"  # a file, not a pipe: a daemon logging under load never blocks
+    with log.open("w") as sink:
+        daemon = subprocess.Popen(
+            ["setpriv", f"--reuid={accounts.service}", f"--regid={accounts.group}",
+             "--clear-groups", "--", "env", *preload, str(program), "run"],
+            env=env,
+            cwd=base,
+            stderr=sink,
+            text=True,
+        )  # fmt: skip
     try:
-        _ready(sock, daemon)
+        _ready(sock, daemon, log)
         clips = made.json_as(accounts.clerk, "clips", "search", "--officer", "100231")
         made.videos = sorted(
             (c for c in clips if c["media_kind"] == "video" and c["duration_seconds"]),
@@ -235,8 +177,8 @@ def station(accounts: Accounts, program: Path) -> Iterator[Station]:
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
-            daemon.communicate(timeout=60)
+            daemon.wait(timeout=60)
         except subprocess.TimeoutExpired:
             daemon.kill()
-            daemon.communicate(timeout=30)
+            daemon.wait(timeout=30)
         shutil.rmtree(base, ignore_errors=True)

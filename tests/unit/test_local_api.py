@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import socket
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,8 +17,9 @@ import pytest
 from evidence_agent.adapters.api_socket import peer_identity, recv_message, send_message
 from evidence_agent.domain.roles import Identity
 from evidence_agent.errors import ExitCode, PermissionDeniedError, StorageError
+from evidence_agent.services import local_api
 from evidence_agent.services.bundle_writer import StationExport, write_bundle
-from evidence_agent.services.local_api import ApiServer, Outcome, Peer, call
+from evidence_agent.services.local_api import REQUEST_NICENESS, ApiServer, Outcome, Peer, call
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 BUNDLE = StationExport(
@@ -149,3 +151,110 @@ def test_peer_credentials_of_a_socket_pair() -> None:
         send_message(a, {"x": 1})
         assert recv_message(b) == ({"x": 1}, [])
         assert peer_identity(b).uid == os.getuid()
+
+
+class Gate:
+    """A handler whose `hold` requests wait until released: the pool's threads kept busy."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.held = threading.Semaphore(0)
+        self.ran: list[str] = []
+        self.niceness: list[int] = []
+
+    def __call__(
+        self, identity: Identity, name: str, fields: Mapping[str, Any], peer: Peer
+    ) -> Outcome:
+        self.niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        if name == "hold":
+            self.held.release()
+            self.release.wait(30)
+        self.ran.append(str(fields.get("n", name)))
+        return {"n": fields.get("n")}, None
+
+
+def _send(path: Path, n: int) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(path))
+    send_message(sock, {"op": "echo", "request": {"n": str(n)}})
+    return sock
+
+
+def test_every_caller_of_a_burst_is_answered_in_order_by_a_few_threads(tmp_path: Path) -> None:
+    gate = Gate()
+    path = tmp_path / "api.sock"
+    server = ApiServer(path, gate, environ={}, workers=2).start()
+    try:
+        holders = [threading.Thread(target=call, args=(path, "hold", {})) for _ in range(2)]
+        for t in holders:
+            t.start()
+        assert gate.held.acquire(timeout=30) and gate.held.acquire(timeout=30)
+        burst = [_send(path, n) for n in range(100)]  # more than the old 64 threads
+        gate.release.set()
+        for n, sock in enumerate(burst):
+            with sock:
+                assert recv_message(sock)[0] == {"result": {"n": str(n)}, "error": None}
+        for t in holders:
+            t.join()
+    finally:
+        server.stop()
+    # The two held requests finish alongside the burst: "hold" may come anywhere.
+    assert sorted((r for r in gate.ran if r != "hold"), key=int) == [str(n) for n in range(100)]
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert set(gate.niceness) == {min(19, base + REQUEST_NICENESS)}  # below this thread's
+
+
+def test_a_queued_caller_that_went_away_is_not_run(tmp_path: Path) -> None:
+    gate = Gate()
+    path = tmp_path / "api.sock"
+    server = ApiServer(path, gate, environ={}, workers=1).start()
+    try:
+        holder = threading.Thread(target=call, args=(path, "hold", {}))
+        holder.start()
+        assert gate.held.acquire(timeout=30)
+        _send(path, 1).close()  # gave up while waiting
+        waiting = _send(path, 2)
+        gate.release.set()
+        with waiting:
+            assert recv_message(waiting)[0]["result"] == {"n": "2"}
+        holder.join()
+    finally:
+        server.stop()
+    assert gate.ran == ["hold", "2"]
+
+
+def test_stopping_finishes_the_request_under_way_and_answers_the_queued(tmp_path: Path) -> None:
+    gate = Gate()
+    path = tmp_path / "api.sock"
+    server = ApiServer(path, gate, environ={}, workers=1).start()
+    outcome: list[Outcome] = []
+    holder = threading.Thread(target=lambda: outcome.append(call(path, "hold", {})))
+    holder.start()
+    assert gate.held.acquire(timeout=30)
+    queued = _send(path, 1)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    gate.release.set()
+    stopper.join(30)
+    holder.join(30)
+    assert not stopper.is_alive() and outcome == [({"n": None}, None)]
+    with queued:
+        answer = recv_message(queued)[0]
+    assert answer["result"] is None and "stopping" in answer["error"]["message"]
+    assert answer["error"]["exit_code"] == ExitCode.ERROR
+    assert gate.ran == ["hold"]
+
+
+def test_a_request_that_waited_too_long_is_answered_busy_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+    monkeypatch.setattr(local_api, "QUEUE_TIMEOUT", 0.0)  # every request has waited too long
+    path = tmp_path / "api.sock"
+    server = ApiServer(path, gate, environ={}, workers=1).start()
+    try:
+        result, error = call(path, "echo", {"n": "1"})
+    finally:
+        server.stop()
+    assert result is None and error is not None and "too busy" in error.message
+    assert error.exit_code == ExitCode.ERROR and gate.ran == []
