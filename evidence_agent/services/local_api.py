@@ -8,24 +8,32 @@ writes (a retrieval's target, a document to attach) are opened by the caller's o
 which passes the descriptors (SCM_RIGHTS): the station's account never opens a path a caller
 chose, and what is written lands with the caller's rights.
 
+A volume to ingest is read the same way: the caller's process lists it and opens each file with
+the station's own safe reader (io/volume_reader.py: no link followed, no device opened, depth
+bounded) and passes the descriptor; the daemon hashes and copies from it (PeerVolume).
+
 Conversation on one connection: the client sends {"op", "request"} (with descriptors for the
 files it names); while the operation runs, the daemon may send {"ask": {...}} for a target
-directory's file work, each answered by {"reply": {...}} or {"error": {...}} with descriptors;
-the daemon ends with {"result": ..., "error": null or {...}}.
+directory's or a volume's file work, each answered by {"reply": {...}} or {"error": {...}} with
+descriptors, and {"progress": bytes} as an ingest reads; the daemon ends with
+{"result": ..., "error": null or {...}}.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import os
 import socket
+import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from evidence_agent.adapters.api_socket import (
+    MAX_REQUEST,
     MAX_RESULT,
     connect,
     error_from,
@@ -35,14 +43,27 @@ from evidence_agent.adapters.api_socket import (
     recv_message,
     send_message,
 )
+from evidence_agent.domain.flags import SkipReason
 from evidence_agent.domain.roles import Identity
 from evidence_agent.errors import EvidenceError, InputError, StorageError
+from evidence_agent.io.volume_reader import (
+    MAX_DEPTH,
+    LocalVolume,
+    SkippedEntry,
+    VolumeFile,
+    VolumeGoneError,
+    VolumeListing,
+)
 from evidence_agent.services.copy_out import DirectoryTarget, Target
 
 log = logging.getLogger(__name__)
 
 _IO_TIMEOUT = 120.0  # a caller that stops answering frees its thread after this long
 _MAX_CALLERS = 64  # requests served at once; more wait for a free thread
+# A volume's listing comes from the caller: large for a recorder of many small files, bounded
+# so that a caller cannot make the daemon hold what it likes.
+_MAX_LISTING = 64 << 20
+_CALLER_GONE = "the command that asked for this ingest stopped while its volume was read"
 
 Outcome = tuple[Any, EvidenceError | None]  # the result, and the error the command ends with
 # (caller, operation name, its fields, the caller's side of the connection) -> outcome
@@ -67,9 +88,11 @@ class Peer:
             os.close(fd)
         self.fds.clear()
 
-    def ask(self, question: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    def ask(
+        self, question: Mapping[str, Any], max_bytes: int = MAX_REQUEST
+    ) -> tuple[dict[str, Any], list[int]]:
         send_message(self.sock, {"ask": dict(question)})
-        answer, fds = recv_message(self.sock)
+        answer, fds = recv_message(self.sock, max_bytes)
         if answer.get("error") is not None:
             for fd in fds:
                 os.close(fd)
@@ -79,6 +102,130 @@ class Peer:
 
     def target(self, path: str) -> PeerTarget:
         return PeerTarget(self, Path(path))
+
+    def volume(self, path: str) -> PeerVolume:
+        return PeerVolume(self, Path(path))
+
+    def progress(self, done: int) -> None:
+        """Bytes an ingest has read, for the caller's progress bar; no answer is awaited."""
+        try:
+            send_message(self.sock, {"progress": done})
+        except OSError as e:
+            raise VolumeGoneError(_CALLER_GONE) from e
+
+
+class PeerVolume:
+    """A recorder volume the caller's process lists and opens (io/volume_reader.VolumeSource):
+    the daemon reads only the descriptors it is passed, never a path the caller named. What
+    the caller sends is checked as coming from anyone: names, sizes, the kind of each file."""
+
+    def __init__(self, peer: Peer, root: Path) -> None:
+        self.peer = peer
+        self.root = root  # the caller's name for it, kept in the catalog as the dock's volume
+
+    def _ask(
+        self, op: str, max_bytes: int = MAX_REQUEST, **fields: Any
+    ) -> tuple[dict[str, Any], list[int]]:
+        try:
+            return self.peer.ask({"volume": op, "path": str(self.root), **fields}, max_bytes)
+        except OSError as e:  # the connection, not the volume: the caller is gone
+            raise VolumeGoneError(_CALLER_GONE) from e
+
+    def listing(self) -> VolumeListing:
+        reply, fds = self._ask("list", _MAX_LISTING)
+        for fd in fds:
+            os.close(fd)
+        try:
+            files = [VolumeFile(_rel(r), _count(n), _count(t)) for r, n, t in reply["files"]]
+            skipped = [
+                SkippedEntry(_rel(r), SkipReason(why), str(detail)[:1000])
+                for r, why, detail in reply["skipped"]
+            ]
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"the volume's listing the command sent is malformed: {e}") from e
+        return VolumeListing(sorted(files, key=lambda f: f.rel), skipped)
+
+    def open_file(self, rel: bytes) -> int:
+        reply, fds = self._ask("open", rel=base64.b64encode(rel).decode())
+        if "refused" in reply or "errno" in reply:
+            for fd in fds:
+                os.close(fd)
+            if "refused" in reply:
+                raise InputError(str(reply["refused"]))
+            if reply.get("gone"):
+                raise VolumeGoneError(f"recorder vanished: {reply.get('strerror')}")
+            raise OSError(int(reply["errno"]), str(reply.get("strerror")))
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise InputError("the command passed no descriptor for a file of its volume")
+        fd = fds[0]
+        # Whatever the caller passed is read only if it is a regular file, from its start: a
+        # pipe or a device would hang or feed the reader without end.
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise InputError("the command passed a descriptor that is not a regular file")
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def gone(self, error: OSError) -> bool:
+        try:
+            reply, fds = self._ask("gone", errno=error.errno, strerror=error.strerror)
+        except EvidenceError:
+            return True  # the caller cannot say: it is gone, and so is the volume to us
+        for fd in fds:
+            os.close(fd)
+        return bool(reply.get("gone"))
+
+
+def _rel(value: Any) -> bytes:
+    """A file's path inside the volume as the caller sent it: relative, without `.` or `..`,
+    no deeper than the reader goes."""
+    try:
+        rel = base64.b64decode(str(value), validate=True)
+    except binascii.Error as e:
+        raise ValueError("a file name is not base64") from e
+    parts = rel.split(b"/")
+    if b"\0" in rel or len(parts) > MAX_DEPTH + 1 or any(p in (b"", b".", b"..") for p in parts):
+        raise ValueError(f"{rel!r} is not a path inside the volume")
+    return rel
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{value!r} is not a size or a time")
+    return value
+
+
+def answer_volume(question: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    """The caller's side of a PeerVolume question: the volume read in this process, with its
+    rights, by the same reader the station uses on its own volumes."""
+    volume = LocalVolume(Path(str(question.get("path"))))
+    op = question.get("volume")
+    if op == "list":
+        listing = volume.listing()
+        return {
+            "files": [[_b64(f.rel), f.size, f.mtime_ns] for f in listing.files],
+            "skipped": [[_b64(s.rel), str(s.reason), s.detail] for s in listing.skipped],
+        }, []
+    if op == "open":
+        rel = base64.b64decode(str(question["rel"]), validate=True)
+        try:
+            return {}, [volume.open_file(rel)]
+        except OSError as e:
+            gone = volume.gone(e)
+            return {"errno": e.errno or 0, "strerror": e.strerror, "gone": gone}, []
+        except InputError as e:
+            return {"refused": e.message}, []
+    if op == "gone":
+        error = OSError(int(question["errno"] or 0), str(question.get("strerror")))
+        return {"gone": volume.gone(error)}, []
+    raise InputError(f"the daemon asked for {op!r}, which this command does not do")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 class PeerTarget:
@@ -256,10 +403,13 @@ def call(
     *,
     target: Path | None = None,
     files: Sequence[Path] = (),
+    volume: Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run `op` at the daemon as this process's account; `target`, a directory this process
-    writes the retrieved files in; `files`, opened here and passed. Returns the result and the
-    error the command must end with (the daemon's, with its exit code)."""
+    writes the retrieved files in; `files`, opened here and passed; `volume`, a recorder volume
+    this process lists and opens for the daemon, `progress` told the bytes read. Returns the
+    result and the error the command must end with (the daemon's, with its exit code)."""
     fds: list[int] = []
     try:
         for file in files:
@@ -272,13 +422,40 @@ def call(
             for fd in fds:
                 os.close(fd)
             fds.clear()
-            return _converse(sock, DirectoryTarget(target) if target is not None else None)
+            answers = _Answers(
+                DirectoryTarget(target) if target is not None else None, volume, progress
+            )
+            return _converse(sock, answers)
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _converse(sock: socket.socket, target: DirectoryTarget | None) -> Outcome:
+class _Answers:
+    """What this process does for the daemon during one call: the questions it may answer."""
+
+    def __init__(
+        self,
+        target: DirectoryTarget | None,
+        volume: Path | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.target = target
+        self.volume = volume
+        self.progress = progress
+
+    def answer(self, question: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        if "volume" in question:
+            # Only the volume this command named: a daemon cannot have it read another path.
+            if self.volume is None or question.get("path") != str(self.volume):
+                raise InputError("the daemon asked for a volume this command did not name")
+            return answer_volume(question)
+        if self.target is None:
+            raise InputError("no target here")
+        return answer_target(self.target, question)
+
+
+def _converse(sock: socket.socket, answers: _Answers) -> Outcome:
     while True:
         try:
             message, fds = recv_message(sock, MAX_RESULT)
@@ -289,15 +466,16 @@ def _converse(sock: socket.socket, target: DirectoryTarget | None) -> Outcome:
             ) from e
         for fd in fds:
             os.close(fd)
+        if "progress" in message:
+            if answers.progress is not None:
+                answers.progress(int(message["progress"]))
+            continue
         question = message.get("ask")
         if question is None:
             error = message.get("error")
             return message.get("result"), (error_from(error) if error else None)
-        if target is None:
-            send_message(sock, {"error": error_message(InputError("no target here"))})
-            continue
         try:
-            reply, passed = answer_target(target, question)
+            reply, passed = answers.answer(question)
         except EvidenceError as e:
             send_message(sock, {"error": error_message(e)})
             continue
