@@ -30,7 +30,7 @@ from evidence_agent.io.volume_reader import (
     error_text,
     volume_text,
 )
-from evidence_agent.io.volume_reader import VolumeSource as VolumeSource
+from evidence_agent.io.volume_reader import VolumeSource as VolumeSource  # for review: no io
 from evidence_agent.services.cataloguing import Cataloguer
 from evidence_agent.services.checkpoint_publishing import publish_checkpoints
 from evidence_agent.services.dock_sessions import (
