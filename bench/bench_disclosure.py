@@ -7,7 +7,7 @@ each), catalogued as stored with their ingest events. Each round, in alternating
             request, approved by a second person, before each run: not timed), which copies
             each original out once verified against its ingest hash, fsyncs it, logs it,
             signs a checkpoint, writes proofs, receipts (HTML and PDF), manifests and checks
-            the bag with the bagit library.
+            that the bag holds exactly the files written.
 The source files' pages are evicted before every run (cold: as clips kept for months are
 read) and every target starts empty with nothing left to write back. The target is a rate at
 least 0.9 of the copy's (medians), with the produce command's peak RSS at most 150 MB (from

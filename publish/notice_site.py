@@ -14,8 +14,13 @@ from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.personal_data import redact
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.services.guard import require
+from evidence_agent.services.output_directory import (
+    LocalDirectory,
+    OutputDirectory,
+    output_directory,
+    write_whole,
+)
 from evidence_agent.services.station import Station
-from publish.files import output_directory, write_whole
 from publish.notices import published_document
 
 KIND_NAMES = {"penalty": "行政处罚", "licence": "行政许可", "other": "其他行政执法决定"}
@@ -30,10 +35,16 @@ article { border-top: 1px solid #ccc; margin-top: 1.5em; padding-top: 0.5em; }
 
 
 def export_notices(
-    station: Station, caller: Caller, directory: Path, reason: str
+    station: Station,
+    caller: Caller,
+    directory: Path,
+    reason: str,
+    *,
+    output: OutputDirectory | None = None,
 ) -> dict[str, Any]:
     """Write index.html and feed.json of every notice published and not withdrawn; only the
-    redacted text is written, and a notice concerning a minor never is."""
+    redacted text is written, and a notice concerning a minor never is. `output`: the
+    directory, by default written by this process (the local API passes the caller's)."""
     require(station, caller, Action.NOTICE_WRITE, reason=reason)
     with station.reading() as session:
         rows = session.exec(
@@ -44,13 +55,15 @@ def export_notices(
             .order_by(col(Notice.published_on).desc(), col(Notice.number))
         ).all()
     notices = [_document(row) for row in rows]
-    target = output_directory(directory)
+    out = output_directory(output or LocalDirectory(directory))
+    target = out.path
     feed = {"station": station.settings.station_id, "notices": notices}
     feed_sha = write_whole(
-        target / "feed.json",
+        out,
+        "feed.json",
         (json.dumps(feed, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode(),
     )
-    index_sha = write_whole(target / "index.html", site_page(notices).encode())
+    index_sha = write_whole(out, "index.html", site_page(notices).encode())
     with station.transaction() as session:
         station.record(
             session,

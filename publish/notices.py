@@ -18,6 +18,7 @@ from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.text import is_plain_text
 from evidence_agent.domain.working_days import WorkingDayCalendar, WorkingDayClock
 from evidence_agent.errors import EvidenceError, InputError, NotFoundError
+from evidence_agent.services.audit.logged_rows import check_notice
 from evidence_agent.services.guard import read_or_refuse, refuse, require
 from evidence_agent.services.station import Station
 
@@ -140,6 +141,7 @@ def _notice_or_refuse(station: Station, caller: Caller, what: str, number: str) 
             raise NotFoundError(
                 f"no notice {number!r}", remedy="`evidence-agent notice list` shows them"
             )
+        check_notice(session, row)  # a minor's notice stays one, whatever the catalog says
         return row
 
     return read_or_refuse(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from evidence_agent.custody.vocabulary import Subject
 from evidence_agent.domain.roles import Action
+from evidence_agent.errors import InputError
 from evidence_agent.services.station import Station
 from publish.clocks_due import clocks_due
 from publish.disclosure.requests import (
@@ -53,7 +56,6 @@ def _decide(approve: bool) -> Callable[[Call], dict[str, Any]]:
 
 _DISCLOSURE = (Subject.DISCLOSURE, "disclosure")
 
-# Producing a package writes a whole directory: it is run on the station itself, for now.
 _OWN: tuple[Operation, ...] = (
     Operation("status", Action.STATUS, lambda call: full_status(call.station)),
     Operation("disclose.request", Action.DISCLOSE_REQUEST, _request),
@@ -72,4 +74,59 @@ _OWN: tuple[Operation, ...] = (
     ),
 )
 
-STATION_OPERATIONS: Mapping[str, Operation] = {**OPERATIONS, **{op.name: op for op in _OWN}}
+
+# ---------------------------------------------------------------- commands that write a directory
+# Each writes through the output directory the call gives (review/operations.py Call.output):
+# the caller's own process makes every file when they came through the daemon.
+
+
+def _notice_export(call: Call) -> dict[str, Any]:
+    from publish.notice_site import export_notices
+
+    directory = call.need("directory")
+    reason = call.text("reason") or ""
+    return export_notices(
+        call.station, call.caller, Path(directory), reason, output=call.output(directory)
+    )
+
+
+def _statistics_report(call: Call) -> dict[str, Any]:
+    from publish.statistics import Period
+    from publish.statistics_report import produce_report
+
+    year, first, last = call.fields.get("year"), call.text("from"), call.text("to")
+    try:
+        period = (
+            Period(date.fromisoformat(first), date.fromisoformat(last))
+            if first is not None and last is not None
+            else Period.of_year(int(str(year)))
+        )
+    except ValueError as e:
+        raise InputError(f"the report's period is not days: {e}") from e
+    directory = call.need("directory")
+    reason = call.text("reason") or ""
+    return produce_report(
+        call.station, call.caller, period, Path(directory), reason, output=call.output(directory)
+    )
+
+
+def _disclose_produce(call: Call) -> dict[str, Any]:
+    from publish.disclosure.package import produce
+
+    bag = call.need("to")
+    return produce(
+        call.station, call.caller, call.need("disclosure"), Path(bag), output=call.output(bag)
+    )
+
+
+_OUTPUTS: tuple[Operation, ...] = (
+    Operation("disclose.produce", Action.DISCLOSE_REQUEST, _disclose_produce, _DISCLOSURE),
+    Operation("notice.export", Action.NOTICE_WRITE, _notice_export, writes=True),
+    Operation("statistics.report", Action.STATISTICS, _statistics_report),
+)
+
+STATION_OPERATIONS: Mapping[str, Operation] = {
+    **OPERATIONS,
+    **{op.name: op for op in _OWN},
+    **{op.name: op for op in _OUTPUTS},
+}

@@ -14,8 +14,13 @@ from evidence_agent.custody.canonical import canonical_json
 from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.services.guard import require
+from evidence_agent.services.output_directory import (
+    LocalDirectory,
+    OutputDirectory,
+    output_directory,
+    write_whole,
+)
 from evidence_agent.services.station import Station
-from publish.files import output_directory, write_whole
 from publish.statistics import Period, figures
 
 FILES = ("statistics.html", "statistics.csv", "statistics.json")
@@ -25,18 +30,27 @@ _LABEL = 180
 
 
 def produce_report(
-    station: Station, caller: Caller, period: Period, directory: Path, reason: str = ""
+    station: Station,
+    caller: Caller,
+    period: Period,
+    directory: Path,
+    reason: str = "",
+    *,
+    output: OutputDirectory | None = None,
 ) -> dict[str, Any]:
-    """Compute the figures, write the three files and log their hashes (one custody event)."""
+    """Compute the figures, write the three files and log their hashes (one custody event).
+    `output`: the directory, by default written by this process (the local API passes the
+    caller's)."""
     require(station, caller, Action.STATISTICS, reason=reason)
     now = station.clock.now()
     data = figures(station, period, now)
-    target = output_directory(directory)
+    out = output_directory(output or LocalDirectory(directory))
+    target = out.path
     json_bytes = canonical_json(data)
     hashes = {
-        "statistics.json": write_whole(target / "statistics.json", json_bytes),
-        "statistics.csv": write_whole(target / "statistics.csv", csv_text(data).encode()),
-        "statistics.html": write_whole(target / "statistics.html", html_page(data).encode()),
+        "statistics.json": write_whole(out, "statistics.json", json_bytes),
+        "statistics.csv": write_whole(out, "statistics.csv", csv_text(data).encode()),
+        "statistics.html": write_whole(out, "statistics.html", html_page(data).encode()),
     }
     with station.transaction() as session:
         session.add(

@@ -14,6 +14,7 @@ from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.working_days import WorkingDayCalendar, WorkingDayClock
 from evidence_agent.errors import EvidenceError, InputError
+from evidence_agent.services.audit.logged_rows import check_legal_reviews
 from evidence_agent.services.guard import read_or_refuse, refuse, require
 from evidence_agent.services.station import Station
 from review.case_coverage import case_coverage, incomplete_error, incomplete_override
@@ -36,11 +37,17 @@ def _checked(station: Station, caller: Caller, action: Action, ref: str, reason:
     require(station, caller, action, subject_kind=Subject.CASE, subject_id=ref[:64], reason=reason)
     if not reason.strip():
         _refuse(station, caller, action.value, InputError("a reason is needed"), ref[:64])
+
+    def read(session: Session) -> Case:
+        case = get_case(session, ref)
+        check_legal_reviews(session, case)  # the clock and opinion as logged, not as edited
+        return case
+
     return read_or_refuse(
         station,
         caller,
         action.value,
-        lambda session: get_case(session, ref),
+        read,
         subject_kind=Subject.CASE,
         subject_id=ref[:64],
         reason=reason,

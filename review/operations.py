@@ -33,12 +33,16 @@ from evidence_agent.services.ingest import (
 )
 from evidence_agent.services.ingest_report import ProgressCallback
 from evidence_agent.services.local_api import Handler, Peer
-from evidence_agent.services.roles_changes import RolesWatch
+from evidence_agent.services.output_directory import LocalDirectory, OutputDirectory
+from evidence_agent.services.roles_changes import RolesEdit, RolesWatch
 from evidence_agent.services.station import Station
 from review import access_log, cases, retention, retrieval, search
 from review.settings import ReviewSettings, load_station_roles
 
 Outcome = tuple[Any, EvidenceError | None]  # the result, and the error the command ends with
+# An administrator's `roles grant`/`revoke`, recorded by the daemon under the caller's name.
+# Not in the table: no role allows it; only root or the roles file's owner, who wrote the file.
+RECORD_ROLES_EDIT = "roles.record"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class Call:
     # A file the caller hands to the station (a document to attach), opened by the caller's
     # process; None: this process opens the path itself.
     source: Callable[[str], BinaryIO | None]
+    # A directory a command writes its output in (an audit bundle's parent, a notice site), as
+    # the caller named it: written by the caller's process when they came through the daemon.
+    output: Callable[[str], OutputDirectory]
     # A recorder volume the caller names, read by the caller's process; None: no volume here.
     volume: Callable[[str], VolumeSource] | None = None
     progress: ProgressCallback | None = None  # bytes an ingest has read, told to the caller
@@ -378,6 +385,35 @@ def _prove(call: Call) -> dict[str, Any]:
     return proof
 
 
+def _audit_export(call: Call) -> dict[str, Any]:
+    """The audit bundle written where the caller named, by the caller's process when they came
+    through the daemon; the export event names the caller."""
+    from evidence_agent.services.audit.export import export_bundle
+
+    dest = Path(call.need("directory"))
+    output = call.output(str(dest.parent))
+    return export_bundle(_as_caller(call), dest, output=output).to_json()
+
+
+def _verify(call: Call) -> Outcome:
+    """The station's custody chain verified against the caller's anchors (read by the caller);
+    a failed audit ends with its exit code, after the report."""
+    from evidence_agent.services.audit.trusted_files import Anchors
+    from evidence_agent.services.audit.verify_station import verify_station
+
+    anchors = Anchors(
+        call.text("trusted_checkpoint"),
+        call.text("trusted_key"),
+        call.text("trusted_checkpoint_name") or "trusted checkpoint",
+    )
+    report = verify_station(call.station, anchors=anchors)
+    if report.intact:
+        return report.to_json(), None
+    failed = EvidenceError("the custody audit failed: see its report")
+    failed.exit_code = report.exit_code
+    return report.to_json(), failed
+
+
 _CASE = (Subject.CASE, "number")
 _CLIP = (Subject.CLIP, "clip")
 _RECORDER = (Subject.RECORDER, "serial")
@@ -500,6 +536,9 @@ OPERATIONS: Mapping[str, Operation] = {
         # Who held which recorder when: the people who may read clips' attribution.
         Operation("recorders.list", Action.SEARCH, _recorders, _RECORDER),
         Operation("prove", Action.PROVE, _prove, _CLIP),
+        Operation("audit.export", Action.AUDIT_EXPORT, _audit_export),
+        # Through the daemon only: on the station itself its owner verifies without a role.
+        Operation("verify", Action.VERIFY, _verify),
     )
 }
 
@@ -519,6 +558,7 @@ def perform(
     *,
     target: Callable[[str], Target],
     source: Callable[[str], BinaryIO | None],
+    output: Callable[[str], OutputDirectory] = lambda path: LocalDirectory(Path(path)),
     volume: Callable[[str], VolumeSource] | None = None,
     progress: ProgressCallback | None = None,
     table: Mapping[str, Operation] = OPERATIONS,
@@ -541,7 +581,7 @@ def perform(
             subject_id=subject[:64] if isinstance(subject, str) else None,
             reason=reason.strip() if isinstance(reason, str) else "",
         )
-    call = Call(station, caller, review, fields, target, source, volume, progress)
+    call = Call(station, caller, review, fields, target, source, output, volume, progress)
     result = op.run(call)
     if isinstance(result, tuple):
         return result
@@ -568,6 +608,11 @@ def api_handler(station: Station, table: Mapping[str, Operation] = OPERATIONS) -
     watch.check()
 
     def handle(identity: Identity, name: str, fields: Mapping[str, Any], peer: Peer) -> Outcome:
+        if name == RECORD_ROLES_EDIT:
+            # Root's own edit, logged under root's name; the kernel, not a role, says who may.
+            caller = caller_for(identity, load_station_roles(station.settings.data_dir).roles)
+            edit = RolesEdit.from_json(fields)
+            return watch.record_edit(caller, peer.login_user(), edit), None
         watch.check()
         return perform(
             station,
@@ -576,6 +621,7 @@ def api_handler(station: Station, table: Mapping[str, Operation] = OPERATIONS) -
             fields,
             target=peer.target,
             source=passed_source(peer.take_fd),
+            output=peer.output,
             volume=peer.volume,
             progress=peer.progress,
             table=table,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evidence_agent.adapters.os_accounts import identity_of_uid
+from evidence_agent.adapters.os_accounts import identity_of_uid, login_user
 from evidence_agent.domain.roles import Identity
 from evidence_agent.errors import EvidenceError, ExitCode, InputError, StorageError
 
@@ -83,6 +83,14 @@ def peer_identity(sock: socket.socket) -> Identity:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     _pid, uid, _gid = _UCRED.unpack(raw)
     return identity_of_uid(uid)
+
+
+def peer_login_user(sock: socket.socket) -> str | None:
+    """The account that logged in to the connected process's session (its kernel login uid):
+    the person behind `sudo`. The process waits for its answer, so its pid is still its own."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, _uid, _gid = _UCRED.unpack(raw)
+    return login_user(pid)
 
 
 def error_message(error: EvidenceError) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+from pathlib import Path
 
 from evidence_agent.domain.roles import Identity
 
@@ -40,3 +41,23 @@ def _group_names(gids: set[int]) -> frozenset[str]:
         except KeyError:
             groups.add(f"gid{gid}")
     return frozenset(groups)
+
+
+_UNSET_LOGINUID = 0xFFFFFFFF  # (uid_t)-1: the process descends from no login session
+
+
+def login_user(pid: int | None = None) -> str | None:
+    """The account that logged in to the session a process runs in (the kernel's audit login
+    uid, /proc/PID/loginuid): the person behind `sudo`, which keeps it, and which no
+    unprivileged process can change. None outside a login session. `pid` None: this process."""
+    where = "self" if pid is None else str(pid)
+    try:
+        uid = int(Path(f"/proc/{where}/loginuid").read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+    if uid == _UNSET_LOGINUID:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid{uid}"

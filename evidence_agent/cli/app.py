@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 
-from evidence_agent.cli import audit, clocks, disclose, recorders, review, storage
+from evidence_agent.cli import audit, clocks, disclose, recorders, review, roles, storage
 from evidence_agent.cli.clocks import clocks_text
 from evidence_agent.cli.common import (
     Context,
@@ -53,7 +53,7 @@ app.add_typer(clips_app, name="clips")
 app.add_typer(config_app, name="config")
 app.add_typer(dock_app, name="dock")
 # The command groups besides the station's own commands below, each adding itself to the app.
-for group in (recorders, review, audit, storage, clocks, disclose):
+for group in (recorders, review, audit, storage, clocks, disclose, roles):
     group.register(app)
 
 log = logging.getLogger("evidence_agent")

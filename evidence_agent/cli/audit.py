@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
-from evidence_agent.cli.common import JsonOption, emit_json, open_station, settings_of
+from evidence_agent.cli.common import JsonOption, can_open, emit_json, open_station, settings_of
 from evidence_agent.cli.display import text_lines
-from evidence_agent.cli.review import review_session, run_operation
-from evidence_agent.domain.roles import Action
+from evidence_agent.cli.review import run_operation
 from evidence_agent.errors import ExitCode, StorageError
 from evidence_agent.io.atomic import write_atomically
-from evidence_agent.services.guard import require
-
-if TYPE_CHECKING:
-    from evidence_agent.custody.audit_report import AuditReport
 
 audit_app = typer.Typer(
     help="Audit bundles: everything an outside verifier needs.", no_args_is_help=True
@@ -59,23 +54,22 @@ def export_command(
     as_json: JsonOption = False,
 ) -> None:
     """Export the custody log, every checkpoint, the public key and the catalog rows for an auditor."""
-    from evidence_agent.services.audit.export import export_bundle
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        require(station, caller, Action.AUDIT_EXPORT)
-        summary = export_bundle(station, directory)
+    # Run here or by the daemon for a caller of its local API; the files are written by this
+    # process either way, with the caller's rights.
+    dest = directory.absolute()
+    summary = run_operation(ctx, "audit.export", {"directory": str(dest)}, output=dest.parent)
     if as_json:
-        emit_json(summary.to_json())
+        emit_json(summary)
         return
     out = sys.stdout
-    out.write(f"audit bundle written to {summary.path} ({summary.files} files)\n")
-    for s in summary.stations:
+    out.write(f"audit bundle written to {summary['path']} ({summary['files']} files)\n")
+    for s in summary["stations"]:
         out.write(
-            f"  station {s.station_id}: {s.entries} entries, {s.checkpoints} checkpoint(s), "
-            f"latest size {s.latest_checkpoint}\n"
+            f"  station {s['id']}: {s['entries']} entries, {s['checkpoints']} checkpoint(s), "
+            f"latest size {s['latest_checkpoint']}\n"
         )
     out.write(
-        f"check it anywhere with: evidence-agent verify --bundle {summary.path} "
+        f"check it anywhere with: evidence-agent verify --bundle {summary['path']} "
         "--trusted-key station.vkey\n"
         f"  (station.vkey: this station's public key, {settings_of(ctx).key_dir}/station.vkey, "
         "handed to the auditor apart from the bundle; without --trusted-key the bundle's own "
@@ -115,59 +109,87 @@ def verify_command(
 
         report = verify_bundle(
             bundle, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
-        )
+        ).to_json()
     else:
+        report = _verify_station(ctx, trusted_checkpoint, trusted_key)
+    if as_json:
+        emit_json(report)
+    else:
+        sys.stdout.write(report_text(report))
+    if not report["intact"]:
+        raise typer.Exit(int(report["exit_code"]))
+
+
+def _verify_station(
+    ctx: typer.Context, trusted_checkpoint: Path | None, trusted_key: Path | None
+) -> dict[str, Any]:
+    """The station's report: verified here by an account that can open the station (its owner,
+    no role asked), else by the daemon for a supervisor or auditor. The anchors are read here,
+    with the caller's rights, either way."""
+    from evidence_agent.services.audit.trusted_files import Anchors
+
+    anchors = Anchors.read(trusted_checkpoint, trusted_key)
+    settings = settings_of(ctx)
+    if can_open(settings.data_dir):
         from evidence_agent.services.audit.verify_station import verify_station
 
         with open_station(ctx, create=False) as station:
-            report = verify_station(
-                station, trusted_checkpoint=trusted_checkpoint, trusted_key=trusted_key
-            )
-    if as_json:
-        emit_json(report.to_json())
-    else:
-        sys.stdout.write(report_text(report))
-    if not report.intact:
-        raise typer.Exit(int(report.exit_code))
+            return verify_station(station, anchors=anchors).to_json()
+    from evidence_agent.services.local_api import call
+
+    fields = {
+        "trusted_checkpoint": anchors.checkpoint,
+        "trusted_checkpoint_name": anchors.label,
+        "trusted_key": anchors.key,
+    }
+    report, error = call(settings.api_socket, "verify", fields)
+    if not isinstance(report, dict):
+        raise error or StorageError("the station's daemon sent no report")
+    return report
 
 
 _STATUS = {"passed": "ok", "failed": "FAILED", "limited": "limited", "skipped": "skipped"}
 
 
-def report_text(report: AuditReport) -> str:
-    """The verification report for people: steps, then every failing item."""
-    lines = [f"custody audit of {report.source} {report.location}"]
-    for log in report.logs:
-        lines.append(f"  log {log.origin}: {log.entries} entries, {log.checkpoints} checkpoint(s)")
-        lines.append(f"    key {log.key or '(none usable)'}")
-        if log.latest_size is not None and log.latest_root is not None:
-            root = log.to_json()["latest_checkpoint"]["root_hash"]
-            lines.append(f"    latest checkpoint: size {log.latest_size}, root {root}")
-    for step in report.steps.values():
-        status = _STATUS.get(step.status, step.status)
-        detail = f"  {step.detail}" if step.detail else ""
-        lines.append(f"  [{status:>7}] {step.number} {step.title}{detail}")
-    for note in report.notes:
+def report_text(report: dict[str, Any]) -> str:
+    """The verification report for people (from its JSON): steps, then every failing item."""
+    lines = [f"custody audit of {report['source']} {report['location']}"]
+    for log in report["logs"]:
+        lines.append(
+            f"  log {log['origin']}: {log['entries']} entries, {log['checkpoints']} checkpoint(s)"
+        )
+        lines.append(f"    key {log['verifier_key'] or '(none usable)'}")
+        latest = log["latest_checkpoint"]
+        if latest is not None:
+            lines.append(
+                f"    latest checkpoint: size {latest['size']}, root {latest['root_hash']}"
+            )
+    for step in report["steps"]:
+        status = _STATUS.get(step["status"], step["status"])
+        detail = f"  {step['detail']}" if step["detail"] else ""
+        lines.append(f"  [{status:>7}] {step['step']} {step['title']}{detail}")
+    for note in report["notes"]:
         lines.append(f"  note: {note}")
-    if report.intact and report.key_from_bundle:
+    if report["intact"] and report["key_from_bundle"]:
         lines.append(
             "INTACT, with the key the bundle carries itself: this proves the bundle whole, not "
             "who signed it (a bundle re-signed with another key passes too); give "
             "--trusted-key with the station's station.vkey, obtained apart from the bundle"
         )
         return text_lines(lines)
-    if report.intact:
+    if report["intact"]:
         lines.append("INTACT")
         return text_lines(lines)
-    total = len(report.findings) + report.findings_dropped
+    findings = report["findings"]
+    total = len(findings) + report["findings_not_listed"]
     lines.append(f"FAILED: {total} item(s)")
-    for finding in report.findings[:MAX_PRINTED]:
-        where = f"{finding.station}: " if finding.station else ""
-        lines.append(f"  step {finding.step}  {where}{finding.item}: {finding.message}")
+    for finding in findings[:MAX_PRINTED]:
+        where = f"{finding['station']}: " if finding["station"] else ""
+        lines.append(f"  step {finding['step']}  {where}{finding['item']}: {finding['message']}")
     if total > MAX_PRINTED:
         lines.append(f"  ... {total - MAX_PRINTED} more (--json lists them all)")
-    verdict = "INTEGRITY FAILURE" if report.exit_code == ExitCode.INTEGRITY else "NOT VERIFIED"
-    lines.append(verdict)
+    failed = report["exit_code"] == ExitCode.INTEGRITY
+    lines.append("INTEGRITY FAILURE" if failed else "NOT VERIFIED")
     return text_lines(lines)
 
 

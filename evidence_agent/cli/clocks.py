@@ -10,7 +10,7 @@ import typer
 
 from evidence_agent.cli.common import JsonOption
 from evidence_agent.cli.display import text_lines
-from evidence_agent.cli.review import ReasonOption, emit, review_session
+from evidence_agent.cli.review import ReasonOption, emit, review_session, run_operation
 from evidence_agent.errors import InputError
 
 legal_review_app = typer.Typer(
@@ -257,10 +257,9 @@ def notice_export(
     as_json: JsonOption = False,
 ) -> None:
     """Write the publication platform's static site and JSON feed (redacted notices only)."""
-    from publish.notice_site import export_notices
-
-    with review_session(ctx) as (station, caller, _):
-        result = export_notices(station, caller, directory, reason or "")
+    # Written by this process, with the caller's rights, here or through the daemon.
+    fields = {"directory": str(directory.absolute()), "reason": reason}
+    result = run_operation(ctx, "notice.export", fields, output=directory.absolute())
     _out(as_json, result, [f"{result['notices']} notice(s) written to {result['directory']}"])
 
 
@@ -279,19 +278,23 @@ def statistics_report(
 ) -> None:
     """Statistics of recording practice, legal review and notices for a year or a period;
     the files' hashes go into the custody log."""
-    from publish.statistics import Period
-    from publish.statistics_report import produce_report
-
     first, last = _day(since, "--from"), _day(until, "--to")
     if year is not None and first is None and last is None:
-        period = Period.of_year(year)
+        start, end = f"{year:04d}-01-01", f"{year:04d}-12-31"
     elif year is None and first is not None and last is not None and first <= last:
-        period = Period(first, last)
+        start, end = first.isoformat(), last.isoformat()
     else:
         raise InputError("give --year, or --from and --to (--to not before --from)")
-    with review_session(ctx, create=False) as (station, caller, _):
-        result = produce_report(station, caller, period, out, reason or "")
-    lines = [f"statistics {period.start} to {period.end} written to {result['directory']}"]
+    # Written by this process, with the caller's rights, here or through the daemon.
+    fields = {
+        "directory": str(out.absolute()),
+        "year": year,
+        "from": None if year is not None else start,
+        "to": None if year is not None else end,
+        "reason": reason,
+    }
+    result = run_operation(ctx, "statistics.report", fields, output=out.absolute())
+    lines = [f"statistics {start} to {end} written to {result['directory']}"]
     lines += [f"  {name}  sha256 {digest}" for name, digest in result["files"].items()]
     _out(as_json, {k: result[k] for k in ("directory", "files")}, lines)
 

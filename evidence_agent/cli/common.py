@@ -58,7 +58,9 @@ def open_station(
     station there, not quietly make a new one (and a new signing key)."""
     from evidence_agent.services.station import open_station as open_configured
 
-    station = open_configured(settings_of(ctx), actor=actor, create=create, sign_acts=sign_acts)
+    settings = settings_of(ctx)
+    station_account_only(ctx, settings)
+    station = open_configured(settings, actor=actor, create=create, sign_acts=sign_acts)
     # Modules, ORM mappings and the station live as long as the command: leave them out of
     # the collector's scans (a full scan of them costs tens of ms, every few seconds of ingest).
     gc.freeze()
@@ -100,6 +102,28 @@ def run_through_daemon(settings: Settings, name: str, fields: dict[str, Any]) ->
     if error is not None:
         raise error
     return result
+
+
+def station_account_only(ctx: typer.Context, settings: Settings) -> None:
+    """Refuse, saying why and whose it is, a command that is the station's own work (`store`,
+    `custody checkpoint`, `storage check`) when this account cannot open the data directory:
+    on an installed station it is the service account's, and the daemon does this work."""
+    if can_open(settings.data_dir):
+        return
+    import pwd
+
+    from evidence_agent.errors import PermissionDeniedError
+
+    try:
+        owner = pwd.getpwuid(settings.data_dir.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        owner = "the station's account"
+    raise PermissionDeniedError(
+        f"`{ctx.command_path}` is the station's own work, and its data directory "
+        f"{settings.data_dir} is {owner}'s alone",
+        remedy=f"the daemon does it by itself (systemctl status evidence-agent); to run it by "
+        f"hand, as that account: sudo -u {owner} {ctx.command_path}",
+    )
 
 
 def can_open(data_dir: Path) -> bool:

@@ -112,10 +112,11 @@ def produce(
     """Write an approved disclosure as a BagIt package with proofs, verifier and receipts.
 
     Exit 3 when a stored copy fails its hash: no package is left."""
-    from publish.disclosure.package import produce as run_produce
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        shown = run_produce(station, caller, disclosure, to)
+    # Written by this process, with the caller's rights, here or through the daemon: the
+    # daemon copies each clip through a descriptor this process opened.
+    bag = to.absolute()
+    fields = {"disclosure": disclosure, "to": str(bag)}
+    shown = run_operation(ctx, "disclose.produce", fields, output=bag)
     emit(as_json, shown, _text(shown))
 
 

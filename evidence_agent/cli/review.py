@@ -63,17 +63,20 @@ def call_operation(
     fields: dict[str, Any],
     *,
     target: Path | None = None,
+    output: Path | None = None,
     files: Sequence[Path] = (),
 ) -> Outcome:
     """Run a review operation (review/operations.py) as the calling OS user: on the station
     opened here, or, where this account cannot open the station's data directory (a station
     installed as a service), by the daemon over its local API, which names the caller from the
-    kernel. Either way the same operation, guard and result."""
+    kernel. Either way the same operation, guard and result. `target`, `output`: the
+    directories the operation writes (a retrieval's, a command's output), written by this
+    process either way; `files`: those it reads."""
     settings = root_context(ctx).settings
     if not can_open(settings.data_dir):
         from evidence_agent.services.local_api import call
 
-        return call(settings.api_socket, name, fields, target=target, files=files)
+        return call(settings.api_socket, name, fields, target=target, output=output, files=files)
     from evidence_agent.adapters.os_accounts import current_identity
     from evidence_agent.services.copy_out import DirectoryTarget
     from evidence_agent.services.roles_changes import RolesWatch

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from evidence_agent.cli.common import JsonOption, settings_of
+from evidence_agent.cli.common import JsonOption, settings_of, station_account_only
 from evidence_agent.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def check_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     )
 
     settings = settings_of(ctx)
+    station_account_only(ctx, settings)
     store = build_store(settings)
     result = check_store(store)
     if result.backend == "s3" and result.ok:

@@ -405,6 +405,7 @@ class EventType(StrEnum):
         "roles.changed",
         Subject.STATION,
         ("file", "old_sha256", "new_sha256", "owner", "mode"),
+        ("user", "granted", "revoked", "login_user"),
     )
 
     def event(

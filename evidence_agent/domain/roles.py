@@ -39,6 +39,7 @@ class Action(StrEnum):
     DISCLOSE_APPROVE = "disclose_approve"  # approve or refuse another person's disclosure
     AUDIT_EXPORT = "audit_export"  # the custody log, checkpoints and catalog rows, exported
     PROVE = "prove"  # inclusion proofs of a clip's custody events
+    VERIFY = "verify"  # the station's custody chain checked: log, checkpoints, objects, catalog
     STATUS = "status"  # the station's backlog, 24-hour rule per unit and officer, case files due
     # Acts that say whom footage belongs to:
     RECORDER_REGISTER = "recorder_register"  # enrol a recorder, assign it to an officer, unassign
@@ -74,6 +75,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     # readers. A proof shows one clip's events, for whoever may search and hand footage over.
     Action.AUDIT_EXPORT: frozenset({Role.SUPERVISOR, Role.AUDITOR}),
     Action.PROVE: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
+    # Its findings name clips, cases and the log's entries: the access log's readers too.
+    Action.VERIFY: frozenset({Role.SUPERVISOR, Role.AUDITOR}),
     Action.STATUS: frozenset({Role.CLERK, Role.SUPERVISOR, Role.AUDITOR}),
     # The registry says who held each recorder when, so whose footage each clip is: kept by
     # supervisors, and by admins, who set the station up (it touches no footage).

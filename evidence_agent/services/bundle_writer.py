@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,12 @@ from evidence_agent.custody.bundle import (
     verifier_key_path,
 )
 from evidence_agent.errors import InputError, IntegrityError, StorageError
-from evidence_agent.io.atomic import fsync_dir
+from evidence_agent.services.output_directory import (
+    FILE,
+    FULL,
+    LocalDirectory,
+    OutputDirectory,
+)
 
 
 @dataclass(frozen=True)
@@ -82,40 +86,39 @@ def write_bundle(
     *,
     created_at: datetime,
     created_by: str,
+    output: OutputDirectory | None = None,
 ) -> BundleSummary:
     """Write a bundle at ``dest`` (absent or an empty directory), all or nothing.
 
     The files are written into a hidden sibling directory, synced, and renamed into place, so
-    an interrupted export never leaves something that looks like a bundle.
+    an interrupted export never leaves something that looks like a bundle. `output`: the
+    directory holding ``dest``, by default written by this process; the local API passes one
+    the caller's own process writes.
     """
     ids = [s.station_id for s in stations]
     check_station_ids(ids)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    out = output or LocalDirectory(dest.parent)
+    if out.state(dest.name) in (FULL, FILE):
         raise InputError(
             f"{dest} already exists and is not an empty directory",
             remedy="give a new directory name; a bundle is never written over another",
         )
+    staging = f".{dest.name}.partial-{uuid.uuid4().hex}"
+    out.make("")
+    out.make(staging)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex}"
-        tmp.mkdir()
-    except OSError as e:
-        raise StorageError(f"cannot create the bundle directory {dest}: {e.strerror}") from e
-    try:
-        writer = _Writer(tmp)
+        writer = _Writer(out, staging)
         summaries = tuple(_write_station(writer, s) for s in stations)
         writer.write(MANIFEST_FILE, manifest_line(ids, created_at, created_by))
         writer.write(SUMS_FILE, sums_text(writer.digests), record=False)
         writer.sync_dirs()
-        if dest.exists():
-            dest.rmdir()
-        tmp.rename(dest)
-        fsync_dir(dest.parent)
+        out.rename(staging, dest.name)
+        out.sync("")
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        out.remove(staging)
         raise StorageError(f"cannot write the bundle at {dest}: {e.strerror or e}") from e
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        out.remove(staging)
         raise
     return BundleSummary(dest, len(writer.digests) + 1, writer.bytes, summaries)
 
@@ -167,27 +170,26 @@ class _HashingFile:
 class _Writer:
     """Creates files under a root, hashing what it writes and syncing every file and directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, out: OutputDirectory, root: str) -> None:
+        self.out = out
         self.root = root
         self.digests: dict[str, str] = {}
         self.bytes = 0
-        self._dirs: set[Path] = {root}
+        self._dirs: set[str] = {root}
 
-    def mkdir(self, rel: str) -> Path:
-        path = self.root / rel
-        path.mkdir(parents=True, exist_ok=True)
-        p = path
-        while p != self.root:
-            self._dirs.add(p)
-            p = p.parent
-        return path
+    def mkdir(self, rel: str) -> None:
+        path = f"{self.root}/{rel}"
+        self.out.make(path)
+        while path != self.root:
+            self._dirs.add(path)
+            path = path.rpartition("/")[0]
 
     @contextlib.contextmanager
     def open(self, rel: str, *, record: bool = True) -> Iterator[_HashingFile]:
         parent = rel.rpartition("/")[0]
         if parent:
             self.mkdir(parent)
-        with (self.root / rel).open("xb") as f:
+        with os.fdopen(self.out.create(f"{self.root}/{rel}", 0o666), "wb") as f:
             hashing = _HashingFile(f)
             yield hashing
             f.flush()
@@ -201,5 +203,5 @@ class _Writer:
             out.write(data)
 
     def sync_dirs(self) -> None:
-        for path in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
-            fsync_dir(path)
+        for path in sorted(self._dirs, key=lambda p: p.count("/"), reverse=True):
+            self.out.sync(path)

@@ -237,8 +237,8 @@ def copy_verified_into(
     chunk_bytes: int,
     what: str,
 ) -> Path:
-    """copy_verified into a directory this process writes itself (a disclosure package, a
-    working directory): the temporary file's path."""
+    """copy_verified into a directory this process writes itself (a working directory): the
+    temporary file's path."""
     return directory / copy_verified(
         station, sha256, size, check, DirectoryTarget(directory), chunk_bytes, what
     )

@@ -4,9 +4,9 @@ A person's `evidence-agent` command, where it cannot open the station's private 
 sends the operation it would run (a name and its fields) over the daemon's Unix socket. The
 daemon takes the caller from the socket (SO_PEERCRED), never from the request, and runs the
 operation through the table the CLI uses too (review/operations.py). Files the caller reads or
-writes (a retrieval's target, a document to attach) are opened by the caller's own process,
-which passes the descriptors (SCM_RIGHTS): the station's account never opens a path a caller
-chose, and what is written lands with the caller's rights.
+writes (a retrieval's target, a document to attach, every file of a directory of output) are
+opened by the caller's own process, which passes the descriptors (SCM_RIGHTS): the station's
+account never opens a path a caller chose, and what is written lands with the caller's rights.
 
 A volume to ingest is read the same way: the caller's process lists it and opens each file with
 the station's own safe reader (io/volume_reader.py: no link followed, no device opened, depth
@@ -14,8 +14,9 @@ bounded) and passes the descriptor; the daemon hashes and copies from it (PeerVo
 
 Conversation on one connection: the client sends {"op", "request"} (with descriptors for the
 files it names); while the operation runs, the daemon may send {"ask": {...}} for a target
-directory's or a volume's file work, each answered by {"reply": {...}} or {"error": {...}} with
-descriptors, and {"progress": bytes} as an ingest reads; the daemon ends with
+directory's file work ({"target": ...} for copies, {"output": ...} for a directory of output,
+{"volume": ...} for a volume to ingest), each answered by {"reply": {...}} or {"error": {...}}
+with descriptors, and {"progress": bytes} as an ingest reads; the daemon ends with
 {"result": ..., "error": null or {...}}.
 """
 
@@ -40,6 +41,7 @@ from evidence_agent.adapters.api_socket import (
     error_message,
     listening_socket,
     peer_identity,
+    peer_login_user,
     recv_message,
     send_message,
 )
@@ -55,6 +57,7 @@ from evidence_agent.io.volume_reader import (
     VolumeListing,
 )
 from evidence_agent.services.copy_out import DirectoryTarget, Target
+from evidence_agent.services.output_directory import LocalDirectory, OutputDirectory, relative
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,10 @@ class Peer:
     def __init__(self, sock: socket.socket, fds: Sequence[int]) -> None:
         self.sock = sock
         self.fds = list(fds)
+
+    def login_user(self) -> str | None:
+        """The person behind the caller's session (the kernel's login uid): who ran sudo."""
+        return peer_login_user(self.sock)
 
     def take_fd(self) -> int:
         """The next descriptor the caller passed with its request (the taker closes it)."""
@@ -102,6 +109,9 @@ class Peer:
 
     def target(self, path: str) -> PeerTarget:
         return PeerTarget(self, Path(path))
+
+    def output(self, path: str) -> PeerOutput:
+        return PeerOutput(self, Path(path))
 
     def volume(self, path: str) -> PeerVolume:
         return PeerVolume(self, Path(path))
@@ -229,14 +239,17 @@ def _b64(raw: bytes) -> str:
 
 
 class PeerTarget:
-    """A target directory whose every file the caller's process opens (copy_out.Target)."""
+    """A target directory whose every file the caller's process opens (copy_out.Target);
+    `within`: a directory inside the caller's output directory (PeerOutput.target)."""
 
-    def __init__(self, peer: Peer, path: Path) -> None:
+    def __init__(self, peer: Peer, path: Path, within: str | None = None) -> None:
         self.peer = peer
         self.path = path
+        self.within = within
 
     def _ask(self, op: str, **fields: Any) -> tuple[dict[str, Any], list[int]]:
-        return self.peer.ask({"target": op, **fields})
+        where = {} if self.within is None else {"within": self.within}
+        return self.peer.ask({"target": op, **where, **fields})
 
     def prepare(self, needed: int, spare: int) -> Path:
         reply, _ = self._ask("prepare", needed=needed, spare=spare)
@@ -266,6 +279,76 @@ class PeerTarget:
     def write_document(self, name: str, data: bytes) -> Path:
         reply, _ = self._ask("write_document", name=name, data=base64.b64encode(data).decode())
         return Path(str(reply.get("path")))
+
+
+class PeerOutput:
+    """An output directory whose every file the caller's process makes and opens
+    (output_directory.OutputDirectory); the bytes go through the descriptors it passes."""
+
+    def __init__(self, peer: Peer, path: Path) -> None:
+        self.peer = peer
+        self.path = path
+
+    def _ask(self, op: str, rel: str, **fields: Any) -> tuple[dict[str, Any], list[int]]:
+        return self.peer.ask({"output": op, "rel": rel, **fields})
+
+    def state(self, rel: str) -> str:
+        return str(self._ask("state", rel)[0].get("state"))
+
+    def make(self, rel: str) -> Path:
+        return Path(str(self._ask("make", rel)[0].get("path")))
+
+    def create(self, rel: str, mode: int) -> int:
+        _, fds = self._ask("create", rel, mode=mode)
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise StorageError(f"the caller passed no descriptor for {self.path / rel}")
+        return fds[0]
+
+    def rename(self, rel: str, new: str) -> None:
+        self._ask("rename", rel, new=new)
+
+    def sync(self, rel: str) -> None:
+        self._ask("sync", rel)
+
+    def remove(self, rel: str) -> None:
+        self._ask("remove", rel)
+
+    def files(self) -> dict[str, int]:
+        listed = self._ask("files", "")[0].get("files")
+        if not isinstance(listed, dict):
+            raise StorageError(f"the caller sent no listing of {self.path}")
+        return {str(name): int(size) for name, size in listed.items()}
+
+    def target(self, rel: str) -> PeerTarget:
+        return PeerTarget(self.peer, self.path / relative(rel), within=rel)
+
+
+def answer_output(
+    out: OutputDirectory, question: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[int]]:
+    """The caller's side of a PeerOutput question: done in this process, with its rights."""
+    op, rel = question.get("output"), str(question.get("rel", ""))
+    if op == "state":
+        return {"state": out.state(rel)}, []
+    if op == "make":
+        return {"path": str(out.make(rel))}, []
+    if op == "create":
+        # The daemon chooses no mode wider than a file's usual (0666 under the umask).
+        return {}, [out.create(rel, int(question.get("mode", 0o666)) & 0o666)]
+    if op == "rename":
+        out.rename(rel, str(question["new"]))
+        return {}, []
+    if op == "sync":
+        out.sync(rel)
+        return {}, []
+    if op == "remove":
+        out.remove(rel)
+        return {}, []
+    if op == "files":
+        return {"files": out.files()}, []
+    raise InputError(f"the daemon asked for {op!r}, which this command does not do")
 
 
 def answer_target(target: Target, question: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
@@ -402,13 +485,16 @@ def call(
     request: Mapping[str, Any],
     *,
     target: Path | None = None,
+    output: Path | None = None,
     files: Sequence[Path] = (),
     volume: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run `op` at the daemon as this process's account; `target`, a directory this process
-    writes the retrieved files in; `files`, opened here and passed; `volume`, a recorder volume
-    this process lists and opens for the daemon, `progress` told the bytes read. Returns the
+    writes the retrieved files in; `output`, a directory this process writes a command's
+    output in, file by file as the daemon asks; `files`, opened here and passed; `volume`, a
+    recorder volume this process lists and opens for the daemon, `progress` told the bytes
+    read. Returns the
     result and the error the command must end with (the daemon's, with its exit code)."""
     fds: list[int] = []
     try:
@@ -423,7 +509,10 @@ def call(
                 os.close(fd)
             fds.clear()
             answers = _Answers(
-                DirectoryTarget(target) if target is not None else None, volume, progress
+                DirectoryTarget(target) if target is not None else None,
+                LocalDirectory(output) if output is not None else None,
+                volume,
+                progress,
             )
             return _converse(sock, answers)
     finally:
@@ -437,10 +526,12 @@ class _Answers:
     def __init__(
         self,
         target: DirectoryTarget | None,
+        output: LocalDirectory | None,
         volume: Path | None,
         progress: Callable[[int], None] | None,
     ) -> None:
         self.target = target
+        self.output = output
         self.volume = volume
         self.progress = progress
 
@@ -450,9 +541,13 @@ class _Answers:
             if self.volume is None or question.get("path") != str(self.volume):
                 raise InputError("the daemon asked for a volume this command did not name")
             return answer_volume(question)
-        if self.target is None:
-            raise InputError("no target here")
-        return answer_target(self.target, question)
+        if "output" in question and self.output is not None:
+            return answer_output(self.output, question)
+        if "target" in question and "within" in question and self.output is not None:
+            return answer_target(self.output.target(str(question["within"])), question)
+        if "target" in question and self.target is not None:
+            return answer_target(self.target, question)
+        raise InputError("the daemon asked about a directory this command did not name")
 
 
 def _converse(sock: socket.socket, answers: _Answers) -> Outcome:

@@ -9,7 +9,8 @@ Steps, once a disclosure is approved:
      itself are written with their inclusion proofs against it (custody/);
   4. the tag files: bag-info.txt, the checkpoint, the public key, the README, the verifier,
      the OpenSSL route, the receipts, SHA256SUMS, then the two manifests; the bag's structure
-     and completeness are checked with the bagit library;
+     and completeness are checked: the directory holds exactly the files written, each of the
+     size written;
   5. the manifests and the hash of the tag manifest (which commits to every file of the bag)
      are kept in the catalog with a `disclosure.produced` event.
 
@@ -20,17 +21,14 @@ ingest's. Nothing in the bag is read a second time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import bagit
 from sqlmodel import Session
 
 from evidence_agent.catalog.models import (
@@ -46,17 +44,18 @@ from evidence_agent.catalog.models import Unit as UnitRow
 from evidence_agent.custody.events import format_time
 from evidence_agent.custody.vocabulary import EventType, Subject
 from evidence_agent.domain.roles import Action, Caller
-from evidence_agent.errors import EvidenceError, InputError, IntegrityError, StorageError
+from evidence_agent.errors import EvidenceError, InputError, IntegrityError
+from evidence_agent.services.audit.logged_rows import check_disclosure
 from evidence_agent.services.audit.proofs import prove_subjects
-from evidence_agent.services.copy_out import (
-    CHUNK_BYTES,
-    copy_verified_into,
-    ingest_hash,
-    place,
-    prepare_target,
-    write_document,
-)
+from evidence_agent.services.copy_out import CHUNK_BYTES, copy_verified, ingest_hash
 from evidence_agent.services.guard import record_refusal, require, role_names
+from evidence_agent.services.output_directory import (
+    FILE,
+    FULL,
+    LocalDirectory,
+    OutputDirectory,
+    write_whole,
+)
 from evidence_agent.services.station import Station
 from publish.disclosure.receipt import receipt_html, receipt_pdf
 from publish.disclosure.requests import APPROVED, PRODUCED, disclosure_json, get_disclosure
@@ -71,53 +70,69 @@ _VERIFIER = "verify_package.py"
 _OPENSSL = "verify-signature-openssl.sh"
 # Characters a manifest or SHA256SUMS line would have to escape: such a name becomes the id.
 _ESCAPED = frozenset("%\\\r\n")
+# Tag files read again once written: the manifests kept in the catalog, the description.
+_KEPT = frozenset({"manifest-sha256.txt", "tagmanifest-sha256.txt", "disclosure.json"})
 
 
 @dataclass
 class _Package:
     disclosure: Disclosure
     case: str | None
+    out: OutputDirectory  # the bag's directory, written by the caller's process or this one
     bag: Path
     items: list[dict[str, Any]] = field(default_factory=list)
     tag_hashes: dict[str, str] = field(default_factory=dict)  # bag path -> SHA-256
+    tags: dict[str, bytes] = field(default_factory=dict)  # those of _KEPT, as written
+    sizes: dict[str, int] = field(default_factory=dict)  # bag path -> bytes written
 
     def write_tag(self, name: str, data: bytes) -> None:
-        path = self.bag / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            write_document(path, data)
-        except OSError as e:
-            raise StorageError(f"cannot write {path}: {e.strerror}") from e
-        self.tag_hashes[name] = hashlib.sha256(data).hexdigest()
+        parent = name.rpartition("/")[0]
+        if parent:
+            self.out.make(parent)
+        # Read-only, like every handed-over copy; replaced whole, never seen half-written.
+        self.tag_hashes[name] = write_whole(self.out, name, data, mode=0o444)
+        self.sizes[name] = len(data)
+        if name in _KEPT:
+            self.tags[name] = data
 
 
 def produce(
-    station: Station, caller: Caller, ref: str, bag: Path, *, chunk_bytes: int | None = None
+    station: Station,
+    caller: Caller,
+    ref: str,
+    bag: Path,
+    *,
+    chunk_bytes: int | None = None,
+    output: OutputDirectory | None = None,
 ) -> dict[str, Any]:
-    """Write the approved disclosure `ref` as a BagIt bag at `bag`; return the disclosure."""
+    """Write the approved disclosure `ref` as a BagIt bag at `bag`; return the disclosure.
+    `output`: the bag's directory, by default written by this process; the local API passes
+    one the caller's own process writes."""
+    out = output or LocalDirectory(bag)
     action = Action.DISCLOSE_REQUEST
     require(station, caller, action, subject_kind=Subject.DISCLOSURE, subject_id=ref[:64])
     try:
         with station.reading() as session:
             row = get_disclosure(session, ref)
+            check_disclosure(session, row)  # approved, and what for whom, as the log says
             _producible(row)
             case = session.get(Case, row.case_id) if row.case_id is not None else None
             clips = [_clip(session, clip_id) for clip_id in json_list(row.clips)]
             documents = [session.get(CaseDocument, int(d)) for d in json_list(row.documents)]
             derivatives = [_derivative(session, d) for d in json_list(row.derivatives)]
-        _empty_directory(bag)
+        _empty_directory(out)
     except EvidenceError as e:
         record_refusal(station, caller, action.value, e.message, subject_kind=Subject.DISCLOSURE,
                        subject_id=ref[:64], data={"target": str(bag)})  # fmt: skip
         raise
-    package = _Package(row, case.number if case else None, bag.resolve())
     try:
+        package = _Package(row, case.number if case else None, out, out.make(""))
         _write_payload(station, caller, package, clips, [d for d in documents if d], chunk_bytes)
         _write_derivatives(station, caller, package, derivatives, chunk_bytes)
         proofs, note = prove_subjects(station, _subjects(package))
         _write_tags(station, caller, package, proofs, note)
     except BaseException as e:
-        shutil.rmtree(bag, ignore_errors=True)  # made here, empty before: nothing else is lost
+        _remove(out)
         if isinstance(e, EvidenceError):
             # A copy that failed its hash, a full disk: nothing was handed over, and why is logged.
             record_refusal(station, caller, action.value, e.message,
@@ -179,13 +194,12 @@ def _write_derivatives(
     logged as disclosed (about its original, which stays at the station), then named."""
     if not derivatives:
         return
-    target = prepare_target(
-        package.bag / "data" / "derivatives", sum(d.size or 0 for d, _ in derivatives)
-    )
+    target = package.out.target("data/derivatives")
+    target.prepare(sum(d.size or 0 for d, _ in derivatives), 0)
     d = package.disclosure
     for row, clip in derivatives:
         sha, size = row.sha256 or "", row.size or 0
-        tmp = copy_verified_into(station, sha, size, ("sha256", sha), target,
+        tmp = copy_verified(station, sha, size, ("sha256", sha), target,
                             chunk_bytes or CHUNK_BYTES, f"derivative {row.id}")  # fmt: skip
         stem = clip_file_name(clip).rsplit(".", 1)[0]
         name = _file_name(f"{stem}-redacted-{row.id[:8]}.mp4", f"{row.id}.mp4")
@@ -209,9 +223,9 @@ def _write_derivatives(
                         },
                     ),
                 )
-            final = place(tmp, target, name, f"{row.id}.mp4")
+            final = target.place(tmp, name, f"{row.id}.mp4")
         finally:
-            tmp.unlink(missing_ok=True)
+            target.discard(tmp)
         package.items.append(
             {
                 "path": f"data/derivatives/{final.name}",
@@ -228,12 +242,20 @@ def _write_derivatives(
         )
 
 
-def _empty_directory(bag: Path) -> None:
-    if bag.exists() and (not bag.is_dir() or any(bag.iterdir())):
+def _empty_directory(out: OutputDirectory) -> None:
+    if out.state("") in (FULL, FILE):
         raise InputError(
-            f"{bag} exists and is not an empty directory: a package is written into a new one",
+            f"{out.path} exists and is not an empty directory: a package is written into a new one",
             remedy="give --to a path that does not exist yet",
         )
+
+
+def _remove(out: OutputDirectory) -> None:
+    """The bag made here, gone; a caller that went away keeps what it has, with no manifest."""
+    try:
+        out.remove("")
+    except (OSError, EvidenceError) as e:
+        log.warning("the unfinished package at %s was not removed: %s", out.path, e)
 
 
 def _file_name(name: str, fallback: str) -> str:
@@ -251,12 +273,14 @@ def _write_payload(
     """1 and 2: every original and document copied once, verified, logged, then named."""
     chunk = chunk_bytes or CHUNK_BYTES
     needed = sum(c.size for c, _ in clips) + sum(d.size for d in documents)
-    clips_dir = prepare_target(package.bag / "data" / "clips", needed, spare=_TAG_ROOM)
-    docs_dir = prepare_target(package.bag / "data" / "documents", 0)
+    clips_dir = package.out.target("data/clips")
+    clips_dir.prepare(needed, _TAG_ROOM)
+    docs_dir = package.out.target("data/documents")
+    docs_dir.prepare(0, 0)
     d = package.disclosure
     for clip, attribution in clips:
         check = ingest_hash(station, clip)
-        tmp = copy_verified_into(station, clip.sha256, clip.size, check, clips_dir, chunk,
+        tmp = copy_verified(station, clip.sha256, clip.size, check, clips_dir, chunk,
                             f"clip {clip.id}")  # fmt: skip
         name = _file_name(clip_file_name(clip), clip.id)
         try:
@@ -278,9 +302,9 @@ def _write_payload(
                         },
                     ),
                 )
-            final = place(tmp, clips_dir, name, clip.id)
+            final = clips_dir.place(tmp, name, clip.id)
         finally:
-            tmp.unlink(missing_ok=True)
+            clips_dir.discard(tmp)
         package.items.append(
             {
                 "path": f"data/clips/{final.name}",
@@ -298,14 +322,12 @@ def _write_payload(
     for document in documents:
         what = f"document {document.id} ({document.name}) of case {package.case}"
         check = ("sha256", document.sha256)
-        tmp = copy_verified_into(
-            station, document.sha256, document.size, check, docs_dir, chunk, what
-        )
+        tmp = copy_verified(station, document.sha256, document.size, check, docs_dir, chunk, what)
         try:
             name = _file_name(document_file_name(document), f"document-{document.id}")
-            final = place(tmp, docs_dir, name, f"document-{document.id}")
+            final = docs_dir.place(tmp, name, f"document-{document.id}")
         finally:
-            tmp.unlink(missing_ok=True)
+            docs_dir.discard(tmp)
         package.items.append(
             {
                 "path": f"data/documents/{final.name}",
@@ -362,7 +384,7 @@ def _description(station: Station, caller: Caller, package: _Package) -> dict[st
 def _write_tags(
     station: Station, caller: Caller, package: _Package, proofs: dict[str, Any], note: str
 ) -> None:
-    """4: every tag file, SHA256SUMS, the manifests last; then the bagit library's check."""
+    """4: every tag file, SHA256SUMS, the manifests last; then the bag's completeness."""
     description = _description(station, caller, package)
     description["checkpoint"] = {"size": proofs["tree_size"], "root_hash": proofs["root_hash"]}
     verifier = station.custody.signer.verifier
@@ -389,10 +411,25 @@ def _write_tags(
     tags["manifest-sha256.txt"] = package.tag_hashes["manifest-sha256.txt"]
     tag_manifest = _lines(tags).encode()
     package.write_tag("tagmanifest-sha256.txt", tag_manifest)
-    try:
-        bagit.Bag(str(package.bag)).validate(completeness_only=True)
-    except bagit.BagError as e:
-        raise IntegrityError(f"the package {package.bag} is not a valid BagIt bag: {e}") from e
+    _check_complete(package)
+
+
+def _check_complete(package: _Package) -> None:
+    """The bag holds exactly what was written: every payload and tag file, of the size written
+    (a payload file's, the one its manifest line and the Payload-Oxum count), nothing else."""
+    written = {**package.sizes, **{item["path"]: item["size"] for item in package.items}}
+    found = package.out.files()
+    wrong = sorted(
+        name for name in set(written) | set(found) if found.get(name) != written.get(name)
+    )
+    if wrong:
+        raise IntegrityError(
+            f"the package {package.bag} is not the bag written: "
+            + ", ".join(
+                f"{name} (found {found.get(name, 'none')}, written {written.get(name, 'none')})"
+                for name in wrong[:5]
+            )
+        )
 
 
 def _json(value: Any) -> bytes:
@@ -438,8 +475,8 @@ def _readme(template: str, description: dict[str, Any], key: str) -> str:
 
 def _record(station: Station, caller: Caller, package: _Package) -> dict[str, Any]:
     """5: the package's manifests and the hash of its tag manifest kept, and logged."""
-    manifest = (package.bag / "manifest-sha256.txt").read_text(encoding="utf-8")
-    tag_manifest = (package.bag / "tagmanifest-sha256.txt").read_text(encoding="utf-8")
+    manifest = package.tags["manifest-sha256.txt"].decode("utf-8")
+    tag_manifest = package.tags["tagmanifest-sha256.txt"].decode("utf-8")
     package_sha256 = package.tag_hashes["tagmanifest-sha256.txt"]
     with station.transaction() as session:
         row = session.get(Disclosure, package.disclosure.id)
@@ -487,6 +524,6 @@ def _record(station: Station, caller: Caller, package: _Package) -> dict[str, An
 
 
 def _checkpoint_size(package: _Package) -> int:
-    description = json.loads((package.bag / "disclosure.json").read_text(encoding="utf-8"))
+    description = json.loads(package.tags["disclosure.json"])
     size: int = description["checkpoint"]["size"]
     return size

@@ -18,6 +18,7 @@ from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
 from evidence_agent.domain.text import check_plain_text
 from evidence_agent.errors import EvidenceError, InputError, NotFoundError, PermissionDeniedError
+from evidence_agent.services.audit.logged_rows import check_derivative, check_disclosure
 from evidence_agent.services.guard import record_view, refuse, require, role_names
 from evidence_agent.services.station import Station
 from publish.redaction.derivatives import MADE, get_derivative
@@ -156,6 +157,7 @@ def request_disclosure(
 
 def _made_derivative(session: Session, ref: str) -> str:
     row: Derivative = get_derivative(session, ref)
+    check_derivative(session, row)
     if row.state != MADE:
         raise InputError(f"derivative {row.id} is {row.state}: only a made derivative is disclosed")
     return row.id
@@ -226,6 +228,7 @@ def decide_disclosure(
         text = _text(reason, "a reason", "--reason")
         with station.reading() as session:
             row = get_disclosure(session, ref)
+            check_disclosure(session, row)  # who asked, for what: as logged, not as edited
             disclosure_id, requested_by, state = row.id, row.requested_by, row.state
     except EvidenceError as e:
         _refused(station, caller, action, e, reason or "", ref[:64])

@@ -19,6 +19,7 @@ from evidence_agent.domain.roles import Action, Caller
 from evidence_agent.domain.states import ClipState
 from evidence_agent.domain.text import check_plain_text
 from evidence_agent.errors import EvidenceError, InputError, NotFoundError, PermissionDeniedError
+from evidence_agent.services.audit.logged_rows import check_derivative
 from evidence_agent.services.derivatives import check_plan, produce_derivative
 from evidence_agent.services.guard import refuse, require, role_names
 from evidence_agent.services.station import Station
@@ -134,6 +135,7 @@ def decide_derivative(
         text = _reason(reason)
         with station.reading() as session:
             row = get_derivative(session, ref)
+            check_derivative(session, row)
             derivative_id, clip_id, requested_by = row.id, row.clip_id, row.requested_by
             state = row.state
         if state != REQUESTED:
@@ -178,6 +180,7 @@ def make(station: Station, caller: Caller, ref: str) -> dict[str, Any]:
     try:
         with station.reading() as session:
             row = get_derivative(session, ref)
+            check_derivative(session, row)  # the plan approved is the plan made
             if row.state != APPROVED:
                 raise InputError(
                     f"derivative {row.id} is {row.state}: only an approved plan is made",

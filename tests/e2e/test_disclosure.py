@@ -376,3 +376,65 @@ def test_a_corrupted_stored_copy_leaves_no_package(produced: Produced, tmp_path:
     ]
     assert "stored copy" in refusal["data"]["cause"]
     assert station.json("disclose", "show", asked["id"])["state"] == "approved"
+
+
+def _refusals_of(station: Station, subject: dict[str, str]) -> list[dict[str, Any]]:
+    return [e for e in access_log(station, "--type", "access.refused") if e["subject"] == subject]
+
+
+def test_a_disclosure_row_edited_behind_the_logs_back_is_not_acted_on(
+    produced: Produced, tmp_path: Path
+) -> None:
+    """What leaves the station, to whom and with whose approval is what the custody log says,
+    not what the catalog was edited to say afterwards."""
+    station = Station(tmp_path / "data")
+    shutil.copytree(produced.station.data, station.data)
+    first, second = (v["id"] for v in produced.videos[:2])
+    asked = station.json(
+        "disclose", "request", first, "--recipient", "Prosecutor", "--reason", "charge",
+    )  # fmt: skip
+    approve_as_another_person(station.data, asked["id"], "charge checked")
+    # One more clip slipped into the approved disclosure.
+    station.sql("UPDATE disclosures SET clips = ? WHERE id = ?", json.dumps([first, second]),
+                asked["id"])  # fmt: skip
+    target = tmp_path / "package"
+    result = station.run("disclose", "produce", asked["id"], "--to", str(target))
+    assert result.returncode == 3, result.stderr
+    assert "its clips is" in result.stderr and "behind the custody log's back" in result.stderr
+    assert not target.exists()
+    (refusal,) = _refusals_of(station, {"kind": "disclosure", "id": asked["id"]})
+    assert "in the custody log" in refusal["data"]["cause"]
+    audit = station.run("verify")  # and the auditor's verify names it too
+    assert audit.returncode == 3 and f"disclosure {asked['id']}" in audit.stdout, audit.stdout
+
+    # A request whose requester was rewritten cannot then be approved by its real requester.
+    mine = station.json(
+        "disclose", "request", first, "--recipient", "Press", "--reason", "enquiry",
+    )  # fmt: skip
+    station.sql(
+        "UPDATE disclosures SET requested_by = 'user:someone-else' WHERE id = ?", mine["id"]
+    )
+    own = station.run("disclose", "approve", mine["id"], "--reason", "ok", roles=["supervisor"])
+    assert own.returncode == 3 and "its requester is 'user:someone-else'" in own.stderr
+
+
+def test_a_derivative_plan_edited_after_its_approval_is_not_made(
+    produced: Produced, tmp_path: Path
+) -> None:
+    from tests.e2e.test_redaction import PLAN, approve_derivative
+
+    station = Station(tmp_path / "data")
+    shutil.copytree(produced.station.data, station.data)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(PLAN))
+    asked = station.json(
+        "redact", "request", produced.videos[0]["id"], "--plan", str(plan_file),
+        "--reason", "bystanders",
+    )  # fmt: skip
+    approve_derivative(station.data, asked["id"])
+    station.sql("UPDATE derivatives SET plan = ? WHERE id = ?", json.dumps({"trim": PLAN["trim"]}),
+                asked["id"])  # fmt: skip
+    made = station.run("redact", "make", asked["id"])
+    assert made.returncode == 3, made.stderr
+    assert "its plan is" in made.stderr
+    assert _refusals_of(station, {"kind": "clip", "id": asked["id"]})

@@ -1,6 +1,7 @@
-"""End to end: a station installed as a service, used by people under their own OS accounts
-(tests/e2e/installed_station.py). Who they are comes from the kernel; nothing they set in their
-environment counts."""
+"""End to end: a station installed as a service, used by people under their own OS accounts.
+
+The station, its accounts and its daemon are tests/e2e/installed.py's. Who each person is
+comes from the kernel; nothing they set in their environment counts."""
 
 from __future__ import annotations
 
@@ -16,12 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.installed_station import (  # noqa: F401 (fixtures, used by name)
-    Station,
-    accounts_fixture,
-    program_fixture,
-    station_fixture,
-)
+from tests.e2e.installed import EA, Station
 
 
 def test_the_station_is_private_and_its_socket_for_the_group(station: Station) -> None:
@@ -173,3 +169,62 @@ def test_a_change_of_roles_is_recorded_before_anyone_acts_under_it(station: Stat
     change = rows[-1]
     assert (change["data"]["old_sha256"], change["data"]["new_sha256"]) == (before, after)
     assert change["actor"].startswith("service:") and change["data"]["mode"] == "0644"
+
+
+def test_an_administrator_grants_a_role_logged_under_their_own_name(station: Station) -> None:
+    """Root changes roles with `roles grant`/`revoke`: the file stays root's, and the daemon
+    (the data directory's owner) logs the change with root, from the kernel, as its actor."""
+    outsider = station.accounts.outsider
+    roles = station.data / "roles.toml"
+    env = {**station.env(), "USER": station.accounts.supervisor}  # names nobody
+
+    def as_root(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(EA), "roles", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    done = as_root("grant", outsider, "reviewer", "--reason", "joins legal review", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["granted"] == ["reviewer"]
+    assert (roles.stat().st_uid, roles.stat().st_mode & 0o777) == (0, 0o644)
+    change = station.access_log("--type", "roles.changed")[-1]
+    assert change["actor"] == "user:root" and change["reason"] == "joins legal review"
+    assert change["data"]["user"] == outsider and change["data"]["granted"] == ["reviewer"]
+    assert change["data"]["new_sha256"] == hashlib.sha256(roles.read_bytes()).hexdigest()
+
+    again = as_root("grant", outsider, "reviewer", "--reason", "twice")
+    assert again.returncode == 2 and "nothing to change" in again.stderr
+
+    done = as_root("revoke", outsider, "reviewer", "--reason", "left legal review")
+    assert done.returncode == 0, done.stderr
+    change = station.access_log("--type", "roles.changed")[-1]
+    assert change["actor"] == "user:root" and change["data"]["revoked"] == ["reviewer"]
+
+
+def test_nobody_else_changes_roles_or_claims_a_change(station: Station) -> None:
+    clerk = station.accounts.clerk
+    refused = station.as_user(clerk, "roles", "grant", clerk, "supervisor", "--reason", "me")
+    assert refused.returncode == 5, refused.stderr  # the roles file is not theirs to read
+
+    # Nor can they have the daemon log a change under their name: only root or the file's owner.
+    forged = subprocess.run(
+        ["runuser", "-u", clerk, "--", str(station.program.with_name("python")), "-c",
+         "import sys; from pathlib import Path; "
+         "from evidence_agent.services.local_api import call; "
+         "_, e = call(Path(sys.argv[1]), 'roles.record', {'user': sys.argv[2], "
+         "'granted': ['supervisor'], 'revoked': [], 'new_sha256': 'x', 'reason': 'me'}); "
+         "sys.exit(int(e.exit_code) if e else 0)",
+         str(station.socket), clerk],
+        env=station.env(), cwd=station.base, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert forged.returncode == 5, forged.stderr
+    refusal = station.access_log("--type", "access.refused", "--actor", clerk)[-1]
+    assert refusal["data"]["action"] == "roles.change"
+
+
+@pytest.mark.parametrize("command", [("store",), ("custody", "checkpoint"), ("storage", "check")])
+def test_the_stations_own_work_says_whose_it_is(station: Station, command: tuple[str, ...]) -> None:
+    done = station.as_user(station.accounts.clerk, *command)
+    assert done.returncode == 5, done.stderr
+    assert "is the station's own work" in done.stderr
+    assert f"sudo -u {station.accounts.service}" in done.stderr

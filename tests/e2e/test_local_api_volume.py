@@ -1,5 +1,5 @@
 """End to end: on a station installed as a service, people ingest a volume and identify a dock
-under their own accounts (tests/e2e/installed_station.py). The daemon reads a volume a person
+under their own accounts (tests/e2e/installed.py). The daemon reads a volume a person
 names only through what that person's own process opens and passes to it."""
 
 from __future__ import annotations
@@ -15,12 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence_agent.services.demo_recorder import make_demo_recorder
-from tests.e2e.installed_station import (  # noqa: F401 (fixtures, used by name)
-    Station,
-    accounts_fixture,
-    program_fixture,
-    station_fixture,
-)
+from tests.e2e.installed import Station
 from tests.integration.test_docking_daemon import anonymous_copy
 
 DAEMON_DAYS_AHEAD = 0  # the daemon docks the volumes of docked_at_start: its own clock

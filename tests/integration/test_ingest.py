@@ -308,7 +308,8 @@ def test_file_changing_during_copy_is_flagged(station: Station, tmp_path: Path) 
     def grow() -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if any(spool.incoming.iterdir()):
+            # Once bytes reach the spool the copy has taken the file's size: grow it after.
+            if any(p.stat().st_size for p in spool.incoming.iterdir()):
                 with target.open("ab") as f:
                     f.write(b"appended while the copy ran")
                 return

@@ -6,6 +6,8 @@ import os
 import pwd
 import socket
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,17 @@ import pytest
 from evidence_agent.adapters.api_socket import peer_identity, recv_message, send_message
 from evidence_agent.domain.roles import Identity
 from evidence_agent.errors import ExitCode, PermissionDeniedError, StorageError
+from evidence_agent.services.bundle_writer import StationExport, write_bundle
 from evidence_agent.services.local_api import ApiServer, Outcome, Peer, call
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+BUNDLE = StationExport(
+    station_id="st-1",
+    verifier_key="st-1+0000+AAAA",
+    public_key_pem="-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n",
+    entries=(),
+    checkpoints=(),
+)
 
 
 def handler(identity: Identity, name: str, fields: Mapping[str, Any], peer: Peer) -> Outcome:
@@ -31,6 +43,15 @@ def handler(identity: Identity, name: str, fields: Mapping[str, Any], peer: Peer
         target.seal(temp)
         placed = target.place(temp, "note.txt", None)
         return {"file": str(placed)}, None
+    if name == "bundle":
+        dest = Path(str(fields["dest"]))
+        export = replace(BUNDLE, entries=[e.encode() for e in fields["entries"]],
+                         checkpoints=[(int(n), note) for n, note in fields["checkpoints"]])  # fmt: skip
+        return write_bundle(dest, [export], created_at=T0, created_by="user:a",
+                            output=peer.output(str(dest.parent))).to_json(), None  # fmt: skip
+    if name == "escape":
+        peer.output(str(fields["dir"])).create("../outside", 0o644)
+        return None, None
     if name == "read":
         with os.fdopen(peer.take_fd(), "rb") as f:
             return {"text": f.read().decode()}, None
@@ -84,6 +105,37 @@ def test_a_file_the_caller_names_is_opened_by_the_caller_and_passed(
     document.write_text("penalty decision")
     result, error = call(server, "read", {"file": str(document)}, files=[document])
     assert error is None and result == {"text": "penalty decision"}
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_directory_written_through_the_caller_is_the_one_written_here(
+    server: Path, tmp_path: Path
+) -> None:
+    """An audit bundle whose every file the caller made: byte for byte the local one."""
+    entries = ['{"seq":0}', '{"seq":1}']
+    checkpoints = [(2, "st-1\n2\nAAAA\n\n- st-1 sig\n")]
+    export = replace(BUNDLE, entries=[e.encode() for e in entries], checkpoints=checkpoints)
+    here = tmp_path / "here" / "bundle"
+    write_bundle(here, [export], created_at=T0, created_by="user:a")
+    there = tmp_path / "there" / "bundle"
+    fields = {"dest": str(there), "entries": entries, "checkpoints": checkpoints}
+    result, error = call(server, "bundle", fields, output=there.parent)
+    assert error is None and result["path"] == str(there)
+    assert tree(there) == tree(here) and len(tree(here)) > 3
+    assert [p.name for p in there.parent.iterdir()] == ["bundle"]  # no staging left
+
+
+def test_the_daemon_cannot_name_a_file_outside_the_callers_directory(
+    server: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    _, error = call(server, "escape", {"dir": str(out)}, output=out)
+    assert error is not None and "not a name inside" in error.message
+    assert not (tmp_path / "outside").exists()
 
 
 def test_a_socket_still_served_is_not_taken_over(server: Path) -> None:

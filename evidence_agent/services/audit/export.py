@@ -11,18 +11,24 @@ from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.errors import InputError, NotFoundError
 from evidence_agent.services.audit import live_catalog
 from evidence_agent.services.bundle_writer import BundleSummary, StationExport, write_bundle
+from evidence_agent.services.output_directory import FILE, FULL, LocalDirectory, OutputDirectory
 
 if TYPE_CHECKING:
     from evidence_agent.services.station import Station
 
 
-def export_bundle(station: Station, dest: Path) -> BundleSummary:
+def export_bundle(
+    station: Station, dest: Path, *, output: OutputDirectory | None = None
+) -> BundleSummary:
     """Sign the log's current head and export log, checkpoints, key and catalog rows to ``dest``.
 
     The export is itself an event (audit.exported), signed by the checkpoint made with it, so
-    the bundle ends on a checkpoint that covers every entry in it.
+    the bundle ends on a checkpoint that covers every entry in it. `output`: the directory
+    holding ``dest`` (bundle_writer.write_bundle), written by the caller's process for a caller
+    of the local API.
     """
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    output = output or LocalDirectory(dest.parent)
+    if output.state(dest.name) in (FULL, FILE):
         raise InputError(
             f"{dest} already exists and is not an empty directory",
             remedy="give a new directory name; a bundle is never written over another",
@@ -60,7 +66,11 @@ def export_bundle(station: Station, dest: Path) -> BundleSummary:
             },
         )
         return write_bundle(
-            dest, [export], created_at=station.clock.now(), created_by=station.actor
+            dest,
+            [export],
+            created_at=station.clock.now(),
+            created_by=station.actor,
+            output=output,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from evidence_agent.custody import bundle as bundle_format
@@ -28,10 +29,28 @@ def read_trusted_checkpoint(path: Path | None) -> str | None:
 
 def read_trusted_key(path: Path | None) -> Ed25519Verifier | None:
     """The verifier key the auditor obtained from a channel they trust (station.vkey)."""
-    if path is None:
-        return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read the trusted key {path}: {e}") from e
-    return Ed25519Verifier.from_key_string(text.strip())
+    return Anchors.read(None, path).verifier()
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """The auditor's anchors as text, read by the auditor's own process (through the local API
+    the daemon never opens a path a caller chose); `label` names the checkpoint in findings."""
+
+    checkpoint: str | None = None
+    key: str | None = None
+    label: str = "trusted checkpoint"
+
+    @classmethod
+    def read(cls, checkpoint: Path | None, key: Path | None) -> Anchors:
+        key_text = None
+        if key is not None:
+            try:
+                key_text = key.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise InputError(f"cannot read the trusted key {key}: {e}") from e
+        label = str(checkpoint) if checkpoint else "trusted checkpoint"
+        return cls(read_trusted_checkpoint(checkpoint), key_text, label)
+
+    def verifier(self) -> Ed25519Verifier | None:
+        return Ed25519Verifier.from_key_string(self.key.strip()) if self.key is not None else None

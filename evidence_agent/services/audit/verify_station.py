@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from hmac import compare_digest
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from evidence_agent.catalog.models import CustodyHead
+from evidence_agent.catalog.models import (
+    Case,
+    CustodyHead,
+    Derivative,
+    Disclosure,
+    LegalReview,
+    Notice,
+    StatisticsReport,
+)
 from evidence_agent.custody.audit_report import AuditReport, LogSummary
 from evidence_agent.custody.catalog_rows import CatalogSnapshot, step4_catalog_rows_against_log
 from evidence_agent.custody.log_facts import LogFacts
@@ -27,7 +35,14 @@ from evidence_agent.custody.verification import (
 from evidence_agent.errors import EvidenceError, InputError, IntegrityError
 from evidence_agent.io.hashing import hash_file
 from evidence_agent.services.audit import live_catalog
-from evidence_agent.services.audit.trusted_files import read_trusted_checkpoint, read_trusted_key
+from evidence_agent.services.audit.logged_rows import (
+    derivative_problems,
+    disclosure_problems,
+    legal_review_problems,
+    notice_problems,
+    statistics_problems,
+)
+from evidence_agent.services.audit.trusted_files import Anchors
 
 if TYPE_CHECKING:
     from evidence_agent.services.station import Station
@@ -43,21 +58,21 @@ class _AuditedLog:
 def verify_station(
     station: Station,
     *,
-    trusted_checkpoint: Path | None = None,
-    trusted_key: Path | None = None,
+    anchors: Anchors | None = None,
 ) -> AuditReport:
     """Verify the live station: steps 1, 2 and 5 of every log in its catalog (this station's
-    first) in one snapshot, then step 4 against the catalog's rows and step 3 against the store."""
+    first) in one snapshot, then step 4 against the catalog's rows and step 3 against the store.
+    `anchors`: the auditor's trusted checkpoint and key, if they gave them."""
+    anchors = anchors or Anchors()
     started = time.perf_counter()
     sid = station.settings.station_id
     report = AuditReport("station", f"{sid} ({station.store.describe()})", datetime.now(UTC))
-    trusted_note = read_trusted_checkpoint(trusted_checkpoint)
-    key = _station_key(report, station, read_trusted_key(trusted_key))
+    trusted_note = anchors.checkpoint
+    key = _station_key(report, station, anchors.verifier())
     # Listed before the catalog is read: an object put before then has its ingest event
     # committed before then, so none is wrongly reported as unknown to the log.
     store_keys = list(station.store.iter_keys())
-    label = str(trusted_checkpoint) if trusted_checkpoint else "trusted checkpoint"
-    audited = _verify_logs(report, station, key, trusted_note, label)
+    audited = _verify_logs(report, station, key, trusted_note, anchors.label)
     checked = 0
     known: set[str] = set()
     for log in audited:
@@ -78,9 +93,57 @@ def verify_station(
             "station's log has this hash",
             station=sid,
         )
+    decisions = _decision_rows(report, station)
     _describe(report, audited, checked, len(store_keys))
+    if report.steps[4].status != "failed":
+        report.steps[
+            4
+        ].detail += f", {decisions} disclosure, notice, review, statistics and derivative row(s)"
     finish_report(report, trusted_note, started)
     return report
+
+
+def _decision_rows(report: AuditReport, station: Station) -> int:
+    """Step 4 for the rows decisions act on (disclosures, notices, legal reviews, statistics
+    reports, redacted derivatives), each against its own events, as the commands acting on
+    them check them first. Returns how many."""
+    sid = station.settings.station_id
+    found: list[tuple[str, Callable[[], list[str]]]] = []
+    with live_catalog.snapshot(station.engine) as session:
+        for disclosure in session.exec(select(Disclosure)).all():
+            found.append(
+                (f"disclosure {disclosure.id}", partial(disclosure_problems, session, disclosure))
+            )
+        for notice in session.exec(select(Notice)).all():
+            found.append((f"notice {notice.number}", partial(notice_problems, session, notice)))
+        for review, case in session.exec(
+            select(LegalReview, Case.number).join(Case, col(Case.id) == col(LegalReview.case_id))
+        ).all():
+            found.append(
+                (
+                    f"legal review {review.id} of case {case}",
+                    partial(legal_review_problems, session, review, case),
+                )
+            )
+        for report_row in session.exec(select(StatisticsReport)).all():
+            found.append(
+                (
+                    f"statistics report {report_row.id}",
+                    partial(statistics_problems, session, report_row, sid),
+                )
+            )
+        for derivative in session.exec(select(Derivative)).all():
+            found.append(
+                (f"derivative {derivative.id}", partial(derivative_problems, session, derivative))
+            )
+        for item, problems in found:
+            try:
+                messages = problems()
+            except IntegrityError as e:  # an event of its own that does not parse
+                messages = [e.message]
+            for message in messages:
+                report.add(4, item, message, station=sid)
+    return len(found)
 
 
 def _station_key(

@@ -64,6 +64,7 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
             Action.AUDIT_EXPORT,
             Action.PROVE,
             Action.STATUS,
+            Action.VERIFY,
         },
         Role.ADMIN: {Action.RECORDER_REGISTER},  # the registry; no footage
         Role.REVIEWER: {Action.CASE_READ, Action.CLOCKS_READ, Action.LEGAL_REVIEW_OPINION},

@@ -1,14 +1,14 @@
-"""A station installed as a service, for end-to-end tests of people's own accounts.
+"""An installed station for end-to-end tests: real OS accounts, the daemon as the service account.
 
-Real accounts (useradd, removed afterwards): the service's, a clerk, a supervisor and an
-outsider, the last three in the station's socket group. The data directory is the service
+Real accounts (useradd, removed afterwards): the service's, a clerk, a supervisor, an auditor
+and an outsider, the last four in the station's socket group. The data directory is the service
 account's alone (0700), the daemon runs as that account with the socket group as its group,
 and each person runs the ordinary `evidence-agent` commands, which reach the station through
 the daemon's local API. The daemon runs 200 days ahead (libfaketime), so that the demo's clips
 are past retention and a deletion can be asked for and approved, unless the module says
-`DAEMON_DAYS_AHEAD = 0` (under libfaketime the daemon was not seen to dock a folder's volume). A test module imports the
-three fixtures (`accounts`, `program`, `station`) together: each module gets its own station,
-with the volumes its `docked_at_start` puts in the dock folder."""
+`DAEMON_DAYS_AHEAD = 0` (under libfaketime the daemon was not seen to dock a folder's volume).
+Each test module that asks for `station` gets its own, with the volumes its `docked_at_start`
+puts in the dock folder."""
 
 from __future__ import annotations
 
@@ -56,24 +56,25 @@ class Accounts:
     service: str
     clerk: str
     supervisor: str
+    auditor: str
     outsider: str
     group: str  # the socket's group: who may connect
 
 
-@pytest.fixture(scope="module", name="accounts")
-def accounts_fixture() -> Iterator[Accounts]:
+@pytest.fixture(scope="module")
+def accounts() -> Iterator[Accounts]:
     if os.geteuid() != 0:
         pytest.skip("making OS accounts needs root")
     for name in ("useradd", "userdel", "groupadd", "groupdel", "runuser", "setpriv"):
         _tool(name)
     run = uuid.uuid4().hex[:6]  # unique per run: two runs at once do not meet
-    made = Accounts(f"eas{run}", f"eac{run}", f"eap{run}", f"eao{run}", f"eag{run}")
+    made = Accounts(f"eas{run}", f"eac{run}", f"eap{run}", f"eaa{run}", f"eao{run}", f"eag{run}")
     created: list[str] = []
     _sh("groupadd", made.group)
     try:
         _sh("useradd", "--system", "-M", "-s", "/usr/sbin/nologin", made.service)
         created.append(made.service)
-        for person in (made.clerk, made.supervisor, made.outsider):
+        for person in (made.clerk, made.supervisor, made.auditor, made.outsider):
             _sh("useradd", "-M", "-s", "/usr/sbin/nologin", "-G", made.group, person)
             created.append(person)
         yield made
@@ -83,8 +84,8 @@ def accounts_fixture() -> Iterator[Accounts]:
         subprocess.run(["groupdel", made.group], capture_output=True, timeout=60, check=False)
 
 
-@pytest.fixture(scope="module", name="program")
-def program_fixture() -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def program() -> Iterator[Path]:
     """`evidence-agent` as other accounts can run it: a venv of the system's Python 3.11 in a
     world-readable temporary directory, reading this checkout and its installed packages
     through a bind mount of the checkout there (the checkout may lie under a directory only
@@ -183,10 +184,8 @@ def _ready(socket_path: Path, daemon: subprocess.Popen[str]) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module", name="station")
-def station_fixture(
-    request: pytest.FixtureRequest, accounts: Accounts, program: Path
-) -> Iterator[Station]:
+@pytest.fixture(scope="module")
+def station(request: pytest.FixtureRequest, accounts: Accounts, program: Path) -> Iterator[Station]:
     if shutil.which("ffmpeg") is None:
         service_missing("ffmpeg is not installed: scripts/setup.sh installs it")
     base = Path(tempfile.mkdtemp(prefix="ea-installed-"))
@@ -214,6 +213,7 @@ def station_fixture(
     roles = data / "roles.toml"  # an administrator's file: root's, read by everyone
     roles.write_text(
         f'[roles.users]\n{accounts.clerk} = ["clerk"]\n{accounts.supervisor} = ["supervisor"]\n'
+        f'{accounts.auditor} = ["auditor"]\n'
     )
     os.chown(roles, 0, 0)
     roles.chmod(0o644)
