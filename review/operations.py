@@ -25,6 +25,13 @@ from evidence_agent.errors import EvidenceError, InputError
 from evidence_agent.services import recorders
 from evidence_agent.services.copy_out import Target
 from evidence_agent.services.guard import record_view, require
+from evidence_agent.services.ingest import (
+    VolumeSource,
+    identify_dock,
+    ingest_and_store,
+    ingest_volume,
+)
+from evidence_agent.services.ingest_report import ProgressCallback
 from evidence_agent.services.local_api import Handler, Peer
 from evidence_agent.services.output_directory import LocalDirectory, OutputDirectory
 from evidence_agent.services.roles_changes import RolesEdit, RolesWatch
@@ -53,6 +60,9 @@ class Call:
     # A directory a command writes its output in (an audit bundle's parent, a notice site), as
     # the caller named it: written by the caller's process when they came through the daemon.
     output: Callable[[str], OutputDirectory]
+    # A recorder volume the caller names, read by the caller's process; None: no volume here.
+    volume: Callable[[str], VolumeSource] | None = None
+    progress: ProgressCallback | None = None  # bytes an ingest has read, told to the caller
 
     def text(self, name: str) -> str | None:
         value = self.fields.get(name)
@@ -318,6 +328,47 @@ def _recorders(call: Call) -> Any:
     return [v.to_json() for v in views]
 
 
+def _caller_volume(call: Call, name: str) -> VolumeSource | None:
+    path = call.text(name)
+    if path is None:
+        return None
+    if call.volume is None:
+        raise InputError("this way of asking the station cannot pass a volume")
+    return call.volume(path)
+
+
+def _ingest(call: Call) -> dict[str, Any]:
+    """`ingest VOLUME`: the caller's volume, read by the caller's process, ingested under the
+    caller's name, a store worker beside it as when the command runs on the station."""
+    station = dataclasses.replace(_as_caller(call), sign_acts=False)  # a dock signs at its end
+    volume = _caller_volume(call, "volume")
+    if volume is None:
+        raise InputError("volume is missing")
+    recorder = call.text("recorder")
+    return ingest_and_store(
+        station,
+        lambda progress, on_clip: ingest_volume(
+            station, volume, recorder_serial=recorder, progress=progress, on_clip=on_clip
+        ),
+        call.progress,
+    ).to_json()
+
+
+def _identify(call: Call) -> dict[str, Any]:
+    """`dock identify`: the act under the caller's name; the volume where the daemon docked
+    it (the station's own path), or where the caller says it is now, read by the caller."""
+    station = dataclasses.replace(_as_caller(call), sign_acts=False)
+    volume = _caller_volume(call, "volume")
+    dock, recorder, reason = call.need("dock"), call.need("recorder"), call.need("reason")
+    return ingest_and_store(
+        station,
+        lambda progress, on_clip: identify_dock(
+            station, dock, recorder, reason, volume=volume, progress=progress, on_clip=on_clip
+        ),
+        call.progress,
+    ).to_json()
+
+
 def _prove(call: Call) -> dict[str, Any]:
     """A clip's inclusion proofs, logged as made for the caller; the caller writes the file."""
     from evidence_agent.services.audit.proofs import prove
@@ -366,6 +417,7 @@ def _verify(call: Call) -> Outcome:
 _CASE = (Subject.CASE, "number")
 _CLIP = (Subject.CLIP, "clip")
 _RECORDER = (Subject.RECORDER, "serial")
+_DOCK = (Subject.DOCK, "dock")
 
 OPERATIONS: Mapping[str, Operation] = {
     op.name: op
@@ -475,6 +527,12 @@ OPERATIONS: Mapping[str, Operation] = {
         Operation(
             "recorders.unassign", Action.RECORDER_REGISTER, _unassign, _RECORDER, writes=True
         ),
+        # A volume brought to the station by a person through the local API says whose
+        # footage it is (by --recorder, or by what is on it): the people at the desk.
+        Operation(
+            "ingest", Action.RECORDER_NAME, _ingest, (Subject.RECORDER, "recorder"), writes=True
+        ),
+        Operation("dock.identify", Action.RECORDER_NAME, _identify, _DOCK, writes=True),
         # Who held which recorder when: the people who may read clips' attribution.
         Operation("recorders.list", Action.SEARCH, _recorders, _RECORDER),
         Operation("prove", Action.PROVE, _prove, _CLIP),
@@ -501,6 +559,8 @@ def perform(
     target: Callable[[str], Target],
     source: Callable[[str], BinaryIO | None],
     output: Callable[[str], OutputDirectory] = lambda path: LocalDirectory(Path(path)),
+    volume: Callable[[str], VolumeSource] | None = None,
+    progress: ProgressCallback | None = None,
     table: Mapping[str, Operation] = OPERATIONS,
 ) -> Outcome:
     """Run operation `name` of `table` as `identity`: their roles from the station's roles
@@ -521,7 +581,7 @@ def perform(
             subject_id=subject[:64] if isinstance(subject, str) else None,
             reason=reason.strip() if isinstance(reason, str) else "",
         )
-    call = Call(station, caller, review, fields, target, source, output)
+    call = Call(station, caller, review, fields, target, source, output, volume, progress)
     result = op.run(call)
     if isinstance(result, tuple):
         return result
@@ -562,6 +622,8 @@ def api_handler(station: Station, table: Mapping[str, Operation] = OPERATIONS) -
             target=peer.target,
             source=passed_source(peer.take_fd),
             output=peer.output,
+            volume=peer.volume,
+            progress=peer.progress,
             table=table,
         )
 

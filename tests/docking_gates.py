@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from evidence_agent.io.spool import CopiedFile, Spool, SpooledFile
+from evidence_agent.io.volume_reader import VolumeSource
 from evidence_agent.services.station import Station
 
 GATE_TIMEOUT = 30.0
@@ -32,11 +32,11 @@ class GatedSpool(Spool):
         if not self.release.wait(GATE_TIMEOUT):
             raise AssertionError("the test never released the copy")
 
-    def read_in(self, volume_root: Path, rel: bytes) -> CopiedFile:
+    def read_in(self, volume: VolumeSource, rel: bytes) -> CopiedFile:
         self.copies += 1
         if not self.durable and self.copies == self.hold_at:
             self._hold()
-        return super().read_in(volume_root, rel)
+        return super().read_in(volume, rel)
 
     def make_durable(self, copied: CopiedFile, *, sync_dir: bool = True) -> SpooledFile:
         self.made_durable += 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -28,12 +29,13 @@ from evidence_agent.config import Settings
 from evidence_agent.custody.vocabulary import Subject
 from evidence_agent.domain.identity import check_serial
 from evidence_agent.domain.roles import Action
-from evidence_agent.domain.states import ClipOutcome, ClipState
+from evidence_agent.domain.states import ClipOutcome
 from evidence_agent.domain.text import shown
 from evidence_agent.errors import EvidenceError, ExitCode, InputError
 from evidence_agent.io.volume_reader import volume_text
 
 if TYPE_CHECKING:
+    from evidence_agent.services.ingest import StoredIngest
     from evidence_agent.services.ingest_report import ClipCallback, IngestReport, ProgressCallback
     from evidence_agent.services.station import Station
 
@@ -142,6 +144,12 @@ def ingest(
         )
     if recorder is not None:
         check_serial(recorder, what="--recorder")
+    settings = root_context(ctx).settings
+    if not can_open(settings.data_dir):
+        where = Path(os.path.abspath(path))
+        fields = {"volume": str(where), "recorder": recorder}
+        _ingest_through_daemon(settings, "ingest", fields, where, as_json)
+        return
 
     def run(
         station: Station, progress: ProgressCallback | None, on_clip: ClipCallback
@@ -168,6 +176,22 @@ def _may_name_recorder(
     )
 
 
+@contextmanager
+def _progress_bar(
+    settings: Settings, volume: Path | None, as_json: bool
+) -> Iterator[ProgressCallback | None]:
+    """A progress bar on stderr while a volume is read, when stderr is a terminal and the
+    volume is known here."""
+    from evidence_agent.services.ingest import plan_bytes
+
+    if not sys.stderr.isatty() or as_json or volume is None:
+        yield None
+        return
+    total = plan_bytes(volume, settings.ingest)
+    with typer.progressbar(length=total, label="ingesting", file=sys.stderr) as bar:
+        yield bar.update
+
+
 def _ingest_and_report(
     ctx: typer.Context,
     volume: Path | None,
@@ -176,49 +200,45 @@ def _ingest_and_report(
     *,
     create: bool = True,
 ) -> None:
-    """Run an ingest with a store worker beside it (and a progress bar on a terminal, when the
-    volume is known), then show its report; the exit code says what needs a person."""
-    from evidence_agent.services.ingest import plan_bytes
-    from evidence_agent.services.storing import StoreWorker
+    """Run an ingest on this station with a store worker beside it (and a progress bar on a
+    terminal, when the volume is known), then show its report."""
+    from evidence_agent.services.ingest import ingest_and_store
 
     # Docks sign their checkpoints in batches (at each dock's end), not one per clip; an
     # operator's act inside the ingest (`dock identify`) signs its own.
-    with open_station(ctx, create=create, sign_acts=False) as station:
-        worker = StoreWorker(station).start()
-        show_bar = sys.stderr.isatty() and not as_json and volume is not None
-        try:
-            if show_bar:
-                assert volume is not None
-                with typer.progressbar(
-                    length=plan_bytes(volume, station), label="ingesting", file=sys.stderr
-                ) as bar:
-                    report = ingest(station, bar.update, worker.submit)
-            else:
-                report = ingest(station, None, worker.submit)
-        finally:
-            stored = worker.finish()
-        stored_ids = set(stored.stored)
-        result = report.to_json()
-        for clip in result["clips"]:
-            if clip["id"] in stored_ids:
-                clip["state"] = ClipState.STORED
-        result["store"] = stored.to_json()
-        code = report.exit_code
-        if stored.failed:
-            code = max(code, ExitCode.WARNING)
-            report.warnings.append(
-                f"{len(stored.failed)} clip(s) stay in the spool until the store is reachable "
-                "(`evidence-agent store` retries)"
-            )
-        if stored.integrity_failures:
-            code = ExitCode.INTEGRITY
-        if as_json:
-            result["warnings"] = report.warnings
-            emit_json(result)
-        else:
-            _print_ingest(result, report.warnings)
-        if code:
-            raise typer.Exit(int(code))
+    with (
+        _progress_bar(root_context(ctx).settings, volume, as_json) as progress,
+        open_station(ctx, create=create, sign_acts=False) as station,
+    ):
+        done = ingest_and_store(
+            station, lambda bar, on_clip: ingest(station, bar, on_clip), progress
+        )
+    _show_ingest(done, as_json)
+
+
+def _ingest_through_daemon(
+    settings: Settings, op: str, fields: dict[str, Any], volume: Path | None, as_json: bool
+) -> None:
+    """The same ingest at the station's daemon, as this account, the volume read by this
+    process; shown as when it runs here."""
+    from evidence_agent.services.ingest import StoredIngest
+    from evidence_agent.services.local_api import call
+
+    with _progress_bar(settings, volume, as_json) as progress:
+        result, error = call(settings.api_socket, op, fields, volume=volume, progress=progress)
+    if error is not None:
+        raise error
+    _show_ingest(StoredIngest.from_json(result), as_json)
+
+
+def _show_ingest(done: StoredIngest, as_json: bool) -> None:
+    """An ingest's report; the exit code says what needs a person."""
+    if as_json:
+        emit_json(done.result)
+    else:
+        _print_ingest(done.result, done.result["warnings"])
+    if done.exit_code:
+        raise typer.Exit(int(done.exit_code))
 
 
 def _print_ingest(result: dict[str, Any], warnings: list[str]) -> None:
@@ -268,6 +288,17 @@ def dock_identify(
     from evidence_agent.services.ingest import identify_dock
 
     check_serial(recorder, what="--recorder")
+    settings = root_context(ctx).settings
+    if not can_open(settings.data_dir):
+        where = Path(os.path.abspath(volume)) if volume is not None else None
+        fields = {
+            "dock": dock_id,
+            "recorder": recorder,
+            "reason": reason,
+            "volume": str(where) if where is not None else None,
+        }
+        _ingest_through_daemon(settings, "dock.identify", fields, where, as_json)
+        return
 
     def run(
         station: Station, progress: ProgressCallback | None, on_clip: ClipCallback

@@ -15,7 +15,7 @@ from blake3 import blake3
 from evidence_agent.errors import StorageError
 from evidence_agent.io.atomic import fsync_dir
 from evidence_agent.io.copying import FileReader, FileWriter, pump
-from evidence_agent.io.volume_reader import VolumeGoneError, device_gone, open_volume_file
+from evidence_agent.io.volume_reader import VolumeGoneError, VolumeSource
 
 _BUFFERS = 4  # chunks in flight: memory is bounded by _BUFFERS * chunk_bytes per copy
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -96,23 +96,23 @@ class Spool:
             if len(p.name) == 64 and set(p.name) <= _HEX_DIGITS and p.is_file()
         )
 
-    def copy_in(self, volume_root: Path, rel: bytes) -> SpooledFile:
+    def copy_in(self, volume: VolumeSource, rel: bytes) -> SpooledFile:
         """Read the original once into the spool while hashing it; fsync; atomic rename.
 
         On any failure nothing is left in the spool and nothing is returned."""
-        return self.make_durable(self.read_in(volume_root, rel))
+        return self.make_durable(self.read_in(volume, rel))
 
-    def read_in(self, volume_root: Path, rel: bytes) -> CopiedFile:
+    def read_in(self, volume: VolumeSource, rel: bytes) -> CopiedFile:
         """The first half of copy_in: read the original once, hash it, write it to a partial
         file. Finish with make_durable (or discard): the caller may read the next original
         meanwhile, while the disk catches up with this one.
 
         An error reading the original is raised as VolumeGoneError when the recorder itself is
-        gone (`device_gone`), else as the OSError it is: one file that cannot be read."""
+        gone (`VolumeSource.gone`), else as the OSError it is: one file that cannot be read."""
         try:
-            src = open_volume_file(volume_root, rel)
+            src = volume.open_file(rel)
         except OSError as e:
-            if device_gone(volume_root, e):
+            if volume.gone(e):
                 raise _gone(e) from e
             raise
         tmp = self.incoming / f"{os.getpid()}.{uuid.uuid4().hex}.part"
@@ -123,7 +123,7 @@ class Spool:
             raise _spool_error(e, self.root) from e
         try:
             before = os.fstat(src)
-            sha256, b3, sm3, copied = self._pump(src, dst, volume_root, before.st_size)
+            sha256, b3, sm3, copied = self._pump(src, dst, volume, before.st_size)
             after = os.fstat(src)
         except BaseException:
             os.close(dst)
@@ -204,7 +204,7 @@ class Spool:
             return False
 
     def _pump(
-        self, src: int, dst: int, volume_root: Path, size: int
+        self, src: int, dst: int, volume: VolumeSource, size: int
     ) -> tuple[str, str, str | None, int]:
         sha = hashlib.sha256()
         b3 = blake3()
@@ -230,7 +230,7 @@ class Spool:
             digest,
             chunk_bytes=self.chunk_bytes,
             buffers=_BUFFERS,
-            read_error=lambda e: _gone(e) if device_gone(volume_root, e) else e,
+            read_error=lambda e: _gone(e) if volume.gone(e) else e,
             expected_bytes=size,
         )
         return sha.hexdigest(), b3.hexdigest(), (sm3.hexdigest() if sm3 else None), total

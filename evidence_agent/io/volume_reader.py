@@ -8,6 +8,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from evidence_agent.domain.flags import SkipReason
 from evidence_agent.errors import InputError
@@ -59,6 +60,36 @@ class SkippedEntry:
 class VolumeListing:
     files: list[VolumeFile] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
+
+
+class VolumeSource(Protocol):
+    """A recorder volume as ingest reads it: listed, each file opened for reading, and asked
+    whether an error means the device is gone. `root` is the volume as the catalog names it."""
+
+    @property
+    def root(self) -> Path: ...
+
+    def listing(self) -> VolumeListing: ...
+
+    def open_file(self, rel: bytes) -> int: ...
+
+    def gone(self, error: OSError) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LocalVolume:
+    """A volume this process reads itself, by its mount point (VolumeSource)."""
+
+    root: Path
+
+    def listing(self) -> VolumeListing:
+        return list_volume(self.root)
+
+    def open_file(self, rel: bytes) -> int:
+        return open_volume_file(self.root, rel)
+
+    def gone(self, error: OSError) -> bool:
+        return device_gone(self.root, error)
 
 
 def device_gone(root: Path, error: OSError) -> bool:
@@ -269,10 +300,10 @@ def open_volume_file(root: Path, rel: bytes) -> int:
     return fd
 
 
-def read_small_file(root: Path, rel: bytes, limit: int) -> bytes | None:
+def read_small_file(volume: VolumeSource, rel: bytes, limit: int) -> bytes | None:
     """A small file (the identity document) read safely; None when absent."""
     try:
-        fd = open_volume_file(root, rel)
+        fd = volume.open_file(rel)
     except FileNotFoundError:
         return None
     except OSError as e:

@@ -33,8 +33,8 @@ from evidence_agent.io.locks import FileLock, is_held, try_lock
 from evidence_agent.io.volume_reader import (
     VolumeFile,
     VolumeListing,
+    VolumeSource,
     display_path,
-    list_volume,
     read_small_file,
     volume_text,
 )
@@ -231,11 +231,11 @@ def recover_interrupted(station: Station) -> list[str]:
 
 
 def survey_volume(
-    station: Station, volume: Path, recorder_serial: str | None, warnings: list[str]
+    station: Station, volume: VolumeSource, recorder_serial: str | None, warnings: list[str]
 ) -> Survey:
     """List the volume, read its identity file and the facts in its file names."""
     settings = station.settings
-    listing = list_volume(volume)
+    listing = volume.listing()
     identity_rel = settings.ingest.identity_file.encode()
     identity = _read_identity(volume, identity_rel, warnings)
     patterns = compile_patterns(settings.ingest.filename_patterns)
@@ -261,7 +261,9 @@ def survey_volume(
     return Survey(listing, identity_rel, identity, facts, serial, skew, now, warnings)
 
 
-def _read_identity(volume: Path, rel: bytes, warnings: list[str]) -> RecorderIdentity | None:
+def _read_identity(
+    volume: VolumeSource, rel: bytes, warnings: list[str]
+) -> RecorderIdentity | None:
     try:
         data = read_small_file(volume, rel, MAX_IDENTITY_BYTES)
         return parse_identity(data) if data is not None else None

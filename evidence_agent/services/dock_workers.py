@@ -25,7 +25,12 @@ from evidence_agent.domain.identity import MAX_IDENTITY_BYTES, parse_identity
 from evidence_agent.domain.states import ClipState, DockState
 from evidence_agent.domain.usb_allowlist import normalize_serial
 from evidence_agent.errors import EvidenceError
-from evidence_agent.io.volume_reader import VolumeGoneError, read_small_file, volume_text
+from evidence_agent.io.volume_reader import (
+    LocalVolume,
+    VolumeGoneError,
+    read_small_file,
+    volume_text,
+)
 from evidence_agent.ports import DockEvent
 from evidence_agent.services.clearing import WritableMounter, clear_recorder
 from evidence_agent.services.dock_sessions import UnidentifiedVolumeError
@@ -337,7 +342,7 @@ class DockWorkers:
         `retry` (a dock-folder volume's event) is docked again once an identity file is on it."""
         dock.volume = volume
         try:
-            dock.bytes_total = plan_bytes(volume, self.station)
+            dock.bytes_total = plan_bytes(volume, self.settings.ingest)
         except EvidenceError:
             dock.bytes_total = None
         extra_warnings = self._check_identity(volume, recorder_serial)
@@ -432,7 +437,7 @@ class DockWorkers:
             return []
         rel = self.settings.ingest.identity_file.encode()
         try:
-            data = read_small_file(volume, rel, MAX_IDENTITY_BYTES)
+            data = read_small_file(LocalVolume(volume), rel, MAX_IDENTITY_BYTES)
             identity = parse_identity(data) if data is not None else None
         except EvidenceError:
             return []  # ingest reports an unreadable identity file itself

@@ -7,26 +7,30 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import select
 
 from evidence_agent.catalog.models import Clip, ClipSource, DockSession
+from evidence_agent.config import IngestSettings
 from evidence_agent.custody.vocabulary import EventType
 from evidence_agent.domain.flags import SkipReason
 from evidence_agent.domain.identity import check_serial
 from evidence_agent.domain.media import media_kind
 from evidence_agent.domain.states import ClipOutcome, ClipState, DockState
 from evidence_agent.domain.text import check_plain_text
-from evidence_agent.errors import EvidenceError, InputError, NotFoundError
+from evidence_agent.errors import EvidenceError, ExitCode, InputError, NotFoundError
 from evidence_agent.io.spool import CopiedFile
 from evidence_agent.io.volume_reader import (
+    LocalVolume,
     VolumeFile,
     VolumeGoneError,
     error_text,
-    list_volume,
     volume_text,
 )
+from evidence_agent.io.volume_reader import VolumeSource as VolumeSource  # for review: no io
 from evidence_agent.services.cataloguing import Cataloguer
 from evidence_agent.services.checkpoint_publishing import publish_checkpoints
 from evidence_agent.services.dock_sessions import (
@@ -35,7 +39,6 @@ from evidence_agent.services.dock_sessions import (
     UnidentifiedVolumeError,
     hold_unidentified_dock,
     lock_dock,
-    media_kind_of,
     recover_interrupted,
     start_dock,
     survey_volume,
@@ -49,18 +52,67 @@ from evidence_agent.services.ingest_report import (
     clip_result,
 )
 from evidence_agent.services.station import Station
+from evidence_agent.services.storing import StoreWorker
 
 log = logging.getLogger(__name__)
 
 
-def plan_bytes(volume: Path, station: Station) -> int:
+def plan_bytes(volume: Path, settings: IngestSettings) -> int:
     """Bytes of media a volume holds, for a progress bar's total."""
-    return sum(f.size for f in list_volume(volume).files if media_kind_of(station, f) is not None)
+    patterns = (settings.video_patterns, settings.photo_patterns, settings.audio_patterns)
+    files = LocalVolume(volume).listing().files
+    return sum(f.size for f in files if media_kind(f.name, *patterns) is not None)
+
+
+@dataclass(frozen=True)
+class StoredIngest:
+    """An ingest as the command shows it: its report with what the store worker beside it
+    did and its warnings (`result`, the `--json` document), and the exit code."""
+
+    result: dict[str, Any]
+    exit_code: ExitCode
+
+    def to_json(self) -> dict[str, Any]:
+        return {"result": self.result, "exit_code": int(self.exit_code)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StoredIngest:
+        return cls(dict(data["result"]), ExitCode(int(data["exit_code"])))
+
+
+def ingest_and_store(
+    station: Station,
+    ingest: Callable[[ProgressCallback | None, ClipCallback], IngestReport],
+    progress: ProgressCallback | None = None,
+) -> StoredIngest:
+    """Run an ingest (`ingest_volume`, `identify_dock`) with a store worker beside it that
+    stores each clip as it is catalogued; the exit code says what needs a person."""
+    worker = StoreWorker(station).start()
+    try:
+        report = ingest(progress, worker.submit)
+    finally:
+        stored = worker.finish()
+    stored_ids = set(stored.stored)
+    result = report.to_json()  # its warnings are the report's list: those added below too
+    for clip in result["clips"]:
+        if clip["id"] in stored_ids:
+            clip["state"] = ClipState.STORED
+    result["store"] = stored.to_json()
+    code = report.exit_code
+    if stored.failed:
+        code = max(code, ExitCode.WARNING)
+        report.warnings.append(
+            f"{len(stored.failed)} clip(s) stay in the spool until the store is reachable "
+            "(`evidence-agent store` retries)"
+        )
+    if stored.integrity_failures:
+        code = ExitCode.INTEGRITY
+    return StoredIngest(result, ExitCode(code))
 
 
 def ingest_volume(
     station: Station,
-    volume: Path,
+    volume: Path | VolumeSource,
     *,
     recorder_serial: str | None = None,
     source: str = "cli",
@@ -88,13 +140,18 @@ def ingest_volume(
     A volume no recorder can be named for raises UnidentifiedVolumeError. With
     `hold_unidentified` (the daemon) it is first kept as a dock in state `unidentified`, with
     its custody event, or `resume`'s such dock is brought up to date. `resume` names an
-    unidentified dock of this volume: once the recorder is known, that dock is the one read."""
+    unidentified dock of this volume: once the recorder is known, that dock is the one read.
+
+    `volume` is a mount point this process reads, or a VolumeSource that reads it elsewhere
+    (the caller's process, through the local API)."""
+    if isinstance(volume, Path):
+        volume = LocalVolume(volume)
     try:
         survey = survey_volume(station, volume, recorder_serial, list(warnings))
     except UnidentifiedVolumeError as e:
         if hold_unidentified:
             e.dock_session_id = hold_unidentified_dock(
-                station, volume, source, e, finishing, resume
+                station, volume.root, source, e, finishing, resume
             )
         raise
     for dock_id in recover_interrupted(station):
@@ -107,7 +164,7 @@ def ingest_volume(
     lock = lock_dock(station, session_id)
     try:
         with station.transaction() as session:
-            dock = start_dock(station, session, session_id, survey, volume, source)
+            dock = start_dock(station, session, session_id, survey, volume.root, source)
         report = _read_dock(
             station, dock, volume, survey, progress, on_clip, should_stop, finishing
         )
@@ -119,7 +176,7 @@ def ingest_volume(
 def _read_dock(
     station: Station,
     dock: Dock,
-    volume: Path,
+    volume: VolumeSource,
     survey: Survey,
     progress: ProgressCallback | None,
     on_clip: ClipCallback | None,
@@ -157,14 +214,15 @@ def identify_dock(
     recorder_serial: str,
     reason: str,
     *,
-    volume: Path | None = None,
+    volume: Path | VolumeSource | None = None,
     progress: ProgressCallback | None = None,
     on_clip: ClipCallback | None = None,
 ) -> IngestReport:
     """An operator names the recorder of an unidentified dock: the act is recorded
     (`dock.identified`, with their reason), then the volume is ingested as that recorder's,
     in that dock. `volume` is where it is mounted now, when not where it was docked (a USB
-    device the daemon has unmounted)."""
+    device the daemon has unmounted): a path this process reads, or a VolumeSource read by
+    the operator's own process."""
     check_serial(recorder_serial, what="--recorder")
     check_plain_text(dock_id, "dock")
     if not check_plain_text(reason, "reason").strip():
@@ -178,12 +236,14 @@ def identify_dock(
         )
     if row.state != DockState.UNIDENTIFIED:
         raise InputError(f"dock {dock_id} is {row.state}, not waiting for identification")
-    path = volume if volume is not None else Path(row.volume)
-    if not path.is_dir():
-        raise InputError(
-            f"the volume of dock {dock_id} is not at {volume_text(path)}",
-            remedy="mount it read-only and give its mount point with --volume",
-        )
+    if volume is None or isinstance(volume, Path):
+        path = volume if volume is not None else Path(row.volume)
+        if not path.is_dir():
+            raise InputError(
+                f"the volume of dock {dock_id} is not at {volume_text(path)}",
+                remedy="mount it read-only and give its mount point with --volume",
+            )
+        volume = LocalVolume(path)
     with station.transaction() as session:
         station.record(
             session,
@@ -194,7 +254,7 @@ def identify_dock(
                 data={
                     "dock_session": dock_id,
                     "recorder": recorder_serial,
-                    "volume": volume_text(path),
+                    "volume": volume_text(volume.root),
                 },
             ),
         )
@@ -202,7 +262,7 @@ def identify_dock(
     log.info("dock %s identified as recorder %s by %s", dock_id, recorder_serial, station.actor)
     return ingest_volume(
         station,
-        path,
+        volume,
         recorder_serial=recorder_serial,
         source=row.source,
         progress=progress,
@@ -211,10 +271,12 @@ def identify_dock(
     )
 
 
-def _open_report(station: Station, dock: Dock, volume: Path, survey: Survey) -> IngestReport:
+def _open_report(
+    station: Station, dock: Dock, volume: VolumeSource, survey: Survey
+) -> IngestReport:
     """The dock's report before any file is read: the entries the listing skipped, a low spool."""
     report = IngestReport(
-        dock.session_id, volume_text(volume), survey.serial, warnings=survey.warnings
+        dock.session_id, volume_text(volume.root), survey.serial, warnings=survey.warnings
     )
     report.clock_skew_seconds = survey.skew.total_seconds() if survey.skew is not None else None
     report.not_ingested.extend(
@@ -232,7 +294,7 @@ def _open_report(station: Station, dock: Dock, volume: Path, survey: Survey) -> 
 def _read_files(
     station: Station,
     dock: Dock,
-    volume: Path,
+    volume: VolumeSource,
     survey: Survey,
     report: IngestReport,
     cataloguer: Cataloguer,
@@ -302,7 +364,7 @@ def _taken_before(station: Station, dock: Dock) -> dict[tuple[bytes, int, int], 
 def _copy_file(
     station: Station,
     dock: Dock,
-    volume: Path,
+    volume: VolumeSource,
     file: VolumeFile,
     taken: dict[tuple[bytes, int, int], str],
 ) -> CopiedFile | ClipResult | NotIngested:

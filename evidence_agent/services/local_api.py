@@ -8,21 +8,28 @@ writes (a retrieval's target, a document to attach, every file of a directory of
 opened by the caller's own process, which passes the descriptors (SCM_RIGHTS): the station's
 account never opens a path a caller chose, and what is written lands with the caller's rights.
 
+A volume to ingest is read the same way: the caller's process lists it and opens each file with
+the station's own safe reader (io/volume_reader.py: no link followed, no device opened, depth
+bounded) and passes the descriptor; the daemon hashes and copies from it (PeerVolume).
+
 Conversation on one connection: the client sends {"op", "request"} (with descriptors for the
 files it names); while the operation runs, the daemon may send {"ask": {...}} for a target
-directory's file work ({"target": ...} for copies, {"output": ...} for a directory of output),
-each answered by {"reply": {...}} or {"error": {...}} with descriptors;
-the daemon ends with {"result": ..., "error": null or {...}}.
+directory's file work ({"target": ...} for copies, {"output": ...} for a directory of output,
+{"volume": ...} for a volume to ingest), each answered by {"reply": {...}} or {"error": {...}}
+with descriptors, and {"progress": bytes} as an ingest reads; the daemon ends with
+{"result": ..., "error": null or {...}}.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import os
 import queue
 import select
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence_agent.adapters.api_socket import (
+    MAX_REQUEST,
     MAX_RESULT,
     connect,
     error_from,
@@ -40,8 +48,17 @@ from evidence_agent.adapters.api_socket import (
     recv_message,
     send_message,
 )
+from evidence_agent.domain.flags import SkipReason
 from evidence_agent.domain.roles import Identity
 from evidence_agent.errors import EvidenceError, InputError, StorageError
+from evidence_agent.io.volume_reader import (
+    MAX_DEPTH,
+    LocalVolume,
+    SkippedEntry,
+    VolumeFile,
+    VolumeGoneError,
+    VolumeListing,
+)
 from evidence_agent.services.copy_out import DirectoryTarget, Target
 from evidence_agent.services.output_directory import LocalDirectory, OutputDirectory, relative
 
@@ -53,6 +70,10 @@ _IO_TIMEOUT = 120.0  # a caller that stops answering frees its thread after this
 QUEUE_TIMEOUT = 300.0
 DEFAULT_WORKERS = 4  # the configuration's dock.api_workers sets the daemon's
 REQUEST_NICENESS = 10  # added to a request thread's niceness: below the docks'
+# A volume's listing comes from the caller: large for a recorder of many small files, bounded
+# so that a caller cannot make the daemon hold what it likes.
+_MAX_LISTING = 64 << 20
+_CALLER_GONE = "the command that asked for this ingest stopped while its volume was read"
 
 Outcome = tuple[Any, EvidenceError | None]  # the result, and the error the command ends with
 # (caller, operation name, its fields, the caller's side of the connection) -> outcome
@@ -81,9 +102,11 @@ class Peer:
             os.close(fd)
         self.fds.clear()
 
-    def ask(self, question: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    def ask(
+        self, question: Mapping[str, Any], max_bytes: int = MAX_REQUEST
+    ) -> tuple[dict[str, Any], list[int]]:
         send_message(self.sock, {"ask": dict(question)})
-        answer, fds = recv_message(self.sock)
+        answer, fds = recv_message(self.sock, max_bytes)
         if answer.get("error") is not None:
             for fd in fds:
                 os.close(fd)
@@ -96,6 +119,130 @@ class Peer:
 
     def output(self, path: str) -> PeerOutput:
         return PeerOutput(self, Path(path))
+
+    def volume(self, path: str) -> PeerVolume:
+        return PeerVolume(self, Path(path))
+
+    def progress(self, done: int) -> None:
+        """Bytes an ingest has read, for the caller's progress bar; no answer is awaited."""
+        try:
+            send_message(self.sock, {"progress": done})
+        except OSError as e:
+            raise VolumeGoneError(_CALLER_GONE) from e
+
+
+class PeerVolume:
+    """A recorder volume the caller's process lists and opens (io/volume_reader.VolumeSource):
+    the daemon reads only the descriptors it is passed, never a path the caller named. What
+    the caller sends is checked as coming from anyone: names, sizes, the kind of each file."""
+
+    def __init__(self, peer: Peer, root: Path) -> None:
+        self.peer = peer
+        self.root = root  # the caller's name for it, kept in the catalog as the dock's volume
+
+    def _ask(
+        self, op: str, max_bytes: int = MAX_REQUEST, **fields: Any
+    ) -> tuple[dict[str, Any], list[int]]:
+        try:
+            return self.peer.ask({"volume": op, "path": str(self.root), **fields}, max_bytes)
+        except OSError as e:  # the connection, not the volume: the caller is gone
+            raise VolumeGoneError(_CALLER_GONE) from e
+
+    def listing(self) -> VolumeListing:
+        reply, fds = self._ask("list", _MAX_LISTING)
+        for fd in fds:
+            os.close(fd)
+        try:
+            files = [VolumeFile(_rel(r), _count(n), _count(t)) for r, n, t in reply["files"]]
+            skipped = [
+                SkippedEntry(_rel(r), SkipReason(why), str(detail)[:1000])
+                for r, why, detail in reply["skipped"]
+            ]
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"the volume's listing the command sent is malformed: {e}") from e
+        return VolumeListing(sorted(files, key=lambda f: f.rel), skipped)
+
+    def open_file(self, rel: bytes) -> int:
+        reply, fds = self._ask("open", rel=base64.b64encode(rel).decode())
+        if "refused" in reply or "errno" in reply:
+            for fd in fds:
+                os.close(fd)
+            if "refused" in reply:
+                raise InputError(str(reply["refused"]))
+            if reply.get("gone"):
+                raise VolumeGoneError(f"recorder vanished: {reply.get('strerror')}")
+            raise OSError(int(reply["errno"]), str(reply.get("strerror")))
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise InputError("the command passed no descriptor for a file of its volume")
+        fd = fds[0]
+        # Whatever the caller passed is read only if it is a regular file, from its start: a
+        # pipe or a device would hang or feed the reader without end.
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise InputError("the command passed a descriptor that is not a regular file")
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def gone(self, error: OSError) -> bool:
+        try:
+            reply, fds = self._ask("gone", errno=error.errno, strerror=error.strerror)
+        except EvidenceError:
+            return True  # the caller cannot say: it is gone, and so is the volume to us
+        for fd in fds:
+            os.close(fd)
+        return bool(reply.get("gone"))
+
+
+def _rel(value: Any) -> bytes:
+    """A file's path inside the volume as the caller sent it: relative, without `.` or `..`,
+    no deeper than the reader goes."""
+    try:
+        rel = base64.b64decode(str(value), validate=True)
+    except binascii.Error as e:
+        raise ValueError("a file name is not base64") from e
+    parts = rel.split(b"/")
+    if b"\0" in rel or len(parts) > MAX_DEPTH + 1 or any(p in (b"", b".", b"..") for p in parts):
+        raise ValueError(f"{rel!r} is not a path inside the volume")
+    return rel
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{value!r} is not a size or a time")
+    return value
+
+
+def answer_volume(question: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    """The caller's side of a PeerVolume question: the volume read in this process, with its
+    rights, by the same reader the station uses on its own volumes."""
+    volume = LocalVolume(Path(str(question.get("path"))))
+    op = question.get("volume")
+    if op == "list":
+        listing = volume.listing()
+        return {
+            "files": [[_b64(f.rel), f.size, f.mtime_ns] for f in listing.files],
+            "skipped": [[_b64(s.rel), str(s.reason), s.detail] for s in listing.skipped],
+        }, []
+    if op == "open":
+        rel = base64.b64decode(str(question["rel"]), validate=True)
+        try:
+            return {}, [volume.open_file(rel)]
+        except OSError as e:
+            gone = volume.gone(e)
+            return {"errno": e.errno or 0, "strerror": e.strerror, "gone": gone}, []
+        except InputError as e:
+            return {"refused": e.message}, []
+    if op == "gone":
+        error = OSError(int(question["errno"] or 0), str(question.get("strerror")))
+        return {"gone": volume.gone(error)}, []
+    raise InputError(f"the daemon asked for {op!r}, which this command does not do")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 class PeerTarget:
@@ -400,10 +547,14 @@ def call(
     target: Path | None = None,
     output: Path | None = None,
     files: Sequence[Path] = (),
+    volume: Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run `op` at the daemon as this process's account; `target`, a directory this process
     writes the retrieved files in; `output`, a directory this process writes a command's
-    output in, file by file as the daemon asks; `files`, opened here and passed. Returns the
+    output in, file by file as the daemon asks; `files`, opened here and passed; `volume`, a
+    recorder volume this process lists and opens for the daemon, `progress` told the bytes
+    read. Returns the
     result and the error the command must end with (the daemon's, with its exit code)."""
     fds: list[int] = []
     try:
@@ -417,19 +568,49 @@ def call(
             for fd in fds:
                 os.close(fd)
             fds.clear()
-            return _converse(
-                sock,
+            answers = _Answers(
                 DirectoryTarget(target) if target is not None else None,
                 LocalDirectory(output) if output is not None else None,
+                volume,
+                progress,
             )
+            return _converse(sock, answers)
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _converse(
-    sock: socket.socket, target: DirectoryTarget | None, output: LocalDirectory | None
-) -> Outcome:
+class _Answers:
+    """What this process does for the daemon during one call: the questions it may answer."""
+
+    def __init__(
+        self,
+        target: DirectoryTarget | None,
+        output: LocalDirectory | None,
+        volume: Path | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.target = target
+        self.output = output
+        self.volume = volume
+        self.progress = progress
+
+    def answer(self, question: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        if "volume" in question:
+            # Only the volume this command named: a daemon cannot have it read another path.
+            if self.volume is None or question.get("path") != str(self.volume):
+                raise InputError("the daemon asked for a volume this command did not name")
+            return answer_volume(question)
+        if "output" in question and self.output is not None:
+            return answer_output(self.output, question)
+        if "target" in question and "within" in question and self.output is not None:
+            return answer_target(self.output.target(str(question["within"])), question)
+        if "target" in question and self.target is not None:
+            return answer_target(self.target, question)
+        raise InputError("the daemon asked about a directory this command did not name")
+
+
+def _converse(sock: socket.socket, answers: _Answers) -> Outcome:
     while True:
         try:
             message, fds = recv_message(sock, MAX_RESULT)
@@ -440,20 +621,16 @@ def _converse(
             ) from e
         for fd in fds:
             os.close(fd)
+        if "progress" in message:
+            if answers.progress is not None:
+                answers.progress(int(message["progress"]))
+            continue
         question = message.get("ask")
         if question is None:
             error = message.get("error")
             return message.get("result"), (error_from(error) if error else None)
         try:
-            if "output" in question and output is not None:
-                reply, passed = answer_output(output, question)
-            elif "target" in question and "within" in question and output is not None:
-                within = output.target(str(question["within"]))
-                reply, passed = answer_target(within, question)
-            elif "target" in question and target is not None:
-                reply, passed = answer_target(target, question)
-            else:
-                raise InputError("the daemon asked about a directory this command did not name")
+            reply, passed = answers.answer(question)
         except EvidenceError as e:
             send_message(sock, {"error": error_message(e)})
             continue

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,12 +116,18 @@ def _ready(socket_path: Path, daemon: subprocess.Popen[str], log: Path) -> None:
 
 @contextmanager
 def installed_station(
-    accounts: Accounts, program: Path, *, faketime: str | None = None, **daemon_env: str
+    accounts: Accounts,
+    program: Path,
+    *,
+    faketime: str | None = None,
+    docked_at_start: Callable[[Path], None] | None = None,
+    **daemon_env: str,
 ) -> Iterator[Station]:
     """A station installed as a service: docked once as root (the demo recorder), handed to the
     service account (data directory 0700), the clerk, supervisor and auditor given their roles in
     the roles file, the daemon run as the service account with the socket group as its group
-    (`faketime`: that far from now, e.g. "+200d"; `daemon_env`: more of its settings)."""
+    (`faketime`: that far from now, e.g. "+200d"; `docked_at_start(dock_dir)`: puts volumes in
+    the dock folder, which the daemon docks as it starts; `daemon_env`: more of its settings)."""
     if shutil.which("ffmpeg") is None:
         service_missing("ffmpeg is not installed: scripts/setup.sh installs it")
     base = Path(tempfile.mkdtemp(prefix="ea-installed-"))
@@ -138,6 +144,9 @@ def installed_station(
             [str(EA), *args], env=root_env, capture_output=True, text=True, timeout=300
         )
         assert done.returncode in (0, 1), done.stderr  # 1: the demo's cut-off clip is flagged
+    if docked_at_start is not None:
+        (data / "dock").mkdir(exist_ok=True)
+        docked_at_start(data / "dock")
     sh("chown", "-R", f"{accounts.service}:", str(data), str(run_dir))
     data.chmod(0o700)
     roles = data / "roles.toml"  # an administrator's file: root's, read by everyone

@@ -33,7 +33,7 @@ from evidence_agent.domain.media import MediaInfo
 from evidence_agent.errors import ExitCode, InputError, StorageError
 from evidence_agent.io.copying import FileWriter
 from evidence_agent.io.spool import Spool
-from evidence_agent.io.volume_reader import VolumeGoneError
+from evidence_agent.io.volume_reader import LocalVolume, VolumeGoneError
 from evidence_agent.services.demo_recorder import DemoVolume, generate_clip, make_demo_recorder
 from evidence_agent.services.ingest import ingest_volume
 from evidence_agent.services.ingest_report import IngestReport
@@ -102,10 +102,10 @@ def test_spool_blake3_is_the_published_one(tmp_path: Path) -> None:
     (vol / "abc").write_bytes(b"abc")
     spool = Spool(tmp_path / "spool")
     spool.prepare()
-    assert spool.copy_in(vol, b"empty").blake3 == (
+    assert spool.copy_in(LocalVolume(vol), b"empty").blake3 == (
         "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
     )
-    assert spool.copy_in(vol, b"abc").blake3 == (
+    assert spool.copy_in(LocalVolume(vol), b"abc").blake3 == (
         "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
     )
 
@@ -317,7 +317,7 @@ def test_file_changing_during_copy_is_flagged(station: Station, tmp_path: Path) 
 
     grower = threading.Thread(target=grow)
     grower.start()
-    result = spool.copy_in(vol, target.name.encode())
+    result = spool.copy_in(LocalVolume(vol), target.name.encode())
     grower.join()
     assert result.changed_during_copy
 
@@ -331,7 +331,7 @@ def copy_every_edge_size(spool: Spool, vol: Path) -> None:
     for size in EDGE_SIZES:
         data = os.urandom(size)
         (vol / f"f{size}").write_bytes(data)
-        copied = spool.copy_in(vol, f"f{size}".encode())
+        copied = spool.copy_in(LocalVolume(vol), f"f{size}".encode())
         assert copied.sha256 == hashlib.sha256(data).hexdigest()
         assert copied.blake3 == blake3(data).hexdigest()
         assert copied.size == size and not copied.changed_during_copy
@@ -504,7 +504,7 @@ def test_hashed_here_is_only_the_unchanged_file_this_spool_wrote(tmp_path: Path)
     (vol / "a.mp4").write_bytes(b"footage" * 1000)
     spool = Spool(tmp_path / "spool")
     spool.prepare()
-    copied = spool.copy_in(vol, b"a.mp4")
+    copied = spool.copy_in(LocalVolume(vol), b"a.mp4")
     assert spool.hashed_here(copied.sha256)
     assert not Spool(tmp_path / "spool").hashed_here(copied.sha256)  # another process
     copied.path.chmod(0o600)
@@ -675,8 +675,8 @@ def test_reclaiming_a_copy_takes_its_upload_state_and_only_its_own(tmp_path: Pat
     (vol / "b.mp4").write_bytes(b"other footage" * 1000)
     spool = Spool(tmp_path / "spool")
     spool.prepare()
-    mine = spool.copy_in(vol, b"a.mp4").sha256
-    other = spool.copy_in(vol, b"b.mp4").sha256
+    mine = spool.copy_in(LocalVolume(vol), b"a.mp4").sha256
+    other = spool.copy_in(LocalVolume(vol), b"b.mp4").sha256
     made = []
     for sha in (mine, other):
         state = spool.root / f"{sha}.upload.json"
