@@ -36,7 +36,7 @@ from evidence_agent.services.local_api import Handler, Peer
 from evidence_agent.services.output_directory import LocalDirectory, OutputDirectory
 from evidence_agent.services.roles_changes import RolesEdit, RolesWatch
 from evidence_agent.services.station import Station
-from review import access_log, cases, retention, retrieval, search
+from review import access_log, cases, legal_review, retention, retrieval, search
 from review.settings import ReviewSettings, load_station_roles
 
 Outcome = tuple[Any, EvidenceError | None]  # the result, and the error the command ends with
@@ -414,6 +414,56 @@ def _verify(call: Call) -> Outcome:
     return report.to_json(), failed
 
 
+# ---------------------------------------------------------------- legal review
+
+
+def _working_days(call: Call) -> int:
+    value = call.fields.get("days")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError("days: expected a whole number of working days")
+    return value
+
+
+_LEGAL_REVIEW = (
+    Operation(
+        "legal-review.request",
+        Action.LEGAL_REVIEW_REQUEST,
+        lambda c: legal_review.request_review(
+            c.station,
+            c.caller,
+            c.need("case"),
+            c.text("reason") or "",
+            override_incomplete=c.flag("override_incomplete"),
+        ),
+        (Subject.CASE, "case"),
+        writes=True,
+    ),
+    Operation(
+        "legal-review.extend",
+        Action.LEGAL_REVIEW_OPINION,
+        lambda c: legal_review.extend_review(
+            c.station, c.caller, c.need("case"), _working_days(c), c.text("reason") or ""
+        ),
+        (Subject.CASE, "case"),
+        writes=True,
+    ),
+    Operation(
+        "legal-review.opinion",
+        Action.LEGAL_REVIEW_OPINION,
+        lambda c: legal_review.give_opinion(
+            c.station, c.caller, c.need("case"), c.need("opinion"), c.text("reason") or ""
+        ),
+        (Subject.CASE, "case"),
+        writes=True,
+    ),
+    Operation(
+        "legal-review.list",
+        Action.CLOCKS_READ,
+        lambda c: legal_review.list_reviews(c.station, c.caller, pending=c.flag("pending")),
+    ),
+)
+
+
 _CASE = (Subject.CASE, "number")
 _CLIP = (Subject.CLIP, "clip")
 _RECORDER = (Subject.RECORDER, "serial")
@@ -539,6 +589,7 @@ OPERATIONS: Mapping[str, Operation] = {
         Operation("audit.export", Action.AUDIT_EXPORT, _audit_export),
         # Through the daemon only: on the station itself its owner verifies without a role.
         Operation("verify", Action.VERIFY, _verify),
+        *_LEGAL_REVIEW,
     )
 }
 

@@ -10,7 +10,7 @@ import typer
 
 from evidence_agent.cli.common import JsonOption
 from evidence_agent.cli.display import text_lines
-from evidence_agent.cli.review import ReasonOption, emit, review_session, run_operation
+from evidence_agent.cli.review import ReasonOption, emit, run_operation
 from evidence_agent.errors import InputError
 
 legal_review_app = typer.Typer(
@@ -69,12 +69,8 @@ def review_request(
 ) -> None:
     """Send a case, with its case file, for legal review; the reviewer has 7 working days. A
     full-recording case with gaps is refused (exit 6) unless overridden with a reason."""
-    from review.legal_review import request_review
-
-    with review_session(ctx) as (station, caller, _):
-        result = request_review(
-            station, caller, case, reason or "", override_incomplete=override_incomplete
-        )
+    fields = {"case": case, "reason": reason, "override_incomplete": override_incomplete}
+    result = run_operation(ctx, "legal-review.request", fields)
     _out(as_json, result, [review_line(result)])
 
 
@@ -87,10 +83,8 @@ def review_extend(
     as_json: JsonOption = False,
 ) -> None:
     """Extend the pending review of a case by some working days, with a reason (reviewer)."""
-    from review.legal_review import extend_review
-
-    with review_session(ctx) as (station, caller, _):
-        result = extend_review(station, caller, case, days, reason or "")
+    fields = {"case": case, "days": days, "reason": reason}
+    result = run_operation(ctx, "legal-review.extend", fields)
     _out(as_json, result, [review_line(result)])
 
 
@@ -103,10 +97,8 @@ def review_opinion(
     as_json: JsonOption = False,
 ) -> None:
     """Give the legal opinion on a case, its reasons in --reason (reviewer role only)."""
-    from review.legal_review import give_opinion
-
-    with review_session(ctx) as (station, caller, _):
-        result = give_opinion(station, caller, case, opinion, reason or "")
+    fields = {"case": case, "opinion": opinion, "reason": reason}
+    result = run_operation(ctx, "legal-review.opinion", fields)
     _out(as_json, result, [review_line(result)])
 
 
@@ -117,10 +109,7 @@ def review_list(
     as_json: JsonOption = False,
 ) -> None:
     """Legal reviews, soonest due first, with their working-day clocks."""
-    from review.legal_review import list_reviews
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        rows = list_reviews(station, caller, pending=pending)
+    rows = run_operation(ctx, "legal-review.list", {"pending": pending})
     _out(as_json, rows, [review_line(r) for r in rows] or ["no legal reviews"])
 
 
@@ -163,24 +152,19 @@ def notice_add(
     as_json: JsonOption = False,
 ) -> None:
     """Record a decision to be made public: due in 7 working days (licence, penalty) or 20."""
-    from publish.notices import NoticeInput, add_notice
-
-    try:
-        body = text_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read {text_file}: {e}") from e
-    data = NoticeInput(
-        number=number,
-        kind=kind,
-        title=title,
-        body=body,
-        decision_date=_day(decided, "decision date") or date.min,
-        persons=tuple(person or ()),
-        minors=minor,
-        case=case,
-    )
-    with review_session(ctx) as (station, caller, _):
-        result = add_notice(station, caller, data, reason or "")
+    fields = {
+        "number": number,
+        "kind": kind,
+        "title": title,
+        "text_file": str(text_file),
+        "decided": (_day(decided, "decision date") or date.min).isoformat(),
+        "persons": person or [],
+        "minor": minor,
+        "case": case,
+        "reason": reason,
+    }
+    # The decision's text is read by this process, with the caller's rights.
+    result = run_operation(ctx, "notice.add", fields, files=[text_file])
     _out(as_json, result, [notice_line(result)])
 
 
@@ -192,10 +176,7 @@ def notice_publish(
     as_json: JsonOption = False,
 ) -> None:
     """Publish a notice with its personal data taken out (a minor's never)."""
-    from publish.notices import publish_notice
-
-    with review_session(ctx) as (station, caller, _):
-        result = publish_notice(station, caller, number, reason or "")
+    result = run_operation(ctx, "notice.publish", {"number": number, "reason": reason})
     _out(as_json, result, [notice_line(result)])
 
 
@@ -210,11 +191,9 @@ def notice_revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Record that the decision was revoked: its notice must come down in 3 working days."""
-    from publish.notices import revoke_decision
-
     day = _day(on, "revocation day")
-    with review_session(ctx) as (station, caller, _):
-        result = revoke_decision(station, caller, number, day, reason or "")
+    fields = {"number": number, "on": day.isoformat() if day else None, "reason": reason}
+    result = run_operation(ctx, "notice.revoke", fields)
     _out(as_json, result, [notice_line(result)])
 
 
@@ -226,10 +205,7 @@ def notice_withdraw(
     as_json: JsonOption = False,
 ) -> None:
     """Take a published notice down."""
-    from publish.notices import withdraw_notice
-
-    with review_session(ctx) as (station, caller, _):
-        result = withdraw_notice(station, caller, number, reason or "")
+    result = run_operation(ctx, "notice.withdraw", {"number": number, "reason": reason})
     _out(as_json, result, [notice_line(result)])
 
 
@@ -242,10 +218,7 @@ def notice_list(
     as_json: JsonOption = False,
 ) -> None:
     """Notices with their publication and withdrawal clocks."""
-    from publish.notices import list_notices
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        rows = list_notices(station, caller, overdue=overdue)
+    rows = run_operation(ctx, "notice.list", {"overdue": overdue})
     _out(as_json, rows, [notice_line(n) for n in rows] or ["no notices"])
 
 

@@ -9,8 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from evidence_agent.cli.common import JsonOption
-from evidence_agent.cli.review import ReasonOption, emit, review_session, run_operation
-from evidence_agent.errors import InputError
+from evidence_agent.cli.review import ReasonOption, emit, run_operation
 
 disclose_app = typer.Typer(
     help="Disclosure: evidence handed to a court, prosecutor or review body as a verifiable "
@@ -170,24 +169,17 @@ def redact_request(
     as_json: JsonOption = False,
 ) -> None:
     """Ask for a redacted derivative of a clip by a plan (clerks, supervisors)."""
-    from publish.redaction.derivatives import request_derivative
-
-    try:
-        plan_doc = json.loads(plan.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"cannot read the plan {plan}: {e}") from e
-    with review_session(ctx, create=False) as (station, caller, _):
-        shown = request_derivative(station, caller, clip, plan_doc, reason)
+    fields = {"clip": clip, "plan": str(plan), "reason": reason}
+    # The plan is read by this process, with the caller's rights.
+    shown = run_operation(ctx, "redact.request", fields, files=[plan])
     emit(as_json, shown, _derivative_text(shown))
 
 
 def _decide_derivative(
     ctx: typer.Context, derivative: str, reason: str | None, as_json: bool, approve: bool
 ) -> None:
-    from publish.redaction.derivatives import decide_derivative
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        shown = decide_derivative(station, caller, derivative, reason, approve=approve)
+    name = "redact.approve" if approve else "redact.refuse"
+    shown = run_operation(ctx, name, {"derivative": derivative, "reason": reason})
     emit(as_json, shown, _derivative_text(shown))
 
 
@@ -222,10 +214,7 @@ def redact_make(
 ) -> None:
     """Make an approved derivative with ffmpeg and keep it in the store; exit 3 when the
     original fails its ingest hash."""
-    from publish.redaction.derivatives import make
-
-    with review_session(ctx, create=False) as (station, caller, _):
-        shown = make(station, caller, derivative)
+    shown = run_operation(ctx, "redact.make", {"derivative": derivative})
     emit(as_json, shown, _derivative_text(shown))
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,12 +19,9 @@ from evidence_agent.cli.common import (
     root_context,
 )
 from evidence_agent.cli.display import text_lines
-from evidence_agent.domain.roles import Caller, caller_for
 from evidence_agent.errors import ExitCode, IncompleteError, InputError
-from review.settings import ReviewSettings, load_station_roles
 
 if TYPE_CHECKING:
-    from evidence_agent.services.station import Station  # sqlalchemy: only when a command runs
     from review.operations import Outcome
 
 case_app = typer.Typer(
@@ -38,23 +34,6 @@ retention_app = typer.Typer(
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Why (kept in the custody log).")
 ]
-
-
-@contextmanager
-def review_session(
-    ctx: typer.Context, *, create: bool = True
-) -> Iterator[tuple[Station, Caller, ReviewSettings]]:
-    """The station opened as the calling OS user, with their roles from groups and the roles file
-    (a change of the roles file logged first), for the commands run on the station itself."""
-    from evidence_agent.adapters.os_accounts import current_identity
-    from evidence_agent.services.roles_changes import RolesWatch
-
-    settings = root_context(ctx).settings
-    review = load_station_roles(settings.data_dir)
-    caller = caller_for(current_identity(), review.roles)
-    with open_station(ctx, actor=caller.actor, create=create) as station:
-        RolesWatch(station).check()
-        yield station, caller, review
 
 
 def call_operation(

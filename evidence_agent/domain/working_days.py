@@ -28,14 +28,16 @@ class WorkingDayCalendar:
     def with_overrides(
         cls, holidays: Iterable[date] = (), working_days: Iterable[date] = ()
     ) -> WorkingDayCalendar:
-        both = set(holidays) & set(working_days)
+        # Read once: the configuration passes iterators, which a second reading finds empty.
+        off, on = frozenset(holidays), frozenset(working_days)
+        both = off & on
         if both:
             raise ConfigError(
                 "a day cannot be both a holiday and a working day: "
                 + ", ".join(d.isoformat() for d in sorted(both)),
                 remedy="fix calendar.holidays / calendar.working_days in the configuration",
             )
-        return cls(frozenset(holidays), frozenset(working_days))
+        return cls(off, on)
 
     def knows(self, year: int) -> bool:
         return year in _LIBRARY_YEARS or any(

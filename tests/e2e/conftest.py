@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.installed import REPO, SYSTEM_PYTHON, Accounts, Station, installed_station, sh, tool
+from tests.e2e.installed import (
+    DAYS_AHEAD,
+    REPO,
+    SYSTEM_PYTHON,
+    Accounts,
+    Station,
+    calendar_settings,
+    installed_station,
+    sh,
+    tool,
+)
 from tests.support import service_missing
 
 
@@ -24,13 +34,13 @@ def accounts() -> Iterator[Accounts]:
     for name in ("useradd", "userdel", "groupadd", "groupdel", "runuser", "setpriv"):
         tool(name)
     run = uuid.uuid4().hex[:6]  # unique per run: two runs at once do not meet
-    made = Accounts(f"eas{run}", f"eac{run}", f"eap{run}", f"eaa{run}", f"eao{run}", f"eag{run}")
+    made = Accounts(*(f"ea{kind}{run}" for kind in ("s", "c", "p", "a", "r", "o", "g")))
     created: list[str] = []
     sh("groupadd", made.group)
     try:
         sh("useradd", "--system", "-M", "-s", "/usr/sbin/nologin", made.service)
         created.append(made.service)
-        for person in (made.clerk, made.supervisor, made.auditor, made.outsider):
+        for person in (made.clerk, made.supervisor, made.auditor, made.reviewer, made.outsider):
             sh("useradd", "-M", "-s", "/usr/sbin/nologin", "-G", made.group, person)
             created.append(person)
         yield made
@@ -86,6 +96,9 @@ def program() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def station(accounts: Accounts, program: Path) -> Iterator[Station]:
     """The installed station of a module, its daemon 200 days ahead (libfaketime), so that the
-    demo's clips are past retention and a deletion can be asked for and approved."""
-    with installed_station(accounts, program, faketime="+200d") as made:
+    demo's clips are past retention and a deletion can be asked for and approved; its calendar
+    knows the daemon's year."""
+    with installed_station(
+        accounts, program, faketime=f"+{DAYS_AHEAD}d", **calendar_settings()
+    ) as made:
         yield made

@@ -1,7 +1,7 @@
 """A station installed as a service, for the end-to-end tests of the local API.
 
-Real accounts (useradd, removed afterwards): the service's, a clerk, a supervisor, an auditor
-and an outsider, the last four in the station's socket group. The data directory is the service
+Real accounts (useradd, removed afterwards): the service's, a clerk, a supervisor, an auditor,
+a legal reviewer and an outsider, the last five in the station's socket group. The data directory is the service
 account's alone (0700), the daemon runs as that account with the socket group as its group, and
 each person runs the ordinary `evidence-agent` commands, which reach the station through the
 daemon's local API."""
@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from evidence_agent.domain.working_days import WorkingDayCalendar
 from tests.support import service_missing
 
 EA = Path(sys.executable).with_name("evidence-agent")
@@ -34,6 +36,20 @@ FAKETIME_LIBRARIES = (
     "/usr/lib/faketime/libfaketime.so.1",
 )
 SYSTEM_PYTHON = Path("/usr/bin/python3.11")
+DAYS_AHEAD = 200  # the daemon's clock in the modules' stations (tests/e2e/conftest.py)
+
+
+def daemon_today() -> datetime:
+    return datetime.now(UTC) + timedelta(days=DAYS_AHEAD)
+
+
+def calendar_settings() -> dict[str, str]:
+    """Past the working-day library's last year the station needs that year's arrangement
+    configured; New Year's Day stands in for it here, which the tests' clocks do not cross."""
+    year = daemon_today().year
+    if WorkingDayCalendar().knows(year):
+        return {}
+    return {"EVIDENCE_AGENT__CALENDAR__HOLIDAYS": json.dumps([f"{year}-01-01"])}
 
 
 def tool(name: str) -> str:
@@ -53,6 +69,7 @@ class Accounts:
     clerk: str
     supervisor: str
     auditor: str
+    reviewer: str  # the legal department's
     outsider: str
     group: str  # the socket's group: who may connect
 
@@ -124,10 +141,11 @@ def installed_station(
     **daemon_env: str,
 ) -> Iterator[Station]:
     """A station installed as a service: docked once as root (the demo recorder), handed to the
-    service account (data directory 0700), the clerk, supervisor and auditor given their roles in
-    the roles file, the daemon run as the service account with the socket group as its group
-    (`faketime`: that far from now, e.g. "+200d"; `docked_at_start(dock_dir)`: puts volumes in
-    the dock folder, which the daemon docks as it starts; `daemon_env`: more of its settings)."""
+    service account (data directory 0700), the clerk, supervisor, auditor and reviewer given
+    their roles in the roles file, the daemon run as the service account with the socket group
+    as its group (`faketime`: that far from now, e.g. "+200d"; `docked_at_start(dock_dir)`: puts
+    volumes in the dock folder, which the daemon docks as it starts; `daemon_env`: more of its
+    settings)."""
     if shutil.which("ffmpeg") is None:
         service_missing("ffmpeg is not installed: scripts/setup.sh installs it")
     base = Path(tempfile.mkdtemp(prefix="ea-installed-"))
@@ -152,7 +170,7 @@ def installed_station(
     roles = data / "roles.toml"  # an administrator's file: root's, read by everyone
     roles.write_text(
         f'[roles.users]\n{accounts.clerk} = ["clerk"]\n{accounts.supervisor} = ["supervisor"]\n'
-        f'{accounts.auditor} = ["auditor"]\n'
+        f'{accounts.auditor} = ["auditor"]\n{accounts.reviewer} = ["reviewer"]\n'
     )
     os.chown(roles, 0, 0)
     roles.chmod(0o644)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +61,19 @@ def test_a_year_the_library_does_not_know_needs_overrides() -> None:
     )
     # Tue 2030-01-01 off, Wed 2, Thu 3, Fri 4, Sat 5 worked.
     assert known.add_working_days(date(2029, 12, 31), 4) == date(2030, 1, 5)
+
+
+def test_the_configuration_s_overrides_reach_the_calendar(tmp_path: Path) -> None:
+    from evidence_agent.config import build_settings
+
+    env = {
+        "EVIDENCE_AGENT_DATA_DIR": str(tmp_path),
+        "EVIDENCE_AGENT__CALENDAR__HOLIDAYS": '["2030-01-01"]',
+        "EVIDENCE_AGENT__CALENDAR__WORKING_DAYS": '["2030-01-05"]',
+    }
+    calendar = build_settings({}, env).calendar
+    assert calendar.knows(2030)
+    assert calendar.add_working_days(date(2029, 12, 31), 4) == date(2030, 1, 5)
 
 
 def test_an_override_corrects_a_known_year() -> None:
