@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from evidence_agent.domain.roles import DEFAULT_GROUPS
 from tests.support import service_missing
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
@@ -93,7 +94,7 @@ def test_unit_parses_as_ini() -> None:
     assert parser.sections() == ["Unit", "Service", "Install"]
 
 
-def test_sysusers_creates_the_service_user(tmp_path: Path) -> None:
+def test_sysusers_creates_the_service_user_and_a_group_for_every_role(tmp_path: Path) -> None:
     sysusers = tool("systemd-sysusers")
     (tmp_path / "etc").mkdir()
     done = subprocess.run(
@@ -111,6 +112,8 @@ def test_sysusers_creates_the_service_user(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Creating user 'evidence-agent'" in done.stdout + done.stderr
     assert "Creating group 'evidence-agent-users'" in done.stdout + done.stderr
+    for group in DEFAULT_GROUPS:  # usermod -aG evidence-clerk NAME needs the group to exist
+        assert f"Creating group '{group}'" in done.stdout + done.stderr
 
 
 def test_the_socket_unit_verifies_and_is_for_the_group_only() -> None:
