@@ -35,12 +35,11 @@ from sqlmodel import Session
 from evidence_agent.catalog.custody_log import SqlCustodyLog, log_origin
 from evidence_agent.catalog.database import migrate, open_engine
 from evidence_agent.custody.canonical import canonical_json
-from evidence_agent.custody.catalog_rows import INGEST_FIELDS
 from evidence_agent.custody.checkpoint import Checkpoint, sign_checkpoint
 from evidence_agent.custody.events import CustodyEvent, format_time
 from evidence_agent.custody.merkle import MerkleAccumulator
 from evidence_agent.custody.signed_note import Ed25519Signer
-from evidence_agent.custody.vocabulary import EventType
+from evidence_agent.custody.vocabulary import INGEST_FIELDS, EventType
 from evidence_agent.domain.states import ClipState, DockState
 from evidence_agent.services.audit.verify_bundle import verify_bundle
 from evidence_agent.services.bundle_writer import StationExport, write_bundle

@@ -12,29 +12,9 @@ from typing import Any
 
 from evidence_agent.custody.audit_report import AuditReport
 from evidence_agent.custody.log_facts import CaseFacts, ClipFacts, LogFacts
+from evidence_agent.custody.vocabulary import INGEST_FIELDS
 from evidence_agent.errors import InputError
 
-# The clip row as the cross-check sees it (and as a bundle carries it): catalog values in the
-# ingest event's spelling. Each of these is fixed by the clip.ingested event.
-INGEST_FIELDS = (
-    "size",
-    "blake3",
-    "sm3",
-    "media_kind",
-    "source_path",
-    "source_path_hex",
-    "recorded_start",
-    "recorded_end",
-    "time_source",
-    "duration_seconds",
-    "ingested_at",
-    "recorder",
-    "officer",
-    "unit",
-    "important",
-    "flags",
-    "dock_session",
-)
 # What decides whether a clip may be deleted, fixed by review.retention's events instead: the
 # legal hold (clip.legal_hold_set and _released), the grounds for keeping it for good
 # (clip.retention_ground_set), a sorted list, and its retention class and keep-until time (the

@@ -11,7 +11,6 @@ import pytest
 
 from evidence_agent.custody.audit_report import AuditReport
 from evidence_agent.custody.catalog_rows import (
-    INGEST_FIELDS,
     CatalogSnapshot,
     clip_row_differences,
     clip_row_differences_reference,
@@ -32,6 +31,7 @@ from evidence_agent.custody.merkle import MerkleAccumulator, consistency_proof, 
 from evidence_agent.custody.proof_plan import ProofPlan
 from evidence_agent.custody.signed_note import Ed25519Signer
 from evidence_agent.custody.verification import CheckpointInput, LogInput, verify_log
+from evidence_agent.custody.vocabulary import INGEST_FIELDS
 from evidence_agent.errors import InputError
 
 SID = "st-1"
