@@ -279,7 +279,8 @@ def clocks_text(clocks: dict[str, Any]) -> str:
         clocks["notices"],
         clocks["annual_statistics"],
     )
-    lines = [f"legal reviews waiting: {len(reviews)}"]
+    lines = calendar_lines(clocks["calendar"])
+    lines.append(f"legal reviews waiting: {len(reviews)}")
     lines += [("  OVERDUE " if r["state"] == "overdue" else "  ") + review_line(r) for r in reviews]
     lines.append(f"notices to publish or withdraw: {len(notices)}")
     lines += [("  OVERDUE " if n["overdue"] else "  ") + notice_line(n) for n in notices]
@@ -292,6 +293,20 @@ def clocks_text(clocks: dict[str, Any]) -> str:
             f"{annual['year'] + 1})"
         )
     return text_lines(lines)
+
+
+def calendar_lines(gaps: list[dict[str, Any]]) -> list[str]:
+    """The warning of deadlines the working-day calendar cannot count yet (clocks_due)."""
+    if not gaps:
+        return []
+    year = gaps[0]["year"]
+    lines = [
+        f"warning: the working-day calendar does not know {year}: add its official holidays "
+        "and adjusted working days to [calendar] in the configuration (docs/clocks.md); "
+        "until then a deadline counted from these days on is refused (exit 4):"
+    ]
+    lines += [f"  from {g['refused_from']}: {g['what']}" for g in gaps]
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -74,6 +74,18 @@ class WorkingDayCalendar:
                 left -= 1
         return day
 
+    def first_uncountable_start(self, today: date, days: int, within: int) -> date | None:
+        """The first day from `today` to `within` days after it from which a period of `days`
+        working days would reach a year this calendar does not know (its deadline refused),
+        or None: what a station warns of before its clerks meet the refusal."""
+        for offset in range(within + 1):
+            start = today + timedelta(days=offset)
+            try:
+                self.add_working_days(start, days)
+            except ConfigError:
+                return start
+        return None
+
     def working_days_between(self, start: date, end: date) -> int:
         """Working days after `start` up to and including `end` (0 when `end` is not later)."""
         count = 0

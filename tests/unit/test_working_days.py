@@ -87,3 +87,25 @@ def test_an_override_corrects_a_known_year() -> None:
 
 def test_the_annual_statistics_are_due_by_31_january() -> None:
     assert annual_report_due(2026) == date(2027, 1, 31)
+
+
+def first_unknown_year() -> int:
+    return next(y for y in range(2026, 2100) if not CAL.knows(y))
+
+
+@pytest.mark.parametrize("days", [3, 7, 20])
+def test_the_first_start_whose_deadline_cannot_be_counted(days: int) -> None:
+    year = first_unknown_year()
+    start = CAL.first_uncountable_start(date(year - 1, 11, 20), days, 60)
+    assert start is not None and start.year == year - 1
+    with pytest.raises(ConfigError, match=f"does not know {year}"):
+        CAL.add_working_days(start, days)
+    day_before = date.fromordinal(start.toordinal() - 1)
+    assert CAL.add_working_days(day_before, days).year == year - 1  # the last one counted
+
+
+def test_nothing_uncountable_within_reach_or_once_the_year_is_configured() -> None:
+    year = first_unknown_year()
+    assert CAL.first_uncountable_start(date(year - 1, 6, 1), 20, 45) is None
+    known = WorkingDayCalendar.with_overrides(holidays=[date(year, 1, 1)])
+    assert known.first_uncountable_start(date(year - 1, 12, 5), 20, 45) is None

@@ -37,3 +37,19 @@ def test_footage_of_last_year_makes_its_report_owed_and_then_overdue(
     assert due["owed"] is True and due["overdue"] is False
     late = _annual(station, date(2026, 2, 2))
     assert late["owed"] is True and late["overdue"] is True
+
+
+def test_status_warns_of_deadlines_the_calendar_cannot_count_before_clerks_meet_them(
+    station: Station,
+) -> None:
+    year = next(y for y in range(2026, 2100) if not CAL.knows(y))
+    with station.reading() as session:
+        assert clocks_due(session, CAL, date(year - 1, 6, 1))["calendar"] == []
+        gaps = clocks_due(session, CAL, date(year - 1, 12, 5))["calendar"]
+    assert [(g["working_days"], g["year"]) for g in gaps] == [(20, year), (7, year), (3, year)]
+    starts = [date.fromisoformat(g["refused_from"]) for g in gaps]
+    assert starts == sorted(starts)  # the longest period is refused first
+    assert all(
+        CAL.first_uncountable_start(s, g["working_days"], 0) == s
+        for s, g in zip(starts, gaps, strict=True)
+    )
