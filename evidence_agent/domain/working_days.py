@@ -78,6 +78,14 @@ class WorkingDayCalendar:
         """The first day from `today` to `within` days after it from which a period of `days`
         working days would reach a year this calendar does not know (its deadline refused),
         or None: what a station warns of before its clerks meet the refusal."""
+        last = today + timedelta(days=within)
+        if all(self.knows(y) for y in range(today.year, last.year + 1)):
+            try:
+                self.add_working_days(last, days)
+            except ConfigError:
+                pass
+            else:
+                return None  # every earlier start's period ends sooner, in the years known
         for offset in range(within + 1):
             start = today + timedelta(days=offset)
             try:
